@@ -1,0 +1,5 @@
+import sys
+
+from cdrepro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""Training state on disk: written atomically, loaded safely, refused when it is not ours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cdrepro.atomic import atomic_path
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint was written for other settings than the run asking for it."""
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` so that a crash mid-write leaves the previous file intact."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: Path, expected_digest: str) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and check it belongs to these settings."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    found = state.get("settings_digest")
+    if found != expected_digest:
+        raise CheckpointMismatch(
+            f"{path} was written by a run with other settings (hash {found}, expected "
+            f"{expected_digest}); it will not be reused. Delete it (or the run's folder) to "
+            "train this run from scratch."
+        )
+    return state
+
+
+def rng_state(shuffle: torch.Generator, augment: torch.Generator) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "augment": augment.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng(state: dict[str, torch.Tensor], shuffle: torch.Generator, augment: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    augment.set_state(state["augment"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])

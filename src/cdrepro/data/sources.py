@@ -1,0 +1,443 @@
+"""Dataset sources: turn a dataset's settings into raw uint8 arrays (then ``prepare_dataset`` stores them).
+
+Sources (``settings["source"]``):
+
+* ``digits`` — scikit-learn's 1,797 8x8 digits (ships with scikit-learn, so it works offline).
+* ``cifar10``, ``cifar100_20``, ``stl10`` — torchvision's archives in ``download_dir``, train split
+  first, then test (the paper trains and evaluates on both). Archives can be downloaded by
+  torchvision or placed there by hand; torchvision checks their MD5 either way.
+* ``imagenet10``, ``folder`` — a folder of images that the user points to (ImageNet cannot be
+  downloaded automatically), decoded with PIL and resized once to ``store_size``.
+
+Failures that a user must fix outside the pipeline (archive missing, no network, checksum
+mismatch, folder missing) raise ``DatasetUnavailable`` with a message that says what to do;
+a user folder with the wrong contents raises ``ImageFolderError``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import pickle
+import sys
+import urllib.error
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cdrepro.data.prepared import save_prepared
+
+DEFAULT_STORE_SIZE = 256
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+# The ImageNet-10 subset (Chang et al., 2017, "Deep Adaptive Image Clustering"), in label order.
+IMAGENET10_SYNSETS: dict[str, str] = {
+    "n02056570": "king penguin",
+    "n02085936": "Maltese dog",
+    "n02128757": "snow leopard",
+    "n02690373": "airliner",
+    "n02692877": "airship",
+    "n03095699": "container ship",
+    "n04254680": "soccer ball",
+    "n04285008": "sports car",
+    "n04467665": "trailer truck",
+    "n07747607": "orange",
+}
+IMAGENET10_IMAGES_PER_CLASS = 1300  # every class of the ImageNet-1k train split used here
+
+# Used when stl10_binary/class_names.txt is absent (torchvision then sets no ``classes``).
+STL10_CLASS_NAMES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
+
+RESIZE_NOTE = (
+    "PIL bilinear (antialiased when shrinking) to store_size x store_size; whole image squashed, no crop"
+)
+
+# What a failed download raises: urllib's URLError and socket errors are OSErrors; a connection
+# dropped mid-response can also surface as an http.client exception.
+_NETWORK_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException)
+
+
+class DatasetUnavailable(RuntimeError):
+    """The data cannot be had here: archive missing or corrupt, no network, or folder missing."""
+
+
+class ImageFolderError(ValueError):
+    """A user's image folder is unusable: wrong layout, an empty class, or an unreadable image."""
+
+
+@dataclass
+class RawDataset:
+    """A source's images and labels, before validation and storage by ``save_prepared``."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N,) int64
+    class_names: list[str]
+    source_info: dict[str, Any]
+
+
+def load_source(settings: dict[str, Any], download_dir: Path, download: bool) -> RawDataset:
+    """Read the dataset that ``settings`` (one entry of the params file's ``datasets``) describes.
+
+    ``download_dir`` holds torchvision archives; ``download`` allows fetching missing ones.
+    """
+    source = settings.get("source")
+    download_dir = Path(download_dir).expanduser()
+    if source == "digits":
+        return _load_digits()
+    if source == "cifar10":
+        return _load_cifar10(download_dir, download)
+    if source == "cifar100_20":
+        return _load_cifar100_20(download_dir, download)
+    if source == "stl10":
+        return _load_stl10(download_dir, download)
+    if source == "imagenet10":
+        return _load_imagenet10(_folder_setting(settings), _store_size(settings))
+    if source == "folder":
+        return _load_class_folder(_folder_setting(settings), _store_size(settings))
+    known = "digits, cifar10, cifar100_20, stl10, imagenet10, folder"
+    raise ValueError(f"unknown dataset source {source!r} (known: {known})")
+
+
+def prepare_dataset(
+    name: str,
+    settings: dict[str, Any],
+    download_dir: str | Path,
+    download: bool,
+    npz_path: str | Path,
+    meta_path: str | Path,
+) -> dict[str, Any]:
+    """Load dataset ``name`` from its source and write the prepared pair; return its metadata.
+
+    Loading happens completely before anything is written, so a failure leaves no file.
+    """
+    raw = load_source(settings, Path(download_dir), download)
+    return save_prepared(npz_path, meta_path, name, raw.images, raw.labels, raw.class_names, raw.source_info)
+
+
+# --- digits --------------------------------------------------------------------------------------
+
+
+def _load_digits() -> RawDataset:
+    """scikit-learn's digits: 8x8 grey values 0..16, scaled to 0..255 and repeated into RGB.
+
+    RGB because the whole pipeline (augmentations, backbone) expects three channels.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    grey = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
+    images = np.repeat(grey[..., np.newaxis], 3, axis=-1)
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    info = {"source": "digits", "origin": "sklearn.datasets.load_digits",
+            "value_scale": "round(v * 255 / 16)"}
+    return RawDataset(images, labels, [str(digit) for digit in range(10)], info)
+
+
+# --- torchvision archives ------------------------------------------------------------------------
+
+
+class _Fetch(Enum):
+    """What torchvision has to do before the extracted files can be read."""
+
+    NOTHING = "extracted files present and intact"
+    EXTRACT = "archive present and intact: extract it (no network)"
+    DOWNLOAD = "download the archive, check it and extract it"
+
+
+def _archive_help(dataset_class: type, root: Path) -> str:
+    return (
+        f"download {dataset_class.url} by hand and place it as {root / dataset_class.filename}; "
+        f"torchvision checks its MD5 ({dataset_class.tgz_md5}) before extracting it"
+    )
+
+
+def _extracted_files_intact(dataset_class: type, root: Path) -> bool:
+    """The same check torchvision's ``_check_integrity`` makes, done on the class, not an instance."""
+    from torchvision.datasets.utils import check_integrity
+
+    folder = root / dataset_class.base_folder
+    files = dataset_class.train_list + dataset_class.test_list
+    return all(check_integrity(folder / file_name, md5) for file_name, md5 in files)
+
+
+def _corrupt(name: str, dataset_class: type, root: Path) -> DatasetUnavailable:
+    archive, extracted = root / dataset_class.filename, root / dataset_class.base_folder
+    return DatasetUnavailable(
+        f"{name}: {archive} (or the files extracted from it in {extracted}) is corrupt or incomplete "
+        f"(checksum mismatch): delete it and download again (set data.download: true, or "
+        f"{_archive_help(dataset_class, root)})"
+    )
+
+
+def _plan_fetch(name: str, dataset_class: type, root: Path, download: bool) -> _Fetch:
+    """Decide what torchvision must do, refusing early when it could only fail or touch the network.
+
+    torchvision extracts an archive only when called with ``download=True``; with a hand-placed,
+    intact archive that call never reaches the network (it checks the MD5 and skips the fetch),
+    so a hand-placed archive is extracted even when ``download`` is false.
+    """
+    from torchvision.datasets.utils import check_integrity
+
+    if _extracted_files_intact(dataset_class, root):
+        return _Fetch.NOTHING
+    archive = root / dataset_class.filename
+    if archive.is_file():
+        if check_integrity(archive, dataset_class.tgz_md5):
+            return _Fetch.EXTRACT
+        if not download:
+            raise _corrupt(name, dataset_class, root)
+        return _Fetch.DOWNLOAD  # torchvision fetches it again over the bad copy
+    if not download:
+        raise DatasetUnavailable(
+            f"{name}: {dataset_class.filename} not found in {root} and downloading is off "
+            f"(data.download: false). Set data.download: true, or {_archive_help(dataset_class, root)}"
+        )
+    return _Fetch.DOWNLOAD
+
+
+def _open_split(name: str, dataset_class: type, root: Path, fetch: _Fetch, **split: Any) -> Any:
+    """Construct one torchvision split, turning download and checksum failures into DatasetUnavailable."""
+    try:
+        return dataset_class(root=str(root), download=fetch is not _Fetch.NOTHING, **split)
+    except _NETWORK_ERRORS as error:
+        if fetch is not _Fetch.DOWNLOAD:
+            raise  # a local read or extraction problem; its own message names the file
+        raise DatasetUnavailable(
+            f"{name}: could not download {dataset_class.url} ({error}). Without network access, "
+            f"{_archive_help(dataset_class, root)}"
+        ) from error
+    except RuntimeError as error:
+        # torchvision's wording: "Dataset not found or corrupted", "File not found or corrupted."
+        if "corrupt" in str(error) or "not found" in str(error):
+            raise _corrupt(name, dataset_class, root) from error
+        raise
+
+
+def _torchvision_info(source: str, dataset_class: type, split_sizes: dict[str, int]) -> dict[str, Any]:
+    import torchvision
+
+    return {
+        "source": source,
+        "archive": dataset_class.filename,
+        "url": dataset_class.url,
+        "archive_md5": dataset_class.tgz_md5,
+        "splits": split_sizes,
+        "torchvision": torchvision.__version__,
+    }
+
+
+def _load_cifar10(root: Path, download: bool) -> RawDataset:
+    from torchvision.datasets import CIFAR10
+
+    fetch = _plan_fetch("cifar10", CIFAR10, root, download)
+    train = _open_split("cifar10", CIFAR10, root, fetch, train=True)
+    test = _open_split("cifar10", CIFAR10, root, fetch, train=False)
+    images = np.ascontiguousarray(np.concatenate([train.data, test.data]))  # torchvision gives NHWC views
+    labels = np.concatenate([np.asarray(train.targets), np.asarray(test.targets)]).astype(np.int64)
+    info = _torchvision_info("cifar10", CIFAR10, {"train": len(train), "test": len(test)})
+    return RawDataset(images, labels, list(train.classes), info)
+
+
+def _read_pickle(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as handle:
+        return pickle.load(handle, encoding="latin1")
+
+
+def _load_cifar100_20(root: Path, download: bool) -> RawDataset:
+    """CIFAR-100 with its 20 coarse superclasses as labels.
+
+    torchvision exposes only the 100 fine labels, so the coarse ones are read from the same
+    pickles that torchvision has just checked (``coarse_labels``, and ``coarse_label_names`` in
+    ``meta``), in the same order as its images.
+    """
+    from torchvision.datasets import CIFAR100
+
+    fetch = _plan_fetch("cifar100_20", CIFAR100, root, download)
+    train = _open_split("cifar100_20", CIFAR100, root, fetch, train=True)
+    test = _open_split("cifar100_20", CIFAR100, root, fetch, train=False)
+    folder = root / CIFAR100.base_folder
+    batch_files = [file_name for file_name, _ in CIFAR100.train_list + CIFAR100.test_list]
+    coarse = np.concatenate([np.asarray(_read_pickle(folder / f)["coarse_labels"]) for f in batch_files])
+    images = np.ascontiguousarray(np.concatenate([train.data, test.data]))  # torchvision gives NHWC views
+    if coarse.shape[0] != images.shape[0]:
+        raise _corrupt("cifar100_20", CIFAR100, root)
+    class_names = list(_read_pickle(folder / CIFAR100.meta["filename"])["coarse_label_names"])
+    info = _torchvision_info("cifar100_20", CIFAR100, {"train": len(train), "test": len(test)})
+    info["labels"] = "coarse_labels (20 superclasses)"
+    return RawDataset(images, coarse.astype(np.int64), class_names, info)
+
+
+def _load_stl10(root: Path, download: bool) -> RawDataset:
+    """STL-10's labelled splits only (5,000 train + 8,000 test); the 100,000 unlabelled are not used."""
+    from torchvision.datasets import STL10
+
+    fetch = _plan_fetch("stl10", STL10, root, download)
+    train = _open_split("stl10", STL10, root, fetch, split="train")
+    test = _open_split("stl10", STL10, root, fetch, split="test")
+    nchw = np.concatenate([train.data, test.data])
+    images = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1))
+    labels = np.concatenate([train.labels, test.labels]).astype(np.int64)
+    class_names = list(getattr(train, "classes", STL10_CLASS_NAMES))
+    info = _torchvision_info("stl10", STL10, {"train": len(train), "test": len(test)})
+    return RawDataset(images, labels, class_names, info)
+
+
+# --- image folders -------------------------------------------------------------------------------
+
+
+def _folder_setting(settings: dict[str, Any]) -> Path:
+    """The dataset's image folder; a relative path is taken from the current directory (the project root)."""
+    if not settings.get("path"):
+        raise ValueError(
+            f"source {settings.get('source')!r} needs a 'path': the folder <path>/<class>/<image>"
+        )
+    return Path(settings["path"]).expanduser()
+
+
+def _store_size(settings: dict[str, Any]) -> int:
+    return int(settings.get("store_size", DEFAULT_STORE_SIZE))
+
+
+def _class_folders(root: Path) -> list[Path]:
+    """Sub-folders of ``root``, sorted; hidden ones (``.cache``, ``.ipynb_checkpoints``) are skipped."""
+    return sorted(entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+
+
+def _image_files(class_folder: Path) -> list[Path]:
+    """Image files of one class folder, sorted; other files (notes, ``.DS_Store``) are ignored."""
+    return sorted(
+        entry
+        for entry in class_folder.iterdir()
+        if entry.is_file() and not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _decode_resized(path: Path, size: int) -> np.ndarray:
+    """Decode one image as RGB and squash it to ``size`` x ``size`` (bilinear, antialiased)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    except Exception as error:  # any decoder failure: the user needs to know which file
+        raise ImageFolderError(f"cannot read image {path}: {error}") from error
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def _decode_all(paths: Sequence[Path], size: int, description: str) -> np.ndarray:
+    """Decode ``paths`` in order into one (N, size, size, 3) array, on a thread pool.
+
+    Threads suffice: PIL releases the GIL while decoding and resizing. On the first failure the
+    queued images are cancelled so the error surfaces at once.
+    """
+    from tqdm import tqdm
+
+    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def decode_into(index: int) -> None:
+        images[index] = _decode_resized(paths[index], size)
+
+    pool = ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4))
+    try:
+        progress = tqdm(pool.map(decode_into, range(len(paths))), total=len(paths), desc=description,
+                        unit="img", file=sys.stderr)
+        for _ in progress:
+            pass
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return images
+
+
+def _folder_info(source: str, root: Path, size: int, counts: list[int]) -> dict[str, Any]:
+    return {
+        "source": source,
+        "path": str(root.resolve()),
+        "store_size": size,
+        "resize": RESIZE_NOTE,
+        "images_per_class": counts,
+    }
+
+
+def _load_class_folder(root: Path, size: int) -> RawDataset:
+    """A user's own images, laid out ``<root>/<class>/<image>``; classes are the sorted folder names.
+
+    Each image is decoded, converted to RGB and squashed (no crop) to ``size`` x ``size`` with
+    PIL's bilinear filter, which antialiases when shrinking. That is the paper's evaluation
+    transform (Resize to a square) done once, at a lower resolution, so the stored array is
+    small and training resizes from it on the device.
+    """
+    layout = f"expected a folder <path>/<class>/<image> with images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+    if not root.is_dir():
+        raise DatasetUnavailable(f"image folder {root} not found: {layout}")
+    class_folders = _class_folders(root)
+    if not class_folders:
+        raise ImageFolderError(f"{root} has no class sub-folders: {layout}")
+    files_per_class = [_image_files(folder) for folder in class_folders]
+    for folder, files in zip(class_folders, files_per_class):
+        if not files:
+            raise ImageFolderError(f"class folder {folder} holds no images: {layout}")
+    return _decode_classes(
+        "folder", root, size, [folder.name for folder in class_folders], files_per_class, extra_info={}
+    )
+
+
+def _decode_classes(source: str, root: Path, size: int, class_names: list[str],
+                    files_per_class: list[list[Path]], extra_info: dict[str, Any]) -> RawDataset:
+    paths = [path for files in files_per_class for path in files]
+    labels = np.concatenate(
+        [np.full(len(files), label, dtype=np.int64) for label, files in enumerate(files_per_class)]
+    )
+    images = _decode_all(paths, size, description=f"{source} {root.name}")
+    info = _folder_info(source, root, size, [len(files) for files in files_per_class]) | extra_info
+    return RawDataset(images, labels, class_names, info)
+
+
+def _imagenet10_layout() -> str:
+    synsets = ", ".join(f"{synset} ({readable})" for synset, readable in IMAGENET10_SYNSETS.items())
+    return (
+        "expected <path>/<synset>/<image>.JPEG (the ImageNet-1k train layout, 1,300 images per synset) "
+        f"with exactly these 10 synset folders: {synsets}"
+    )
+
+
+def _load_imagenet10(root: Path, size: int) -> RawDataset:
+    """ImageNet-10 from a folder the user provides (ImageNet cannot be downloaded automatically).
+
+    The layout is checked strictly (exactly the 10 synsets, none empty) because a wrong folder
+    would otherwise silently produce a different benchmark. Labels follow the synset order of
+    ``IMAGENET10_SYNSETS``; class names are the synset ids, with readable names in the source
+    info. Images are squashed to ``size`` x ``size`` as for ``folder`` (the paper's evaluation
+    transform, at lower resolution).
+    """
+    if not root.is_dir():
+        raise DatasetUnavailable(f"imagenet10: folder {root} not found; {_imagenet10_layout()}")
+    present = {folder.name for folder in _class_folders(root)}
+    missing = [synset for synset in IMAGENET10_SYNSETS if synset not in present]
+    extra = sorted(present - set(IMAGENET10_SYNSETS))
+    if missing or extra:
+        problems = ([f"missing synset folders: {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected folders: {', '.join(extra)}"] if extra else []
+        )
+        raise ImageFolderError(f"imagenet10: {root} has {'; '.join(problems)}; {_imagenet10_layout()}")
+    files_per_class = [_image_files(root / synset) for synset in IMAGENET10_SYNSETS]
+    empty = [synset for synset, files in zip(IMAGENET10_SYNSETS, files_per_class) if not files]
+    if empty:
+        raise ImageFolderError(
+            f"imagenet10: synset folders without images: {', '.join(empty)}; {_imagenet10_layout()}"
+        )
+    off_count = [f"{synset}: {len(files)}" for synset, files in zip(IMAGENET10_SYNSETS, files_per_class)
+                 if len(files) != IMAGENET10_IMAGES_PER_CLASS]
+    if off_count:
+        warnings.warn(
+            f"imagenet10: expected {IMAGENET10_IMAGES_PER_CLASS} images per synset (the paper's "
+            f"13,000 in all); these differ: {', '.join(off_count)}",
+            stacklevel=3,
+        )
+    extra_info = {"synset_names": dict(IMAGENET10_SYNSETS)}
+    return _decode_classes("imagenet10", root, size, list(IMAGENET10_SYNSETS), files_per_class, extra_info)

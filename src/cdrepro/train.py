@@ -1,0 +1,185 @@
+"""Train one CD run: the loop, its checkpoint every epoch, and resume.
+
+The prepared uint8 images live on the training device; each step indexes a batch and makes
+both views there (``cdrepro.augment``), so no per-image work happens on the host.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from cdrepro import augment as aug
+from cdrepro.atomic import atomic_path, write_json, write_text
+from cdrepro.checkpoint import load_state, restore_rng, rng_state, save_state
+from cdrepro.config import RunSettings
+from cdrepro.data.prepared import load_prepared
+from cdrepro.device import autocast, select_device
+from cdrepro.losses import feature_loss, instance_loss, normalized_entropy
+from cdrepro.model import Outputs, build_model
+
+log = logging.getLogger(__name__)
+
+CURVE_COLUMNS = ["epoch", "lr", "loss", "instance", "feature", "entropy", "seconds", "pairs_per_s"]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    checkpoint: Path
+    model: Path
+    curves: Path
+    summary: Path
+
+
+def loss_terms(out1: Outputs, out2: Outputs, s: RunSettings) -> dict[str, torch.Tensor]:
+    """The CD objective and its parts for one step; switches decide which parts count."""
+    terms = {"instance": instance_loss(out1.z, out2.z, s.instance_temperature)}
+    total = terms["instance"]
+    if s.head:
+        terms["feature"] = feature_loss(out1.f, out2.f, s.feature_temperature)
+        total = total + terms["feature"]
+        # Logged even when switched off: the curves then show what NE does on its own.
+        terms["entropy"] = normalized_entropy(out1.f, out2.f)
+        if s.entropy:
+            total = total - s.entropy_weight * terms["entropy"]
+    terms["loss"] = total
+    return terms
+
+
+def _curves_csv(history: list[dict[str, float]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS, extrasaction="ignore", restval="")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int | None = None,
+          progress: bool | None = None) -> dict[str, Any]:
+    """Train (or resume) one run to ``settings.epochs`` and write its model and curves."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = select_device(settings.device)
+    data = load_prepared(prepared)
+    n_images = len(data)
+    if settings.batch_size > n_images:
+        raise ValueError(
+            f"run {settings.run_id}: batch size {settings.batch_size} is larger than the dataset "
+            f"'{settings.dataset}' ({n_images} images); with drop_last no step could run"
+        )
+    steps_per_epoch = n_images // settings.batch_size  # drop_last, as the paper
+
+    torch.manual_seed(settings.seed)
+    images = torch.from_numpy(data.images).to(device)  # (N, H, W, 3) uint8, on the device
+    model = build_model(settings).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+                 if settings.schedule else None)
+    shuffle_gen = torch.Generator().manual_seed(settings.seed)
+    augment_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
+    augment_cfg = aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
+                                    scale=(settings.crop_min_scale, 1.0))
+
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    digest = settings.digest()
+    if files.checkpoint.exists():
+        state = load_state(files.checkpoint, digest)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"], shuffle_gen, augment_gen)
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+        log.info("%s: resuming from %s at epoch %d", settings.run_id, files.checkpoint, start_epoch)
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = tqdm(range(start_epoch, settings.epochs), initial=start_epoch, total=settings.epochs,
+               desc=settings.run_id, unit="epoch", disable=not progress)
+    for epoch in bar:
+        model.train()
+        started = time.perf_counter()
+        order = torch.randperm(n_images, generator=shuffle_gen).to(device)
+        sums: dict[str, torch.Tensor] = {}
+        for step in range(steps_per_epoch):
+            index = order[step * settings.batch_size:(step + 1) * settings.batch_size]
+            x = aug.to_float(images[index])  # (B, 3, H, W) in [0, 1]
+            if settings.views == 1:
+                view1 = aug.eval_transform(x, settings.image_size)  # (B, 3, S, S) un-augmented
+            else:
+                view1 = aug.augment(x, augment_cfg, augment_gen)
+            view2 = aug.augment(x, augment_cfg, augment_gen)
+            with autocast(device, settings.precision):
+                # Two passes, not one over 2B images: BatchNorm sees each view's own statistics,
+                # as in the authors' code.
+                terms = loss_terms(model(view1), model(view2), settings)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if settings.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=settings.grad_clip_norm)
+            optimizer.step()
+            for name, value in terms.items():  # accumulate on the device: no host sync per step
+                sums[name] = sums.get(name, 0.0) + value.detach().float()
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch + 1, "lr": lr, "seconds": round(seconds, 3),
+               "pairs_per_s": round(steps_per_epoch * settings.batch_size / seconds, 2)}
+        row.update({name: float(total) / steps_per_epoch for name, total in sums.items()})
+        if not math.isfinite(row["loss"]):
+            raise NonFiniteLoss(
+                f"run {settings.run_id}: loss is {row['loss']} in epoch {epoch + 1}; stopped. "
+                f"The last good checkpoint (epoch {start_epoch if not history else history[-1]['epoch']}) "
+                f"is kept at {files.checkpoint}"
+            )
+        history.append(row)
+        save_state(files.checkpoint, {
+            "settings_digest": digest,
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "rng": rng_state(shuffle_gen, augment_gen),
+            "history": history,
+        })
+        write_text(files.curves, _curves_csv(history))
+        bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
+        if not progress:
+            log.info("%s epoch %d/%d loss %.4f (%.1f s, %.0f pairs/s)", settings.run_id,
+                     epoch + 1, settings.epochs, row["loss"], seconds, row["pairs_per_s"])
+
+    with atomic_path(files.model) as tmp:
+        torch.save({"settings": settings.to_dict(), "settings_digest": digest,
+                    "model": model.state_dict()}, tmp)
+    summary = {
+        "run_id": settings.run_id,
+        "settings": settings.to_dict(),
+        "settings_digest": digest,
+        "device": str(device),
+        "torch": torch.__version__,
+        "n_images": n_images,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": settings.epochs,
+        "final": history[-1] if history else {},
+        "train_seconds": round(sum(r["seconds"] for r in history), 2),
+    }
+    write_text(files.curves, _curves_csv(history))
+    write_json(files.summary, summary)
+    return summary

@@ -1,0 +1,295 @@
+"""Dataset sources, through torchvision's real code paths on tiny archives; no network."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cdrepro.data.prepared import load_prepared
+from cdrepro.data.sources import (
+    IMAGENET10_SYNSETS,
+    DatasetUnavailable,
+    ImageFolderError,
+    load_source,
+    prepare_dataset,
+)
+
+if TYPE_CHECKING:  # the fixtures' return type; conftest is not imported at run time
+    from conftest import FakeDataset
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CIFAR10_SAMPLE = REPO_ROOT / "../shared/data/cifar10-sample"
+
+
+def settings(source: str, **extra: Any) -> dict[str, Any]:
+    return {"source": source, "color_strength": 0.5, "blur": False, **extra}
+
+
+def assert_same_data(raw: Any, expected: FakeDataset) -> None:
+    assert raw.images.dtype == np.uint8 and raw.images.flags["C_CONTIGUOUS"]
+    assert raw.labels.dtype == np.int64
+    assert np.array_equal(raw.images, expected.images)  # pixel-exact, train split first
+    assert np.array_equal(raw.labels, expected.labels)
+    assert raw.class_names == expected.class_names
+
+
+# --- digits --------------------------------------------------------------------------------------
+
+
+def test_digits_are_rgb_uint8_scaled_to_full_range() -> None:
+    raw = load_source(settings("digits"), Path("unused"), download=False)
+    assert raw.images.shape == (1797, 8, 8, 3) and raw.images.dtype == np.uint8
+    assert raw.images.min() == 0 and raw.images.max() == 255
+    assert np.array_equal(raw.images[..., 0], raw.images[..., 2])  # grey replicated to 3 channels
+    assert raw.labels.dtype == np.int64 and sorted(set(raw.labels.tolist())) == list(range(10))
+    assert raw.class_names == [str(digit) for digit in range(10)]
+
+
+def test_prepare_digits_writes_a_loadable_pair(tmp_path: Path) -> None:
+    meta = prepare_dataset("digits", settings("digits"), tmp_path / "downloads", False,
+                           tmp_path / "digits.npz", tmp_path / "digits.json")
+    data = load_prepared(tmp_path / "digits.npz")
+    assert meta["n_images"] == len(data) == 1797 and data.num_classes == 10
+    assert data.meta["source_info"]["source"] == "digits"
+
+
+def test_unknown_source_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown dataset source 'mnist'"):
+        load_source(settings("mnist"), Path("unused"), download=False)
+
+
+# --- CIFAR ---------------------------------------------------------------------------------------
+
+
+def test_cifar10_from_a_hand_placed_archive_without_downloading(fake_cifar10: FakeDataset) -> None:
+    raw = load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)
+    assert_same_data(raw, fake_cifar10)
+    assert raw.source_info["splits"] == {"train": 10, "test": 2}
+    assert raw.source_info["archive"] == "cifar-10-python.tar.gz"
+
+
+def test_cifar10_reads_extracted_files_once_the_archive_is_gone(fake_cifar10: FakeDataset) -> None:
+    load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)
+    assert fake_cifar10.archive is not None
+    fake_cifar10.archive.unlink()
+    raw = load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)
+    assert_same_data(raw, fake_cifar10)
+
+
+def test_cifar100_20_uses_the_coarse_superclasses(fake_cifar100: FakeDataset) -> None:
+    raw = load_source(settings("cifar100_20"), fake_cifar100.download_dir, download=False)
+    assert_same_data(raw, fake_cifar100)
+    assert len(raw.class_names) == 20
+
+
+def test_prepare_cifar100_20_stores_twenty_classes(fake_cifar100: FakeDataset, tmp_path: Path) -> None:
+    meta = prepare_dataset("cifar100_20", settings("cifar100_20"), fake_cifar100.download_dir, False,
+                           tmp_path / "out" / "cifar100_20.npz", tmp_path / "out" / "cifar100_20.json")
+    assert meta["num_classes"] == 20 and meta["n_images"] == 24 and sum(meta["class_counts"]) == 24
+
+
+def test_missing_archive_without_download_names_the_file_and_folder(tmp_path: Path) -> None:
+    from torchvision.datasets import CIFAR10
+
+    download_dir = tmp_path / "downloads"
+    with pytest.raises(DatasetUnavailable) as caught:
+        load_source(settings("cifar10"), download_dir, download=False)
+    message = str(caught.value)
+    assert "cifar-10-python.tar.gz" in message and str(download_dir) in message
+    assert CIFAR10.url in message and "MD5" in message
+
+
+def test_corrupt_archive_is_reported_as_a_checksum_mismatch(fake_cifar10: FakeDataset) -> None:
+    assert fake_cifar10.archive is not None
+    data = bytearray(fake_cifar10.archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    fake_cifar10.archive.write_bytes(bytes(data))
+    with pytest.raises(DatasetUnavailable, match=r"corrupt or incomplete \(checksum mismatch\): delete it"):
+        load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)
+
+
+def test_corrupt_extracted_file_is_reported_as_a_checksum_mismatch(fake_cifar10: FakeDataset) -> None:
+    load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)
+    meta_file = fake_cifar10.download_dir / "cifar-10-batches-py" / "batches.meta"
+    meta_file.write_bytes(meta_file.read_bytes() + b"junk")  # torchvision checks it while loading
+    with pytest.raises(DatasetUnavailable, match="checksum mismatch"):
+        load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)
+
+
+def test_network_failure_says_where_to_place_the_archive(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.datasets import CIFAR100
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution (simulated)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    download_dir = tmp_path / "downloads"
+    with pytest.raises(DatasetUnavailable) as caught:
+        load_source(settings("cifar100_20"), download_dir, download=True)
+    message = str(caught.value)
+    assert "could not download" in message and CIFAR100.url in message
+    assert str(download_dir / "cifar-100-python.tar.gz") in message and "MD5" in message
+
+
+def test_corrupt_download_is_reported_as_a_checksum_mismatch(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.datasets import utils
+
+    def truncated_download(url: str, filename: Any, chunk_size: int = 0) -> None:
+        Path(filename).write_bytes(b"the first bytes of an archive, then the connection dropped")
+
+    monkeypatch.setattr(utils, "_get_redirect_url", lambda url, max_hops=3: url)
+    monkeypatch.setattr(utils, "_urlretrieve", truncated_download)
+    with pytest.raises(DatasetUnavailable, match=r"cifar-10-python\.tar\.gz.*checksum mismatch"):
+        load_source(settings("cifar10"), tmp_path / "downloads", download=True)
+
+
+def test_failed_prepare_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(DatasetUnavailable):
+        prepare_dataset("cifar10", settings("cifar10"), tmp_path / "downloads", False,
+                        out / "cifar10.npz", out / "cifar10.json")
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+# --- STL-10 --------------------------------------------------------------------------------------
+
+
+def test_stl10_uses_train_and_test_only_as_nhwc(fake_stl10: FakeDataset) -> None:
+    raw = load_source(settings("stl10"), fake_stl10.download_dir, download=False)
+    assert raw.images.shape == (13, 96, 96, 3)  # the 2 unlabelled images are left out
+    assert_same_data(raw, fake_stl10)
+    assert raw.source_info["splits"] == {"train": 10, "test": 3}
+
+
+def test_stl10_without_class_names_file_uses_the_standard_names(fake_stl10: FakeDataset) -> None:
+    (fake_stl10.download_dir / "stl10_binary" / "class_names.txt").unlink()
+    raw = load_source(settings("stl10"), fake_stl10.download_dir, download=False)
+    assert raw.class_names == fake_stl10.class_names
+
+
+# --- ImageNet-10 ---------------------------------------------------------------------------------
+
+
+def write_striped_jpeg(path: Path) -> None:
+    """A 40x20 blue image, its leftmost 5 columns green: squashing keeps the stripe, a crop would not."""
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[..., 2] = 255
+    pixels[:, :5] = (0, 255, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=95)
+
+
+@pytest.fixture
+def imagenet10_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "imagenet10"
+    for synset in IMAGENET10_SYNSETS:
+        for index in range(2):
+            write_striped_jpeg(root / synset / f"{synset}_{index}.JPEG")
+    return root
+
+
+def test_imagenet10_squashes_each_image_to_store_size(imagenet10_tree: Path) -> None:
+    with pytest.warns(UserWarning, match="expected 1300 images per synset"):
+        raw = load_source(settings("imagenet10", path=str(imagenet10_tree), store_size=16),
+                          Path("unused"), False)
+    assert raw.images.shape == (20, 16, 16, 3) and raw.images.dtype == np.uint8
+    assert raw.labels.tolist() == [label for label in range(10) for _ in range(2)]
+    assert raw.class_names == list(IMAGENET10_SYNSETS)
+    assert raw.source_info["synset_names"]["n02056570"] == "king penguin"
+    green_edge, blue_rest = raw.images[:, :, :2].astype(int), raw.images[:, :, 3:].astype(int)
+    assert (green_edge[..., 1] > 150).all() and (green_edge[..., 2] < 100).all()
+    assert (blue_rest[..., 2] > 150).all() and (blue_rest[..., 1] < 100).all()
+
+
+def test_imagenet10_store_size_defaults_to_256(imagenet10_tree: Path) -> None:
+    for synset in list(IMAGENET10_SYNSETS)[1:]:
+        (imagenet10_tree / synset / f"{synset}_1.JPEG").unlink()
+    with pytest.warns(UserWarning):
+        raw = load_source(settings("imagenet10", path=str(imagenet10_tree)), Path("unused"), False)
+    assert raw.images.shape == (11, 256, 256, 3)
+
+
+def test_imagenet10_missing_folder_explains_the_layout(tmp_path: Path) -> None:
+    with pytest.raises(DatasetUnavailable, match=r"<path>/<synset>/<image>\.JPEG.*n02056570.*n07747607"):
+        load_source(settings("imagenet10", path=str(tmp_path / "nowhere")), Path("unused"), False)
+
+
+def test_imagenet10_missing_synset_is_named(imagenet10_tree: Path) -> None:
+    shutil.rmtree(imagenet10_tree / "n04254680")
+    with pytest.raises(ImageFolderError, match="missing synset folders: n04254680"):
+        load_source(settings("imagenet10", path=str(imagenet10_tree)), Path("unused"), False)
+
+
+def test_imagenet10_extra_folder_is_named(imagenet10_tree: Path) -> None:
+    (imagenet10_tree / "n01440764").mkdir()
+    with pytest.raises(ImageFolderError, match="unexpected folders: n01440764"):
+        load_source(settings("imagenet10", path=str(imagenet10_tree)), Path("unused"), False)
+
+
+def test_imagenet10_empty_synset_is_named(imagenet10_tree: Path) -> None:
+    for image in (imagenet10_tree / "n02690373").iterdir():
+        image.unlink()
+    with pytest.raises(ImageFolderError, match="without images: n02690373"):
+        load_source(settings("imagenet10", path=str(imagenet10_tree)), Path("unused"), False)
+
+
+# --- generic folders -----------------------------------------------------------------------------
+
+
+def test_folder_of_real_cifar10_images() -> None:
+    if not CIFAR10_SAMPLE.is_dir():
+        pytest.skip(f"{CIFAR10_SAMPLE} is absent (only developers' machines and CI have the shared sample)")
+    raw = load_source(settings("folder", path=str(CIFAR10_SAMPLE), store_size=32), Path("unused"), False)
+    assert raw.images.shape == (2000, 32, 32, 3) and raw.images.dtype == np.uint8
+    assert raw.class_names == sorted(folder.name for folder in CIFAR10_SAMPLE.iterdir())
+    assert np.bincount(raw.labels).tolist() == [200] * 10
+    with Image.open(CIFAR10_SAMPLE / "airplane" / "0000.jpg") as first:
+        assert np.array_equal(raw.images[0], np.asarray(first.convert("RGB")))  # 32 -> 32 changes nothing
+
+
+def write_png(path: Path, colour: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((12, 9, 3), colour, np.uint8)).save(path)
+
+
+def test_folder_takes_sorted_class_folders_and_only_image_files(tmp_path: Path) -> None:
+    write_png(tmp_path / "b_class" / "one.PNG", (0, 0, 255))
+    write_png(tmp_path / "a_class" / "x.png", (255, 0, 0))
+    (tmp_path / "a_class" / "notes.txt").write_text("not an image")
+    (tmp_path / ".cache").mkdir()
+    raw = load_source(settings("folder", path=str(tmp_path), store_size=8), Path("unused"), False)
+    assert raw.class_names == ["a_class", "b_class"] and raw.labels.tolist() == [0, 1]
+    assert raw.images[0, ..., 0].min() == 255 and raw.images[1, ..., 2].min() == 255
+
+
+def test_folder_empty_class_is_named(tmp_path: Path) -> None:
+    write_png(tmp_path / "full" / "x.png", (1, 2, 3))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    with pytest.raises(ImageFolderError, match=r"class folder .*empty holds no images"):
+        load_source(settings("folder", path=str(tmp_path)), Path("unused"), False)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_unreadable_image_is_named(tmp_path: Path, damage: str) -> None:
+    write_png(tmp_path / "cat" / "ok.png", (1, 2, 3))
+    bad = tmp_path / "dog" / "bad.jpg"
+    write_striped_jpeg(bad)
+    content = bad.read_bytes()
+    bad.write_bytes(b"this is not a JPEG" if damage == "garbage" else content[: len(content) // 2])
+    with pytest.raises(ImageFolderError, match=f"cannot read image {bad}"):
+        load_source(settings("folder", path=str(tmp_path), store_size=8), Path("unused"), False)
+
+
+def test_folder_without_path_setting_is_rejected() -> None:
+    with pytest.raises(ValueError, match="needs a 'path'"):
+        load_source(settings("folder"), Path("unused"), False)

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cdrepro.config import ParamsError, load_params, resolve_run, runs_of, validate_params
+from cdrepro.runs import Run, parse_run_id, run_id, tracking_name
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_params_are_valid_and_list_the_paper_structure(embedded_params):
+    validate_params(embedded_params)
+    ids = [run_id(r) for r in runs_of(embedded_params)]
+    assert "digits-bs128-cd-s42" in ids and "digits-bs256-cd-s42" in ids
+    assert {r.variant for r in runs_of(embedded_params)} == {
+        "cd", "no_ne", "no_bn", "no_ne_no_bn", "no_sched", "no_head", "single_view"}
+
+
+def test_run_identity_round_trips():
+    run = Run("cifar100_20", 256, "no_ne_no_bn", 7)
+    assert run_id(run) == "cifar100_20-bs256-no_ne_no_bn-s7"
+    assert parse_run_id(run_id(run)) == run
+    assert tracking_name(run) == "cifar100_20/bs256/no_ne_no_bn/seed7"
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda p: p["train"].update(learning_rate=1), "train: unknown key"),
+    (lambda p: p["train"].update(epochs="ten"), "train.epochs"),
+    (lambda p: p["train"].update(lr=-0.1), "train.lr"),
+    (lambda p: p["model"].update(backbone="vgg16"), "model.backbone"),
+    (lambda p: p["runs"][2].update(variant="no_such"), "runs[2].variant"),
+    (lambda p: p["runs"][0].update(dataset="mnist"), "runs[0].dataset"),
+    (lambda p: p["runs"][1].update(batch_size=1), "runs[1].batch_size"),
+    (lambda p: p["variants"]["no_head"].update(entropy=True), "variants.no_head"),
+    (lambda p: p["variants"]["cd"].update(views=3), "variants.cd.views"),
+    (lambda p: p["datasets"].update(mine={"source": "folder", "color_strength": 1, "blur": False}), "datasets.mine.path"),
+    (lambda p: p["runs"].append(dict(p["runs"][0])), "duplicate"),
+    (lambda p: p.pop("runs"), "'runs' is a required property"),
+])
+def test_bad_params_name_the_key(embedded_params, mutate, key):
+    mutate(embedded_params)
+    with pytest.raises(ParamsError) as excinfo:
+        validate_params(embedded_params)
+    assert key in str(excinfo.value)
+
+
+def test_load_params_reports_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_resolve_run_applies_switches_and_batch_size_dims(embedded_params):
+    run = Run("digits", 256, "no_sched", 42)
+    s = resolve_run(embedded_params, run)
+    assert (s.schedule, s.grad_clip, s.entropy, s.head) == (False, False, True, True)
+    assert s.hidden_dim == s.feature_num == 256
+    assert s.rep_dim == 8 * embedded_params["model"]["backbone_width"]
+    other = resolve_run(embedded_params, Run("digits", 128, "no_sched", 42))
+    assert s.digest() != other.digest()
+
+
+def test_paper_profile_is_valid():
+    params = load_params(REPO / "workflow" / "configs" / "paper.yaml")
+    assert params["profile"] == "paper"

@@ -1,0 +1,102 @@
+"""The Snakemake workflow, run for real on a tiny profile, planned for the paper's profile."""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cdrepro.config import load_params, resolve_run, runs_of
+from cdrepro.runs import ProfilePaths, run_id
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def tiny_params(tmp_path: Path) -> Path:
+    """The embedded profile with every variant, shrunk to seconds per run."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["profile"] = "tiny"
+    params["model"]["backbone_width"] = 8
+    params["train"].update(epochs=1, image_size=16)
+    params["evaluate"]["kmeans_n_init"] = 2
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_paper_profile_plans_exactly_the_20_paper_runs():
+    result = snakemake("-n", "reproduce_tables", "--configfile", "workflow/configs/paper.yaml", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert stats["train"] == "20" and stats["evaluate"] == "20" and stats["prepare"] == "4"
+    planned = set(re.findall(r"--run (\S+)", result.stdout)) if "--run" in result.stdout else None
+    params = load_params(REPO / "workflow" / "configs" / "paper.yaml")
+    for run in runs_of(params):
+        s = resolve_run(params, run)
+        assert (s.backbone, s.backbone_width, s.image_size, s.epochs) == ("resnet34", 64, 224, 1000)
+        assert s.hidden_dim == s.feature_num == run.batch_size
+        assert s.schedule == s.grad_clip == (run.variant != "no_sched")
+    cd = {(r.dataset, r.batch_size) for r in runs_of(params) if r.variant == "cd"}
+    assert cd == {(d, b) for d in ("cifar10", "cifar100_20", "stl10", "imagenet10") for b in (128, 256)}
+    ablations = {(r.dataset, r.variant) for r in runs_of(params) if r.variant != "cd"}
+    assert {r.batch_size for r in runs_of(params) if r.variant != "cd"} == {128}
+    assert len(ablations) == 12 and {d for d, _ in ablations} == {"stl10", "imagenet10"}
+    if planned is not None:
+        assert planned == {run_id(r) for r in runs_of(params)}
+
+
+def test_config_overrides_are_refused(tmp_path):
+    result = snakemake("-n", "--config", "profile=other", cwd=REPO)
+    assert result.returncode != 0
+
+
+@pytest.mark.slow
+def test_tiny_profile_end_to_end_then_nothing_to_do(tmp_path):
+    params_file = tiny_params(tmp_path)
+    result = snakemake("--cores", "2", "reproduce_tables", "--configfile", str(params_file), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    params = load_params(params_file)
+    paths = ProfilePaths(tmp_path / "results" / "tiny")
+    all_csv = list(csv.DictReader((paths.tables_dir() / "all.csv").open()))
+    for run in runs_of(params):
+        rid = run_id(run)
+        metrics = json.loads(paths.metrics(rid).read_text())
+        assert metrics["n_images"] == 1797 and metrics["num_classes"] == 10
+        assert metrics["feature_stage"] == ("projector" if run.variant == "no_head" else "feature")
+        for stage in ("backbone", "feature"):
+            for metric, value in metrics[stage].items():
+                assert 0 <= value <= 1 or metric == "ari"
+                mine = [r for r in all_csv if r["source"] == "ours" and r["variant"] == run.variant
+                        and r["batch_size"] == str(run.batch_size) and r["stage"] == stage
+                        and r["metric"] == metric]
+                assert len(mine) == 1 and float(mine[0]["mean"]) == pytest.approx(value)
+        curves = list(csv.DictReader(paths.curves(rid).open()))
+        assert [int(r["epoch"]) for r in curves] == [1]
+        assert (paths.run_dir(rid) / "checkpoint.pt").exists()
+        assert (paths.logs_dir() / "train" / f"{rid}.log").exists()
+    table2 = (paths.tables_dir() / "table2.tex").read_text()
+    assert r"\toprule" in table2 and "Digits" in table2
+    baseline = json.loads(paths.baseline("digits").read_text())
+    assert f"{baseline['pixels']['nmi']:.3f}" in table2
+
+    again = snakemake("--cores", "2", "reproduce_tables", "--configfile", str(params_file), cwd=tmp_path)
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -1,0 +1,52 @@
+# Helpers shared by the rules: the params (validated), the run list and the paths, all from
+# the cdrepro package so that the workflow and the CLI cannot disagree.
+import os
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from cdrepro import config as cdconfig
+from cdrepro.runs import ProfilePaths, run_id
+
+
+validate(config, "../schemas/params.schema.yaml")
+
+# The CLI reads the params file itself, so the file must be the whole truth: overrides given
+# with --config would reach Snakemake but not the steps it runs.
+PARAMS_FILE = os.path.relpath(workflow.configfiles[-1])
+try:
+    if cdconfig.load_params(PARAMS_FILE) != config:
+        raise WorkflowError(
+            f"the config differs from {PARAMS_FILE}; put changes in a params file and pass it "
+            "with --configfile (--config overrides are not supported)"
+        )
+except cdconfig.ParamsError as exc:
+    raise WorkflowError(str(exc)) from exc
+
+PATHS = ProfilePaths.from_params(config)
+RUNS = {run_id(run): run for run in cdconfig.runs_of(config)}
+DATASETS = sorted({run.dataset for run in RUNS.values()})
+LOGS = PATHS.logs_dir()
+CPU_THREADS = config["train"].get("cpu_threads", 1)
+GPUS_PER_RUN = 1 if config["train"]["device"] == "cuda" else 0
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    run="|".join(RUNS),
+
+
+def run_settings(wildcards):
+    """Everything a run's training reads: a change re-runs it (params rerun trigger)."""
+    return cdconfig.resolve_run(config, RUNS[wildcards.run]).to_dict()
+
+
+def prepared_of_run(wildcards):
+    return str(PATHS.prepared(RUNS[wildcards.run].dataset))
+
+
+def dataset_params(wildcards):
+    return {
+        "dataset": cdconfig.dataset_settings(config, wildcards.dataset),
+        "data": cdconfig.data_settings(config),
+    }

@@ -1,0 +1,18 @@
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        prepared=prepared_of_run,
+    output:
+        str(PATHS.metrics("{run}")),
+    params:
+        params_file=PARAMS_FILE,
+        evaluate=config["evaluate"],
+    threads: CPU_THREADS
+    resources:
+        gpu=GPUS_PER_RUN,
+    log:
+        str(LOGS / "evaluate" / "{run}.log"),
+    conda:
+        "../../environment.yml"
+    shell:
+        "cdrepro evaluate --params {params.params_file} --run {wildcards.run} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,18 @@
+TABLES = [f"table{n}.tex" for n in range(2, 11)] + ["table_other.tex", "all.csv"]
+
+
+rule tables:
+    input:
+        metrics=expand(str(PATHS.metrics("{run}")), run=RUNS),
+        baselines=expand(str(PATHS.baseline("{dataset}")), dataset=DATASETS),
+    output:
+        [str(PATHS.tables_dir() / name) for name in TABLES],
+    params:
+        params_file=PARAMS_FILE,
+        titles={name: ds.get("title", name) for name, ds in config["datasets"].items()},
+    log:
+        str(LOGS / "tables.log"),
+    conda:
+        "../../environment.yml"
+    shell:
+        "cdrepro tables --params {params.params_file} > {log} 2>&1"
