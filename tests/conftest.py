@@ -2,6 +2,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,3 +13,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def embedded_params():
     """A deep copy of the default params.yaml, for tests to modify."""
     return copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread (two are slower for these tiny models on a shared machine); the
+    caller's count is restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

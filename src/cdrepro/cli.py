@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (YAML errors, for one, span several with a caret
+    under the offending column; the caret lines mean nothing once joined, so they go)."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    return " ".join(line for line in lines if line and set(line) != {"^"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     except (cfg.ParamsError, FileNotFoundError, ValueError, RuntimeError) as exc:
         if args.verbose:
             raise
-        print(f"cdrepro {args.command}: error: {exc}", file=sys.stderr)
+        print(f"cdrepro {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return 0
 

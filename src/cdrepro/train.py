@@ -144,10 +144,10 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
                "pairs_per_s": round(steps_per_epoch * settings.batch_size / seconds, 2)}
         row.update({name: float(total) / steps_per_epoch for name, total in sums.items()})
         if not math.isfinite(row["loss"]):
+            kept = (f"The last good checkpoint (epoch {history[-1]['epoch']}) is kept at {files.checkpoint}"
+                    if history else "No checkpoint had been written yet")
             raise NonFiniteLoss(
-                f"run {settings.run_id}: loss is {row['loss']} in epoch {epoch + 1}; stopped. "
-                f"The last good checkpoint (epoch {start_epoch if not history else history[-1]['epoch']}) "
-                f"is kept at {files.checkpoint}"
+                f"run {settings.run_id}: loss is {row['loss']} in epoch {epoch + 1}; stopped. {kept}"
             )
         history.append(row)
         save_state(files.checkpoint, {

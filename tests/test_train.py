@@ -1,0 +1,317 @@
+"""Tests of cdrepro.train: outputs, logged loss terms, resume, refusals and the single-view switch.
+
+Every run here is tiny (64 random 16x16 images, a width-4 ResNet-18, batch 16, 1-3 epochs on
+one CPU thread) so that the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cdrepro.train as train_module
+from cdrepro import augment as aug
+from cdrepro.checkpoint import CheckpointMismatch
+from cdrepro.config import RunSettings, resolve_run, validate_params
+from cdrepro.data.prepared import meta_path_for, save_prepared
+from cdrepro.device import DeviceUnavailable
+from cdrepro.model import build_model
+from cdrepro.runs import ProfilePaths, Run
+from cdrepro.train import CURVE_COLUMNS, NonFiniteLoss, RunFiles, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+N_IMAGES = 64
+BATCH = 16
+STEPS_PER_EPOCH = N_IMAGES // BATCH
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def params(embedded_params):
+    """The embedded profile shrunk to a few hundred milliseconds per epoch."""
+    embedded_params["model"]["backbone_width"] = 4
+    embedded_params["train"].update(epochs=2, image_size=16, device="cpu")
+    embedded_params["datasets"]["digits"]["crop_min_scale"] = 0.2
+    return validate_params(embedded_params)
+
+
+@pytest.fixture
+def prepared(tmp_path) -> Path:
+    """64 random 16x16 RGB images in 4 classes, as `cdrepro prepare` would store them."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(N_IMAGES, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(N_IMAGES) % 4
+    npz = tmp_path / "data" / "tiny.npz"
+    save_prepared(npz, meta_path_for(npz), "tiny", images, labels, ["a", "b", "c", "d"], {})
+    return npz
+
+
+def settings_of(params: dict, variant: str = "cd", batch_size: int = BATCH, seed: int = 0,
+                epochs: int | None = None) -> RunSettings:
+    if epochs is not None:
+        params["train"]["epochs"] = epochs
+    validate_params(params)
+    return resolve_run(params, Run("digits", batch_size, variant, seed))
+
+
+def run_files(root: Path, settings: RunSettings) -> RunFiles:
+    paths = ProfilePaths(root)
+    rid = settings.run_id
+    return RunFiles(paths.checkpoint(rid), paths.model(rid), paths.curves(rid), paths.train_summary(rid))
+
+
+def run(settings: RunSettings, prepared: Path, root: Path) -> RunFiles:
+    files = run_files(root, settings)
+    train(settings, prepared, files, threads=1, progress=False)
+    return files
+
+
+def read_curves(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_a_short_run_writes_model_curves_summary_and_checkpoint(params, prepared, tmp_path):
+    settings = settings_of(params, "cd", epochs=2)
+    files = run(settings, prepared, tmp_path / "results")
+
+    for path in (files.model, files.curves, files.summary, files.checkpoint):
+        assert path.is_file(), path
+    assert not list(files.model.parent.glob(".*.tmp")), "atomic writes left temporary files"
+
+    header, rows = read_curves(files.curves)
+    assert header == CURVE_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for row in rows:
+        for column in ("lr", "loss", "instance", "feature", "entropy", "seconds", "pairs_per_s"):
+            assert math.isfinite(float(row[column])), (column, row)
+
+    model = load(files.model)
+    assert model["settings_digest"] == settings.digest()
+    assert model["settings"] == settings.to_dict()
+    assert model["model"].keys() == build_model(settings).state_dict().keys()
+
+    summary = json.loads(files.summary.read_text())
+    assert summary["run_id"] == settings.run_id
+    assert summary["settings_digest"] == settings.digest()
+    assert summary["epochs"] == 2
+    assert summary["n_images"] == N_IMAGES
+    assert summary["steps_per_epoch"] == STEPS_PER_EPOCH
+    assert summary["final"]["epoch"] == 2
+    assert math.isclose(summary["final"]["loss"], float(rows[-1]["loss"]), rel_tol=1e-9)
+
+    checkpoint = load(files.checkpoint)  # weights_only=True: no pickled code in the file
+    assert checkpoint["epoch"] == 2
+    assert checkpoint["settings_digest"] == settings.digest()
+    assert len(checkpoint["history"]) == 2
+    for name, tensor in model["model"].items():
+        assert torch.equal(tensor, checkpoint["model"][name]), name
+
+
+@pytest.mark.parametrize("variant", ["cd", "no_ne", "no_head", "no_sched"])
+def test_curves_log_the_terms_and_lr_the_switches_ask_for(params, prepared, tmp_path, variant):
+    params["train"]["entropy_weight"] = 0.5  # a weight other than 1, so a dropped factor shows
+    settings = settings_of(params, variant, epochs=3)
+    _, rows = read_curves(run(settings, prepared, tmp_path).curves)
+    assert len(rows) == 3
+
+    for row in rows:
+        instance, loss = float(row["instance"]), float(row["loss"])
+        if not settings.head:
+            assert row["feature"] == "" and row["entropy"] == ""
+            expected = instance
+        else:
+            feature, entropy = float(row["feature"]), float(row["entropy"])
+            assert 0.0 <= entropy <= 1.0
+            expected = instance + feature - (settings.entropy_weight * entropy if settings.entropy else 0.0)
+        assert loss == pytest.approx(expected, rel=1e-5, abs=1e-5), row
+
+    lrs = [float(r["lr"]) for r in rows]
+    if settings.schedule:
+        # CosineAnnealingLR(T_max=epochs), stepped per epoch; the lr used in epoch e (1-based).
+        expected_lrs = [settings.lr * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)]
+    else:
+        expected_lrs = [settings.lr] * 3
+    assert lrs == pytest.approx(expected_lrs, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- resume
+
+
+class Interrupted(Exception):
+    """Stands in for a killed job."""
+
+
+def watch_checkpoints(monkeypatch: pytest.MonkeyPatch, die_after: int | None = None) -> list[int]:
+    """Record the epoch of every checkpoint train() saves; with ``die_after``, raise right after
+    that many have been written (the file is complete, as after a kill between two epochs)."""
+    real_save = train_module.save_state
+    saved: list[int] = []
+
+    def save_then_maybe_die(path, state):
+        real_save(path, state)
+        saved.append(state["epoch"])
+        if len(saved) == die_after:
+            raise Interrupted(f"killed after epoch {state['epoch']}")
+
+    monkeypatch.setattr(train_module, "save_state", save_then_maybe_die)
+    return saved
+
+
+@pytest.mark.parametrize("variant", ["cd", "no_sched"])
+def test_resume_after_an_interruption_is_bit_identical(params, prepared, tmp_path, monkeypatch, variant):
+    settings = settings_of(params, variant, epochs=3)
+    straight = run(settings, prepared, tmp_path / "straight")
+
+    with monkeypatch.context() as patch:
+        watch_checkpoints(patch, die_after=1)
+        with pytest.raises(Interrupted):
+            run(settings, prepared, tmp_path / "resumed")
+    files = run_files(tmp_path / "resumed", settings)
+    assert load(files.checkpoint)["epoch"] == 1 and not files.model.exists()
+
+    saved = watch_checkpoints(monkeypatch)
+    run(settings, prepared, tmp_path / "resumed")
+    # Two epochs left, so restored optimizer *and* scheduler state both shape what follows.
+    assert saved == [2, 3], "the second call must continue after epoch 1, not train from scratch"
+
+    expected, got = load(straight.model)["model"], load(files.model)["model"]
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), f"{name} differs after resume"
+
+    timing = {"seconds", "pairs_per_s"}
+    _, straight_rows = read_curves(straight.curves)
+    _, resumed_rows = read_curves(files.curves)
+    assert len(resumed_rows) == 3
+    for a, b in zip(straight_rows, resumed_rows):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+
+
+def test_a_finished_run_called_again_trains_nothing(params, prepared, tmp_path, monkeypatch):
+    settings = settings_of(params, "cd", epochs=1)
+    files = run(settings, prepared, tmp_path)
+    weights = load(files.model)["model"]
+    saved = watch_checkpoints(monkeypatch)
+    run(settings, prepared, tmp_path)
+    assert saved == []
+    again = load(files.model)["model"]
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+
+
+def test_a_checkpoint_of_other_settings_is_refused(params, prepared, tmp_path):
+    settings = settings_of(params, "cd", epochs=1)
+    files = run(settings, prepared, tmp_path)
+    before = files.checkpoint.read_bytes()
+
+    params["train"]["lr"] = 1e-3  # same run id, other settings
+    other = settings_of(params, "cd", epochs=1)
+    assert other.run_id == settings.run_id and other.digest() != settings.digest()
+    with pytest.raises(CheckpointMismatch, match=r"(?i)delete"):
+        train(other, prepared, run_files(tmp_path, other), threads=1, progress=False)
+    assert files.checkpoint.read_bytes() == before, "the refused checkpoint must be left alone"
+
+
+def test_device_and_precision_do_not_invalidate_a_checkpoint(params, prepared, tmp_path):
+    settings = settings_of(params, "cd", epochs=1)
+    run(settings, prepared, tmp_path)
+    params["train"].update(device="auto" if not torch.cuda.is_available() else "cpu", precision="fp32")
+    same = settings_of(params, "cd", epochs=1)
+    assert same.digest() == settings.digest()
+    run(same, prepared, tmp_path)  # resumes (nothing left to train) instead of refusing
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(params, prepared, tmp_path, monkeypatch):
+    settings = settings_of(params, "cd", epochs=3)
+    real_loss = train_module.instance_loss
+    calls = {"n": 0}
+
+    def nan_from_epoch_2(z1, z2, temperature):
+        calls["n"] += 1
+        loss = real_loss(z1, z2, temperature)
+        return loss * float("nan") if calls["n"] > STEPS_PER_EPOCH else loss
+
+    monkeypatch.setattr(train_module, "instance_loss", nan_from_epoch_2)
+    files = run_files(tmp_path, settings)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 2") as info:
+        train(settings, prepared, files, threads=1, progress=False)
+    assert str(files.checkpoint) in str(info.value)
+
+    checkpoint = load(files.checkpoint)
+    assert checkpoint["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point())
+    _, rows = read_curves(files.curves)
+    assert [r["epoch"] for r in rows] == ["1"]
+    assert not files.model.exists()
+
+
+def test_non_finite_loss_in_the_first_epoch_claims_no_checkpoint(params, prepared, tmp_path, monkeypatch):
+    settings = settings_of(params, "cd", epochs=2)
+    monkeypatch.setattr(train_module, "instance_loss", lambda z1, z2, t: z1.sum() * float("nan"))
+    files = run_files(tmp_path, settings)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1\b") as info:
+        train(settings, prepared, files, threads=1, progress=False)
+    assert "epoch 0" not in str(info.value) and "No checkpoint" in str(info.value)
+    assert not files.checkpoint.exists()
+
+
+def test_batch_size_larger_than_the_dataset_is_refused(params, prepared, tmp_path):
+    settings = settings_of(params, "cd", batch_size=128, epochs=1)
+    files = run_files(tmp_path, settings)
+    with pytest.raises(ValueError, match=r"128") as info:
+        train(settings, prepared, files, threads=1, progress=False)
+    assert str(N_IMAGES) in str(info.value)
+    assert not files.checkpoint.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_a_gpu_is_an_error_not_a_fallback(params, prepared, tmp_path):
+    params["train"]["device"] = "cuda"
+    settings = settings_of(params, "cd", epochs=1)
+    with pytest.raises(DeviceUnavailable, match="cuda"):
+        train(settings, prepared, run_files(tmp_path, settings), threads=1, progress=False)
+
+
+# --------------------------------------------------------------------------- views
+
+
+@pytest.mark.parametrize(("variant", "augment_calls", "eval_calls"), [("cd", 2, 0), ("single_view", 1, 1)])
+def test_single_view_makes_view_1_with_the_evaluation_transform(params, prepared, tmp_path, monkeypatch,
+                                                               variant, augment_calls, eval_calls):
+    settings = settings_of(params, variant, epochs=1)
+    assert settings.views == (1 if variant == "single_view" else 2)
+    counts = {"augment": 0, "eval_transform": 0}
+    real_augment, real_eval = aug.augment, aug.eval_transform
+
+    def counting_augment(*args, **kwargs):
+        counts["augment"] += 1
+        return real_augment(*args, **kwargs)
+
+    def counting_eval(*args, **kwargs):
+        counts["eval_transform"] += 1
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(aug, "augment", counting_augment)
+    monkeypatch.setattr(aug, "eval_transform", counting_eval)
+    run(settings, prepared, tmp_path)
+    assert counts == {"augment": augment_calls * STEPS_PER_EPOCH, "eval_transform": eval_calls * STEPS_PER_EPOCH}
