@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from cdrepro import config as cfg
 from cdrepro.runs import ProfilePaths, run_id
 
 log = logging.getLogger("cdrepro")
+
+# The workflow tells its jobs which params file to read through this variable.
+PARAMS_ENV = "CDREPRO_PARAMS"
 
 
 def _context(args: argparse.Namespace) -> tuple[dict, ProfilePaths]:
@@ -59,13 +63,16 @@ def cmd_baseline(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from cdrepro.tracking import Tracker
     from cdrepro.train import RunFiles, train
 
     params, paths = _context(args)
     settings = cfg.resolve_run(params, cfg.find_run(params, args.run))
     files = RunFiles(paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run),
                      paths.train_summary(args.run))
-    summary = train(settings, paths.prepared(settings.dataset), files, threads=args.threads)
+    with Tracker(params, paths, settings) as tracker:  # closes the MLflow run, whatever happens
+        summary = train(settings, paths.prepared(settings.dataset), files, threads=args.threads,
+                        tracker=tracker)
     print(f"{args.run}: trained {summary['epochs']} epochs in {summary['train_seconds']} s "
           f"on {summary['device']}; final loss {summary['final'].get('loss', float('nan')):.4f}")
 
@@ -73,12 +80,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from cdrepro.atomic import write_json
     from cdrepro.evaluate import evaluate
+    from cdrepro.tracking import Tracker
 
     params, paths = _context(args)
     settings = cfg.resolve_run(params, cfg.find_run(params, args.run))
     metrics = evaluate(settings, paths.prepared(settings.dataset), paths.model(args.run),
                        params["evaluate"], threads=args.threads)
     write_json(paths.metrics(args.run), metrics)
+    Tracker(params, paths, settings).log_evaluation(metrics)
     print(f"{args.run}: backbone {json.dumps(metrics['backbone'])}, "
           f"{metrics['feature_stage']} {json.dumps(metrics['feature'])}")
 
@@ -97,6 +106,106 @@ def cmd_tables(args: argparse.Namespace) -> None:
         print(path)
 
 
+def cmd_tracking_init(args: argparse.Namespace) -> None:
+    from cdrepro import tracking
+
+    params, _ = _context(args)
+    if not tracking.enabled():
+        print("tracking is off (CDREPRO_TRACKING); nothing to create")
+        return
+    try:
+        uri, name, experiment_id = tracking.init_store(params)
+    except Exception as exc:  # tracking never stops the workflow: the jobs will warn again
+        log.warning("MLflow store not ready (%s: %s); jobs will run without tracking if it stays so",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return
+    print(f"MLflow experiment '{name}' (id {experiment_id}) in {uri}")
+
+
+def cmd_sync(args: argparse.Namespace) -> None:
+    import csv
+
+    from cdrepro import tracking
+
+    params, paths = _context(args)
+    rids = [args.run] if args.run else [run_id(r) for r in cfg.runs_of(params)]
+    synced = 0
+    for rid in rids:
+        settings = cfg.resolve_run(params, cfg.find_run(params, rid))
+        if not paths.curves(rid).is_file():
+            print(f"{rid}: not trained yet; skipped")
+            continue
+        with paths.curves(rid).open(newline="") as handle:
+            curves = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+        metrics_file = paths.metrics(rid)
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+        try:
+            tracking.Tracker(params, paths, settings).sync(curves, metrics)
+        except Exception as exc:
+            raise RuntimeError(f"{rid}: cannot log to {tracking.tracking_uri(paths)}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        synced += 1
+        print(f"{rid}: {len(curves)} epochs{' and metrics' if metrics else ''} logged")
+    print(f"{synced} runs synced to {tracking.tracking_uri(paths)}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from cdrepro import tracking
+
+    params, paths = _context(args)
+    table = tracking.runs_table(params)
+    wanted = [run_id(r) for r in cfg.runs_of(params)]
+    table = table[table["run_id"].isin(wanted)].copy()
+    order = {rid: i for i, rid in enumerate(wanted)}
+    table = table.sort_values("run_id", key=lambda col: col.map(order)).reset_index(drop=True)
+    problems = []
+    checks = []
+    for _, row in table.iterrows():
+        path = paths.metrics(row["run_id"])
+        if not path.is_file():
+            checks.append("no metrics.json")
+            continue
+        saved = json.loads(path.read_text())
+        differs = [name for name in tracking.FINAL_METRICS
+                   if not abs(row[name] - saved[name.split("_")[0]][name.split("_")[1]]) <= 1e-9]
+        checks.append("ok" if not differs else "differs: " + ",".join(differs))
+        if differs:
+            problems.append(f"{row['run_id']} ({', '.join(differs)})")
+    table["check"] = checks
+    missing = [rid for rid in wanted if rid not in set(table["run_id"]) and paths.metrics(rid).is_file()]
+    shown = table.drop(columns=["run_id", "mlflow_run_id"]).set_index(["dataset", "batch_size", "variant", "seed"])
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", None,
+                           "display.float_format", "{:.4f}".format):
+        print(shown.to_string() if len(shown) else "(no runs in MLflow yet)")
+    if missing:
+        problems.append(f"evaluated but not in MLflow: {', '.join(missing)} (cdrepro sync)")
+    if problems:
+        raise RuntimeError("MLflow disagrees with the metrics files: " + "; ".join(problems))
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    from cdrepro import tracking
+
+    params, paths = _context(args)
+    uri = tracking.tracking_uri(paths)
+    if uri.startswith(("http://", "https://")):
+        print(f"MLFLOW_TRACKING_URI is a server: open {uri}")
+        return
+    tracking.init_store(params)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    artifacts = tracking.artifact_location(uri)
+    if artifacts:
+        command += ["--artifacts-destination", artifacts]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
+    # Replaced by the server, so that Ctrl-C and kill reach it (and its workers) directly.
+    os.execve(sys.executable, command, dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdrepro", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -105,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, func, help_text: str, *, dataset: bool = False, run: bool = False,
             threads: bool = False) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p.add_argument("--params", default=os.environ.get(PARAMS_ENV, "params.yaml"),
+                       help=f"params file (default: ${PARAMS_ENV}, else params.yaml)")
         if dataset:
             p.add_argument("--dataset", required=True, help="a dataset name under datasets:")
         if run:
@@ -121,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("train", cmd_train, "train (or resume) one run", run=True, threads=True)
     add("evaluate", cmd_evaluate, "K-means NMI/ARI/ACC of one trained run", run=True, threads=True)
     add("tables", cmd_tables, "LaTeX tables (paper Tables 2-10) and all.csv from every run")
+    add("tracking-init", cmd_tracking_init,
+        "create the MLflow store and the profile's experiment (once, before parallel jobs)")
+    add("sync", cmd_sync, "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure")
+    sub.choices["sync"].add_argument("--run", default=None, help="one run id (default: every run)")
+    add("compare", cmd_compare, "the profile's runs from MLflow: variant vs final metrics, "
+        "checked against each run's metrics.json")
+    sub.choices["compare"].add_argument("--csv", default=None, help="also write the table here")
+    add("ui", cmd_ui, "the MLflow UI on the profile's store, bound to 127.0.0.1")
+    sub.choices["ui"].add_argument("--port", type=int, default=5000, help="port (default: 5000)")
     return parser
 
 

@@ -97,7 +97,8 @@ def load_params(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
-        params = yaml.safe_load(path.read_text())
+        with path.open() as handle:  # a stream, so YAML errors name the file and line
+            params = yaml.safe_load(handle)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     return validate_params(params, source=str(path))

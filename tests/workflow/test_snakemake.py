@@ -68,7 +68,8 @@ def test_config_overrides_are_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_profile_end_to_end_then_nothing_to_do(tmp_path):
+def test_tiny_profile_end_to_end_then_nothing_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDREPRO_TRACKING", "on")  # into results/tiny/mlflow.db, under tmp_path
     params_file = tiny_params(tmp_path)
     result = snakemake("--cores", "2", "reproduce_tables", "--configfile", str(params_file), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -96,7 +97,47 @@ def test_tiny_profile_end_to_end_then_nothing_to_do(tmp_path):
     assert r"\toprule" in table2 and "Digits" in table2
     baseline = json.loads(paths.baseline("digits").read_text())
     assert f"{baseline['pixels']['nmi']:.3f}" in table2
+    assert "MLflow experiment 'cdrepro/tiny'" in result.stdout + result.stderr  # onstart
+    assert_mlflow_has_every_run(params, paths)
 
     again = snakemake("--cores", "2", "reproduce_tables", "--configfile", str(params_file), cwd=tmp_path)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # The same settings from another file path: still nothing to do.
+    copy = tmp_path / "elsewhere" / "same.yaml"
+    copy.parent.mkdir()
+    copy.write_text(params_file.read_text())
+    plan = snakemake("-n", "reproduce_tables", "--configfile", str(copy), cwd=tmp_path)
+    assert "Nothing to be done" in plan.stdout + plan.stderr
+
+    # One variant's switch changed: only that variant's run is retrained.
+    changed = yaml.safe_load(params_file.read_text())
+    changed["variants"]["no_ne"]["grad_clip"] = False
+    copy.write_text(yaml.safe_dump(changed, sort_keys=False))
+    plan = snakemake("-n", "reproduce_tables", "--configfile", str(copy), cwd=tmp_path)
+    retrained = re.findall(r"rule train:.*?wildcards: run=(\S+)", plan.stdout, flags=re.S)
+    assert retrained == ["digits-bs128-no_ne-s42"], plan.stdout[-3000:]
+
+
+def assert_mlflow_has_every_run(params: dict, paths: ProfilePaths) -> None:
+    """MLflow's search API: one run per training run, with its settings, tags and the final
+    metrics of its metrics.json (tests/test_tracking.py checks the details)."""
+    from mlflow.tracking import MlflowClient
+
+    from cdrepro import tracking
+    from cdrepro.runs import tracking_name
+
+    client = MlflowClient(tracking_uri=tracking.tracking_uri(paths))
+    experiment = client.get_experiment_by_name(tracking.experiment_name(params["profile"]))
+    runs = client.search_runs([experiment.experiment_id], "", max_results=1000)
+    by_id = {r.data.tags[tracking.RUN_ID_TAG]: r for r in runs}
+    assert len(runs) == len(by_id) == len(params["runs"])
+    for run in runs_of(params):
+        logged, settings = by_id[run_id(run)], resolve_run(params, run)
+        assert logged.info.run_name == tracking_name(run) and logged.info.status == "FINISHED"
+        assert {k: logged.data.params[k] for k in settings.to_dict()} == {k: str(v) for k, v in settings.to_dict().items()}
+        assert (logged.data.tags["variant"], logged.data.tags["params_hash"]) == (run.variant, settings.digest())
+        metrics = json.loads(paths.metrics(run_id(run)).read_text())
+        assert {f"{stage}_{score}": metrics[stage][score] for stage in ("backbone", "feature")
+                for score in ("nmi", "ari", "acc")}.items() <= logged.data.metrics.items()

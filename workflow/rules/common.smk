@@ -23,6 +23,16 @@ try:
 except cdconfig.ParamsError as exc:
     raise WorkflowError(str(exc)) from exc
 
+# Jobs find the params file through the environment rather than their command lines: the
+# command line is a rerun trigger ("code"), and the same settings read from another path must
+# not re-run anything. What each step reads of the file is passed as params instead.
+os.environ["CDREPRO_PARAMS"] = PARAMS_FILE
+
+
+envvars:
+    "CDREPRO_PARAMS",
+
+
 PATHS = ProfilePaths.from_params(config)
 RUNS = {run_id(run): run for run in cdconfig.runs_of(config)}
 DATASETS = sorted({run.dataset for run in RUNS.values()})

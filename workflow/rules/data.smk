@@ -3,14 +3,13 @@ rule prepare:
         images=str(PATHS.prepared("{dataset}")),
         meta=str(PATHS.prepared_meta("{dataset}")),
     params:
-        params_file=PARAMS_FILE,
         settings=dataset_params,
     log:
         str(LOGS / "prepare" / "{dataset}.log"),
     conda:
         "../../environment.yml"
     shell:
-        "cdrepro prepare --params {params.params_file} --dataset {wildcards.dataset} > {log} 2>&1"
+        "cdrepro prepare --dataset {wildcards.dataset} > {log} 2>&1"
 
 
 rule baseline:
@@ -20,11 +19,10 @@ rule baseline:
     output:
         str(PATHS.baseline("{dataset}")),
     params:
-        params_file=PARAMS_FILE,
         evaluate=config["evaluate"],
     log:
         str(LOGS / "baseline" / "{dataset}.log"),
     conda:
         "../../environment.yml"
     shell:
-        "cdrepro baseline --params {params.params_file} --dataset {wildcards.dataset} > {log} 2>&1"
+        "cdrepro baseline --dataset {wildcards.dataset} > {log} 2>&1"

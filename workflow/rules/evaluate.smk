@@ -5,7 +5,6 @@ rule evaluate:
     output:
         str(PATHS.metrics("{run}")),
     params:
-        params_file=PARAMS_FILE,
         evaluate=config["evaluate"],
     threads: CPU_THREADS
     resources:
@@ -15,4 +14,4 @@ rule evaluate:
     conda:
         "../../environment.yml"
     shell:
-        "cdrepro evaluate --params {params.params_file} --run {wildcards.run} --threads {threads} > {log} 2>&1"
+        "cdrepro evaluate --run {wildcards.run} --threads {threads} > {log} 2>&1"

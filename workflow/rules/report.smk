@@ -8,11 +8,10 @@ rule tables:
     output:
         [str(PATHS.tables_dir() / name) for name in TABLES],
     params:
-        params_file=PARAMS_FILE,
         titles={name: ds.get("title", name) for name, ds in config["datasets"].items()},
     log:
         str(LOGS / "tables.log"),
     conda:
         "../../environment.yml"
     shell:
-        "cdrepro tables --params {params.params_file} > {log} 2>&1"
+        "cdrepro tables > {log} 2>&1"

@@ -8,7 +8,6 @@ rule train:
         curves=str(PATHS.curves("{run}")),
         summary=str(PATHS.train_summary("{run}")),
     params:
-        params_file=PARAMS_FILE,
         settings=run_settings,
     threads: CPU_THREADS
     resources:
@@ -18,4 +17,4 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "cdrepro train --params {params.params_file} --run {wildcards.run} --threads {threads} > {log} 2>&1"
+        "cdrepro train --run {wildcards.run} --threads {threads} > {log} 2>&1"
