@@ -63,3 +63,11 @@ dvc-touch: $(STAMP)
 dvc-pull: $(STAMP)
 	$(BIN)/dvc pull
 	$(BIN)/python -m cdrepro.dvc_bridge touch
+
+# MLflow (docs/mlflow.md)
+.PHONY: mlflow-ui
+PORT ?= 5000
+
+## mlflow-ui: the MLflow UI on results/<profile>/mlflow.db, on http://127.0.0.1:$(PORT) only
+mlflow-ui: $(STAMP)
+	$(BIN)/cdrepro ui --port $(PORT)

@@ -1,4 +1,5 @@
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,17 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Set at import, so that subprocesses (Snakemake, its jobs) inherit it too.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
+@pytest.fixture(autouse=True)
+def no_tracking_unless_asked(monkeypatch):
+    """MLflow tracking off, and never to the caller's server: a test that tracks turns it on
+    and points it at a temporary store (tests/test_tracking.py)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CDREPRO_TRACKING", "off")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import torch
 
 import cdrepro.train as train_module
 from cdrepro import augment as aug
-from cdrepro.checkpoint import CheckpointMismatch
+from cdrepro.checkpoint import CheckpointMismatch, load_state, save_state
 from cdrepro.config import RunSettings, resolve_run, validate_params
 from cdrepro.data.prepared import meta_path_for, save_prepared
 from cdrepro.device import DeviceUnavailable
@@ -167,6 +167,8 @@ def watch_checkpoints(monkeypatch: pytest.MonkeyPatch, die_after: int | None = N
 
     def save_then_maybe_die(path, state):
         real_save(path, state)
+        if "epoch" not in state:  # the final model.pt, not a checkpoint
+            return
         saved.append(state["epoch"])
         if len(saved) == die_after:
             raise Interrupted(f"killed after epoch {state['epoch']}")
@@ -220,13 +222,32 @@ def test_a_checkpoint_of_other_settings_is_refused(params, prepared, tmp_path):
     settings = settings_of(params, "cd", epochs=1)
     files = run(settings, prepared, tmp_path)
     before = files.checkpoint.read_bytes()
+    with pytest.raises(CheckpointMismatch, match=r"(?i)delete"):
+        load_state(files.checkpoint, "0" * 16)
+    assert files.checkpoint.read_bytes() == before, "the refused checkpoint must be left alone"
 
-    params["train"]["lr"] = 1e-3  # same run id, other settings
+
+def test_training_with_other_settings_sets_the_old_checkpoint_aside(params, prepared, tmp_path, monkeypatch):
+    settings = settings_of(params, "cd", epochs=1)
+    files = run(settings, prepared, tmp_path)
+    before = files.checkpoint.read_bytes()
+
+    params["train"]["lr"] = 1e-3  # same run id, other settings: the workflow re-runs it
     other = settings_of(params, "cd", epochs=1)
     assert other.run_id == settings.run_id and other.digest() != settings.digest()
-    with pytest.raises(CheckpointMismatch, match=r"(?i)delete"):
-        train(other, prepared, run_files(tmp_path, other), threads=1, progress=False)
-    assert files.checkpoint.read_bytes() == before, "the refused checkpoint must be left alone"
+    saved = watch_checkpoints(monkeypatch)
+    train(other, prepared, run_files(tmp_path, other), threads=1, progress=False)
+    assert saved, "training must start from scratch, not resume the other settings' state"
+    stale = files.checkpoint.with_name(f"checkpoint.pt.{settings.digest()}.stale")
+    assert stale.read_bytes() == before, "the old state is kept, untouched, under another name"
+    assert load(files.checkpoint)["settings_digest"] == other.digest()
+
+
+def test_saving_the_same_state_gives_the_same_bytes(tmp_path):
+    state = {"settings_digest": "x", "model": {"w": torch.arange(6.0)}}
+    save_state(tmp_path / "a.pt", state)
+    save_state(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
 
 
 def test_device_and_precision_do_not_invalidate_a_checkpoint(params, prepared, tmp_path):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cdrepro.atomic import atomic_path
+from cdrepro.atomic import write_bytes
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointMismatch(RuntimeError):
@@ -15,9 +19,14 @@ class CheckpointMismatch(RuntimeError):
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` so that a crash mid-write leaves the previous file intact."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write ``state`` so that a crash mid-write leaves the previous file intact.
+
+    Serialised in memory first: ``torch.save`` to a file records the file's name inside the
+    archive, and the temporary name would make every save of the same state differ in bytes.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_state(path: Path, expected_digest: str) -> dict[str, Any]:
@@ -31,6 +40,25 @@ def load_state(path: Path, expected_digest: str) -> dict[str, Any]:
             "train this run from scratch."
         )
     return state
+
+
+def resume_or_set_aside(path: Path, expected_digest: str) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None to start afresh.
+
+    A checkpoint written for other settings (the params changed, so the workflow re-runs the
+    run) is never reused: it is renamed to ``<name>.<its hash>.stale`` beside the original, with
+    a warning, and training starts from scratch.
+    """
+    if not path.exists():
+        return None
+    try:
+        return load_state(path, expected_digest)
+    except CheckpointMismatch as exc:
+        found = torch.load(path, map_location="cpu", weights_only=True).get("settings_digest")
+        stale = path.with_name(f"{path.name}.{found}.stale")
+        path.replace(stale)
+        log.warning("%s; kept as %s, training from scratch", str(exc).split(";")[0], stale)
+        return None
 
 
 def rng_state(shuffle: torch.Generator, augment: torch.Generator) -> dict[str, torch.Tensor]:

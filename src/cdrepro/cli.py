@@ -195,13 +195,14 @@ def cmd_ui(args: argparse.Namespace) -> None:
     if uri.startswith(("http://", "https://")):
         print(f"MLFLOW_TRACKING_URI is a server: open {uri}")
         return
-    tracking.init_store(params)
+    _, name, experiment_id = tracking.init_store(params)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     artifacts = tracking.artifact_location(uri)
     if artifacts:
         command += ["--artifacts-destination", artifacts]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); the runs of '{name}': "
+          f"http://127.0.0.1:{args.port}/#/experiments/{experiment_id}/runs; Ctrl-C stops it", flush=True)
     # Replaced by the server, so that Ctrl-C and kill reach it (and its workers) directly.
     os.execve(sys.executable, command, dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
 

@@ -40,7 +40,9 @@ def _tail(text: str, lines: int = 30) -> str:
 
 
 def _snakemake(root: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=root,
+    # The workflow calls `cdrepro` (its onstart hook, for one): this environment's, as make does.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=root, env=env,
                             capture_output=True, text=True)
     output = result.stdout + result.stderr
     if result.returncode != 0:

@@ -20,13 +20,14 @@ import torch
 from tqdm import tqdm
 
 from cdrepro import augment as aug
-from cdrepro.atomic import atomic_path, write_json, write_text
-from cdrepro.checkpoint import load_state, restore_rng, rng_state, save_state
+from cdrepro.atomic import write_json, write_text
+from cdrepro.checkpoint import restore_rng, resume_or_set_aside, rng_state, save_state
 from cdrepro.config import RunSettings
 from cdrepro.data.prepared import load_prepared
 from cdrepro.device import autocast, select_device
 from cdrepro.losses import feature_loss, instance_loss, normalized_entropy
 from cdrepro.model import Outputs, build_model
+from cdrepro.tracking import OFF, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,11 @@ def _curves_csv(history: list[dict[str, float]]) -> str:
 
 
 def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int | None = None,
-          progress: bool | None = None) -> dict[str, Any]:
-    """Train (or resume) one run to ``settings.epochs`` and write its model and curves."""
+          progress: bool | None = None, tracker: Tracker = OFF) -> dict[str, Any]:
+    """Train (or resume) one run to ``settings.epochs`` and write its model and curves.
+
+    ``tracker`` (cdrepro.tracking) gets the run's state once and each epoch's curve row; it
+    never raises, and nothing here reads from it."""
     if threads:
         torch.set_num_threads(threads)
     device = select_device(settings.device)
@@ -97,8 +101,8 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
     history: list[dict[str, float]] = []
     start_epoch = 0
     digest = settings.digest()
-    if files.checkpoint.exists():
-        state = load_state(files.checkpoint, digest)
+    state = resume_or_set_aside(files.checkpoint, digest)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
@@ -107,6 +111,7 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
         history = list(state["history"])
         start_epoch = int(state["epoch"])
         log.info("%s: resuming from %s at epoch %d", settings.run_id, files.checkpoint, start_epoch)
+    tracker.start(history)
 
     if progress is None:
         progress = sys.stderr.isatty()
@@ -160,14 +165,14 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
             "history": history,
         })
         write_text(files.curves, _curves_csv(history))
+        tracker.log_epoch(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
         if not progress:
             log.info("%s epoch %d/%d loss %.4f (%.1f s, %.0f pairs/s)", settings.run_id,
                      epoch + 1, settings.epochs, row["loss"], seconds, row["pairs_per_s"])
 
-    with atomic_path(files.model) as tmp:
-        torch.save({"settings": settings.to_dict(), "settings_digest": digest,
-                    "model": model.state_dict()}, tmp)
+    save_state(files.model, {"settings": settings.to_dict(), "settings_digest": digest,
+                             "model": model.state_dict()})
     summary = {
         "run_id": settings.run_id,
         "settings": settings.to_dict(),

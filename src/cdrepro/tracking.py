@@ -1,0 +1,427 @@
+"""MLflow adapter: training and evaluation report here; nothing downstream reads from it.
+
+The run's own files (curves.csv, train.json, metrics.json) are the source of truth. MLflow is a
+side channel for browsing and comparing runs, so a tracking failure (store unreachable, disk
+full, a locked database that stays locked) never stops training: the tracker warns once, stops
+tracking for the rest of the process, and ``cdrepro sync`` logs the run's files later.
+
+Where runs go
+    ``sqlite:///<results_dir>/<profile>/mlflow.db`` with artifacts in ``mlartifacts/`` next to
+    it, unless ``MLFLOW_TRACKING_URI`` names another store (an ``mlflow server``, say).
+    ``CDREPRO_TRACKING=off`` switches tracking off.
+
+One experiment per profile (``cdrepro/<profile>``)
+    A profile is one scale of the whole study (the embedded digits profile, the paper's), so
+    all its ablations sit side by side in one table and every number in it is comparable; the
+    dataset is a tag and a column to filter on. Per-dataset experiments would split Table 2's
+    comparisons across pages, and mixing profiles would put a 15-epoch toy next to 1000-epoch
+    paper runs.
+
+One MLflow run per training run
+    named ``cdrepro.runs.tracking_name`` (``stl10/bs128/no_ne/seed42``) and tagged with the run
+    id and the settings' digest; a resumed training continues its MLflow run, and evaluation
+    logs into the latest MLflow run of the same run id and digest.
+
+Parallel jobs
+    ``cdrepro tracking-init`` (the workflow's ``onstart``) creates the SQLite tables and the
+    experiment once, before any job starts: two jobs creating them at once race. Every store
+    call retries on "database is locked"; experiment creation tolerates a concurrent creator.
+
+``mlflow`` takes seconds to import, so it is imported only when a tracker first talks to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from cdrepro.config import RunSettings
+from cdrepro.runs import ProfilePaths, parse_run_id, tracking_name
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "mlflow.db"
+ARTIFACTS_NAME = "mlartifacts"
+RUN_ID_TAG = "cdrepro.run_id"
+HASH_TAG = "params_hash"
+OFF_VALUES = {"0", "off", "false", "no"}
+# Defaults for talking to a tracking server, where the user has not chosen: MLflow's own
+# (7 retries with exponential backoff, 120 s timeout) would stall training for minutes
+# before the first warning when the server is down.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+# Training loss terms: curves.csv column -> MLflow metric (per epoch, step = epoch).
+EPOCH_METRICS = {"loss": "loss", "instance": "instance_loss", "feature": "feature_loss",
+                 "entropy": "entropy", "lr": "lr", "seconds": "epoch_seconds",
+                 "pairs_per_s": "pairs_per_s"}
+STAGES = ("backbone", "feature")
+SCORES = ("nmi", "ari", "acc")
+FINAL_METRICS = [f"{stage}_{score}" for stage in STAGES for score in SCORES]
+
+_RETRYABLE = re.compile(r"database is locked|database table is locked|table \S+ already exists|"
+                        r"out-of-date database schema", re.I)
+
+
+class TrackingError(RuntimeError):
+    """Reading back from the store failed (used by commands whose job is tracking)."""
+
+
+# --------------------------------------------------------------------------- where runs go
+
+
+def enabled() -> bool:
+    return os.environ.get("CDREPRO_TRACKING", "on").strip().lower() not in OFF_VALUES
+
+
+def experiment_name(profile: str) -> str:
+    return f"cdrepro/{profile}"
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///")
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def tracking_uri(paths: ProfilePaths) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the profile's SQLite file (absolute path)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(paths.root / DB_NAME).resolve()}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """For a SQLite store, a folder next to the database file; a server decides for itself."""
+    db = _sqlite_file(uri)
+    return (db.resolve().parent / ARTIFACTS_NAME).as_uri() if db is not None else None
+
+
+def _prepare_environment(uri: str) -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> tuple[str, bool]:
+    """The package source's commit and whether tracked files differ from it."""
+    where = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+# --------------------------------------------------------------------------- store calls
+
+
+def retry(call: Callable[..., Any], *args: Any, attempts: int = 10, **kwargs: Any) -> Any:
+    """``call(*args)``, retried with jittered backoff while SQLite reports a lock or a
+    concurrent schema creation (up to about a minute in all); other errors propagate."""
+    jitter = random.Random()  # private: the global random state stays the caller's
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:  # MlflowException wraps sqlalchemy's OperationalError
+            if attempt == attempts - 1 or not _RETRYABLE.search(str(exc)):
+                raise
+            delay = min(10.0, 0.2 * 2 ** attempt) * (0.5 + jitter.random())
+            log.debug("tracking store busy (%s); retrying in %.1f s", str(exc).splitlines()[0], delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def client(uri: str):
+    """An ``MlflowClient`` on ``uri`` whose store is open (tables created if new)."""
+    _prepare_environment(uri)
+    from mlflow.tracking import MlflowClient
+
+    mlflow_client = MlflowClient(tracking_uri=uri)
+    # Opening a SQLite store creates or checks its tables: retried, as a concurrent creator
+    # can hold the lock or leave the schema half-built for a moment.
+    retry(lambda: mlflow_client._tracking_client.store)
+    return mlflow_client
+
+
+def ensure_experiment(mlflow_client, name: str, artifacts: str | None) -> str:
+    """The experiment's id, created if missing (tolerating a concurrent creator) and restored
+    if deleted."""
+    experiment = retry(mlflow_client.get_experiment_by_name, name)
+    if experiment is None:
+        try:
+            return retry(mlflow_client.create_experiment, name, artifact_location=artifacts,
+                         tags={"cdrepro.profile": name.split("/", 1)[-1]})
+        except Exception:
+            experiment = retry(mlflow_client.get_experiment_by_name, name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        retry(mlflow_client.restore_experiment, experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def init_store(params: dict[str, Any]) -> tuple[str, str, str]:
+    """Create the store and the profile's experiment; return (uri, experiment name, id)."""
+    paths = ProfilePaths.from_params(params)
+    uri = tracking_uri(paths)
+    name = experiment_name(params["profile"])
+    mlflow_client = client(uri)
+    return uri, name, ensure_experiment(mlflow_client, name, artifact_location(uri))
+
+
+def find_run(mlflow_client, experiment_id: str, rid: str, digest: str | None = None):
+    """The latest MLflow run of run id ``rid`` (and settings digest ``digest``), or None."""
+    query = f"tags.`{RUN_ID_TAG}` = '{rid}'"
+    if digest is not None:
+        query += f" and tags.`{HASH_TAG}` = '{digest}'"
+    found = retry(mlflow_client.search_runs, [experiment_id], query,
+                  order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0] if found else None
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+# --------------------------------------------------------------------------- the tracker
+
+
+class Tracker:
+    """One MLflow run of one training run. No method raises: the first failure is logged as a
+    warning and tracking stops for the rest of this tracker's life."""
+
+    def __init__(self, params: dict[str, Any], paths: ProfilePaths, settings: RunSettings,
+                 active: bool | None = None) -> None:
+        self.params, self.paths, self.settings = params, paths, settings
+        self.active = enabled() if active is None else active
+        self.client = None
+        self.mlflow_run_id: str | None = None
+        self.created = False  # whether this tracker opened a new MLflow run
+        self.logged_epochs: set[int] = set()
+
+    # ------------------------------------------------------------------ failure handling
+
+    def _guard(self, what: str, call: Callable[[], Any]) -> Any:
+        if not self.active:
+            return None
+        try:
+            return call()
+        except Exception as exc:  # anything: tracking must never stop training
+            self.active = False
+            uri = tracking_uri(self.paths)
+            log.warning(
+                "MLflow tracking of %s failed while %s, so it stops here (%s: %s). Training and "
+                "evaluation go on; their numbers are in %s. Log them later with: cdrepro sync "
+                "--run %s (store: %s)", self.settings.run_id, what, type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "", self.paths.run_dir(self.settings.run_id),
+                self.settings.run_id, uri)
+            return None
+
+    # ------------------------------------------------------------------ opening the run
+
+    def _open(self, reuse: bool) -> None:
+        """Find (if ``reuse``) or else create the MLflow run, then log whatever of its params
+        and tags it lacks. Sets ``mlflow_run_id``."""
+        if self.mlflow_run_id is not None:
+            return
+        s, uri = self.settings, tracking_uri(self.paths)
+        self.client = client(uri)
+        experiment_id = ensure_experiment(self.client, experiment_name(self.params["profile"]),
+                                          artifact_location(uri))
+        existing = find_run(self.client, experiment_id, s.run_id, s.digest()) if reuse else None
+        if existing is None:
+            run = retry(self.client.create_run, experiment_id, run_name=tracking_name(parse_run_id(s.run_id)))
+            have_params: dict[str, str] = {}
+            self.created = True
+        else:
+            run = existing
+            have_params = run.data.params
+            history = retry(self.client.get_metric_history, run.info.run_id, "loss")
+            self.logged_epochs = {int(m.step) for m in history}
+        self.mlflow_run_id = run.info.run_id
+        self._log_settings(have_params)
+
+    def _log_settings(self, have_params: dict[str, str]) -> None:
+        from mlflow.entities import Param, RunTag
+
+        s = self.settings
+        commit, dirty = git_commit()
+        rid = s.run_id
+        tags = {
+            RUN_ID_TAG: rid, HASH_TAG: s.digest(), "dataset": s.dataset,
+            "batch_size": str(s.batch_size), "variant": s.variant, "seed": str(s.seed),
+            "profile": self.params["profile"], "git_commit": commit, "git_dirty": str(dirty).lower(),
+            "mlflow.source.git.commit": commit,
+            # checkpoints by reference, never copied
+            "run_dir": str(self.paths.run_dir(rid).resolve()),
+            "checkpoint_path": str(self.paths.checkpoint(rid).resolve()),
+            "model_path": str(self.paths.model(rid).resolve()),
+        }
+        params = {k: str(v) for k, v in s.to_dict().items() if k not in have_params}
+        batch = [Param(k, v) for k, v in params.items()]
+        for i, chunk in enumerate(_chunks(batch, 100) or [[]]):
+            retry(self.client.log_batch, self.mlflow_run_id, params=chunk,
+                  tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [])
+
+    # ------------------------------------------------------------------ training
+
+    def start(self, history: list[dict[str, float]]) -> None:
+        """Called by train() once the run's state is known: a fresh run (empty ``history``)
+        gets a new MLflow run; a resumed one continues its latest MLflow run, and the epochs
+        that run lacks are logged from ``history``."""
+        self._guard("starting the run", lambda: self._open(reuse=bool(history)))
+        self.log_epochs(history)
+
+    def log_epochs(self, rows: list[dict[str, float]]) -> None:
+        """Per-epoch losses, lr and speed, step = epoch; epochs already logged are skipped."""
+        rows = [r for r in rows if int(r["epoch"]) not in self.logged_epochs]
+        if rows:
+            self._guard(f"logging epoch {int(rows[-1]['epoch'])}", lambda: self._log_epochs(rows))
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        self.log_epochs([row])
+
+    def _log_epochs(self, rows: list[dict[str, float]]) -> None:
+        from mlflow.entities import Metric
+
+        if self.mlflow_run_id is None:
+            return
+        now = int(time.time() * 1000)
+        metrics = [Metric(name, float(row[column]), now, int(row["epoch"]))
+                   for row in rows for column, name in EPOCH_METRICS.items() if column in row]
+        for chunk in _chunks(metrics, 1000):
+            retry(self.client.log_batch, self.mlflow_run_id, metrics=chunk)
+        self.logged_epochs.update(int(r["epoch"]) for r in rows)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Attach the run's files that exist (curves.csv, train.json, metrics.json) and close
+        the MLflow run with ``status`` (FINISHED, FAILED or KILLED)."""
+        self._guard("closing the run", lambda: self._end(status))
+
+    def _end(self, status: str) -> None:
+        if self.mlflow_run_id is None:
+            return
+        self._log_files()
+        retry(self.client.set_terminated, self.mlflow_run_id, status)
+
+    def _log_files(self) -> None:
+        rid = self.settings.run_id
+        for path in (self.paths.curves(rid), self.paths.train_summary(rid), self.paths.metrics(rid)):
+            if path.is_file():
+                retry(self.client.log_artifact, self.mlflow_run_id, str(path))
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+        else:
+            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+
+    # ------------------------------------------------------------------ evaluation, sync
+
+    def log_evaluation(self, metrics: dict[str, Any]) -> None:
+        """Final backbone/feature NMI/ARI/ACC (and the metrics file) into the run's latest
+        MLflow run; a run trained without tracking gets one created."""
+        self._guard("logging the evaluation", lambda: self._log_evaluation(metrics))
+
+    def _log_evaluation(self, metrics: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        self._open(reuse=True)
+        now = int(time.time() * 1000)
+        finals = [Metric(f"{stage}_{score}", float(metrics[stage][score]), now, 0)
+                  for stage in STAGES for score in SCORES]
+        have = retry(self.client.get_run, self.mlflow_run_id).data.params
+        evaluate = {f"evaluate.{k}": str(v) for k, v in self.params["evaluate"].items()}
+        retry(self.client.log_batch, self.mlflow_run_id, metrics=finals,
+              params=[Param(k, v) for k, v in evaluate.items() if k not in have],
+              tags=[RunTag("feature_stage", metrics["feature_stage"]),
+                    RunTag("evaluated", "true")])
+        self._log_files()
+        if self.created:  # trained without tracking: this run is complete now
+            retry(self.client.set_terminated, self.mlflow_run_id, "FINISHED")
+
+    def sync(self, curves: list[dict[str, float]], metrics: dict[str, Any] | None) -> bool:
+        """Log a finished run from its files: params, tags, the epochs MLflow lacks, the final
+        metrics and the files. Unlike training, a failure here raises: syncing is the point."""
+        self.active = True
+        self._open(reuse=True)
+        self._log_epochs([r for r in curves if int(r["epoch"]) not in self.logged_epochs])
+        if metrics is not None:
+            self._log_evaluation(metrics)
+        else:
+            self._log_files()
+            if self.created and self.paths.train_summary(self.settings.run_id).is_file():
+                retry(self.client.set_terminated, self.mlflow_run_id, "FINISHED")
+        return True
+
+
+class _Off(Tracker):
+    """The tracker train() uses when given none: every call does nothing."""
+
+    def __init__(self) -> None:  # noqa: D107 - deliberately without settings
+        self.active = False
+        self.mlflow_run_id = None
+        self.created = False
+        self.logged_epochs = set()
+
+
+OFF = _Off()
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def runs_table(params: dict[str, Any]):
+    """Every MLflow run of the profile's experiment as a pandas table: one row per run id (its
+    latest MLflow run), columns run_id, dataset, batch_size, variant, seed, the final metrics,
+    status and mlflow_run_id."""
+    import pandas as pd
+
+    paths = ProfilePaths.from_params(params)
+    uri = tracking_uri(paths)
+    try:
+        mlflow_client = client(uri)
+        experiment = retry(mlflow_client.get_experiment_by_name, experiment_name(params["profile"]))
+        runs = [] if experiment is None else _all_runs(mlflow_client, experiment.experiment_id)
+    except Exception as exc:
+        raise TrackingError(f"cannot read the MLflow store {uri}: {str(exc).splitlines()[0]}") from exc
+    rows = []
+    for run in runs:  # newest first: keep each run id's latest
+        tags, metrics = run.data.tags, run.data.metrics
+        if RUN_ID_TAG not in tags or any(r["run_id"] == tags[RUN_ID_TAG] for r in rows):
+            continue
+        row = {"run_id": tags[RUN_ID_TAG], "dataset": tags.get("dataset"),
+               "batch_size": int(tags.get("batch_size", 0)), "variant": tags.get("variant"),
+               "seed": int(tags.get("seed", 0))}
+        row.update({name: metrics.get(name, float("nan")) for name in FINAL_METRICS})
+        row.update(status=run.info.status, mlflow_run_id=run.info.run_id)
+        rows.append(row)
+    columns = ["run_id", "dataset", "batch_size", "variant", "seed", *FINAL_METRICS, "status",
+               "mlflow_run_id"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _all_runs(mlflow_client, experiment_id: str) -> list:
+    runs, token = [], None
+    while True:
+        page = retry(mlflow_client.search_runs, [experiment_id], "",
+                     order_by=["attributes.start_time DESC"], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs

@@ -1,0 +1,425 @@
+"""Tests of cdrepro.tracking: what a pipeline logs to MLflow, concurrent writers on one SQLite
+store, tracking failures that must not stop training, and the compare/sync/ui commands.
+
+Every store lives under the test's tmp_path. Creating MLflow's SQLite schema takes seconds, so
+one empty store is made per session and copied where a test needs one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import cdrepro.train as train_module
+from cdrepro import tracking
+from cdrepro.cli import main
+from cdrepro.config import load_params, resolve_run, runs_of, validate_params
+from cdrepro.data.prepared import meta_path_for, save_prepared
+from cdrepro.runs import ProfilePaths, Run, run_id, tracking_name
+from cdrepro.train import RunFiles, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = [Run("digits", 256, "cd", 42), Run("digits", 256, "no_head", 42)]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow SQLite file with the schema and no experiment of ours, made once."""
+    db = tmp_path_factory.mktemp("template") / tracking.DB_NAME
+    tracking.client(f"sqlite:///{db}")
+    return db
+
+
+@pytest.fixture
+def tracked(monkeypatch):
+    monkeypatch.setenv("CDREPRO_TRACKING", "on")
+
+
+@pytest.fixture
+def params(embedded_params, tmp_path, monkeypatch, tracked, empty_store):
+    """Two tiny runs with the profile's store (a copy of the empty one) at its default place,
+    results/embedded/mlflow.db; the working directory is tmp_path, params.yaml in it."""
+    monkeypatch.chdir(tmp_path)
+    embedded_params["results_dir"] = str(tmp_path / "results")
+    embedded_params["model"]["backbone_width"] = 4
+    embedded_params["train"].update(epochs=2, image_size=16, device="cpu")
+    embedded_params["evaluate"]["kmeans_n_init"] = 1
+    embedded_params["runs"] = [vars(r).copy() for r in RUNS]
+    store = ProfilePaths.from_params(embedded_params).root / tracking.DB_NAME
+    store.parent.mkdir(parents=True)
+    shutil.copy(empty_store, store)
+    Path("params.yaml").write_text(yaml.safe_dump(embedded_params, sort_keys=False))
+    return embedded_params
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def mlflow_runs(uri: str, profile: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(tracking.experiment_name(profile))
+    assert experiment is not None, f"no experiment for profile {profile} in {uri}"
+    return client.search_runs([experiment.experiment_id], "", max_results=1000)
+
+
+def loss_history(uri: str, mlflow_run_id: str, key: str = "loss") -> list[tuple[int, float]]:
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(tracking_uri=uri).get_metric_history(mlflow_run_id, key)
+    return sorted((m.step, m.value) for m in history)
+
+
+def tracking_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "cdrepro.tracking" and r.levelno == logging.WARNING]
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog):
+    paths = ProfilePaths.from_params(params)
+    uri = tracking.tracking_uri(paths)
+    assert uri == f"sqlite:///{(paths.root / 'mlflow.db').resolve()}"
+    assert cli(capsys, "tracking-init")[0] == 0
+    assert cli(capsys, "prepare", "--dataset", "digits")[0] == 0
+    for run in RUNS:
+        assert cli(capsys, "train", "--run", run_id(run), "--threads", "1")[0] == 0
+        assert cli(capsys, "evaluate", "--run", run_id(run), "--threads", "1")[0] == 0
+    # A finished run trained again resumes, trains nothing and opens no second MLflow run.
+    assert cli(capsys, "train", "--run", run_id(RUNS[0]), "--threads", "1")[0] == 0
+    assert tracking_warnings(caplog) == []
+
+    runs = {r.data.tags[tracking.RUN_ID_TAG]: r for r in mlflow_runs(uri, params["profile"])}
+    assert sorted(runs) == sorted(run_id(r) for r in RUNS), "one MLflow run per training run"
+    for run in RUNS:
+        rid = run_id(run)
+        settings = resolve_run(params, run)
+        logged = runs[rid]
+        assert logged.info.run_name == tracking_name(run) and logged.info.status == "FINISHED"
+        expected_params = {k: str(v) for k, v in settings.to_dict().items()}
+        expected_params.update({f"evaluate.{k}": str(v) for k, v in params["evaluate"].items()})
+        assert logged.data.params == expected_params
+        tags = logged.data.tags
+        assert {k: tags[k] for k in ("dataset", "batch_size", "variant", "seed", "profile", "params_hash")} == {
+            "dataset": "digits", "batch_size": "256", "variant": run.variant, "seed": "42",
+            "profile": "embedded", "params_hash": settings.digest()}
+        assert tags["git_commit"] and tags["mlflow.source.git.commit"] == tags["git_commit"]
+        assert Path(tags["checkpoint_path"]) == paths.checkpoint(rid).resolve()
+        assert Path(tags["checkpoint_path"]).is_file()  # referenced, not copied
+
+        metrics = json.loads(paths.metrics(rid).read_text())
+        assert tags["feature_stage"] == metrics["feature_stage"]
+        for stage in ("backbone", "feature"):
+            for score in ("nmi", "ari", "acc"):
+                assert logged.data.metrics[f"{stage}_{score}"] == metrics[stage][score]
+        with paths.curves(rid).open(newline="") as handle:
+            curves = list(csv.DictReader(handle))
+        assert loss_history(uri, logged.info.run_id) == [(int(r["epoch"]), float(r["loss"])) for r in curves]
+        assert loss_history(uri, logged.info.run_id, "lr") == [(int(r["epoch"]), float(r["lr"])) for r in curves]
+        artifacts = Path(logged.info.artifact_uri.removeprefix("file://"))
+        assert artifacts.parent.parent == (paths.root / "mlartifacts").resolve()
+        assert sorted(p.name for p in artifacts.iterdir()) == ["curves.csv", "metrics.json", "train.json"]
+        assert json.loads((artifacts / "metrics.json").read_text()) == metrics
+
+    # compare: MLflow's numbers, checked against the metrics files.
+    code, out, err = cli(capsys, "compare", "--csv", "compare.csv")
+    assert code == 0, err
+    assert [line.split()[-1] for line in out.splitlines()[2:]] == ["ok", "ok"]
+    table = list(csv.DictReader(open("compare.csv")))
+    assert [row["variant"] for row in table] == ["cd", "no_head"]
+    tampered = paths.metrics(run_id(RUNS[1]))
+    saved = json.loads(tampered.read_text())
+    saved["feature"]["acc"] += 0.01
+    tampered.write_text(json.dumps(saved))
+    code, out, err = cli(capsys, "compare")
+    assert code == 2 and "differs: feature_acc" in out and run_id(RUNS[1]) in err
+
+
+# --------------------------------------------------------------------------- parallel jobs
+
+EPOCHS = 10
+
+
+def write_one_run(params_file: Path, index: int, barrier) -> None:
+    """One writer: a whole training run's worth of tracking calls, then the evaluation's."""
+    from cdrepro.atomic import write_json
+
+    params = load_params(params_file)
+    paths = ProfilePaths.from_params(params)
+    settings = resolve_run(params, runs_of(params)[index])
+    barrier.wait(timeout=120)
+    with tracking.Tracker(params, paths, settings) as tracker:
+        tracker.start([])
+        for epoch in range(1, EPOCHS + 1):
+            tracker.log_epoch({"epoch": epoch, "lr": 0.1 / epoch, "loss": index * 100.0 + epoch,
+                               "instance": 1.0, "feature": 2.0, "entropy": 0.5})
+        metrics = {"backbone": {"nmi": index / 10, "ari": 0.2, "acc": 0.3},
+                   "feature": {"nmi": 0.4, "ari": 0.5, "acc": index / 100}, "feature_stage": "feature"}
+        write_json(paths.metrics(settings.run_id), metrics)
+        tracker.log_evaluation(metrics)
+    sys.exit(0 if tracker.active else 3)
+
+
+def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, tmp_path, tracked, empty_store):
+    """Eight processes start logging at the same instant on a store with the schema but
+    without the experiment (so they race to create it too); all finish, every metric is there.
+
+    The processes are forked from this one, which has imported MLflow already (the
+    empty_store fixture): eight fresh interpreters would spend most of the test importing it."""
+    n = 8
+    embedded_params["results_dir"] = str(tmp_path / "results")
+    embedded_params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": "cd", "seed": s}
+                               for s in range(n)]
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(embedded_params, sort_keys=False))
+    paths = ProfilePaths.from_params(embedded_params)
+    paths.root.mkdir(parents=True)
+    shutil.copy(empty_store, paths.root / tracking.DB_NAME)
+
+    fork = multiprocessing.get_context("fork")
+    barrier = fork.Barrier(n)
+    writers = [fork.Process(target=write_one_run, args=(params_file, i, barrier)) for i in range(n)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=300)
+    assert [w.exitcode for w in writers] == [0] * n, "a writer failed or lost its tracking"
+
+    uri = tracking.tracking_uri(paths)
+    runs = mlflow_runs(uri, embedded_params["profile"])
+    assert len(runs) == n
+    n_params = len(resolve_run(embedded_params, Run("digits", 128, "cd", 0)).to_dict()) + 3
+    for logged in runs:
+        i = int(logged.data.tags["seed"])
+        assert logged.info.status == "FINISHED"
+        assert loss_history(uri, logged.info.run_id) == [(e, i * 100.0 + e) for e in range(1, EPOCHS + 1)]
+        assert logged.data.metrics["backbone_nmi"] == i / 10 and logged.data.metrics["feature_acc"] == i / 100
+        assert set(tracking.FINAL_METRICS) <= set(logged.data.metrics)
+        assert len(logged.data.params) == n_params
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("store", ["server", "sqlite"])
+def test_training_with_an_unreachable_store_completes_and_syncs_later(params, capsys, caplog,
+                                                                     monkeypatch, tmp_path, store):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where the store's folder would have to be")
+    bad_uri = "http://127.0.0.1:9" if store == "server" else f"sqlite:///{blocker}/mlflow.db"
+    paths = ProfilePaths.from_params(params)
+    rid = run_id(RUNS[0])
+    assert cli(capsys, "prepare", "--dataset", "digits")[0] == 0
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", bad_uri)
+    started = time.monotonic()
+    code, out, err = cli(capsys, "train", "--run", rid, "--threads", "1")
+    assert code == 0, err
+    assert len(tracking_warnings(caplog)) == 1, "warn once, then keep going quietly"
+    assert f"cdrepro sync --run {rid}" in tracking_warnings(caplog)[0]
+    code, _, err = cli(capsys, "evaluate", "--run", rid, "--threads", "1")
+    assert code == 0, err
+    assert len(tracking_warnings(caplog)) == 2
+    assert time.monotonic() - started < 60, "a dead store must not stall training for long"
+    with paths.curves(rid).open(newline="") as handle:
+        assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [1, 2]
+    assert json.loads(paths.train_summary(rid).read_text())["epochs"] == 2
+    metrics = json.loads(paths.metrics(rid).read_text())
+    assert set(metrics["backbone"]) == {"nmi", "ari", "acc"}
+    assert list(blocker.parent.glob("a_file*")) == [blocker] and blocker.is_file()
+
+    # Once the store is back (here: the profile's own), sync logs what the files hold.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    code, out, err = cli(capsys, "sync")
+    assert code == 0, err
+    assert f"{rid}: 2 epochs and metrics logged" in out
+    code, out, err = cli(capsys, "compare")
+    assert code == 0, err
+    uri = tracking.tracking_uri(paths)
+    (logged,) = mlflow_runs(uri, params["profile"])
+    assert [step for step, _ in loss_history(uri, logged.info.run_id)] == [1, 2]
+    assert logged.info.status == "FINISHED" and logged.info.run_name == tracking_name(RUNS[0])
+
+
+def test_tracking_changes_nothing_and_a_resumed_run_continues_its_mlflow_run(
+        embedded_params, tmp_path, monkeypatch, tracked, empty_store):
+    embedded_params["model"]["backbone_width"] = 4
+    embedded_params["train"].update(epochs=3, image_size=16, device="cpu")
+    params = validate_params(embedded_params)
+    settings = resolve_run(params, Run("digits", 16, "cd", 0))
+    rng = np.random.default_rng(0)
+    prepared = tmp_path / "data" / "tiny.npz"
+    save_prepared(prepared, meta_path_for(prepared), "tiny",
+                  rng.integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8), np.arange(64) % 4,
+                  ["a", "b", "c", "d"], {})
+
+    def files(root: Path) -> RunFiles:
+        p = ProfilePaths(root)
+        return RunFiles(p.checkpoint(settings.run_id), p.model(settings.run_id),
+                        p.curves(settings.run_id), p.train_summary(settings.run_id))
+
+    train(settings, prepared, files(tmp_path / "untracked"), threads=1, progress=False)
+
+    tracked_paths = ProfilePaths(tmp_path / "tracked")
+    tracked_paths.root.mkdir()
+    shutil.copy(empty_store, tracked_paths.root / tracking.DB_NAME)
+    real_save = train_module.save_state
+
+    def die_after_epoch_1(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_state", die_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.Tracker(params, tracked_paths, settings) as tracker:
+            train(settings, prepared, files(tracked_paths.root), threads=1, progress=False, tracker=tracker)
+    uri = tracking.tracking_uri(tracked_paths)
+    (interrupted,) = mlflow_runs(uri, params["profile"])
+    assert interrupted.info.status == "KILLED"
+    monkeypatch.setattr(train_module, "save_state", real_save)
+    with tracking.Tracker(params, tracked_paths, settings) as tracker:
+        train(settings, prepared, files(tracked_paths.root), threads=1, progress=False, tracker=tracker)
+    assert tracker.active
+
+    (resumed,) = mlflow_runs(uri, params["profile"])
+    assert resumed.info.run_id == interrupted.info.run_id and resumed.info.status == "FINISHED"
+    assert [step for step, _ in loss_history(uri, resumed.info.run_id)] == [1, 2, 3]
+    untracked = torch.load(files(tmp_path / "untracked").model, weights_only=True)["model"]
+    tracked_model = torch.load(files(tracked_paths.root).model, weights_only=True)["model"]
+    assert all(torch.equal(untracked[k], tracked_model[k]) for k in untracked)
+    # Nothing outside the profile's results folder.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "tracked", "untracked"]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_commands_that_do_not_track_do_not_import_mlflow():
+    code = ("import sys; from cdrepro.cli import main; import cdrepro.tracking; "
+            f"assert main(['validate', '--params', {str(REPO / 'params.yaml')!r}]) == 0; "
+            "assert 'mlflow' not in sys.modules, 'mlflow imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_ui_serves_the_profiles_store_on_loopback_only(params, capsys, monkeypatch):
+    launched = []
+    monkeypatch.setattr(os, "execve", lambda path, command, env: launched.append(command))
+    code, out, _ = cli(capsys, "ui", "--port", "5123")
+    assert code == 0 and "http://127.0.0.1:5123" in out
+    (command,) = launched
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    paths = ProfilePaths.from_params(params)
+    assert command[command.index("--backend-store-uri") + 1] == tracking.tracking_uri(paths)
+    assert command[command.index("--artifacts-destination") + 1] == (paths.root / "mlartifacts").resolve().as_uri()
+
+
+def test_tracking_init_does_not_fail_the_workflow_when_the_store_is_unreachable(params, capsys, monkeypatch, caplog):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{Path('params.yaml').resolve()}/mlflow.db")
+    code, _, _ = cli(capsys, "tracking-init")
+    assert code == 0
+    assert any("not ready" in r.getMessage() for r in caplog.records)
+
+
+def test_retry_waits_out_a_locked_database_and_passes_other_errors_on(monkeypatch):
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def locked_twice():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "done"
+
+    assert tracking.retry(locked_twice) == "done" and len(calls) == 3
+    calls.clear()
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("disk I/O error")
+
+    with pytest.raises(RuntimeError, match="disk I/O"):
+        tracking.retry(broken)
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------- the UI
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="needs Debian's chromium (.ci/run installs it: apt-get install chromium)")
+def test_the_mlflow_ui_shows_every_run_in_headless_chromium(embedded_params, tmp_path, tracked, empty_store):
+    embedded_params["results_dir"] = str(tmp_path / "results")
+    params = validate_params(embedded_params)
+    paths = ProfilePaths.from_params(params)
+    paths.root.mkdir(parents=True)
+    shutil.copy(empty_store, paths.root / tracking.DB_NAME)
+    runs = [Run("digits", 128, "cd", 42), Run("digits", 128, "no_ne", 42)]
+    for run in runs:
+        with tracking.Tracker(params, paths, resolve_run(params, run)) as tracker:
+            tracker.start([])
+            tracker.log_epoch({"epoch": 1, "lr": 0.1, "loss": 1.0})
+        assert tracker.active
+    uri = tracking.tracking_uri(paths)
+    _, _, experiment_id = tracking.init_store(params)
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--artifacts-destination", tracking.artifact_location(uri)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+        page = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+        dom = subprocess.run(
+            ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000", "--dump-dom", page],
+            capture_output=True, text=True, timeout=120).stdout
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    for run in runs:
+        assert tracking_name(run) in dom, f"{tracking_name(run)} not on the rendered runs page"
