@@ -1,6 +1,6 @@
 # cdrepro: the CD reproduction workflow. Rules live in workflow/rules/; every step calls the
 # cdrepro CLI. The params file is the config: params.yaml by default, or a whole profile via
-#   snakemake --cores all --configfile workflow/configs/paper.yaml reproduce_tables
+#   snakemake --cores all reproduce_tables --configfile workflow/configs/paper.yaml
 from snakemake.utils import min_version
 
 min_version("9.0")
