@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## run: the whole pipeline on the embedded profile (params.yaml) -> results/embedded/tables/
+# --rerun-incomplete: a job cut off by a kill or Ctrl-C re-runs, and training resumes from its
+# checkpoint (docs/reliability.md).
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) reproduce_tables
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete reproduce_tables
 
 ## test: every test, the end-to-end workflow runs included
 test: $(STAMP)

@@ -66,6 +66,18 @@ def test_validate_reports_the_run_count_and_output_folder(params, capsys):
     assert str(ProfilePaths.from_params(params).root) in out
 
 
+def test_validate_checks_batch_sizes_against_prepared_data(params, capsys):
+    write_params(params)
+    assert cli(capsys, "prepare", "--dataset", "digits")[0] == 0
+    code, out, _ = cli(capsys, "validate")
+    assert code == 0 and "digits" in out
+    params["runs"][0]["batch_size"] = 4096  # digits has 1,797 images
+    write_params(params)
+    code, _, err = cli(capsys, "validate")
+    assert code == 2
+    assert "runs[0].batch_size" in error_line("validate", err) and "at most 1797" in err
+
+
 def test_validate_accepts_the_repository_params(embedded_params, capsys):
     repo_params = Path(__file__).resolve().parents[1] / "params.yaml"
     code, out, _ = cli(capsys, "validate", "--params", str(repo_params))

@@ -67,3 +67,25 @@ def test_resolve_run_applies_switches_and_batch_size_dims(embedded_params):
 def test_paper_profile_is_valid():
     params = load_params(REPO / "workflow" / "configs" / "paper.yaml")
     assert params["profile"] == "paper"
+
+
+def test_batch_sizes_are_checked_against_prepared_datasets(embedded_params, tmp_path):
+    import json
+
+    from cdrepro.config import check_against_prepared, check_batch_sizes
+    from cdrepro.runs import ProfilePaths
+
+    embedded_params["results_dir"] = str(tmp_path)
+    assert check_against_prepared(embedded_params) == []  # nothing prepared yet: train checks later
+    meta = ProfilePaths.from_params(embedded_params).prepared_meta("digits")
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"n_images": 200}))
+    with pytest.raises(ParamsError, match=r"runs\[1\]\.batch_size: 256 is larger than dataset 'digits' "
+                                          r"\(200 images\); use a batch size of at most 200"):
+        check_against_prepared(embedded_params, source="p.yaml")
+    check_batch_sizes(embedded_params, "digits", 256)  # 256 images suffice for every run
+    meta.write_text(json.dumps({"n_images": 1797}))
+    assert check_against_prepared(embedded_params) == ["digits"]
+    meta.write_text("{")
+    with pytest.raises(ParamsError, match="cdrepro prepare --dataset digits"):
+        check_against_prepared(embedded_params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,28 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     write_bytes(path, buffer.getvalue())
 
 
+class UnsafeCheckpoint(RuntimeError):
+    """A checkpoint holds objects other than tensors and plain data; it is not loaded."""
+
+
+def load_weights_only(path: Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``, with a message that says what to do on refusal.
+
+    torch's own message suggests retrying with ``weights_only=False``, which would execute
+    whatever the file's pickle asks for: never do that with a file of unknown origin.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpoint(
+            f"{path} holds objects other than tensors and plain data and was refused (nothing in "
+            "it was run); delete it so the run trains again, or use a checkpoint you trust"
+        ) from exc
+
+
 def load_state(path: Path, expected_digest: str) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` and check it belongs to these settings."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights_only(path)
     found = state.get("settings_digest")
     if found != expected_digest:
         raise CheckpointMismatch(
@@ -54,7 +74,7 @@ def resume_or_set_aside(path: Path, expected_digest: str) -> dict[str, Any] | No
     try:
         return load_state(path, expected_digest)
     except CheckpointMismatch as exc:
-        found = torch.load(path, map_location="cpu", weights_only=True).get("settings_digest")
+        found = load_weights_only(path).get("settings_digest")
         stale = path.with_name(f"{path.name}.{found}.stale")
         path.replace(stale)
         log.warning("%s; kept as %s, training from scratch", str(exc).split(";")[0], stale)

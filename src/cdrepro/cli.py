@@ -7,6 +7,7 @@ on any error the user can fix.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -29,6 +30,9 @@ def _context(args: argparse.Namespace) -> tuple[dict, ProfilePaths]:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     params, paths = _context(args)
+    checked = cfg.check_against_prepared(params, str(args.params))
+    if checked:
+        print(f"batch sizes fit the prepared datasets: {', '.join(checked)}")
     print(f"{args.params}: valid; profile '{params['profile']}', {len(params['runs'])} runs, "
           f"outputs under {paths.root}")
 
@@ -261,6 +265,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"cdrepro {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or args.verbose:
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"cdrepro {args.command}: error: the disk is full ({exc.strerror}){where}. Files "
+              "are written to a temporary name and renamed, so the previous version of every "
+              "output (the last checkpoint included) is intact: free some space and run the "
+              "step again (training resumes from its last checkpoint)", file=sys.stderr)
         return 2
     return 0
 

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from cdrepro.runs import Run, run_id
+from cdrepro.runs import ProfilePaths, Run, run_id
 
 
 class ParamsError(ValueError):
@@ -102,6 +102,41 @@ def load_params(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     return validate_params(params, source=str(path))
+
+
+def check_batch_sizes(params: dict[str, Any], dataset: str, n_images: int, source: str = "params") -> None:
+    """Every run on ``dataset`` must have a batch size of at most ``n_images``: training drops the
+    last incomplete batch, so a larger one leaves no step to run. ParamsError names the run."""
+    for i, raw in enumerate(params["runs"]):
+        if raw["dataset"] == dataset and raw["batch_size"] > n_images:
+            raise ParamsError(
+                f"{source}: runs[{i}].batch_size: {raw['batch_size']} is larger than dataset "
+                f"'{dataset}' ({n_images} images); use a batch size of at most {n_images}"
+            )
+
+
+def check_against_prepared(params: dict[str, Any], source: str = "params") -> list[str]:
+    """The checks that need the data: batch sizes against each dataset already prepared.
+
+    Reads only the small metadata file that ``cdrepro prepare`` writes beside the array
+    (``<results_dir>/<profile>/data/<name>.json``); datasets not prepared yet are skipped (train
+    checks them). Returns the datasets checked. Meant for ``cdrepro validate``, not for every
+    command: metadata from an older version of a dataset must not block re-preparing it.
+    """
+    paths = ProfilePaths.from_params(params)
+    checked = []
+    for name in sorted({raw["dataset"] for raw in params["runs"]}):
+        meta_file = paths.prepared_meta(name)
+        if not meta_file.is_file():
+            continue
+        try:
+            n_images = int(json.loads(meta_file.read_text())["n_images"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ParamsError(f"{meta_file}: unreadable prepared metadata ({exc}); run "
+                              f"`cdrepro prepare --dataset {name}` again") from exc
+        check_batch_sizes(params, name, n_images, source)
+        checked.append(name)
+    return checked
 
 
 def runs_of(params: dict[str, Any]) -> list[Run]:

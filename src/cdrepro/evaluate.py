@@ -14,6 +14,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from cdrepro import augment as aug
+from cdrepro.checkpoint import load_weights_only
 from cdrepro.config import RunSettings
 from cdrepro.data.prepared import PreparedDataset, load_prepared
 from cdrepro.device import autocast, select_device
@@ -23,7 +24,7 @@ from cdrepro.model import ContrastiveDisentangling, build_model
 
 def load_model(path: Path, settings: RunSettings) -> ContrastiveDisentangling:
     """Rebuild the run's model and load its final weights (``weights_only=True``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights_only(path)
     if state.get("settings_digest") != settings.digest():
         raise RuntimeError(
             f"{path} was trained with other settings than run {settings.run_id} has now; "

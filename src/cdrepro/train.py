@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -83,7 +82,8 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
     if settings.batch_size > n_images:
         raise ValueError(
             f"run {settings.run_id}: batch size {settings.batch_size} is larger than the dataset "
-            f"'{settings.dataset}' ({n_images} images); with drop_last no step could run"
+            f"'{settings.dataset}' ({n_images} images); with drop_last no step could run. "
+            f"Set that run's batch_size under runs: to at most {n_images}"
         )
     steps_per_epoch = n_images // settings.batch_size  # drop_last, as the paper
 
@@ -122,6 +122,9 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
         started = time.perf_counter()
         order = torch.randperm(n_images, generator=shuffle_gen).to(device)
         sums: dict[str, torch.Tensor] = {}
+        # The first step (0-based) whose loss was not finite, or steps_per_epoch if none was:
+        # kept on the device and read once, at the end of the epoch (no host sync per step).
+        first_bad = torch.tensor(steps_per_epoch, device=device)
         for step in range(steps_per_epoch):
             index = order[step * settings.batch_size:(step + 1) * settings.batch_size]
             x = aug.to_float(images[index])  # (B, 3, H, W) in [0, 1]
@@ -141,6 +144,19 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
             optimizer.step()
             for name, value in terms.items():  # accumulate on the device: no host sync per step
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
+            bad_here = torch.where(torch.isfinite(terms["loss"].detach()), steps_per_epoch, step)
+            first_bad = torch.minimum(first_bad, bad_here)
+        bad_step = int(first_bad)
+        if bad_step < steps_per_epoch:
+            # Raised before anything of this epoch is saved: the weights after a bad step
+            # never reach the checkpoint, which stays at the last good epoch.
+            kept = (f"The last good checkpoint (epoch {history[-1]['epoch']}) is kept at {files.checkpoint}"
+                    if history else "No checkpoint had been written yet")
+            raise NonFiniteLoss(
+                f"run {settings.run_id}: loss is not finite in epoch {epoch + 1}, step {bad_step + 1} "
+                f"of {steps_per_epoch} (global step {epoch * steps_per_epoch + bad_step + 1}); "
+                f"stopped. {kept}"
+            )
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
@@ -148,12 +164,6 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
         row = {"epoch": epoch + 1, "lr": lr, "seconds": round(seconds, 3),
                "pairs_per_s": round(steps_per_epoch * settings.batch_size / seconds, 2)}
         row.update({name: float(total) / steps_per_epoch for name, total in sums.items()})
-        if not math.isfinite(row["loss"]):
-            kept = (f"The last good checkpoint (epoch {history[-1]['epoch']}) is kept at {files.checkpoint}"
-                    if history else "No checkpoint had been written yet")
-            raise NonFiniteLoss(
-                f"run {settings.run_id}: loss is {row['loss']} in epoch {epoch + 1}; stopped. {kept}"
-            )
         history.append(row)
         save_state(files.checkpoint, {
             "settings_digest": digest,

@@ -293,3 +293,94 @@ def test_unreadable_image_is_named(tmp_path: Path, damage: str) -> None:
 def test_folder_without_path_setting_is_rejected() -> None:
     with pytest.raises(ValueError, match="needs a 'path'"):
         load_source(settings("folder"), Path("unused"), False)
+
+
+# --- archive extraction is path-traversal safe ---------------------------------------------------
+
+
+def add_member(tar: Any, name: str, kind: str = "file", target: str = "", data: bytes = b"evil") -> None:
+    import io
+    import tarfile
+
+    member = tarfile.TarInfo(name)
+    if kind == "file":
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+        return
+    member.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE, "device": tarfile.CHRTYPE}[kind]
+    member.linkname = target
+    tar.addfile(member)
+
+
+def evil_cifar10_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evil: Any) -> Path:
+    """cifar-10-python.tar.gz (the name torchvision expects, its MD5 patched to match) with one
+    ordinary member and then ``evil(tar)``'s."""
+    import tarfile
+
+    from torchvision.datasets import CIFAR10
+
+    from conftest import md5_of  # tests/data/conftest.py
+
+    download_dir = tmp_path / "downloads"
+    download_dir.mkdir()
+    archive = download_dir / CIFAR10.filename
+    with tarfile.open(archive, "w:gz") as tar:
+        add_member(tar, "cifar-10-batches-py/readme.html", data=b"harmless")
+        evil(tar)
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5_of(archive))
+    return download_dir
+
+
+EVIL_MEMBERS = {
+    "dot-dot": (lambda tar, out: add_member(tar, "cifar-10-batches-py/../../evil"), "'..' component"),
+    "absolute": (lambda tar, out: add_member(tar, str(out / "evil")), "absolute path"),
+    "symlink out, then a file through it": (
+        lambda tar, out: (add_member(tar, "cifar-10-batches-py/out", "symlink", "../.."),
+                          add_member(tar, "cifar-10-batches-py/out/evil")),
+        "outside the folder"),
+    "hard link out": (lambda tar, out: add_member(tar, "cifar-10-batches-py/pw", "hardlink", "../evil"),
+                      "outside the folder"),
+    "device file": (lambda tar, out: add_member(tar, "cifar-10-batches-py/dev", "device"), "device"),
+}
+
+
+@pytest.mark.parametrize("kind", list(EVIL_MEMBERS))
+def test_an_archive_with_an_unsafe_member_is_refused_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           kind: str) -> None:
+    add_evil, reason = EVIL_MEMBERS[kind]
+    download_dir = evil_cifar10_archive(tmp_path, monkeypatch, lambda tar: add_evil(tar, tmp_path))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(DatasetUnavailable, match=rf"refused, nothing was extracted") as caught:
+        load_source(settings("cifar10"), download_dir, download=False)
+    assert reason in str(caught.value) and "cifar-10-python.tar.gz" in str(caught.value)
+    assert not (tmp_path / "evil").exists()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_safe_extract_extracts_an_ordinary_archive(tmp_path: Path) -> None:
+    import tarfile
+
+    from cdrepro.data.sources import safe_extract
+
+    archive = tmp_path / "ok.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        add_member(tar, "top/a.bin", data=b"A")
+        add_member(tar, "top/sub/b.bin", data=b"B")
+        add_member(tar, "top/sub/link", "symlink", "../a.bin")  # a link that stays inside is fine
+    safe_extract(archive, tmp_path / "out")
+    assert (tmp_path / "out/top/sub/b.bin").read_bytes() == b"B"
+    assert (tmp_path / "out/top/sub/link").read_bytes() == b"A"
+
+
+def test_a_truncated_archive_with_a_matching_md5_is_reported_as_corrupt(
+        fake_cifar10: FakeDataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.datasets import CIFAR10
+
+    from conftest import md5_of
+
+    assert fake_cifar10.archive is not None
+    data = fake_cifar10.archive.read_bytes()
+    fake_cifar10.archive.write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5_of(fake_cifar10.archive))  # only the tar reader can tell
+    with pytest.raises(DatasetUnavailable, match="checksum mismatch"):
+        load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)

@@ -4,8 +4,10 @@ Sources (``settings["source"]``):
 
 * ``digits`` — scikit-learn's 1,797 8x8 digits (ships with scikit-learn, so it works offline).
 * ``cifar10``, ``cifar100_20``, ``stl10`` — torchvision's archives in ``download_dir``, train split
-  first, then test (the paper trains and evaluates on both). Archives can be downloaded by
-  torchvision or placed there by hand; torchvision checks their MD5 either way.
+  first, then test (the paper trains and evaluates on both). Archives can be downloaded (by
+  torchvision's ``download_url``) or placed there by hand; their MD5 is checked either way, and
+  they are extracted here, not by torchvision, so that every member is checked first
+  (``safe_extract``: no absolute paths, no ``..``, no links leading out, no device files).
 * ``imagenet10``, ``folder`` — a folder of images that the user points to (ImageNet cannot be
   downloaded automatically), decoded with PIL and resized once to ``store_size``.
 
@@ -19,7 +21,9 @@ from __future__ import annotations
 import http.client
 import os
 import pickle
+import posixpath
 import sys
+import tarfile
 import urllib.error
 import warnings
 from collections.abc import Sequence
@@ -69,6 +73,11 @@ class DatasetUnavailable(RuntimeError):
 
 class ImageFolderError(ValueError):
     """A user's image folder is unusable: wrong layout, an empty class, or an unreadable image."""
+
+
+class UnsafeArchive(DatasetUnavailable):
+    """An archive has a member that could write outside the extraction folder (absolute path,
+    ``..``, a link leading out) or is a device or other special file; nothing of it is extracted."""
 
 
 @dataclass
@@ -143,7 +152,7 @@ def _load_digits() -> RawDataset:
 
 
 class _Fetch(Enum):
-    """What torchvision has to do before the extracted files can be read."""
+    """What has to happen before torchvision can read the extracted files."""
 
     NOTHING = "extracted files present and intact"
     EXTRACT = "archive present and intact: extract it (no network)"
@@ -153,7 +162,7 @@ class _Fetch(Enum):
 def _archive_help(dataset_class: type, root: Path) -> str:
     return (
         f"download {dataset_class.url} by hand and place it as {root / dataset_class.filename}; "
-        f"torchvision checks its MD5 ({dataset_class.tgz_md5}) before extracting it"
+        f"its MD5 ({dataset_class.tgz_md5}) and its members' paths are checked before it is extracted"
     )
 
 
@@ -176,11 +185,9 @@ def _corrupt(name: str, dataset_class: type, root: Path) -> DatasetUnavailable:
 
 
 def _plan_fetch(name: str, dataset_class: type, root: Path, download: bool) -> _Fetch:
-    """Decide what torchvision must do, refusing early when it could only fail or touch the network.
-
-    torchvision extracts an archive only when called with ``download=True``; with a hand-placed,
-    intact archive that call never reaches the network (it checks the MD5 and skips the fetch),
-    so a hand-placed archive is extracted even when ``download`` is false.
+    """Decide what must happen before torchvision reads the extracted files, refusing early when
+    it could only fail or touch the network. A hand-placed, intact archive is extracted even when
+    ``download`` is false (extracting needs no network).
     """
     from torchvision.datasets.utils import check_integrity
 
@@ -192,7 +199,7 @@ def _plan_fetch(name: str, dataset_class: type, root: Path, download: bool) -> _
             return _Fetch.EXTRACT
         if not download:
             raise _corrupt(name, dataset_class, root)
-        return _Fetch.DOWNLOAD  # torchvision fetches it again over the bad copy
+        return _Fetch.DOWNLOAD  # fetched again over the bad copy
     if not download:
         raise DatasetUnavailable(
             f"{name}: {dataset_class.filename} not found in {root} and downloading is off "
@@ -201,17 +208,89 @@ def _plan_fetch(name: str, dataset_class: type, root: Path, download: bool) -> _
     return _Fetch.DOWNLOAD
 
 
-def _open_split(name: str, dataset_class: type, root: Path, fetch: _Fetch, **split: Any) -> Any:
-    """Construct one torchvision split, turning download and checksum failures into DatasetUnavailable."""
+def _download_archive(name: str, dataset_class: type, root: Path) -> None:
+    """Fetch the archive with torchvision's ``download_url`` (which checks its MD5), not extracting it."""
+    from torchvision.datasets.utils import download_url
+
     try:
-        return dataset_class(root=str(root), download=fetch is not _Fetch.NOTHING, **split)
+        download_url(dataset_class.url, str(root), filename=dataset_class.filename, md5=dataset_class.tgz_md5)
     except _NETWORK_ERRORS as error:
-        if fetch is not _Fetch.DOWNLOAD:
-            raise  # a local read or extraction problem; its own message names the file
         raise DatasetUnavailable(
             f"{name}: could not download {dataset_class.url} ({error}). Without network access, "
             f"{_archive_help(dataset_class, root)}"
         ) from error
+    except RuntimeError as error:  # torchvision: "File not found or corrupted."
+        raise _corrupt(name, dataset_class, root) from error
+
+
+def _unsafe_member(member: tarfile.TarInfo) -> str | None:
+    """Why extracting ``member`` into a folder could write outside it (or make a device), or None."""
+    name = member.name
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path"
+    if ".." in name.replace("\\", "/").split("/"):
+        return "a '..' component"
+    if member.isdev() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return "a device, FIFO or other special file"
+    if member.issym() or member.islnk():
+        target = member.linkname
+        if member.issym():  # relative to the link's own folder; hard links to the archive root
+            target = posixpath.join(posixpath.dirname(name), target)
+        if member.linkname.startswith("/") or posixpath.normpath(target).split("/")[0] == "..":
+            return f"a link to {member.linkname!r}, outside the folder"
+    return None
+
+
+def safe_extract(archive: Path, destination: Path) -> None:
+    """Extract a tar archive into ``destination``, refusing it whole if any member is unsafe.
+
+    Every member is checked before anything is written (``UnsafeArchive`` names the first bad
+    one); the extraction itself then also uses Python's ``"data"`` filter, which enforces the
+    same rules and drops set-uid bits and foreign owners.
+    """
+    archive, destination = Path(archive), Path(destination)
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for member in members:
+                reason = _unsafe_member(member)
+                if reason is not None:
+                    raise UnsafeArchive(
+                        f"{archive} holds {member.name!r}, {reason}: refused, nothing was extracted "
+                        f"(the archive is not the one this pipeline expects; delete it and get it "
+                        f"again from its official source)"
+                    )
+            destination.mkdir(parents=True, exist_ok=True)
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(destination, members=members, filter="data")
+            else:  # Python < 3.11.4: the checks above are the protection
+                tar.extractall(destination, members=members)
+    except (tarfile.TarError, EOFError) as error:
+        raise DatasetUnavailable(f"{archive} is not a readable tar archive ({error}): delete it and "
+                                 "download it again") from error
+
+
+def _fetch(name: str, dataset_class: type, root: Path, download: bool) -> None:
+    """Make the extracted files present and intact: download (if needed and allowed), check, extract."""
+    fetch = _plan_fetch(name, dataset_class, root, download)
+    if fetch is _Fetch.NOTHING:
+        return
+    if fetch is _Fetch.DOWNLOAD:
+        _download_archive(name, dataset_class, root)
+    try:
+        safe_extract(root / dataset_class.filename, root)
+    except UnsafeArchive:
+        raise
+    except DatasetUnavailable as error:
+        raise _corrupt(name, dataset_class, root) from error
+    if not _extracted_files_intact(dataset_class, root):
+        raise _corrupt(name, dataset_class, root)
+
+
+def _open_split(name: str, dataset_class: type, root: Path, **split: Any) -> Any:
+    """Construct one torchvision split from the extracted files (never downloading or extracting)."""
+    try:
+        return dataset_class(root=str(root), download=False, **split)
     except RuntimeError as error:
         # torchvision's wording: "Dataset not found or corrupted", "File not found or corrupted."
         if "corrupt" in str(error) or "not found" in str(error):
@@ -235,9 +314,9 @@ def _torchvision_info(source: str, dataset_class: type, split_sizes: dict[str, i
 def _load_cifar10(root: Path, download: bool) -> RawDataset:
     from torchvision.datasets import CIFAR10
 
-    fetch = _plan_fetch("cifar10", CIFAR10, root, download)
-    train = _open_split("cifar10", CIFAR10, root, fetch, train=True)
-    test = _open_split("cifar10", CIFAR10, root, fetch, train=False)
+    _fetch("cifar10", CIFAR10, root, download)
+    train = _open_split("cifar10", CIFAR10, root, train=True)
+    test = _open_split("cifar10", CIFAR10, root, train=False)
     images = np.ascontiguousarray(np.concatenate([train.data, test.data]))  # torchvision gives NHWC views
     labels = np.concatenate([np.asarray(train.targets), np.asarray(test.targets)]).astype(np.int64)
     info = _torchvision_info("cifar10", CIFAR10, {"train": len(train), "test": len(test)})
@@ -258,9 +337,9 @@ def _load_cifar100_20(root: Path, download: bool) -> RawDataset:
     """
     from torchvision.datasets import CIFAR100
 
-    fetch = _plan_fetch("cifar100_20", CIFAR100, root, download)
-    train = _open_split("cifar100_20", CIFAR100, root, fetch, train=True)
-    test = _open_split("cifar100_20", CIFAR100, root, fetch, train=False)
+    _fetch("cifar100_20", CIFAR100, root, download)
+    train = _open_split("cifar100_20", CIFAR100, root, train=True)
+    test = _open_split("cifar100_20", CIFAR100, root, train=False)
     folder = root / CIFAR100.base_folder
     batch_files = [file_name for file_name, _ in CIFAR100.train_list + CIFAR100.test_list]
     coarse = np.concatenate([np.asarray(_read_pickle(folder / f)["coarse_labels"]) for f in batch_files])
@@ -277,9 +356,9 @@ def _load_stl10(root: Path, download: bool) -> RawDataset:
     """STL-10's labelled splits only (5,000 train + 8,000 test); the 100,000 unlabelled are not used."""
     from torchvision.datasets import STL10
 
-    fetch = _plan_fetch("stl10", STL10, root, download)
-    train = _open_split("stl10", STL10, root, fetch, split="train")
-    test = _open_split("stl10", STL10, root, fetch, split="test")
+    _fetch("stl10", STL10, root, download)
+    train = _open_split("stl10", STL10, root, split="train")
+    test = _open_split("stl10", STL10, root, split="test")
     nchw = np.concatenate([train.data, test.data])
     images = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1))
     labels = np.concatenate([train.labels, test.labels]).astype(np.int64)
@@ -345,8 +424,9 @@ def _decode_all(paths: Sequence[Path], size: int, description: str) -> np.ndarra
 
     pool = ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4))
     try:
+        # disable=None: a bar on a terminal only, so logs and captured stderr keep one line per message
         progress = tqdm(pool.map(decode_into, range(len(paths))), total=len(paths), desc=description,
-                        unit="img", file=sys.stderr)
+                        unit="img", file=sys.stderr, disable=None)
         for _ in progress:
             pass
     finally:

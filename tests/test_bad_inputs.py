@@ -1,0 +1,288 @@
+"""Bad input gets a clear error and no partial output (issue 5, item 4), through the CLI.
+
+Each row of ``CASES`` is one bad input from the issue's list: it breaks a working params file
+(or the files it points to), runs one ``cdrepro`` command and checks that the command exits 2
+with a single ``cdrepro <command>: error: ...`` line naming the bad key, file or remedy, and
+that nothing was added to or changed in the results folder (nor in the download folder).
+
+Commands that would write something (``prepare``, ``train``) are used wherever the input is
+read, so that "no partial output" is a real check; ``validate`` writes nothing anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from cdrepro.cli import main
+from cdrepro.runs import ProfilePaths, Run, run_id
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+RUN = Run("digits", 256, "cd", 42)
+RID = run_id(RUN)
+
+
+@dataclass
+class Case:
+    command: list[str]
+    expect: list[str]  # substrings of the error line; "{tmp}" is the test's temporary folder
+    break_params: Callable[[dict, Path], Any] = lambda params, tmp: None
+    setup: Callable[[Path, pytest.MonkeyPatch], Any] = lambda tmp, monkeypatch: None
+    prepare_first: bool = False  # the digits data are prepared (with good params) beforehand
+    extra: dict = field(default_factory=dict)
+
+
+# --- inputs on disk ------------------------------------------------------------------------------
+
+
+def png(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((6, 6, 3), 90, np.uint8)).save(path)
+
+
+def folder_dataset(name: str, source: str, path: str) -> Callable[[dict, Path], None]:
+    def add(params: dict, tmp: Path) -> None:
+        params["datasets"][name] = {"source": source, "path": str(tmp / path), "color_strength": 0.5,
+                                    "blur": False, "store_size": 8}
+    return add
+
+
+def archive_dataset(name: str, download: bool) -> Callable[[dict, Path], None]:
+    def add(params: dict, tmp: Path) -> None:
+        params["datasets"][name] = {"source": "cifar10", "color_strength": 0.5, "blur": False}
+        params["data"]["download"] = download
+    return add
+
+
+def wrong_layout(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    png(tmp / "inet" / "cats" / "a.png")  # a class folder, but not the 10 synsets
+    png(tmp / "inet" / "dogs" / "b.png")
+
+
+def empty_class(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    png(tmp / "mine" / "full" / "a.png")
+    (tmp / "mine" / "empty").mkdir()
+
+
+def corrupt_image(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    png(tmp / "mine" / "cat" / "a.png")
+    png(tmp / "mine" / "dog" / "b.png")
+    (tmp / "mine" / "dog" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+
+
+def truncated_archive(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first bytes of a gzip stream, then nothing: a download cut short (MD5: the real one).
+    (tmp / "downloads").mkdir()
+    (tmp / "downloads" / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 60)
+
+
+def no_network(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution (simulated)")
+
+    def refuse_socket(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror("network access is disabled in this test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_socket)
+    monkeypatch.setattr(socket.socket, "connect", refuse_socket)
+
+
+def traversal_archive(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cifar-10-python.tar.gz whose MD5 matches (patched, as a tampered mirror would publish it)
+    but which holds a ``../`` entry."""
+    from torchvision.datasets import CIFAR10
+
+    archive = tmp / "downloads" / CIFAR10.filename
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in [("cifar-10-batches-py/readme.html", b"ok"), ("cifar-10-batches-py/../../evil", b"x")]:
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(archive.read_bytes()).hexdigest())
+
+
+def no_gpu(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with one
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def set_in(section: str, **values: Any) -> Callable[[dict, Path], None]:
+    return lambda params, tmp: params[section].update(values)
+
+
+def set_run(**values: Any) -> Callable[[dict, Path], None]:
+    return lambda params, tmp: params["runs"][0].update(values)
+
+
+PREPARE = ["prepare", "--dataset", "digits"]
+
+CASES: dict[str, Case] = {
+    "unknown key": Case(PREPARE, ["train: unknown key", "learning_rate", "allowed here:"],
+                        set_in("train", learning_rate=0.1)),
+    "wrong type": Case(PREPARE, ["train.epochs", "'ten' is not of type 'integer'"],
+                       set_in("train", epochs="ten")),
+    "negative lr": Case(["train", "--run", RID], ["train.lr", "-0.1"], set_in("train", lr=-0.1),
+                        prepare_first=True),
+    "batch size larger than the dataset": Case(
+        ["train", "--run", "digits-bs2048-cd-s42"], ["batch size 2048", "1797 images", "'digits'"],
+        set_run(batch_size=2048), prepare_first=True),
+    "unknown variant": Case(PREPARE, ["runs[0].variant", "'nope'", "defined under variants: cd"],
+                            set_run(variant="nope")),
+    "unknown dataset": Case(PREPARE, ["runs[0].dataset", "'mnist'", "defined under datasets: digits"],
+                            set_run(dataset="mnist")),
+    "missing ImageNet-10 folder": Case(
+        ["prepare", "--dataset", "inet"], ["{tmp}/nowhere not found", "<path>/<synset>/<image>.JPEG", "n02056570"],
+        folder_dataset("inet", "imagenet10", "nowhere")),
+    "wrongly laid out ImageNet-10 folder": Case(
+        ["prepare", "--dataset", "inet"], ["missing synset folders: n02056570", "unexpected folders: cats, dogs"],
+        folder_dataset("inet", "imagenet10", "inet"), wrong_layout),
+    "empty class folder": Case(
+        ["prepare", "--dataset", "mine"], ["class folder {tmp}/mine/empty holds no images"],
+        folder_dataset("mine", "folder", "mine"), empty_class),
+    "corrupt image": Case(
+        ["prepare", "--dataset", "mine"], ["cannot read image {tmp}/mine/dog/bad.jpg"],
+        folder_dataset("mine", "folder", "mine"), corrupt_image),
+    "truncated archive (checksum mismatch)": Case(
+        ["prepare", "--dataset", "c10"],
+        ["{tmp}/downloads/cifar-10-python.tar.gz", "checksum mismatch", "delete it and download again"],
+        archive_dataset("c10", download=False), truncated_archive),
+    "no network when a download is needed": Case(
+        ["prepare", "--dataset", "c10"],
+        ["could not download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+         "by hand and place it as {tmp}/downloads/cifar-10-python.tar.gz"],
+        archive_dataset("c10", download=True), no_network),
+    "archive with a ../ entry": Case(
+        ["prepare", "--dataset", "c10"],
+        ["cifar-10-python.tar.gz holds 'cifar-10-batches-py/../../evil'", "refused, nothing was extracted"],
+        archive_dataset("c10", download=False), traversal_archive),
+    "missing GPU demanded by the config": Case(
+        ["train", "--run", RID], ["train.device is 'cuda'", "no CUDA GPU", "set train.device to 'auto' or 'cpu'"],
+        set_in("train", device="cuda"), no_gpu, prepare_first=True),
+}
+
+
+# --- the test ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def params(embedded_params, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    embedded_params["results_dir"] = str(tmp_path / "results")
+    embedded_params["data"]["download_dir"] = str(tmp_path / "downloads")
+    embedded_params["model"]["backbone_width"] = 4
+    embedded_params["train"].update(epochs=1, image_size=16, device="cpu")
+    embedded_params["runs"] = [vars(RUN).copy()]
+    return embedded_params
+
+
+def write_params(params: dict) -> None:
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def snapshot(*folders: Path) -> dict[str, bytes]:
+    """Every file (hidden temporary ones included) under ``folders``, with its content."""
+    return {str(p): p.read_bytes() for folder in folders if folder.exists()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(params, tmp_path, capsys, monkeypatch, case):
+    spec = CASES[case]
+    if spec.prepare_first:
+        write_params(params)
+        assert main(PREPARE) == 0
+    spec.break_params(params, tmp_path)
+    spec.setup(tmp_path, monkeypatch)
+    write_params(params)
+    results, downloads = ProfilePaths.from_params(params).root, tmp_path / "downloads"
+    before = snapshot(results, downloads)
+    capsys.readouterr()
+
+    code = main(spec.command)
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got: {err!r}"
+    line = lines[0]
+    assert line.startswith(f"cdrepro {spec.command[0]}: error: "), line
+    for expected in spec.expect:
+        assert expected.format(tmp=tmp_path) in line, f"{expected!r} not in {line!r}"
+    assert snapshot(results, downloads) == before, "a failed command changed the results or downloads"
+    assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
+
+
+# --- safe loading (issue 5, item 6): checkpoints never run pickled code --------------------------
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "cdrepro"
+
+
+class RunsCode:
+    """Unpickling this calls os.mkdir(marker): harmless, but visible if it ever happens."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return os.mkdir, (str(self.marker),)
+
+
+def test_every_torch_load_in_the_package_passes_weights_only_true():
+    """torch >= 2.6 defaults to weights_only=True, but the package must not depend on the
+    default: a call without it (or with False) fails here, naming file and line."""
+    import ast
+
+    calls = []
+    for source in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                           for k in node.keywords)
+                calls.append((f"{source.relative_to(SRC.parent)}:{node.lineno}", safe))
+    assert calls, "no torch.load found: has the package moved?"
+    assert [where for where, safe in calls if not safe] == []
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    import pickle
+
+    from cdrepro.checkpoint import UnsafeCheckpoint, load_state, resume_or_set_aside
+    from cdrepro.config import resolve_run
+    from cdrepro.evaluate import load_model
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"settings_digest": "x", "model": {}, "payload": RunsCode(marker)}, path)
+    settings = resolve_run(yaml.safe_load((SRC.parents[1] / "params.yaml").read_text()), RUN)
+    loads = (lambda: load_state(path, "x"), lambda: resume_or_set_aside(path, "x"),
+             lambda: load_model(path, settings))
+    for load in loads:
+        with pytest.raises(UnsafeCheckpoint, match="refused.*delete it") as excinfo:
+            load()
+        assert isinstance(excinfo.value.__cause__, pickle.UnpicklingError)
+        assert "weights_only=False" not in str(excinfo.value)
+    assert not marker.exists(), "unpickling ran code from the checkpoint"
+    assert path.exists()  # not set aside as stale either: it is an error the user must see
