@@ -129,22 +129,18 @@ def test_a_params_file_that_is_not_yaml_exits_2(params, capsys):
 # --------------------------------------------------------------------------- unknown names
 
 
-@pytest.mark.parametrize("command", ["prepare", "baseline"])
-def test_an_unknown_dataset_exits_2_naming_the_known_ones(params, capsys, command):
+@pytest.mark.parametrize("command, option, unknown, known", [
+    ("prepare", "--dataset", "mnist", "digits"),
+    ("baseline", "--dataset", "mnist", "digits"),
+    ("train", "--run", "digits-bs128-cd-s42", RID),
+    ("evaluate", "--run", "digits-bs128-cd-s42", RID),
+])
+def test_an_unknown_name_exits_2_naming_the_known_ones(params, capsys, command, option, unknown, known):
     write_params(params)
-    code, _, err = cli(capsys, command, "--dataset", "mnist")
+    code, _, err = cli(capsys, command, option, unknown)
     assert code == 2
     line = error_line(command, err)
-    assert "'mnist'" in line and "digits" in line
-
-
-@pytest.mark.parametrize("command", ["train", "evaluate"])
-def test_an_unknown_run_id_exits_2_naming_the_known_ones(params, capsys, command):
-    write_params(params)
-    code, _, err = cli(capsys, command, "--run", "digits-bs128-cd-s42")
-    assert code == 2
-    line = error_line(command, err)
-    assert "'digits-bs128-cd-s42'" in line and RID in line
+    assert f"'{unknown}'" in line and known in line
 
 
 def test_steps_run_out_of_order_say_what_is_missing(params, capsys):
