@@ -73,3 +73,13 @@ PORT ?= 5000
 ## mlflow-ui: the MLflow UI on results/<profile>/mlflow.db, on http://127.0.0.1:$(PORT) only
 mlflow-ui: $(STAMP)
 	$(BIN)/cdrepro ui --port $(PORT)
+
+# Benchmark (bench/README.md): training pairs/s of the authors' input path vs ours vs the model
+# alone, and K-means time, at the paper's size. Needs a CUDA GPU.
+.PHONY: bench
+BENCH_OUT ?= results/bench
+
+## bench: bench/train_throughput.py at ResNet-34, 224 px, batch 128 and 256 (needs a GPU)
+bench: $(STAMP)
+	$(BIN)/python bench/train_throughput.py --device cuda --backbone resnet34 --width 64 --image-size 224 --batch-size 128 --workers 4 --json $(BENCH_OUT)/resnet34-224-b128.json
+	$(BIN)/python bench/train_throughput.py --device cuda --backbone resnet34 --width 64 --image-size 224 --batch-size 256 --workers 4 --json $(BENCH_OUT)/resnet34-224-b256.json

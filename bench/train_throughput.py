@@ -1,0 +1,383 @@
+"""Training throughput of Contrastive Disentangling: the authors' input path against ours.
+
+In one process, on one device, times one training step (both views through the model, the CD
+losses, Adam, backward, step: what ``cdrepro.train.train`` does per step) fed three ways:
+
+  (a) reference  -- what the authors' code does: a torch Dataset over the uint8 images that
+                    converts each image to PIL and runs torchvision's per-image transforms twice
+                    (two views), in a DataLoader with ``--workers`` workers; fp32 model step.
+  (b) ours       -- the uint8 images live on the device; ``cdrepro.augment.augment`` makes both
+                    views for the whole batch there; model step under
+                    ``cdrepro.device.autocast(device, "auto")`` (bf16 on CUDA, fp32 on CPU).
+  (c) model_only -- the model step of (b) on two synthetic views already on the device: the
+                    upper bound for any input path.
+
+Throughput is image pairs per second over ``--steps`` timed steps after ``--warmup`` steps
+(CUDA is synchronised before and after the timed loop). It also times scikit-learn's KMeans
+(n_init=10) on random (n, 512) features. Prints a table and, with ``--json``, writes every
+setting and result. See bench/README.md.
+
+    python bench/train_throughput.py --device cuda --backbone resnet34 --image-size 224 \
+        --batch-size 256 --json results/bench/b256.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import sklearn
+import torch
+import torchvision
+from PIL import Image
+from sklearn.cluster import KMeans
+
+from cdrepro import augment as aug
+from cdrepro.config import RunSettings, resolve_run
+from cdrepro.device import DeviceUnavailable, autocast, select_device
+from cdrepro.model import build_model
+from cdrepro.runs import Run
+from cdrepro.train import loss_terms
+
+PATHS = ("reference", "ours", "model_only")
+LABELS = {"reference": "(a) reference: PIL + DataLoader, fp32",
+          "ours": "(b) ours: on-device augment + autocast",
+          "model_only": "(c) model only: synthetic views on device"}
+FEATURE_DIM = 512
+
+
+# --------------------------------------------------------------------------- settings
+
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    """The CD run ('cd' variant, the paper's hyper-parameters) at the benchmark's size."""
+    params: dict[str, Any] = {
+        "datasets": {"bench": {"source": "synthetic", "color_strength": args.color_strength,
+                               "blur": args.blur, "crop_min_scale": 0.08}},
+        "variants": {"cd": {"entropy": True, "last_bn": True, "head": True, "views": 2,
+                            "schedule": True, "grad_clip": True}},
+        "model": {"backbone": args.backbone, "backbone_width": args.width,
+                  "hidden_dim": "batch_size", "feature_num": "batch_size"},
+        "train": {"epochs": 1, "image_size": args.image_size, "lr": 3.0e-4, "weight_decay": 0.0,
+                  "instance_temperature": 0.5, "feature_temperature": 1.0,
+                  "entropy_weight": 1.0, "grad_clip_norm": 1.0, "device": args.device,
+                  "precision": "auto"},
+    }
+    return resolve_run(params, Run(dataset="bench", batch_size=args.batch_size, variant="cd",
+                                   seed=args.seed))
+
+
+def load_images(args: argparse.Namespace) -> np.ndarray:
+    """(N, H, W, 3) uint8: a prepared dataset, or random images of --store-size."""
+    if args.prepared:
+        from cdrepro.data.prepared import load_prepared
+        return load_prepared(Path(args.prepared)).images
+    rng = np.random.default_rng(args.seed)
+    size = args.store_size
+    return rng.integers(0, 256, size=(args.n_images, size, size, 3), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- the model step
+
+class Step:
+    """One training step of cdrepro.train: two forward passes, CD losses, Adam, clip, step."""
+
+    def __init__(self, settings: RunSettings, device: torch.device, precision: str) -> None:
+        torch.manual_seed(settings.seed)
+        self.settings = settings
+        self.device = device
+        self.precision = precision
+        self.model = build_model(settings).to(device)
+        self.model.train()
+        # Ours (any precision but the reference's fp32) on a GPU: as cdrepro.train sets it up.
+        ours_on_gpu = device.type == "cuda" and precision != "fp32"
+        if ours_on_gpu:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr,
+                                          weight_decay=settings.weight_decay, fused=ours_on_gpu)
+
+    def __call__(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        s = self.settings
+        with autocast(self.device, self.precision):
+            terms = loss_terms(self.model(view1), self.model(view2), s)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if s.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=s.grad_clip_norm)
+        self.optimizer.step()
+        return terms["loss"].detach()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, batch_size: int, warmup: int, steps: int,
+          one_step: Callable[[], torch.Tensor]) -> dict[str, Any]:
+    """Run ``warmup`` then ``steps`` steps; time the latter (synchronised on CUDA)."""
+    loss = None
+    for _ in range(warmup):
+        loss = one_step()
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        loss = one_step()
+    sync(device)
+    seconds = time.perf_counter() - started
+    last_loss = float(loss) if loss is not None else float("nan")  # after timing: no sync inside
+    return {"seconds": seconds, "steps": steps, "pairs": steps * batch_size,
+            "pairs_per_s": steps * batch_size / seconds, "last_loss": last_loss}
+
+
+# --------------------------------------------------------------------------- (a) reference
+
+def reference_transform(settings: RunSettings, version: str):
+    """The authors' per-image view transform (SPEC: augmentation), torchvision v1 or v2."""
+    if version == "v2":
+        from torchvision.transforms import v2 as T
+        to_tensor = [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
+    else:
+        import torchvision.transforms as T
+        to_tensor = [T.ToTensor()]
+    s = settings.color_strength
+    ops = [
+        T.RandomResizedCrop(settings.image_size, scale=(settings.crop_min_scale, 1.0)),
+        T.RandomHorizontalFlip(),
+        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        T.RandomGrayscale(p=0.2),
+    ]
+    if settings.blur:
+        ops.append(T.RandomApply([T.GaussianBlur(23, sigma=(0.1, 2.0))], p=0.5))
+    return T.Compose(ops + to_tensor)
+
+
+class PilPairs(torch.utils.data.Dataset):
+    """uint8 images -> PIL -> two independently augmented views, as the authors' loader."""
+
+    def __init__(self, images: np.ndarray, transform) -> None:
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = Image.fromarray(self.images[index])
+        return self.transform(image), self.transform(image)
+
+
+def endless(loader: torch.utils.data.DataLoader) -> Iterator:
+    while True:
+        yield from loader
+
+
+def bench_reference(args, settings, device, images) -> dict[str, Any]:
+    # The authors' code runs cudnn deterministic; restored after.
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    loader = torch.utils.data.DataLoader(
+        PilPairs(images, reference_transform(settings, args.transforms)),
+        batch_size=settings.batch_size, shuffle=True, drop_last=True,
+        num_workers=args.workers, pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+        generator=torch.Generator().manual_seed(settings.seed))
+    batches = endless(loader)
+    step = Step(settings, device, "fp32")
+
+    def one_step() -> torch.Tensor:
+        view1, view2 = next(batches)
+        return step(view1.to(device, non_blocking=True), view2.to(device, non_blocking=True))
+
+    try:
+        return timed(device, settings.batch_size, args.warmup, args.steps, one_step)
+    finally:
+        del batches, loader  # shuts the workers down
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
+
+
+# --------------------------------------------------------------------------- (b) ours
+
+def bench_ours(args, settings, device, images) -> dict[str, Any]:
+    data = torch.from_numpy(images).to(device)  # (N, H, W, 3) uint8 on the device
+    n_images = data.shape[0]
+    shuffle_gen = torch.Generator().manual_seed(settings.seed)
+    augment_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
+    config = aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
+                               scale=(settings.crop_min_scale, 1.0))
+    step = Step(settings, device, "auto")
+    steps_per_epoch = n_images // settings.batch_size
+    state = {"order": None, "at": steps_per_epoch}
+
+    def one_step() -> torch.Tensor:
+        if state["at"] == steps_per_epoch:  # a new epoch: one permutation, as cdrepro.train
+            state["order"] = torch.randperm(n_images, generator=shuffle_gen).to(device)
+            state["at"] = 0
+        b = settings.batch_size
+        index = state["order"][state["at"] * b:(state["at"] + 1) * b]
+        state["at"] += 1
+        x = aug.to_float(data[index])
+        return step(aug.augment(x, config, augment_gen), aug.augment(x, config, augment_gen))
+
+    return timed(device, settings.batch_size, args.warmup, args.steps, one_step)
+
+
+# --------------------------------------------------------------------------- (c) model only
+
+def bench_model_only(args, settings, device, images) -> dict[str, Any]:
+    gen = torch.Generator(device=device).manual_seed(settings.seed)
+    shape = (settings.batch_size, 3, settings.image_size, settings.image_size)
+    view1 = torch.rand(shape, device=device, generator=gen)
+    view2 = torch.rand(shape, device=device, generator=gen)
+    step = Step(settings, device, "auto")
+    return timed(device, settings.batch_size, args.warmup, args.steps, lambda: step(view1, view2))
+
+
+# --------------------------------------------------------------------------- K-means
+
+def bench_kmeans(args) -> dict[str, Any]:
+    rng = np.random.default_rng(args.seed)
+    features = rng.standard_normal((args.kmeans_n, FEATURE_DIM), dtype=np.float32)
+    started = time.perf_counter()
+    km = KMeans(n_clusters=args.kmeans_k, n_init=10, random_state=args.seed).fit(features)
+    seconds = time.perf_counter() - started
+    return {"backend": "sklearn", "n": args.kmeans_n, "d": FEATURE_DIM, "k": args.kmeans_k,
+            "n_init": 10, "seconds": seconds, "inertia": float(km.inertia_),
+            "iterations": int(km.n_iter_)}
+
+
+# --------------------------------------------------------------------------- report
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def add_ratios(results: dict[str, dict[str, Any]]) -> None:
+    ref = results["reference"]["pairs_per_s"]
+    top = results["model_only"]["pairs_per_s"]
+    for result in results.values():
+        result["ratio_to_reference"] = result["pairs_per_s"] / ref
+        result["ratio_to_model_only"] = result["pairs_per_s"] / top
+
+
+def table(results: dict[str, dict[str, Any]], kmeans: dict[str, Any]) -> str:
+    lines = [f"{'path':<45} {'pairs/s':>10} {'x (a)':>8} {'x (c)':>8}", "-" * 74]
+    for name in PATHS:
+        r = results[name]
+        lines.append(f"{LABELS[name]:<45} {r['pairs_per_s']:>10.1f} "
+                     f"{r['ratio_to_reference']:>8.2f} {r['ratio_to_model_only']:>8.2f}")
+    lines.append(f"K-means ({kmeans['backend']}, {kmeans['n']} x {kmeans['d']}, k={kmeans['k']}, "
+                 f"n_init={kmeans['n_init']}): {kmeans['seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    p.add_argument("--backbone", choices=("resnet18", "resnet34"), default="resnet34")
+    p.add_argument("--width", type=int, default=64, help="backbone_width (64: torchvision's)")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per path")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers of (a); default 4 on CUDA, 2 on CPU")
+    p.add_argument("--transforms", choices=("v1", "v2"), default="v1",
+                   help="torchvision.transforms API for (a)")
+    p.add_argument("--store-size", type=int, default=32, help="side of the synthetic images")
+    p.add_argument("--n-images", type=int, default=2048, help="number of synthetic images")
+    p.add_argument("--prepared", help="a prepared dataset (.npz) instead of synthetic images")
+    p.add_argument("--color-strength", type=float, default=0.5, help="s (0.5 CIFAR, 1.0 STL/ImageNet)")
+    p.add_argument("--blur", action="store_true", help="add GaussianBlur(23) p=0.5 (ImageNet-10)")
+    p.add_argument("--kmeans-n", type=int, default=None,
+                   help="K-means points; default 60000 on CUDA, 10000 on CPU")
+    p.add_argument("--kmeans-k", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write settings and results here")
+    args = p.parse_args(argv)
+    for name in ("width", "image_size", "batch_size", "steps", "store_size", "n_images", "kmeans_k"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        device = select_device(args.device)
+    except DeviceUnavailable as exc:
+        raise SystemExit(f"train_throughput: {exc}") from None
+    if args.workers is None:
+        args.workers = 4 if device.type == "cuda" else 2
+    if args.kmeans_n is None:
+        args.kmeans_n = 60000 if device.type == "cuda" else 10000
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = run_settings(args)
+    images = load_images(args)
+    if settings.batch_size > len(images):
+        raise SystemExit(f"--batch-size {settings.batch_size} is larger than the dataset "
+                         f"({len(images)} images)")
+
+    results: dict[str, dict[str, Any]] = {}
+    for name, bench in (("reference", bench_reference), ("ours", bench_ours),
+                        ("model_only", bench_model_only)):
+        if device.type == "cuda":  # ours and model_only run with cudnn autotuning
+            torch.backends.cudnn.benchmark = True
+        results[name] = {"label": LABELS[name], **bench(args, settings, device, images)}
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        print(f"{name}: {results[name]['pairs_per_s']:.1f} pairs/s", file=sys.stderr, flush=True)
+    for name, r in results.items():
+        if not (math.isfinite(r["pairs_per_s"]) and r["pairs_per_s"] > 0):
+            raise SystemExit(f"{name}: non-positive or non-finite throughput: {r}")
+    add_ratios(results)
+    kmeans = bench_kmeans(args)
+
+    print(table(results, kmeans))
+    report = {
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "sklearn": sklearn.__version__,
+        "python": platform.python_version(),
+        "settings": {**vars(args), "images_shape": list(images.shape),
+                     "precision": {"reference": "fp32",
+                                   "ours": "bf16 autocast" if device.type == "cuda" else "fp32",
+                                   "model_only": "bf16 autocast" if device.type == "cuda" else "fp32"},
+                     "run": settings.to_dict()},
+        "results": results,
+        "kmeans": kmeans,
+    }
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
