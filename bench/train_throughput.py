@@ -11,11 +11,17 @@ losses, Adam, backward, step: what ``cdrepro.train.train`` does per step) fed th
                     ``cdrepro.device.autocast(device, "auto")`` (bf16 on CUDA, fp32 on CPU).
   (c) model_only -- the model step of (b) on two synthetic views already on the device: the
                     upper bound for any input path.
+  augment_only   -- (b)'s input path alone (index, to float, both views), no model: what the
+                    input path costs per pair, i.e. how far it can pull (b) below (c).
+
+``--compile`` torch.compiles the augmentation and/or the model of (b), (c) and augment_only,
+as ``train.compile: true`` does in cdrepro.train (never (a): the authors' code has no compile).
 
 Throughput is image pairs per second over ``--steps`` timed steps after ``--warmup`` steps
-(CUDA is synchronised before and after the timed loop). It also times scikit-learn's KMeans
-(n_init=10) on random (n, 512) features. Prints a table and, with ``--json``, writes every
-setting and result. See bench/README.md.
+(CUDA is synchronised before and after the timed loop). It also times K-means (k-means++,
+n_init=10) on (n, 512) features drawn around k centres: scikit-learn's KMeans, and
+``cdrepro.kmeans`` on the device, with the inertia of each and the agreement of their labels.
+Prints a table and, with ``--json``, writes every setting and result. See bench/README.md.
 
     python bench/train_throughput.py --device cuda --backbone resnet34 --image-size 224 \
         --batch-size 256 --json results/bench/b256.json
@@ -41,18 +47,21 @@ import torch
 import torchvision
 from PIL import Image
 from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score
 
 from cdrepro import augment as aug
 from cdrepro.config import RunSettings, resolve_run
 from cdrepro.device import DeviceUnavailable, autocast, select_device
+from cdrepro.kmeans import kmeans as torch_kmeans
 from cdrepro.model import build_model
 from cdrepro.runs import Run
 from cdrepro.train import loss_terms
 
-PATHS = ("reference", "ours", "model_only")
+PATHS = ("reference", "ours", "model_only", "augment_only")
 LABELS = {"reference": "(a) reference: PIL + DataLoader, fp32",
           "ours": "(b) ours: on-device augment + autocast",
-          "model_only": "(c) model only: synthetic views on device"}
+          "model_only": "(c) model only: synthetic views on device",
+          "augment_only": "    input path of (b) alone, no model"}
 FEATURE_DIM = 512
 
 
@@ -91,7 +100,8 @@ def load_images(args: argparse.Namespace) -> np.ndarray:
 class Step:
     """One training step of cdrepro.train: two forward passes, CD losses, Adam, clip, step."""
 
-    def __init__(self, settings: RunSettings, device: torch.device, precision: str) -> None:
+    def __init__(self, settings: RunSettings, device: torch.device, precision: str,
+                 compile_model: bool = False) -> None:
         torch.manual_seed(settings.seed)
         self.settings = settings
         self.device = device
@@ -104,11 +114,12 @@ class Step:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr,
                                           weight_decay=settings.weight_decay, fused=ours_on_gpu)
+        self.forward = torch.compile(self.model) if compile_model else self.model
 
     def __call__(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         s = self.settings
         with autocast(self.device, self.precision):
-            terms = loss_terms(self.model(view1), self.model(view2), s)
+            terms = loss_terms(self.forward(view1), self.forward(view2), s)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if s.grad_clip:
@@ -207,26 +218,48 @@ def bench_reference(args, settings, device, images) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- (b) ours
 
-def bench_ours(args, settings, device, images) -> dict[str, Any]:
+def compiles(args: argparse.Namespace, part: str) -> bool:
+    return args.compile in (part, "all")
+
+
+def device_views(args, settings, device, images) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """(b)'s input path, as cdrepro.train: a permutation per epoch, index, both views."""
     data = torch.from_numpy(images).to(device)  # (N, H, W, 3) uint8 on the device
     n_images = data.shape[0]
     shuffle_gen = torch.Generator().manual_seed(settings.seed)
     augment_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
-    config = aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
-                               scale=(settings.crop_min_scale, 1.0))
-    step = Step(settings, device, "auto")
+    make_view = aug.view_maker(
+        aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
+                          scale=(settings.crop_min_scale, 1.0)),
+        compile=compiles(args, "augment"))
     steps_per_epoch = n_images // settings.batch_size
     state = {"order": None, "at": steps_per_epoch}
 
-    def one_step() -> torch.Tensor:
-        if state["at"] == steps_per_epoch:  # a new epoch: one permutation, as cdrepro.train
+    def views() -> tuple[torch.Tensor, torch.Tensor]:
+        if state["at"] == steps_per_epoch:  # a new epoch: one permutation
             state["order"] = torch.randperm(n_images, generator=shuffle_gen).to(device)
             state["at"] = 0
         b = settings.batch_size
         index = state["order"][state["at"] * b:(state["at"] + 1) * b]
         state["at"] += 1
-        x = aug.to_float(data[index])
-        return step(aug.augment(x, config, augment_gen), aug.augment(x, config, augment_gen))
+        x = aug.to_float(data[index])  # (B, 3, H, W)
+        return make_view(x, augment_gen), make_view(x, augment_gen)
+
+    return views
+
+
+def bench_ours(args, settings, device, images) -> dict[str, Any]:
+    views = device_views(args, settings, device, images)
+    step = Step(settings, device, "auto", compile_model=compiles(args, "model"))
+    return timed(device, settings.batch_size, args.warmup, args.steps, lambda: step(*views()))
+
+
+def bench_augment_only(args, settings, device, images) -> dict[str, Any]:
+    views = device_views(args, settings, device, images)
+
+    def one_step() -> torch.Tensor:
+        view1, view2 = views()
+        return view1[0, 0, 0, 0] + view2[0, 0, 0, 0]  # a value to hand back, no host sync
 
     return timed(device, settings.batch_size, args.warmup, args.steps, one_step)
 
@@ -238,21 +271,43 @@ def bench_model_only(args, settings, device, images) -> dict[str, Any]:
     shape = (settings.batch_size, 3, settings.image_size, settings.image_size)
     view1 = torch.rand(shape, device=device, generator=gen)
     view2 = torch.rand(shape, device=device, generator=gen)
-    step = Step(settings, device, "auto")
+    step = Step(settings, device, "auto", compile_model=compiles(args, "model"))
     return timed(device, settings.batch_size, args.warmup, args.steps, lambda: step(view1, view2))
 
 
 # --------------------------------------------------------------------------- K-means
 
-def bench_kmeans(args) -> dict[str, Any]:
-    rng = np.random.default_rng(args.seed)
-    features = rng.standard_normal((args.kmeans_n, FEATURE_DIM), dtype=np.float32)
+def clustered_features(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 512) float32 features around k random centres (overlapping, as real embeddings)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, FEATURE_DIM)).astype(np.float32) * 0.25
+    labels = rng.integers(0, k, size=n)
+    noise = rng.standard_normal((n, FEATURE_DIM), dtype=np.float32)
+    return centres[labels] + noise * 0.5, labels
+
+
+def bench_kmeans(args, device: torch.device) -> dict[str, Any]:
+    """scikit-learn's KMeans and cdrepro.kmeans on ``device``, same data, same n_init."""
+    features, truth = clustered_features(args.kmeans_n, args.kmeans_k, args.seed)
+    report: dict[str, Any] = {"n": args.kmeans_n, "d": FEATURE_DIM, "k": args.kmeans_k, "n_init": 10}
     started = time.perf_counter()
     km = KMeans(n_clusters=args.kmeans_k, n_init=10, random_state=args.seed).fit(features)
-    seconds = time.perf_counter() - started
-    return {"backend": "sklearn", "n": args.kmeans_n, "d": FEATURE_DIM, "k": args.kmeans_k,
-            "n_init": 10, "seconds": seconds, "inertia": float(km.inertia_),
-            "iterations": int(km.n_iter_)}
+    report["sklearn"] = {"seconds": time.perf_counter() - started, "inertia": float(km.inertia_),
+                         "iterations": int(km.n_iter_),
+                         "nmi_to_truth": normalized_mutual_info_score(truth, km.labels_)}
+    on_device = torch.from_numpy(features).to(device)
+    torch_kmeans(on_device, args.kmeans_k, n_init=1, seed=args.seed)  # warm-up: kernels, handles
+    sync(device)
+    started = time.perf_counter()
+    fit = torch_kmeans(on_device, args.kmeans_k, n_init=10, seed=args.seed)
+    sync(device)
+    labels = fit.labels.cpu().numpy()
+    report["torch"] = {"device": str(device), "seconds": time.perf_counter() - started,
+                       "inertia": fit.inertia, "iterations": fit.n_iter,
+                       "nmi_to_truth": normalized_mutual_info_score(truth, labels),
+                       "nmi_to_sklearn": normalized_mutual_info_score(km.labels_, labels)}
+    report["inertia_ratio"] = fit.inertia / report["sklearn"]["inertia"]
+    return report
 
 
 # --------------------------------------------------------------------------- report
@@ -268,21 +323,29 @@ def device_name(device: torch.device) -> str:
 
 
 def add_ratios(results: dict[str, dict[str, Any]]) -> None:
-    ref = results["reference"]["pairs_per_s"]
-    top = results["model_only"]["pairs_per_s"]
+    ref = results.get("reference", {}).get("pairs_per_s")
+    top = results.get("model_only", {}).get("pairs_per_s")
     for result in results.values():
-        result["ratio_to_reference"] = result["pairs_per_s"] / ref
-        result["ratio_to_model_only"] = result["pairs_per_s"] / top
+        result["ratio_to_reference"] = result["pairs_per_s"] / ref if ref else None
+        result["ratio_to_model_only"] = result["pairs_per_s"] / top if top else None
 
 
 def table(results: dict[str, dict[str, Any]], kmeans: dict[str, Any]) -> str:
+    def ratio(value: float | None) -> str:
+        return f"{value:>8.2f}" if value is not None else f"{'-':>8}"
+
     lines = [f"{'path':<45} {'pairs/s':>10} {'x (a)':>8} {'x (c)':>8}", "-" * 74]
     for name in PATHS:
-        r = results[name]
-        lines.append(f"{LABELS[name]:<45} {r['pairs_per_s']:>10.1f} "
-                     f"{r['ratio_to_reference']:>8.2f} {r['ratio_to_model_only']:>8.2f}")
-    lines.append(f"K-means ({kmeans['backend']}, {kmeans['n']} x {kmeans['d']}, k={kmeans['k']}, "
-                 f"n_init={kmeans['n_init']}): {kmeans['seconds']:.2f} s")
+        if name in results:
+            r = results[name]
+            lines.append(f"{LABELS[name]:<45} {r['pairs_per_s']:>10.1f} "
+                         f"{ratio(r['ratio_to_reference'])} {ratio(r['ratio_to_model_only'])}")
+    if kmeans:
+        sk, tk = kmeans["sklearn"], kmeans["torch"]
+        lines.append(f"K-means {kmeans['n']} x {kmeans['d']}, k={kmeans['k']}, n_init=10: "
+                     f"sklearn {sk['seconds']:.2f} s, cdrepro.kmeans ({tk['device']}) "
+                     f"{tk['seconds']:.2f} s; inertia ratio {kmeans['inertia_ratio']:.4f}, "
+                     f"NMI between them {tk['nmi_to_sklearn']:.3f}")
     return "\n".join(lines)
 
 
@@ -298,6 +361,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader workers of (a); default 4 on CUDA, 2 on CPU")
+    p.add_argument("--compile", choices=("none", "augment", "model", "all"), default="none",
+                   help="torch.compile (b)'s augmentation and/or the model of (b) and (c)")
+    p.add_argument("--paths", default=",".join(PATHS),
+                   help=f"comma-separated subset of {','.join(PATHS)}")
+    p.add_argument("--no-kmeans", action="store_true", help="skip the K-means timing")
     p.add_argument("--transforms", choices=("v1", "v2"), default="v1",
                    help="torchvision.transforms API for (a)")
     p.add_argument("--store-size", type=int, default=32, help="side of the synthetic images")
@@ -317,6 +385,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.warmup < 0:
         p.error("--warmup must be >= 0")
+    args.paths = [name.strip() for name in args.paths.split(",") if name.strip()]
+    unknown = sorted(set(args.paths) - set(PATHS))
+    if unknown or not args.paths:
+        p.error(f"--paths: unknown {unknown}; choose from {', '.join(PATHS)}")
     return args
 
 
@@ -339,8 +411,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"({len(images)} images)")
 
     results: dict[str, dict[str, Any]] = {}
-    for name, bench in (("reference", bench_reference), ("ours", bench_ours),
-                        ("model_only", bench_model_only)):
+    benches = {"reference": bench_reference, "ours": bench_ours,
+               "model_only": bench_model_only, "augment_only": bench_augment_only}
+    for name in [n for n in PATHS if n in args.paths]:
+        bench = benches[name]
         if device.type == "cuda":  # ours and model_only run with cudnn autotuning
             torch.backends.cudnn.benchmark = True
         results[name] = {"label": LABELS[name], **bench(args, settings, device, images)}
@@ -352,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (math.isfinite(r["pairs_per_s"]) and r["pairs_per_s"] > 0):
             raise SystemExit(f"{name}: non-positive or non-finite throughput: {r}")
     add_ratios(results)
-    kmeans = bench_kmeans(args)
+    kmeans = {} if args.no_kmeans else bench_kmeans(args, device)
 
     print(table(results, kmeans))
     report = {
@@ -367,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {**vars(args), "images_shape": list(images.shape),
                      "precision": {"reference": "fp32",
                                    "ours": "bf16 autocast" if device.type == "cuda" else "fp32",
-                                   "model_only": "bf16 autocast" if device.type == "cuda" else "fp32"},
+                                   "model_only": "bf16 autocast" if device.type == "cuda" else "fp32",
+                                   "augment_only": "fp32"},
                      "run": settings.to_dict()},
         "results": results,
         "kmeans": kmeans,

@@ -322,7 +322,8 @@ def test_single_view_makes_view_1_with_the_evaluation_transform(params, prepared
     settings = settings_of(params, variant, epochs=1)
     assert settings.views == (1 if variant == "single_view" else 2)
     counts = {"augment": 0, "eval_transform": 0}
-    real_augment, real_eval = aug.augment, aug.eval_transform
+    # Every augmented view draws its parameters once (cdrepro.augment.view_maker).
+    real_augment, real_eval = aug.sample_params, aug.eval_transform
 
     def counting_augment(*args, **kwargs):
         counts["augment"] += 1
@@ -332,7 +333,7 @@ def test_single_view_makes_view_1_with_the_evaluation_transform(params, prepared
         counts["eval_transform"] += 1
         return real_eval(*args, **kwargs)
 
-    monkeypatch.setattr(aug, "augment", counting_augment)
+    monkeypatch.setattr(aug, "sample_params", counting_augment)
     monkeypatch.setattr(aug, "eval_transform", counting_eval)
     run(settings, prepared, tmp_path)
     assert counts == {"augment": augment_calls * STEPS_PER_EPOCH, "eval_transform": eval_calls * STEPS_PER_EPOCH}

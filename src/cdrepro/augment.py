@@ -39,6 +39,7 @@ Differences from the per-image pipeline, all deliberate:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -63,6 +64,7 @@ __all__ = [
     "rgb_to_grayscale",
     "sample_params",
     "to_float",
+    "view_maker",
 ]
 
 #: ITU-R 601 luma weights (R, G, B) used for grayscale, contrast and saturation.
@@ -456,6 +458,22 @@ def augment(images: Tensor, config: AugmentConfig, generator: torch.Generator) -
     """Sample and apply one view: (B, 3, H, W) float [0, 1] -> (B, 3, S, S)."""
     batch, _, height, width = images.shape
     return apply_params(images, sample_params(batch, height, width, config, generator), config)
+
+
+def view_maker(config: AugmentConfig, compile: bool = False) -> Callable[[Tensor, torch.Generator], Tensor]:
+    """``augment`` for one config, with ``apply_params`` optionally ``torch.compile``d.
+
+    Eager, each colour op is a few passes over the (B, 3, S, S) batch, and at 224 px these
+    memory-bound passes cost as much as a large part of the model step; compiled, Inductor fuses
+    them into a few kernels. Sampling stays eager (it is tiny and uses the generator).
+    """
+    apply = torch.compile(apply_params, dynamic=False) if compile else apply_params
+
+    def make_view(images: Tensor, generator: torch.Generator) -> Tensor:
+        batch, _, height, width = images.shape
+        return apply(images, sample_params(batch, height, width, config, generator), config)
+
+    return make_view
 
 
 def eval_transform(images: Tensor, out_size: int) -> Tensor:

@@ -189,14 +189,21 @@ class RunSettings:
     grad_clip_norm: float
     device: str
     precision: str
+    compile: str = "augment"
+    deterministic: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def digest(self) -> str:
         """A short hash of every setting that changes what training computes."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in ("device", "precision")}
+        payload = {k: v for k, v in self.to_dict().items() if k not in HOW_NOT_WHAT}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Settings that change how training runs, not what it computes: a checkpoint written under one
+# value resumes under another.
+HOW_NOT_WHAT = ("device", "precision", "compile", "deterministic")
 
 
 def rep_dim_of(backbone: str, width: int = 64) -> int:
@@ -244,6 +251,8 @@ def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
         grad_clip_norm=float(train["grad_clip_norm"]),
         device=train["device"],
         precision=train.get("precision", "auto"),
+        compile=train.get("compile", "augment"),
+        deterministic=bool(train.get("deterministic", False)),
     )
 
 

@@ -18,6 +18,7 @@ from cdrepro.checkpoint import load_weights_only
 from cdrepro.config import RunSettings
 from cdrepro.data.prepared import PreparedDataset, load_prepared
 from cdrepro.device import autocast, select_device
+from cdrepro.kmeans import kmeans
 from cdrepro.metrics import clustering_scores
 from cdrepro.model import ContrastiveDisentangling, build_model
 
@@ -54,11 +55,27 @@ def embed(model: ContrastiveDisentangling, images: np.ndarray, image_size: int, 
     return torch.cat(backbone).numpy(), torch.cat(final).numpy()
 
 
+def kmeans_device(backend: str, device: torch.device) -> torch.device | None:
+    """Where K-means runs: a torch device, or None for scikit-learn (the CPU path).
+
+    ``auto`` uses the GPU when evaluation runs on one; ``torch`` forces cdrepro.kmeans on the
+    evaluation device (the CPU included, which is how its tests run without a GPU)."""
+    if backend == "sklearn" or (backend == "auto" and device.type != "cuda"):
+        return None
+    return device
+
+
 def kmeans_scores(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: int,
-                  seed: int) -> dict[str, float]:
-    """K-means (k = number of classes) on raw features, scored by NMI/ARI/ACC."""
-    clusters = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit_predict(
-        features.astype(np.float64, copy=False))
+                  seed: int, device: torch.device | None = None) -> dict[str, float]:
+    """K-means (k = number of classes) on raw features, scored by NMI/ARI/ACC.
+
+    ``device`` None: scikit-learn in float64; otherwise cdrepro.kmeans on that device."""
+    if device is None:
+        clusters = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit_predict(
+            features.astype(np.float64, copy=False))
+    else:
+        fit = kmeans(torch.from_numpy(features).to(device), n_clusters, n_init=n_init, seed=seed)
+        clusters = fit.labels.cpu().numpy()
     return clustering_scores(labels, clusters)
 
 
@@ -72,6 +89,7 @@ def evaluate(settings: RunSettings, prepared: Path, model_path: Path, eval_param
     h, final = embed(model, data.images, settings.image_size, eval_params["batch_size"], device,
                      settings.precision)
     k, n_init, seed = data.num_classes, eval_params["kmeans_n_init"], eval_params["kmeans_seed"]
+    on = kmeans_device(eval_params.get("kmeans_backend", "auto"), device)
     return {
         "run_id": settings.run_id,
         "dataset": settings.dataset,
@@ -80,8 +98,8 @@ def evaluate(settings: RunSettings, prepared: Path, model_path: Path, eval_param
         "seed": settings.seed,
         "n_images": len(data),
         "num_classes": k,
-        "backbone": kmeans_scores(h, data.labels, k, n_init, seed),
-        "feature": kmeans_scores(final, data.labels, k, n_init, seed),
+        "backbone": kmeans_scores(h, data.labels, k, n_init, seed, on),
+        "feature": kmeans_scores(final, data.labels, k, n_init, seed, on),
         "feature_stage": "feature" if settings.head else "projector",
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -68,6 +69,20 @@ def _curves_csv(history: list[dict[str, float]]) -> str:
     return buffer.getvalue()
 
 
+def configure_gpu(deterministic: bool) -> None:
+    """cuDNN autotuning for speed (shapes are fixed for the whole run), or deterministic kernels.
+
+    Determinism is for debugging: the same seed then gives the same weights on the same GPU,
+    at some cost in speed. The CPU path is deterministic without any of this."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; it reads this when first used.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # warn_only: an op without a deterministic kernel warns (naming itself) instead of failing.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int | None = None,
           progress: bool | None = None, tracker: Tracker = OFF) -> dict[str, Any]:
     """Train (or resume) one run to ``settings.epochs`` and write its model and curves.
@@ -91,19 +106,22 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
     images = torch.from_numpy(data.images).to(device)  # (N, H, W, 3) uint8, on the device
     model = build_model(settings).to(device)
     on_gpu = device.type == "cuda"
+    forward = model
     if on_gpu:
-        # Shapes are fixed for the whole run, so cuDNN's autotuning pays off; channels-last is
-        # the layout the tensor cores' convolution kernels want. Neither changes the maths.
-        torch.backends.cudnn.benchmark = True
+        configure_gpu(settings.deterministic)
+        # Channels-last is the layout the tensor cores' convolution kernels want.
         model = model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if settings.compile in ("model", "all") else model
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                                  fused=on_gpu)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
                  if settings.schedule else None)
     shuffle_gen = torch.Generator().manual_seed(settings.seed)
     augment_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
-    augment_cfg = aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
-                                    scale=(settings.crop_min_scale, 1.0))
+    make_view = aug.view_maker(
+        aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
+                          scale=(settings.crop_min_scale, 1.0)),
+        compile=on_gpu and settings.compile in ("augment", "all"))
 
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -138,12 +156,12 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
             if settings.views == 1:
                 view1 = aug.eval_transform(x, settings.image_size)  # (B, 3, S, S) un-augmented
             else:
-                view1 = aug.augment(x, augment_cfg, augment_gen)
-            view2 = aug.augment(x, augment_cfg, augment_gen)
+                view1 = make_view(x, augment_gen)
+            view2 = make_view(x, augment_gen)
             with autocast(device, settings.precision):
                 # Two passes, not one over 2B images: BatchNorm sees each view's own statistics,
                 # as in the authors' code.
-                terms = loss_terms(model(view1), model(view2), settings)
+                terms = loss_terms(forward(view1), forward(view2), settings)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if settings.grad_clip:

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU measurements behind docs/performance.md, in one script for a lent GPU machine whose
+# python3 already has torch, torchvision, scikit-learn, numpy, pyyaml, pandas and tqdm.
+#   bash bench/gpu_session.sh bench   # bench/train_throughput.py at the paper's size
+#   bash bench/gpu_session.sh train   # bench/gpu_check.yaml: real training + GPU K-means check
+# Missing pure-Python dependencies (jsonschema and its needs) come as wheels in .whl/ when
+# present. Everything lands in $OUT (default results/gpu_session), packed as one tarball.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-results/gpu_session}
+mkdir -p "$OUT/files"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 CDREPRO_TRACKING=off
+B="python3 bench/train_throughput.py --device cuda --backbone resnet34 --image-size 224"
+F=$OUT/files
+section() { echo; echo "=== $* ($(date +%T))"; }
+
+case "${1:-bench}" in
+bench)
+  section machine
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  python3 -c "import torch, torchvision, sklearn; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'sklearn', sklearn.__version__, 'cuda', torch.version.cuda)"
+  nproc
+  section CUDA tests
+  python3 -m pytest -q -p no:cacheprovider tests/test_augment.py tests/test_kmeans.py -k cuda 2>&1 | tail -5
+  section "batch 256, eager"
+  timeout 240 $B --batch-size 256 --steps 20 --warmup 3 --workers 4 --json $F/b256-eager.json 2>&1 | grep -v Warning
+  section "batch 256, compiled augmentation"
+  timeout 200 $B --batch-size 256 --steps 20 --warmup 3 --compile augment --paths ours,model_only,augment_only --no-kmeans --json $F/b256-compile-augment.json 2>&1 | tail -7
+  section "batch 128, eager"
+  timeout 120 $B --batch-size 128 --steps 30 --warmup 3 --workers 4 --no-kmeans --json $F/b128-eager.json 2>&1 | tail -7
+  ;;
+train)
+  section "batch 256, compiled augmentation and model"
+  timeout 240 $B --batch-size 256 --steps 20 --warmup 3 --compile all --paths ours,model_only,augment_only --no-kmeans --json $F/b256-compile-all.json 2>&1 | tail -7
+  section "real training: bench/gpu_check.yaml"
+  P="--params bench/gpu_check.yaml"
+  python3 -m cdrepro prepare $P --dataset cifar10s && python3 -m cdrepro baseline $P --dataset cifar10s
+  for run in cifar10s-bs128-cd-s42 cifar10s-bs256-cd-s42; do
+    timeout 150 python3 -m cdrepro train $P --run $run 2>&1 | tail -3
+    python3 -m cdrepro evaluate $P --run $run 2>&1 | tail -3
+  done
+  section "GPU K-means against scikit-learn on the trained model's features"
+  timeout 120 python3 bench/kmeans_on_features.py bench/gpu_check.yaml cifar10s-bs256-cd-s42 --json $F/kmeans-real.json
+  cp -r results/gpu_check "$F/" 2>/dev/null
+  find "$F/gpu_check" -name '*.pt' -delete
+  ;;
+esac
+tar -czf "$OUT/session-${1:-bench}.tar.gz" -C "$OUT" files && rm -rf "$F"

@@ -1,0 +1,184 @@
+"""The workflow on SLURM (issue 7, items 1 and 2).
+
+Fast: the project's two profiles (workflow/profiles/slurm and workflow/profiles/local) plan the
+paper's pipeline, with the resources each job would ask the cluster for.
+
+Slow: a single-node cluster is brought up on this machine (slurm_cluster.py: munged, slurmctld
+and slurmd, started by hand as root, with one fake GPU), and a tiny profile's reproduce_tables
+runs through ``snakemake --executor slurm`` with the project's SLURM profile adapted to that
+cluster the way docs/cluster.md tells a user to adapt it. Then: the tables are there, and every
+job of the workflow was a SLURM job that completed on the node, in the partition and account
+asked for; the training jobs, given a GPU request, were allocated the GPU and so ran one at a
+time. The cluster's daemons are stopped by PID, whatever happens.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm_cluster import ACCOUNT, PARTITION, Cluster, why_not_here
+from test_snakemake import REPO, snakemake, tiny_params
+
+from cdrepro.runs import ProfilePaths, Run, run_id
+
+PROFILES = REPO / "workflow" / "profiles"
+PAPER = REPO / "workflow" / "configs" / "paper.yaml"
+# Two runs keep the test short and still use both kinds of feature stage (head / projector).
+RUNS = ("digits-bs128-cd-s42", "digits-bs128-no_head-s42")
+GPU_RULES = {"train", "evaluate"}
+
+
+def planned_resources(plan: str) -> dict[str, list[dict[str, str]]]:
+    """rule -> the resources of each of its jobs, from a dry run's output."""
+    jobs: dict[str, list[dict[str, str]]] = {}
+    for rule, resources in re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", plan, flags=re.M):
+        jobs.setdefault(rule, []).append(dict(item.split("=", 1) for item in resources.split(", ")))
+    return jobs
+
+
+def test_slurm_profile_plans_the_paper_with_each_rules_resources():
+    result = snakemake("-n", "reproduce_tables", f"--configfile={PAPER}",
+                       "--workflow-profile", str(PROFILES / "slurm"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "workflow specific profile" in result.stderr and "profiles/slurm" in result.stderr
+    jobs = planned_resources(result.stdout)
+    assert {rule: len(j) for rule, j in jobs.items()} == {"prepare": 4, "baseline": 4, "train": 20,
+                                                           "evaluate": 20, "tables": 1,
+                                                           "reproduce_tables": 1}
+    profile = yaml.safe_load((PROFILES / "slurm" / "config.yaml").read_text())
+    for rule, rule_jobs in jobs.items():
+        wanted = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+        for resources in rule_jobs:
+            assert {k: resources.get(k) for k in wanted} == {k: str(v) for k, v in wanted.items()}
+            # The rules' GPU request, which the plugin passes on as sbatch --gpus.
+            assert resources.get("gpu", "0") == ("1" if rule in GPU_RULES else "0"), (rule, resources)
+
+
+def test_local_profile_plans_the_embedded_pipeline():
+    result = snakemake("-n", "reproduce_tables", "--workflow-profile", str(PROFILES / "local"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "workflow specific profile" in result.stderr and "profiles/local" in result.stderr
+
+
+def most_at_once(log: str, rule: str) -> int:
+    """The most jobs of ``rule`` running at the same time, from Snakemake's log, where a job
+    starts at "rule NAME: ... jobid: N" and ends at "Finished jobid: N (Rule: NAME)"."""
+    events = re.finditer(rf"^(?:local)?rule {rule}:\n(?:    .*\n)*?    jobid: (\d+)$|^Finished jobid: (\d+) \(Rule: {rule}\)",
+                         log, flags=re.M)
+    running, most = set(), 0
+    for event in events:
+        started, finished = event.groups()
+        running.add(started) if started else running.discard(finished)
+        most = max(most, len(running))
+    return most
+
+
+@pytest.mark.slow
+def test_local_profile_runs_one_gpu_job_at_a_time(tmp_path):
+    """Two trainings that ask for a GPU (as the paper's do) on two free cores: the local
+    profile's gpu=1 runs them one after the other; without it they run side by side."""
+    params_file = two_run_params(tmp_path)
+    args = ("reproduce_tables", "--configfile", str(params_file), "--set-resources", "train:gpu=1")
+    capped = snakemake("--workflow-profile", str(PROFILES / "local"), "--cores", "2", *args, cwd=tmp_path)
+    assert capped.returncode == 0, capped.stderr[-4000:]
+    assert most_at_once(capped.stderr, "train") == 1
+    assert ProfilePaths(tmp_path / "results" / "tiny").tables_dir().joinpath("all.csv").is_file()
+
+    uncapped = snakemake("--cores", "2", "--forcerun", "train", *args, cwd=tmp_path)
+    assert uncapped.returncode == 0, uncapped.stderr[-4000:]
+    assert most_at_once(uncapped.stderr, "train") == 2
+
+
+# --------------------------------------------------------------------------- a real cluster
+
+
+@pytest.fixture
+def cluster(tmp_path_factory):
+    reason = why_not_here()
+    if reason:
+        pytest.skip(reason)
+    cluster = Cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def two_run_params(folder: Path) -> Path:
+    path = tiny_params(folder)
+    params = yaml.safe_load(path.read_text())
+    params["runs"] = [r for r in params["runs"] if run_id(Run(**r)) in RUNS]
+    assert len(params["runs"]) == len(RUNS)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def profile_for(cluster: Cluster, folder: Path) -> Path:
+    """workflow/profiles/slurm adapted to the test cluster as docs/cluster.md says: its
+    partition and account, memory that fits the node (2 CPUs, the machine's memory), and,
+    since the cluster has no accounting (no sacct), squeue for job states."""
+    profile = yaml.safe_load((PROFILES / "slurm" / "config.yaml").read_text())
+    profile["default-resources"].update(slurm_partition=PARTITION, slurm_account=ACCOUNT, mem_mb=2000)
+    for resources in profile["set-resources"].values():
+        resources["mem_mb"] = 2000
+    # On the paper's profile the rules ask for a GPU for training themselves; the tiny profile
+    # trains on the CPU, so ask here, for the node's one (fake) GPU.
+    profile["set-resources"]["train"]["gpu"] = 1
+    profile.update({
+        "slurm-status-command": "squeue",
+        # The plugin falls back to sacct unless MinJobAge (an hour here) is at least 3x this.
+        "slurm-init-seconds-before-status-checks": 2,
+        "slurm-keep-successful-logs": True,
+        # A failure fails the test at once, with its log, instead of being resubmitted.
+        "retries": 0,
+    })
+    path = folder / "profile" / "config.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    return path.parent
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_runs_through_slurm(cluster, tmp_path):
+    params_file = two_run_params(tmp_path)
+    profile = profile_for(cluster, tmp_path)
+    result = snakemake("--workflow-profile", str(profile), "reproduce_tables", "--configfile",
+                       str(params_file), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-6000:] + "\n" + cluster.log_tail()
+
+    # The pipeline's results.
+    paths = ProfilePaths(tmp_path / "results" / "tiny")
+    ours = {(row["variant"], row["stage"]) for row in csv.DictReader((paths.tables_dir() / "all.csv").open())
+            if row["source"] == "ours"}
+    assert ours == {(variant, stage) for variant in ("cd", "no_head") for stage in ("backbone", "feature")} | {
+        ("kmeans_pixels", "backbone")}  # the baseline job's
+    assert r"\toprule" in (paths.tables_dir() / "table2.tex").read_text()
+    for rid in RUNS:
+        assert paths.metrics(rid).is_file() and (paths.logs_dir() / "train" / f"{rid}.log").is_file()
+
+    # Every job of the workflow was a SLURM job of this workflow run, completed on the node.
+    jobs = cluster.jobs()
+    assert Counter(job["Comment"].split("_wildcards_")[0] for job in jobs) == {
+        "rule_prepare": 1, "rule_baseline": 1, "rule_train": 2, "rule_evaluate": 2, "rule_tables": 1}
+    assert {f"rule_{rule}_wildcards_{rid}" for rule in ("train", "evaluate") for rid in RUNS} <= {
+        job["Comment"] for job in jobs}
+    assert len({job["JobName"] for job in jobs}) == 1  # the plugin names jobs by the run's uuid
+    for job in jobs:
+        assert (job["JobState"], job["Partition"], job["Account"], job["NodeList"]) == (
+            "COMPLETED", PARTITION, ACCOUNT, cluster.node), job
+        # The plugin's own log of the job, under .snakemake/slurm_logs/rule_<rule>/...
+        logs = list((tmp_path / ".snakemake" / "slurm_logs").glob(f"rule_*/**/{job['JobId']}.log"))
+        assert len(logs) == 1, job["JobId"]
+
+    # The GPU request reached SLURM (sbatch --gpus=1), which allocated the node's one GPU to
+    # one training at a time, though two CPUs were free for two.
+    trains = sorted((j for j in jobs if j["Comment"].startswith("rule_train_")), key=lambda j: j["StartTime"])
+    assert [j["TresPerJob"] for j in trains] == ["gres:gpu:1", "gres:gpu:1"]
+    assert trains[1]["StartTime"] >= trains[0]["EndTime"]
+    assert all("gpu" not in j.get("TresPerJob", "") for j in jobs if j not in trains)
