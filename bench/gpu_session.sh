@@ -3,6 +3,10 @@
 # python3 already has torch, torchvision, scikit-learn, numpy, pyyaml, pandas and tqdm.
 #   bash bench/gpu_session.sh bench   # bench/train_throughput.py at the paper's size
 #   bash bench/gpu_session.sh train   # bench/gpu_check.yaml: real training + GPU K-means check
+#   bash bench/gpu_session.sh more    # batch 128 compiled, STL-10/ImageNet-10 input sizes,
+#                                     # train.py with compile=all, determinism
+#   bash bench/gpu_session.sh final   # the defaults (compiled augmentation) in one process each:
+#                                     # CIFAR-size input + K-means, ImageNet-10 input with blur
 # Missing pure-Python dependencies (jsonschema and its needs) come as wheels in .whl/ when
 # present. Everything lands in $OUT (default results/gpu_session), packed as one tarball.
 set -uo pipefail
@@ -48,6 +52,28 @@ train)
   timeout 120 python3 bench/kmeans_on_features.py bench/gpu_check.yaml cifar10s-bs256-cd-s42 --json $F/kmeans-real.json
   cp -r results/gpu_check "$F/" 2>/dev/null
   find "$F/gpu_check" -name '*.pt' -delete
+  ;;
+more)
+  section "batch 128, compiled augmentation / augmentation and model"
+  timeout 150 $B --batch-size 128 --steps 30 --warmup 3 --compile augment --paths ours,model_only,augment_only --no-kmeans --json $F/b128-compile-augment.json 2>&1 | tail -6
+  section "STL-10 input: 96 px images, s=1.0, batch 256, compiled augmentation"
+  timeout 150 $B --batch-size 256 --steps 20 --warmup 3 --store-size 96 --color-strength 1.0 --workers 4 --compile augment --no-kmeans --json $F/b256-stl-compile-augment.json 2>&1 | tail -7
+  section "ImageNet-10 input: 256 px images, s=1.0, blur, batch 256, compiled augmentation"
+  timeout 170 $B --batch-size 256 --steps 20 --warmup 3 --store-size 256 --n-images 1024 --color-strength 1.0 --blur --workers 4 --compile augment --no-kmeans --json $F/b256-imagenet-compile-augment.json 2>&1 | tail -7
+  section "cdrepro train with compile: all (5 epochs) and determinism"
+  P="--params bench/gpu_check.yaml"
+  python3 -m cdrepro prepare $P --dataset cifar10s >/dev/null
+  sed -e 's/epochs: 60/epochs: 5/; s/compile: augment/compile: all/; s/profile: gpu_check/profile: gpu_compile/' bench/gpu_check.yaml > /tmp/compile.yaml
+  python3 -m cdrepro prepare --params /tmp/compile.yaml --dataset cifar10s >/dev/null
+  timeout 200 python3 -m cdrepro train --params /tmp/compile.yaml --run cifar10s-bs256-cd-s42 2>&1 | grep -E "epoch|trained|Error"
+  timeout 150 python3 bench/determinism_check.py bench/gpu_check.yaml cifar10s-bs256-cd-s42 --epochs 2 --json $F/determinism.json 2>&1 | grep -v Warn
+  cp results/gpu_compile/runs/cifar10s-bs256-cd-s42/{curves.csv,train.json} $F/ 2>/dev/null
+  ;;
+final)
+  section "batch 256, defaults (compiled augmentation), all paths, K-means"
+  timeout 200 $B --batch-size 256 --steps 20 --warmup 3 --workers 4 --json $F/b256-final.json 2>&1 | tail -8
+  section "ImageNet-10 input: 256 px images, s=1.0, blur, batch 256, defaults"
+  timeout 200 $B --batch-size 256 --steps 10 --warmup 2 --store-size 256 --n-images 1024 --color-strength 1.0 --blur --workers 4 --no-kmeans --json $F/b256-imagenet-final.json 2>&1 | tail -7
   ;;
 esac
 tar -czf "$OUT/session-${1:-bench}.tar.gz" -C "$OUT" files && rm -rf "$F"

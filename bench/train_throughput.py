@@ -15,7 +15,8 @@ losses, Adam, backward, step: what ``cdrepro.train.train`` does per step) fed th
                     input path costs per pair, i.e. how far it can pull (b) below (c).
 
 ``--compile`` torch.compiles the augmentation and/or the model of (b), (c) and augment_only,
-as ``train.compile: true`` does in cdrepro.train (never (a): the authors' code has no compile).
+as ``train.compile`` does in cdrepro.train, on CUDA only (never (a): the authors' code has no
+compile). The default, augment, is the params' default.
 
 Throughput is image pairs per second over ``--steps`` timed steps after ``--warmup`` steps
 (CUDA is synchronised before and after the timed loop). It also times K-means (k-means++,
@@ -361,8 +362,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader workers of (a); default 4 on CUDA, 2 on CPU")
-    p.add_argument("--compile", choices=("none", "augment", "model", "all"), default="none",
-                   help="torch.compile (b)'s augmentation and/or the model of (b) and (c)")
+    p.add_argument("--compile", choices=("none", "augment", "model", "all"), default="augment",
+                   help="torch.compile (b)'s augmentation and/or the model of (b) and (c), on "
+                        "CUDA only, as train.compile (default: augment, the params' default)")
     p.add_argument("--paths", default=",".join(PATHS),
                    help=f"comma-separated subset of {','.join(PATHS)}")
     p.add_argument("--no-kmeans", action="store_true", help="skip the K-means timing")
@@ -398,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         device = select_device(args.device)
     except DeviceUnavailable as exc:
         raise SystemExit(f"train_throughput: {exc}") from None
+    if device.type != "cuda":
+        args.compile = "none"  # as cdrepro.train: compiling is for the GPU
     if args.workers is None:
         args.workers = 4 if device.type == "cuda" else 2
     if args.kmeans_n is None:

@@ -434,3 +434,40 @@ def test_cuda_matches_cpu_and_never_syncs() -> None:
     assert p.boxes.device.type == "cuda" and out.device.type == "cuda"
     ref = A.apply_params(images, p.to("cpu"), config)
     torch.testing.assert_close(out.cpu(), ref, atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------- whole pipeline vs torchvision, by statistics
+
+
+def view_statistics(views: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-view summaries that each augmentation step moves: brightness, contrast, colourfulness."""
+    chroma = views.amax(dim=1) - views.amin(dim=1)  # (N, S, S): 0 for gray pixels
+    return {"mean": views.mean(dim=(1, 2, 3)), "std": views.std(dim=(1, 2, 3)),
+            "chroma": chroma.mean(dim=(1, 2)), "red_minus_blue": (views[:, 0] - views[:, 2]).mean(dim=(1, 2))}
+
+
+def test_views_are_distributed_like_torchvision_pipeline(tv_luma: None) -> None:
+    """The same source images through ours and through torchvision's per-image transforms: the
+    distributions of each view's brightness, contrast and colour agree (two-sample KS)."""
+    s, n_sources, draws = 1.0, 8, 100  # STL/ImageNet strength; 800 views per side
+    # Smooth, coloured 32 px sources (upsampled 4x4 noise), so crops and jitter change them.
+    sources = torch.nn.functional.interpolate(torch.rand(n_sources, 3, 4, 4, generator=gen(21)),
+                                              size=(32, 32), mode="bilinear", align_corners=False)
+    images = sources.repeat(draws, 1, 1, 1)  # (N, 3, 32, 32)
+    config = AugmentConfig(24, s, blur=False)
+    ours = A.augment(images, config, gen(22))
+    torch.manual_seed(23)
+    reference = T.Compose([
+        T.RandomResizedCrop(24, antialias=False),
+        T.RandomHorizontalFlip(),
+        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        T.RandomGrayscale(p=0.2),
+    ])
+    theirs = torch.stack([reference(image) for image in images])
+    crit = ks_critical(len(images), len(images), c_alpha=1.95)  # 0.1 % false alarms per stat
+    ours_stats, their_stats = view_statistics(ours), view_statistics(theirs)
+    for name in ours_stats:
+        assert ks_statistic(ours_stats[name], their_stats[name]) < crit, name
+    # Sanity of the test itself: without colour jitter the chroma distribution must differ.
+    plain = A.augment(images, AugmentConfig(24, 0.0, blur=False, grayscale_p=0.0), gen(24))
+    assert ks_statistic(view_statistics(plain)["chroma"], their_stats["chroma"]) > crit

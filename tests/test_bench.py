@@ -31,7 +31,8 @@ def test_smoke_run_writes_consistent_json(tmp_path):
     assert report["settings"]["run"]["backbone"] == "resnet18"
 
     results = report["results"]
-    assert set(results) == {"reference", "ours", "model_only"}
+    assert set(results) == {"reference", "ours", "model_only", "augment_only"}
+    assert report["settings"]["compile"] == "none"  # compiling is for CUDA only
     for name, result in results.items():
         rate = result["pairs_per_s"]
         assert math.isfinite(rate) and rate > 0, name
@@ -44,6 +45,26 @@ def test_smoke_run_writes_consistent_json(tmp_path):
     assert results["model_only"]["ratio_to_model_only"] == pytest.approx(1.0)
 
     kmeans = report["kmeans"]
-    assert kmeans["backend"] == "sklearn"
     assert (kmeans["n"], kmeans["d"], kmeans["n_init"]) == (2000, 512, 10)
-    assert math.isfinite(kmeans["seconds"]) and kmeans["seconds"] > 0
+    for backend in ("sklearn", "torch"):
+        assert math.isfinite(kmeans[backend]["seconds"]) and kmeans[backend]["seconds"] > 0
+        assert 0.0 <= kmeans[backend]["nmi_to_truth"] <= 1.0
+    assert kmeans["torch"]["device"] == "cpu"
+    assert kmeans["inertia_ratio"] == pytest.approx(
+        kmeans["torch"]["inertia"] / kmeans["sklearn"]["inertia"])
+
+
+@pytest.mark.slow
+def test_paths_subset_and_unknown_path(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), *SMOKE, "--paths", "ours,augment_only",
+                           "--no-kmeans", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"ours", "augment_only"}
+    assert report["kmeans"] == {}
+    assert report["results"]["ours"]["ratio_to_reference"] is None  # no (a) to compare with
+    bad = subprocess.run([sys.executable, str(SCRIPT), *SMOKE, "--paths", "ours,nope"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert bad.returncode == 2 and "nope" in bad.stderr

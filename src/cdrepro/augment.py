@@ -416,20 +416,35 @@ def _gaussian_kernels(sigma: Tensor, kernel_size: int, dtype: torch.dtype) -> Te
     return torch.softmax(logits, dim=1)  # exp / sum, numerically safe for tiny sigma
 
 
+def _reflect_blur_matrices(taps: Tensor, size: int) -> Tensor:
+    """Per-sample (size x size) matrices M with (M @ v) = v blurred with reflect padding.
+
+    Row i gathers tap t from pixel reflect(i + t - k//2); where reflection folds several taps
+    onto one pixel their weights add up. taps (B, k). Returns (B, size, size).
+    """
+    batch, kernel_size = taps.shape
+    offsets = torch.arange(kernel_size, device=taps.device) - kernel_size // 2  # (k,)
+    source = torch.arange(size, device=taps.device)[:, None] + offsets  # (S, k)
+    source = torch.where(source < 0, -source, source)  # reflect without repeating the edge pixel
+    source = torch.where(source >= size, 2 * (size - 1) - source, source)
+    matrices = torch.zeros(batch, size, size, dtype=taps.dtype, device=taps.device)
+    shape = (batch, size, kernel_size)
+    return matrices.scatter_add_(2, source.expand(shape), taps[:, None, :].expand(shape))
+
+
 def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
     """Per-sample Gaussian blur with reflect padding (torchvision's ``gaussian_blur``).
 
-    The 2-D Gaussian is separable, so a horizontal then a vertical depthwise convolution with
-    per-sample taps (B*3 groups, one batch row) equals torchvision's 2-D kernel at O(k) cost.
+    The 2-D Gaussian is separable; each 1-D pass, padding included, is a matrix product with a
+    per-sample banded matrix: rows by ``M_h @ x``, columns by ``x @ M_w^T``. Two batched matmuls
+    run far faster on a GPU than a depthwise convolution with B*3 groups of 23-tap kernels.
     images (B, C, H, W), sigma (B,). Returns (B, C, H, W).
     """
-    batch, channels, height, width = images.shape
-    taps = _gaussian_kernels(sigma, kernel_size, images.dtype).repeat_interleave(channels, dim=0)  # (B*C, k)
-    pad = kernel_size // 2
-    x = F.pad(images.reshape(1, batch * channels, height, width), (pad, pad, pad, pad), mode="reflect")
-    x = F.conv2d(x, taps[:, None, None, :], groups=batch * channels)  # (1, B*C, H+2p, W)
-    x = F.conv2d(x, taps[:, None, :, None], groups=batch * channels)  # (1, B*C, H, W)
-    return x.reshape(batch, channels, height, width)
+    _, _, height, width = images.shape
+    taps = _gaussian_kernels(sigma, kernel_size, images.dtype)  # (B, k)
+    rows = _reflect_blur_matrices(taps, height)[:, None]  # (B, 1, H, H)
+    columns = _reflect_blur_matrices(taps, width)[:, None]  # (B, 1, W, W)
+    return rows @ images @ columns.transpose(-1, -2)  # (B, C, H, W)
 
 
 # ---------------------------------------------------------------------------------- API
