@@ -215,7 +215,8 @@ def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, t
     uri = tracking.tracking_uri(paths)
     runs = mlflow_runs(uri, embedded_params["profile"])
     assert len(runs) == n
-    n_params = len(resolve_run(embedded_params, Run("digits", 128, "cd", 0)).to_dict()) + 3
+    n_params = (len(resolve_run(embedded_params, Run("digits", 128, "cd", 0)).to_dict())
+                + len(embedded_params["evaluate"]))  # the settings, then evaluate.*
     for logged in runs:
         i = int(logged.data.tags["seed"])
         assert logged.info.status == "FINISHED"

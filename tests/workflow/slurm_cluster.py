@@ -1,7 +1,8 @@
 """A throw-away single-node SLURM cluster on this machine: munged, slurmctld and slurmd, started
 by hand as root (no systemd), for tests that submit real jobs.
 
-Everything lives in one folder (keys, sockets, state, spool, logs) except the configuration:
+Everything lives in one folder (key, state, spool, logs), except munged's socket (a folder of
+its own under /tmp, removed on stop) and the configuration:
 the SLURM executor plugin's job step strips every ``SLURM_*`` variable (``SLURM_CONF``
 included) before its inner ``srun``, which then reads only the compiled-in path
 ``/etc/slurm/slurm.conf``. So the configuration is written there, and a file already there is
@@ -41,7 +42,22 @@ def why_not_here() -> str | None:
     if missing:
         return (f"SLURM or MUNGE not installed (missing {', '.join(missing)}); "
                 "apt-get install slurm-wlm munge, as .ci/run does")
+    # A real installation would read the test's /etc/slurm/slurm.conf on its next reconfigure.
+    running = sorted(running_commands() & {"slurmctld", "slurmd"})
+    if running:
+        return f"a SLURM daemon is already running here ({', '.join(running)}); not replacing its configuration"
     return None
+
+
+def running_commands() -> set[str]:
+    """The command names of every process on the machine (read only: /proc/PID/comm)."""
+    names = set()
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            names.add(comm.read_text().strip())
+        except OSError:  # the process ended meanwhile
+            pass
+    return names
 
 
 def free_ports(count: int) -> list[int]:
@@ -56,22 +72,27 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def node_line() -> str:
-    """This machine as slurmd sees it ("NodeName=vm CPUs=2 ... RealMemory=24105"), so the
-    node's declared CPUs and memory match the hardware and slurmd does not drain it."""
+def this_machine() -> dict[str, str]:
+    """This machine as slurmd sees it: NodeName, CPUs, RealMemory, ... (``slurmd -C``)."""
     out = subprocess.run([shutil.which("slurmd", path=SEARCH_PATH), "-C"], capture_output=True,
                          text=True, check=True, timeout=30).stdout
-    return next(line for line in out.splitlines() if line.startswith("NodeName="))
+    line = next(line for line in out.splitlines() if line.startswith("NodeName="))
+    return dict(item.split("=", 1) for item in line.split())
 
 
 class Cluster:
-    """One node (this machine: its CPUs and memory, plus one fake GPU) in one default partition.
+    """One node (this machine: its memory, ``cpus`` CPU slots and one fake GPU) in one default
+    partition.
     ``start()`` brings the three daemons up and waits for the node to be idle; ``stop()``
     cancels what is queued, ends the daemons by PID and puts back ``/etc/slurm``'s files.
     ``stop()`` is safe after a partial ``start()`` and more than once."""
 
-    def __init__(self, root: Path, min_job_age: int = 3600) -> None:
+    def __init__(self, root: Path, cpus: int = 4, min_job_age: int = 3600) -> None:
         self.root = root
+        # CPU slots the node offers, whatever the machine has (config_overrides): more than
+        # the CI machine's 2 cores, so that in a test the GPU, not the CPUs, is what keeps
+        # GPU jobs apart. The tiny jobs share the cores.
+        self.cpus = cpus
         # Without accounting, finished jobs are visible (to squeue, to the plugin's status
         # checks, to the test afterwards) only for MinJobAge seconds.
         self.min_job_age = min_job_age
@@ -121,8 +142,8 @@ class Cluster:
         self._wait("munged's socket", self.munge_socket.exists)
 
     def _write_conf(self) -> None:
-        node = node_line()
-        self.node = node.split()[0].removeprefix("NodeName=")
+        machine = this_machine()
+        self.node = machine["NodeName"]
         ctld_port, d_port = free_ports(2)
         conf = f"""\
 # Written by {__file__} for a test; removed (the previous file restored) when it ends.
@@ -154,7 +175,8 @@ JobCompType=jobcomp/none
 MinJobAge={self.min_job_age}
 GresTypes=gpu
 KillWait=5
-{node} Gres=gpu:1 NodeAddr=127.0.0.1 State=UNKNOWN
+SlurmdParameters=config_overrides
+NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={machine['RealMemory']} Gres=gpu:1 State=UNKNOWN
 PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 """
         # One GPU that is /dev/null: enough for SLURM to allocate, count and serialise GPU
