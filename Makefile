@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 # DVC's site cache (hash and index databases) inside the project; see docs/dvc.md.
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site
 
-.PHONY: setup run test test-fast lint paper-dryrun clean dvc-repro dvc-track dvc-touch dvc-pull
+.PHONY: setup run report tables-pdf test test-fast lint paper-dryrun clean dvc-repro dvc-track dvc-touch dvc-pull
 
 setup: $(STAMP)
 
@@ -21,11 +21,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)
 
-## run: the whole pipeline on the embedded profile (params.yaml) -> results/embedded/tables/
+## run: the whole pipeline on the embedded profile (params.yaml) -> results/embedded/tables/, figures/, tsne/
 # --rerun-incomplete: a job cut off by a kill or Ctrl-C re-runs, and training resumes from its
 # checkpoint (docs/reliability.md).
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete reproduce_tables
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete all
+
+## report: the self-contained HTML report (tables, figures, parameters) -> $(REPORT); runs what is missing first
+REPORT ?= results/embedded/report.html
+report: run
+	$(BIN)/snakemake --report $(REPORT)
+	@echo "open $(REPORT) in a browser"
+
+## tables-pdf: the embedded tables compiled (pdflatex; Debian texlive-latex-recommended) -> results/embedded/tables/tables.pdf,
+## and its first two pages as docs/img/tables-1.png, tables-2.png (pdftoppm; Debian poppler-utils)
+tables-pdf: run
+	pdflatex -interaction=nonstopmode -halt-on-error -output-directory results/embedded/tables docs/img/tables.tex
+	pdftoppm -png -r 90 -f 1 -l 2 results/embedded/tables/tables.pdf docs/img/tables
 
 ## test: every test, the end-to-end workflow runs included
 test: $(STAMP)

@@ -1,6 +1,7 @@
 # cdrepro: the CD reproduction workflow. Rules live in workflow/rules/; every step calls the
 # cdrepro CLI. The params file is the config: params.yaml by default, or a whole profile via
 #   snakemake --cores all reproduce_tables --configfile workflow/configs/paper.yaml
+# Targets: `all` (the default: the tables and the figures) or `reproduce_tables` (the tables).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -17,9 +18,22 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/tracking.smk"
+include: "workflow/rules/figures.smk"
+
+
+# snakemake --report report.html: the tables, the figures and the params files, captioned.
+report: "workflow/report/workflow.rst"
+
+
+# Everything: the tables, then the figures (make run). The tables alone are quicker to get.
+rule all:
+    default_target: True
+    input:
+        rules.tables.output,
+        rules.figures.output,
+        expand(rules.tsne.output, run=RUNS),
 
 
 rule reproduce_tables:
-    default_target: True
     input:
         rules.tables.output,

@@ -90,6 +90,21 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 180.
         time.sleep(0.02)
 
 
+def signal_after_first_epoch(command: list[str], cwd: Path, curves: Path, log: Path, signum: int,
+                             timeout: float = 180.0) -> subprocess.Popen:
+    """Start ``command``; once ``curves`` has its first row (so the first checkpoint is on disk:
+    curves.csv is rewritten right after each checkpoint), send ``signum``; wait for the end."""
+    env = dict(os.environ, CDREPRO_TRACKING="off")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: epochs_done(curves) >= 1, proc, "the first checkpoint", timeout)
+        finally:
+            proc.send_signal(signum)
+            proc.wait(timeout=60)
+    return proc
+
+
 def epochs_done(curves: Path) -> int:
     try:
         return len(curve_rows(curves))
@@ -109,14 +124,7 @@ def test_training_killed_with_sigkill_mid_epoch_resumes_bit_identical(embedded_p
     env = dict(os.environ, CDREPRO_TRACKING="off")
 
     log = tmp_path / "first.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            # curves.csv is rewritten right after each checkpoint: one row = one checkpoint.
-            wait_for(lambda: epochs_done(files.curves) >= 1, proc, "the first checkpoint")
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
+    proc = signal_after_first_epoch(command, tmp_path, files.curves, log, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL, log.read_text()
     killed_at = load(files.checkpoint)["epoch"]
     assert 1 <= killed_at < epochs, "the kill must land before the run's end"

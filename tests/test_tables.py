@@ -14,6 +14,7 @@ import pytest
 
 from cdrepro import atomic, tables
 
+REPO = Path(__file__).resolve().parents[1]
 TITLES = {"digits": "Digits", "my_photos": "R&D_photos #1"}
 METRICS = ("nmi", "ari", "acc")
 
@@ -368,13 +369,21 @@ def test_every_file_is_written_atomically_and_returned(tmp_path, monkeypatch):
     assert "tab:cdrepro-other" in (out / "table_other.tex").read_text()
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed "
+                    "(Debian: texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)")
 def test_all_tables_compile_with_pdflatex(written, tmp_path):
-    inputs = "\n".join(rf"\input{{{p}}}\clearpage" for n, p in sorted(written.items()) if n.endswith(".tex"))
-    doc = tmp_path / "all.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage[a4paper,landscape,margin=1cm]{geometry}\n"
-                   "\\usepackage{booktabs}\n\\usepackage{amssymb}\n\\begin{document}\n"
-                   f"{inputs}\n\\end{{document}}\n")
+    """docs/img/tables.tex (the document `make tables-pdf` compiles) \\inputs every table the
+    code writes, and compiles with them without errors, undefined commands or overfull lines."""
+    document = (REPO / "docs" / "img" / "tables.tex").read_text()
+    inputs = re.findall(r"\\input\{results/embedded/tables/([^}]+)\}", document)
+    assert sorted(inputs) == sorted(Path(name).stem for name in written if name.endswith(".tex"))
+    tables_dir = written["table2.tex"].parent
+    doc = tmp_path / "tables.tex"
+    doc.write_text(document.replace("results/embedded/tables/", f"{tables_dir.as_posix()}/"))
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
+    log = (tmp_path / "tables.log").read_text(errors="replace")
+    assert "Undefined control sequence" not in log and "Overfull \\hbox" not in log, log[-3000:]
+    pages = re.search(r"Output written on tables\.pdf \((\d+) pages?", log)
+    assert pages and int(pages[1]) > 1 and (tmp_path / "tables.pdf").read_bytes().startswith(b"%PDF")

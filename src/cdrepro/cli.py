@@ -66,19 +66,56 @@ def cmd_baseline(args: argparse.Namespace) -> None:
     print(f"{args.dataset} raw-pixel K-means: {json.dumps(result['pixels'])}")
 
 
+def _start_processes(args: argparse.Namespace, settings: cfg.RunSettings) -> None:
+    """Become torchrun, which starts ``train.gpus_per_run`` copies of this train command.
+
+    Replaces this process (exec) rather than waiting on a child, so that a SIGTERM from the
+    scheduler or Snakemake reaches torchrun, which passes it on to the training processes.
+    torch is not imported first: torchrun and each process import it anyway."""
+    processes = settings.gpus_per_run
+    if settings.batch_size % processes:  # said here once, rather than by every process
+        raise ValueError(
+            f"run {args.run}: the global batch size {settings.batch_size} (the run's batch_size "
+            f"under runs:) does not divide among train.gpus_per_run = {processes} processes; "
+            "choose a train.gpus_per_run that divides it"
+        )
+    # "--": without it torchrun's own parser takes our --run for an abbreviation of its --run-path.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={processes}", "-m", "cdrepro", "--"]
+    command += ["--verbose"] if args.verbose else []
+    command += ["train", "--params", str(args.params), "--run", args.run]
+    command += ["--threads", str(args.threads)] if args.threads else []
+    log.info("%s: starting %d training processes: %s", args.run, processes, " ".join(command[1:]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    params, paths = _context(args)
+    settings = cfg.resolve_run(params, cfg.find_run(params, args.run))
+    if settings.gpus_per_run > 1 and "WORLD_SIZE" not in os.environ:  # not under torchrun yet
+        _start_processes(args, settings)
+
+    from cdrepro import distributed as ddp
+    from cdrepro.device import select_device
     from cdrepro.tracking import Tracker
     from cdrepro.train import RunFiles, train
 
-    params, paths = _context(args)
-    settings = cfg.resolve_run(params, cfg.find_run(params, args.run))
     files = RunFiles(paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run),
                      paths.train_summary(args.run))
-    with Tracker(params, paths, settings) as tracker:  # closes the MLflow run, whatever happens
-        summary = train(settings, paths.prepared(settings.dataset), files, threads=args.threads,
-                        tracker=tracker)
+    with ddp.process_group(select_device(settings.device)) as ranks:
+        if not ranks.is_main:  # rank 0 speaks for the run
+            logging.getLogger("cdrepro").setLevel(logging.WARNING)
+        # Only rank 0 tracks; the tracker closes the MLflow run, whatever happens.
+        with Tracker(params, paths, settings, active=None if ranks.is_main else False) as tracker:
+            summary = train(settings, paths.prepared(settings.dataset), files, threads=args.threads,
+                            tracker=tracker, ranks=ranks)
+    if not ranks.is_main:
+        return
+    where = summary["device"] + (f" ({ranks.world_size} processes)" if ranks.distributed else "")
     print(f"{args.run}: trained {summary['epochs']} epochs in {summary['train_seconds']} s "
-          f"on {summary['device']}; final loss {summary['final'].get('loss', float('nan')):.4f}")
+          f"on {where}; final loss {summary['final'].get('loss', float('nan')):.4f}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -88,12 +125,52 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     params, paths = _context(args)
     settings = cfg.resolve_run(params, cfg.find_run(params, args.run))
+    if args.checkpoint is not None:
+        _evaluate_checkpoint(args, params, paths, settings)
+        return
     metrics = evaluate(settings, paths.prepared(settings.dataset), paths.model(args.run),
                        params["evaluate"], threads=args.threads)
     write_json(paths.metrics(args.run), metrics)
     Tracker(params, paths, settings).log_evaluation(metrics)
     print(f"{args.run}: backbone {json.dumps(metrics['backbone'])}, "
           f"{metrics['feature_stage']} {json.dumps(metrics['feature'])}")
+
+
+def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfilePaths,
+                         settings: cfg.RunSettings) -> None:
+    """``evaluate --checkpoint``: a checkpoint from elsewhere (the authors' released models, say)
+    in the run's architecture and on its dataset. Not logged to MLflow, and written beside the
+    profile's runs (unless --out says otherwise): it is not the run's own training."""
+    from cdrepro.atomic import write_json
+    from cdrepro.evaluate import evaluate_model
+    from cdrepro.model import build_model
+    from cdrepro.released import default_metrics_path, load_checkpoint
+
+    model = build_model(settings)
+    layout = load_checkpoint(args.checkpoint, model, args.run)
+    metrics = evaluate_model(model, settings, paths.prepared(settings.dataset), params["evaluate"],
+                             threads=args.threads)
+    metrics.update(checkpoint=str(args.checkpoint), layout=layout)
+    out = args.out or default_metrics_path(paths, args.run, args.checkpoint)
+    write_json(out, metrics)
+    print(f"{args.checkpoint} ({layout} layout) as {args.run}: backbone {json.dumps(metrics['backbone'])}, "
+          f"{metrics['feature_stage']} {json.dumps(metrics['feature'])} -> {out}")
+
+
+def cmd_tsne(args: argparse.Namespace) -> None:
+    from cdrepro.figures.tsne import tsne_figure
+
+    params, _ = _context(args)
+    for path in tsne_figure(params, args.run, threads=args.threads):
+        print(path)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from cdrepro.figures.profile import profile_figures
+
+    params, _ = _context(args)
+    for path in profile_figures(params, threads=args.threads):
+        print(path)
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
@@ -235,7 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("baseline", cmd_baseline, "raw-pixel K-means baseline of a prepared dataset", dataset=True)
     add("train", cmd_train, "train (or resume) one run", run=True, threads=True)
     add("evaluate", cmd_evaluate, "K-means NMI/ARI/ACC of one trained run", run=True, threads=True)
+    sub.choices["evaluate"].add_argument(
+        "--checkpoint", type=Path, default=None,
+        help="evaluate this checkpoint instead of the run's model.pt: ours or the authors' released "
+             "layout (resnet.*, instance_projector.*, feature_predictor.*), in the run's architecture")
+    sub.choices["evaluate"].add_argument(
+        "--out", type=Path, default=None,
+        help="with --checkpoint: where the metrics go (default: "
+             "<results_dir>/<profile>/released/<run>/<checkpoint name>.metrics.json)")
     add("tables", cmd_tables, "LaTeX tables (paper Tables 2-10) and all.csv from every run")
+    add("tsne", cmd_tsne, "t-SNE figure of one run's backbone and final outputs", run=True, threads=True)
+    add("figures", cmd_figures, "training curves, ablation charts, head statistics, LIME views and "
+        "the summary table of every run", threads=True)
     add("tracking-init", cmd_tracking_init,
         "create the MLflow store and the profile's experiment (once, before parallel jobs)")
     add("sync", cmd_sync, "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure")

@@ -191,6 +191,7 @@ class RunSettings:
     precision: str
     compile: str = "augment"
     deterministic: bool = False
+    gpus_per_run: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,7 +204,8 @@ class RunSettings:
 
 # Settings that change how training runs, not what it computes: a checkpoint written under one
 # value resumes under another.
-HOW_NOT_WHAT = ("device", "precision", "compile", "deterministic")
+# gpus_per_run too: the global batch and the loss are the same with one process or many.
+HOW_NOT_WHAT = ("device", "precision", "compile", "deterministic", "gpus_per_run")
 
 
 def rep_dim_of(backbone: str, width: int = 64) -> int:
@@ -253,6 +255,7 @@ def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
         precision=train.get("precision", "auto"),
         compile=train.get("compile", "augment"),
         deterministic=bool(train.get("deterministic", False)),
+        gpus_per_run=int(train.get("gpus_per_run", 1)),
     )
 
 

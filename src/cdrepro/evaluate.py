@@ -81,11 +81,17 @@ def kmeans_scores(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_i
 
 def evaluate(settings: RunSettings, prepared: Path, model_path: Path, eval_params: dict[str, Any],
              threads: int | None = None) -> dict[str, Any]:
+    """The metrics of a run's own trained model (``model.pt``)."""
+    return evaluate_model(load_model(model_path, settings), settings, prepared, eval_params, threads)
+
+
+def evaluate_model(model: ContrastiveDisentangling, settings: RunSettings, prepared: Path,
+                   eval_params: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
+    """The metrics of a loaded model with the run's architecture (a released checkpoint, say)."""
     if threads:
         torch.set_num_threads(threads)
     device = select_device(settings.device)
     data = load_prepared(prepared)
-    model = load_model(model_path, settings)
     h, final = embed(model, data.images, settings.image_size, eval_params["batch_size"], device,
                      settings.precision)
     k, n_init, seed = data.num_classes, eval_params["kmeans_n_init"], eval_params["kmeans_seed"]

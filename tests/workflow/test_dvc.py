@@ -41,6 +41,8 @@ PLUMBING = {"__init__.py", "__main__.py", "cli.py", "runs.py", "atomic.py", "tra
 DVC_ONLY = re.compile(r"/runs/[^/]+/checkpoint\.pt$")
 UP_TO_DATE = "Data and pipelines are up to date."
 NOTHING_TO_DO = "Nothing to be done"
+# Snakemake's target for everything DVC runs: the tables and the figures.
+EVERYTHING = "all"
 
 # Loaded first by every Python process of a test (PYTHONPATH): refuses and logs any connection
 # or name lookup for another host, so "no network call on any command" is checked, not assumed.
@@ -162,6 +164,8 @@ def tiny_params() -> dict:
     params["model"]["backbone_width"] = 8
     params["train"].update(epochs=1, image_size=16, cpu_threads=1)
     params["evaluate"]["kmeans_n_init"] = 2
+    params["figures"]["tsne"].update(sample=100, max_iter=250)
+    params["figures"]["lime"].update(heads=1, images_per_head=2, num_samples=10)
     params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42}
                       for v in ("cd", "no_head")]
     return params
@@ -171,7 +175,7 @@ def snakemake_jobs(root: Path, base: Path) -> list[dict]:
     """Every job of ``snakemake --dry-run --printshellcmds`` with its rule, files and command.
     --cores is large so that no job's threads are capped below train.cpu_threads."""
     text = snakemake(root, base, "--dry-run", "--printshellcmds", "--cores", "1024",
-                     "reproduce_tables").stdout
+                     EVERYTHING).stdout
     jobs: list[dict] = []
     for line in text.splitlines():
         if match := re.match(r"^(?:local)?rule (\w+):$", line):
@@ -214,6 +218,13 @@ def covered(path: str, deps: set[str]) -> bool:
     return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
+def as_dvc_declares(outputs: set[str], dvc_outs: set[str]) -> frozenset[str]:
+    """Snakemake's outputs with each file inside one of DVC's folder outputs replaced by that
+    folder: a stage whose files depend on the run list (the figures) declares their folder."""
+    return frozenset(next((out for out in dvc_outs if path.startswith(out.rstrip("/") + "/")), path)
+                     for path in outputs)
+
+
 def assert_no_network(base: Path) -> None:
     log = base / "network.log"
     assert not log.exists(), f"a command tried to reach the network:\n{log.read_text()}"
@@ -232,13 +243,14 @@ def profile_snapshot(request, tmp_path, monkeypatch):
 
 def test_dvc_stages_are_the_snakemake_jobs(profile_snapshot):
     root, base, params = profile_snapshot
-    jobs = [job for job in snakemake_jobs(root, base) if job["output"]]  # not reproduce_tables
+    jobs = [job for job in snakemake_jobs(root, base) if job["output"]]  # not the target rule
     stages = dvc_stages(root)
     paths = ProfilePaths.from_params(params)
     run_ids = [run_id(run) for run in runs_of(params)]
 
     # Same steps with the same outputs, DVC's checkpoint aside.
-    smk = {(job["rule"], frozenset(job["output"])): job for job in jobs}
+    dvc_outs = {out for st in stages for out in st["outs"]}
+    smk = {(job["rule"], as_dvc_declares(job["output"], dvc_outs)): job for job in jobs}
     dvc_ = {(st["rule"], frozenset(o for o in st["outs"] if not DVC_ONLY.search(o))): st for st in stages}
     assert len(smk) == len(jobs) and len(dvc_) == len(stages)
     assert set(dvc_) == set(smk), (set(dvc_) ^ set(smk))
@@ -259,7 +271,8 @@ def test_dvc_stages_are_the_snakemake_jobs(profile_snapshot):
         assert by_name[f"evaluate@{i}"]["metrics"] == {str(paths.metrics(rid))}
         assert by_name[f"train@{i}"]["plots"] == {str(paths.curves(rid))}
     expected = {"prepare": len(params["datasets"]), "baseline": len(params["datasets"]),
-                "train": len(run_ids), "evaluate": len(run_ids), "tables": 1}
+                "train": len(run_ids), "evaluate": len(run_ids), "tables": 1, "tsne": len(run_ids),
+                "figures": 1}
     assert {r: sum(st["rule"] == r for st in stages) for r in expected} == expected
 
 
@@ -274,7 +287,10 @@ def test_stages_read_only_their_params(profile_snapshot):
             expected = {f"datasets.{run['dataset']}", "model", f"variants.{run['variant']}", "train"}
         else:
             expected = {"prepare": {f"datasets.{key}", "data"}, "baseline": {"evaluate"},
-                        "evaluate": {"evaluate"}, "tables": {"runs", "datasets"}}[rule]
+                        "evaluate": {"evaluate"}, "tables": {"runs", "datasets"},
+                        "tsne": {"figures.tsne", "figures.dpi", "evaluate.batch_size"},
+                        "figures": {"figures.dpi", "figures.heads", "figures.lime", "evaluate.batch_size",
+                                    "runs", "datasets"}}[rule]
         assert stage["params"] == expected, stage["name"]
 
 
@@ -333,14 +349,14 @@ def test_stage_code_deps_are_the_modules_their_command_imports(tmp_path, monkeyp
 
 
 def test_paper_profile_plans_with_dvc(tmp_path):
-    """The paper's configuration, copied over params.yaml, is a 49-stage DVC pipeline that
+    """The paper's configuration, copied over params.yaml, is a 70-stage DVC pipeline that
     `dvc dag` and `dvc status` handle (docs/dvc.md)."""
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     root = snapshot(tmp_path / "repo", tmp_path, params)
     dag = dvc(root, tmp_path, "dag", "--md").stdout
     assert "train@19" in dag and "tables" in dag
     changes = dvc_changes(root, tmp_path)
-    assert len(changes) == 4 + 4 + 20 + 20 + 1
+    assert len(changes) == 4 + 4 + 20 + 20 + 1 + 20 + 1  # ... tables, tsne, figures
     assert_no_network(tmp_path)
 
 
@@ -401,7 +417,7 @@ def clone(origin, name: str, branch: str = "main") -> Path:
 def snakemake_clone(origin):
     """A fresh clone where Snakemake ran the tiny profile."""
     root = clone(origin, "snakemake")
-    snakemake(root, origin.base, "--cores", "2", "reproduce_tables")
+    snakemake(root, origin.base, "--cores", "2", EVERYTHING)
     return root
 
 
@@ -422,7 +438,8 @@ def test_dvc_repro_in_a_fresh_clone_gives_the_snakemake_tables(origin, snakemake
     params = tiny_params()
     smk, dvc_ = (ProfilePaths(root / "results" / "tiny") for root in (snakemake_clone, dvc_clone.root))
     assert set(re.findall(r"Running stage '([^']+)'", dvc_clone.repro)) == {
-        "prepare@digits", "baseline@digits", "train@0", "train@1", "evaluate@0", "evaluate@1", "tables"}
+        "prepare@digits", "baseline@digits", "train@0", "train@1", "evaluate@0", "evaluate@1", "tables",
+        "tsne@0", "tsne@1", "figures"}
 
     # Training and evaluation are deterministic on the CPU: every number is bit-identical.
     ours = [row for row in numbers(dvc_.tables_dir() / "all.csv") if "ours" in row]
@@ -437,7 +454,7 @@ def test_dvc_repro_in_a_fresh_clone_gives_the_snakemake_tables(origin, snakemake
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
     # Snakemake after dvc repro: nothing to retrain (DVC wrote the files in pipeline order).
-    assert NOTHING_TO_DO in output(snakemake(dvc_clone.root, origin.base, "--dry-run", "reproduce_tables"))
+    assert NOTHING_TO_DO in output(snakemake(dvc_clone.root, origin.base, "--dry-run", EVERYTHING))
     assert_no_network(origin.base)
 
 
@@ -450,7 +467,7 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
     result = output(dvc(root, base, "exp", "run", "--name", "two-epochs", "-S", "train.epochs=2"))
     ran = set(re.findall(r"Running stage '([^']+)'", result))
     skipped = set(re.findall(r"Stage '([^']+)' didn't change, skipping", result))
-    assert ran == {"train@0", "train@1", "evaluate@0", "evaluate@1", "tables"}
+    assert ran == {"train@0", "train@1", "evaluate@0", "evaluate@1", "tables", "tsne@0", "tsne@1", "figures"}
     assert skipped == {"prepare@digits", "baseline@digits"}
 
     # dvc exp show lists the experiment with its param and every run's metrics.
@@ -497,7 +514,7 @@ def tracked(origin, snakemake_clone):
     before = dvc_changes(root, base)
     track = bridge(root, base, "track", check=False)
     state = SimpleNamespace(before=before, track=track, after=dvc_changes(root, base),
-                            snakemake=output(snakemake(root, base, "--dry-run", "reproduce_tables")))
+                            snakemake=output(snakemake(root, base, "--dry-run", EVERYTHING)))
     if track.returncode == 0:
         state.push = output(dvc(root, base, "push"))
         git(root, base, "add", "dvc.lock")
@@ -508,7 +525,7 @@ def tracked(origin, snakemake_clone):
 
 @pytest.mark.slow
 def test_snakemake_run_then_tracking_step_leaves_dvc_status_clean(origin, tracked):
-    assert set(tracked.before) >= {"train@0", "train@1", "tables"}  # DVC did not know them
+    assert set(tracked.before) >= {"train@0", "train@1", "tables", "figures"}  # DVC did not know them
     assert tracked.track.returncode == 0, output(tracked.track)
     assert tracked.after == {}
     assert NOTHING_TO_DO in tracked.snakemake  # the tracking step did not disturb Snakemake
@@ -541,7 +558,7 @@ def test_push_then_pull_in_a_fresh_clone_has_nothing_to_do(origin, snakemake_clo
     repro = output(dvc(root, base, "repro"))
     assert UP_TO_DATE in repro and "Running stage" not in repro
     assert pulled.touch.returncode == 0, output(pulled.touch)
-    assert NOTHING_TO_DO in output(snakemake(root, base, "--dry-run", "reproduce_tables"))
+    assert NOTHING_TO_DO in output(snakemake(root, base, "--dry-run", EVERYTHING))
     assert dvc_changes(root, base) == {}
     assert_no_network(base)
 

@@ -38,7 +38,9 @@ RUNS = {run_id(run): run for run in cdconfig.runs_of(config)}
 DATASETS = sorted({run.dataset for run in RUNS.values()})
 LOGS = PATHS.logs_dir()
 CPU_THREADS = config["train"].get("cpu_threads", 1)
-GPUS_PER_RUN = 1 if config["train"]["device"] == "cuda" else 0
+GPUS_PER_RUN = config["train"].get("gpus_per_run", 1) if config["train"]["device"] == "cuda" else 0
+# Evaluation and figures embed with one process: one GPU whatever training used.
+GPUS_PER_EVAL = 1 if config["train"]["device"] == "cuda" else 0
 
 
 wildcard_constraints:

@@ -8,7 +8,7 @@ rule evaluate:
         evaluate=config["evaluate"],
     threads: CPU_THREADS
     resources:
-        gpu=GPUS_PER_RUN,
+        gpu=GPUS_PER_EVAL,
     log:
         str(LOGS / "evaluate" / "{run}.log"),
     conda:

@@ -6,7 +6,11 @@ rule tables:
         metrics=expand(str(PATHS.metrics("{run}")), run=RUNS),
         baselines=expand(str(PATHS.baseline("{dataset}")), dataset=DATASETS),
     output:
-        [str(PATHS.tables_dir() / name) for name in TABLES],
+        # In the HTML report (snakemake --report) as files to open or download.
+        [
+            report(str(PATHS.tables_dir() / name), caption="../report/tables.rst", category="Tables")
+            for name in TABLES
+        ],
     params:
         titles={name: ds.get("title", name) for name, ds in config["datasets"].items()},
     log:

@@ -1,0 +1,67 @@
+"""Where each figure of a profile lives.
+
+A figure is a stem; its files are ``<stem>.png``, ``<stem>.pdf`` (``FORMATS``) and the data it
+plots, ``<stem>.csv``.
+
+``results/<profile>/tsne/<run id>.*``: the t-SNE of each run, one job per run (``cdrepro tsne``).
+``results/<profile>/figures/``: everything the profile's figure job writes (``cdrepro figures``):
+``curves_<dataset>``, ``ablation_<dataset>``, ``heads/<run id>/{head_activity,head_correlation,lime}``
+and ``summary.html``. DVC tracks that folder as one output, as its list of files depends on the
+runs of the params.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdrepro.config import runs_of
+from cdrepro.runs import ProfilePaths, Run
+
+FORMATS: tuple[str, ...] = ("png", "pdf")
+HEAD_FIGURES: tuple[str, ...] = ("head_activity", "head_correlation", "lime")
+"""The figures of a run with a feature predictor (none for a no-head run)."""
+
+
+def head_runs(params: dict[str, Any]) -> list[Run]:
+    """The runs that have head figures: those whose variant keeps the feature predictor."""
+    return [run for run in runs_of(params) if params["variants"][run.variant]["head"]]
+
+
+def files_of(stem: Path) -> list[Path]:
+    """Every file of a figure: its images, then its data."""
+    return [stem.with_suffix(f".{fmt}") for fmt in FORMATS] + [stem.with_suffix(".csv")]
+
+
+@dataclass(frozen=True)
+class FigurePaths:
+    profile_root: Path  # results/<profile>
+
+    @classmethod
+    def of(cls, paths: ProfilePaths) -> "FigurePaths":
+        return cls(paths.root)
+
+    @property
+    def root(self) -> Path:
+        """The profile figure job's folder."""
+        return self.profile_root / "figures"
+
+    def tsne(self, rid: str) -> Path:
+        return self.profile_root / "tsne" / rid
+
+    def head_figure(self, rid: str, name: str) -> Path:
+        """One of HEAD_FIGURES of a run with a head."""
+        if name not in HEAD_FIGURES:
+            raise ValueError(f"unknown head figure '{name}' (known: {', '.join(HEAD_FIGURES)})")
+        return self.root / "heads" / rid / name
+
+    def curves(self, dataset: str) -> Path:
+        return self.root / f"curves_{dataset}"
+
+    def ablation(self, dataset: str) -> Path:
+        return self.root / f"ablation_{dataset}"
+
+    def summary(self) -> Path:
+        """The results table as HTML (for the report)."""
+        return self.root / "summary.html"

@@ -1,0 +1,56 @@
+"""The results as one HTML page for the Snakemake report: per dataset, every run's NMI/ARI/ACC at
+both stages beside the paper's and the authors' numbers (the same numbers as the ablation charts;
+the LaTeX tables lay them out as the paper does)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+
+import pandas as pd
+
+from cdrepro.figures.ablation import SOURCES
+from cdrepro.tables import METRICS, STAGES
+
+_STYLE = """<style>
+body { font-family: sans-serif; font-size: 13px; margin: 1em; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+th, td { border-bottom: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+</style>"""
+
+
+def cell(value: float, std: float) -> str:
+    """``0.595``, or ``0.595 ± 0.012`` where there is a spread."""
+    if pd.isna(value):
+        return "–"
+    return f"{value:.3f}" if pd.isna(std) else f"{value:.3f} ± {std:.3f}"
+
+
+def dataset_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run or reference), one column per stage x metric."""
+    frame = frame.assign(shown=[cell(v, s) for v, s in zip(frame["value"], frame["std"])],
+                         source=frame["source"].map(SOURCES), column=frame["stage"] + " " + frame["metric"].str.upper())
+    table = frame.pivot_table(index=["label", "source"], columns="column", values="shown", aggfunc="first", sort=False)
+    wanted = [f"{stage} {metric.upper()}" for stage in STAGES for metric in METRICS]
+    table = table.reindex(columns=wanted).fillna("–").reset_index().rename(columns={"label": "run"})
+    table.columns.name = None  # else to_html adds a header cell for it
+    return table
+
+
+def _page(title: str, body: list[str]) -> str:
+    head = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    return "\n".join([head, _STYLE, "</head><body>", f"<h2>{html.escape(title)}</h2>", *body,
+                      "</body></html>"]) + "\n"
+
+
+def summary_html(frames: Mapping[str, pd.DataFrame], titles: Mapping[str, str], profile: str) -> str:
+    """``frames``: dataset -> ``ablation.comparison_frame``."""
+    parts = ["<p>Backbone: the backbone output h. Feature: the feature predictor output f "
+             "(the projector output z for a run without a head, marked “z”). Mean ± sample std "
+             "where a run has several seeds.</p>"]
+    for dataset, frame in frames.items():
+        parts.append(f"<h3>{html.escape(titles.get(dataset, dataset))}</h3>")
+        parts.append(dataset_table(frame).to_html(index=False, border=0))
+    return _page(f"K-means NMI / ARI / ACC, profile {profile}", parts)
+

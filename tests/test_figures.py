@@ -1,0 +1,292 @@
+"""Figures (cdrepro.figures): every file is written, and what each figure plots is what the run's
+own files (curves.csv, metrics.json, the baseline, model.pt) say; the HTML report of a workflow
+run holds the figures, the tables and their captions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from cdrepro import tables
+from cdrepro.cli import main
+from cdrepro.config import find_run, load_params, resolve_run, runs_of
+from cdrepro.data.prepared import load_prepared
+from cdrepro.evaluate import embed, load_model
+from cdrepro.figures import ablation, heads, lime_views, tsne
+from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, files_of
+from cdrepro.runs import ProfilePaths, run_id
+
+REPO = Path(__file__).resolve().parents[1]
+CD, NO_HEAD = "digits-bs128-cd-s42", "digits-bs128-no_head-s42"
+SIGNATURES = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF"}
+
+
+def tiny_params(params: dict, results_dir: Path) -> dict:
+    """The embedded profile, two runs (CD and the no-head model), seconds per step."""
+    params["profile"] = "tiny"
+    params["results_dir"] = str(results_dir)
+    params["model"]["backbone_width"] = 4
+    params["train"].update(epochs=2, image_size=16, device="cpu")
+    params["evaluate"]["kmeans_n_init"] = 1
+    params["figures"]["tsne"].update(sample=150, max_iter=250)
+    params["figures"]["lime"].update(heads=2, images_per_head=2, num_samples=20)
+    params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42} for v in ("cd", "no_head")]
+    return params
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The tiny profile through every step, by the CLI: prepare ... evaluate, tsne, figures."""
+    base = tmp_path_factory.mktemp("figures")
+    params = tiny_params(yaml.safe_load((REPO / "params.yaml").read_text()), base / "results")
+    params_file = base / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    steps = [("prepare", "--dataset", "digits"), ("baseline", "--dataset", "digits")]
+    for rid in (CD, NO_HEAD):
+        steps += [("train", "--run", rid, "--threads", "1"), ("evaluate", "--run", rid, "--threads", "1"),
+                  ("tsne", "--run", rid, "--threads", "1")]
+    steps.append(("figures", "--threads", "1"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CDREPRO_TRACKING", "off")
+        for step in steps:
+            assert main([step[0], "--params", str(params_file), *step[1:]]) == 0, step
+    params = load_params(params_file)
+    paths = ProfilePaths.from_params(params)
+    return params, params_file, paths, FigurePaths.of(paths)
+
+
+def run_outputs(params: dict, paths: ProfilePaths, rid: str) -> np.ndarray:
+    """The run's final outputs (heads f) on every image, computed here as evaluation does."""
+    settings = resolve_run(params, find_run(params, rid))
+    data = load_prepared(paths.prepared(settings.dataset))
+    _, final = embed(load_model(paths.model(rid), settings), data.images, settings.image_size,
+                     params["evaluate"]["batch_size"], torch.device("cpu"))
+    return final
+
+
+# --------------------------------------------------------------------------- the files
+
+
+def test_every_figure_is_written_as_png_pdf_and_csv(pipeline):
+    _, _, _, where = pipeline
+    stems = [where.tsne(CD), where.tsne(NO_HEAD), where.curves("digits"), where.ablation("digits")]
+    stems += [where.head_figure(CD, name) for name in HEAD_FIGURES]
+    for stem in stems:
+        for path in files_of(stem):
+            assert path.is_file() and path.stat().st_size > 0, path
+            if path.suffix[1:] in SIGNATURES:
+                assert path.read_bytes().startswith(SIGNATURES[path.suffix[1:]]), path
+            else:
+                assert len(pd.read_csv(path)) > 0, path
+    # A run without a feature predictor has no head figures.
+    assert not (where.root / "heads" / NO_HEAD).exists()
+    assert where.summary().read_text().startswith("<!DOCTYPE html>")
+
+
+def test_tsne_points_are_the_fixed_sample_with_its_true_labels(pipeline):
+    params, _, paths, where = pipeline
+    data = load_prepared(paths.prepared("digits"))
+    sample = tsne.sample_indices(len(data), 150, params["figures"]["tsne"]["seed"])
+    for rid, final_stage in ((CD, "feature"), (NO_HEAD, "projector")):
+        points = pd.read_csv(where.tsne(rid).with_suffix(".csv"))
+        assert list(dict.fromkeys(points["stage"])) == ["backbone", final_stage]
+        for _, stage in points.groupby("stage"):
+            assert stage["image"].tolist() == sample.tolist()  # the same 150 images for every run
+            assert stage["label"].tolist() == data.labels[sample].tolist()
+            assert stage["class"].astype(str).tolist() == [data.class_names[i] for i in data.labels[sample]]
+            assert np.isfinite(stage[["x", "y"]].to_numpy()).all() and stage["x"].std() > 0
+
+
+def test_the_same_run_gives_the_same_bytes(pipeline):
+    """Figures carry no date or version, so DVC sees no change where there is none."""
+    _, params_file, _, where = pipeline
+    before = {path: path.read_bytes() for path in files_of(where.tsne(CD))}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CDREPRO_TRACKING", "off")
+        assert main(["tsne", "--params", str(params_file), "--run", CD, "--threads", "1"]) == 0
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_curves_are_each_runs_curves_csv(pipeline):
+    params, _, paths, where = pipeline
+    plotted = pd.read_csv(where.curves("digits").with_suffix(".csv"))
+    for run in runs_of(params):
+        rid = run_id(run)
+        logged = pd.read_csv(paths.curves(rid))
+        mine = plotted[plotted["run"] == rid]
+        terms = {"loss", "instance", "lr"} | ({"feature", "entropy"} if run.variant == "cd" else set())
+        assert set(mine["term"]) == terms
+        for term in terms:
+            rows = mine[mine["term"] == term].sort_values("epoch")
+            assert rows["epoch"].tolist() == logged["epoch"].tolist() == [1, 2]
+            assert rows["value"].tolist() == logged[term].tolist()
+        assert set(mine["label"]) == {f"{run.variant} (bs 128)"}
+
+
+def test_ablation_bars_are_each_runs_metrics(pipeline):
+    params, _, paths, where = pipeline
+    plotted = pd.read_csv(where.ablation("digits").with_suffix(".csv"))
+    for run in runs_of(params):
+        metrics = json.loads(paths.metrics(run_id(run)).read_text())
+        mine = plotted[(plotted["source"] == "ours") & (plotted["variant"] == run.variant)]
+        assert len(mine) == 6
+        for row in mine.itertuples():
+            assert row.value == pytest.approx(metrics[row.stage][row.metric], abs=1e-12)
+        assert set(mine[mine["stage"] == "feature"]["layer"]) == {metrics["feature_stage"]}
+    pixels = json.loads(paths.baseline("digits").read_text())["pixels"]
+    baseline = plotted[plotted["source"] == "kmeans_pixels"]
+    assert {row.metric: row.value for row in baseline.itertuples()} == pytest.approx(pixels)
+    assert set(plotted["source"]) == {"ours", "kmeans_pixels"}  # the paper has no digits numbers
+
+
+def test_head_statistics_are_the_models_outputs(pipeline):
+    params, _, paths, where = pipeline
+    final = run_outputs(params, paths, CD)
+    activity = pd.read_csv(where.head_figure(CD, "head_activity").with_suffix(".csv"))
+    assert activity["head"].tolist() == list(range(final.shape[1]))
+    for threshold in params["figures"]["heads"]["thresholds"]:
+        assert activity[heads.activity_column(threshold)].tolist() == (final > threshold).sum(axis=0).tolist()
+    assert activity["mean_output"].to_numpy() == pytest.approx(final.mean(axis=0), abs=1e-6)
+
+    corr = pd.read_csv(where.head_figure(CD, "head_correlation").with_suffix(".csv")).drop(columns="head")
+    expected = np.corrcoef(final.astype(np.float64), rowvar=False)
+    assert corr.shape == expected.shape
+    assert np.allclose(corr.to_numpy(), expected, atol=1e-6, equal_nan=True)
+
+
+def test_lime_views_show_heads_above_the_threshold(pipeline):
+    params, _, paths, where = pipeline
+    lime = params["figures"]["lime"]
+    final = run_outputs(params, paths, CD)
+    shown = pd.read_csv(where.head_figure(CD, "lime").with_suffix(".csv"))
+    eligible = [h for h in range(final.shape[1]) if (final[:, h] > lime["threshold"]).sum() >= lime["images_per_head"]]
+    assert list(dict.fromkeys(shown["head"])) == eligible[:lime["heads"]] and len(eligible) >= lime["heads"]
+    for head, rows in shown.groupby("head"):
+        assert rows["rank"].tolist() == list(range(lime["images_per_head"]))
+        assert rows["output"].to_numpy() == pytest.approx(final[rows["image"], head], abs=1e-6)
+        assert (rows["output"] > lime["threshold"]).all() and rows["output"].is_monotonic_decreasing
+        # The highest outputs of that head over every image.
+        assert rows["output"].min() >= np.sort(final[:, head])[-lime["images_per_head"]] - 1e-6
+    size = params["train"]["image_size"]
+    assert (shown["segments"] >= 1).all() and shown["highlighted_pixels"].between(0, size * size).all()
+
+
+def test_summary_lists_every_run_with_its_numbers(pipeline):
+    params, _, paths, where = pipeline
+    page = where.summary().read_text()
+    assert "cd (bs 128)" in page and "no_head (bs 128), z" in page and "K-means (pixels)" in page
+    for run in runs_of(params):
+        metrics = json.loads(paths.metrics(run_id(run)).read_text())
+        for stage in ("backbone", "feature"):
+            assert all(f"{metrics[stage][m]:.3f}" in page for m in ("nmi", "ari", "acc"))
+
+
+# --------------------------------------------------------------------------- the parts
+
+
+def test_head_correlation_is_pearson_with_constant_heads_blank():
+    rng = np.random.default_rng(0)
+    final = rng.random((50, 4)).astype(np.float32)
+    final[:, 2] = 0.3
+    corr = heads.head_correlation(final)
+    expected = np.corrcoef(final[:, [0, 1, 3]].astype(np.float64), rowvar=False)
+    assert np.allclose(corr[np.ix_([0, 1, 3], [0, 1, 3])], expected)
+    assert np.isnan(corr[2]).all() and np.isnan(corr[:, 2]).all()
+
+
+def test_the_tsne_sample_is_fixed_distinct_and_everything_when_small():
+    first, again = tsne.sample_indices(1797, 1000, 42), tsne.sample_indices(1797, 1000, 42)
+    assert first.tolist() == again.tolist() == sorted(set(first.tolist())) and len(first) == 1000
+    assert tsne.sample_indices(1797, 1000, 7).tolist() != first.tolist()
+    assert tsne.sample_indices(300, 1000, 42).tolist() == list(range(300))
+    points = tsne.embed_2d(np.random.default_rng(0).random((20, 5)), perplexity=30, max_iter=250, seed=0)
+    assert points.shape == (20, 2)  # perplexity capped below the sample size
+
+
+def test_lime_picks_the_top_images_of_the_first_heads_that_fire_often_enough():
+    final = np.array([[0.9, 0.1, 0.8], [0.95, 0.2, 0.76], [0.5, 0.99, 0.9], [0.8, 0.1, 0.1]])
+    assert lime_views.top_images(final, 0, 0.75, 2).tolist() == [1, 0]
+    assert lime_views.top_images(final, 1, 0.75, 5).tolist() == [2]
+    params = {"heads": 5, "threshold": 0.75, "images_per_head": 2}
+    assert lime_views.choose_heads(final, params) == [0, 2]  # head 1 fires on one image only
+    assert lime_views.choose_heads(final, dict(params, heads=[1])) == [1]
+    with pytest.raises(ValueError, match=r"figures.lime.heads: \[3\]"):
+        lime_views.choose_heads(final, dict(params, heads=[0, 3]))
+
+
+def test_ablation_references_are_the_papers_and_the_authors_numbers():
+    metrics = [{"run_id": f"stl10-bs{b}-{v}-s42", "dataset": "stl10", "batch_size": b, "variant": v,
+                "seed": 42, "feature_stage": "projector" if v == "no_head" else "feature",
+                "backbone": {"nmi": 0.1, "ari": 0.2, "acc": 0.3}, "feature": {"nmi": 0.4, "ari": 0.5, "acc": 0.6}}
+               for b, v in ((128, "cd"), (256, "cd"), (128, "no_head"), (128, "no_ne"))]
+    pixels = {"dataset": "stl10", "pixels": {"nmi": 0.12, "ari": 0.06, "acc": 0.19}}
+    ours = tables.collect(metrics, [pixels])  # the baseline has no batch size: a float column
+    paper, repo = tables.load_paper_results(), tables.load_repo_variability()
+    frame = ablation.comparison_frame("stl10", ours, paper, repo)
+
+    cd256 = frame[(frame["source"] == "paper") & (frame["label"] == "cd (bs 256)")]
+    row = paper[(paper["dataset"] == "stl10") & (paper["method"] == "CD-256") & (paper["stage"] == "feature")].iloc[0]
+    assert cd256[(cd256["stage"] == "feature") & (cd256["metric"] == "acc")]["value"].item() == row["acc"]
+    authors = frame[frame["source"] == "authors_repo"]
+    assert set(authors["label"]) == {"cd (bs 128)", "no_head (bs 128), z"}
+    mine = repo[(repo["dataset"] == "stl10") & (repo["model"] == "no_head") & (repo["stage"] == "feature")].iloc[0]
+    pick = authors[(authors["variant"] == "no_head") & (authors["stage"] == "feature") & (authors["metric"] == "nmi")]
+    assert (pick["value"].item(), pick["std"].item()) == (mine["nmi_mean"], mine["nmi_std"])
+    assert frame[frame["variant"] == "no_ne"]["source"].unique().tolist() == ["ours"]
+    assert len(frame[frame["source"] == "paper"]) == 2 * 2 * 3  # CD-128/256 x 2 stages x 3 metrics
+    assert frame[frame["source"] == "kmeans_pixels"]["value"].tolist() == [0.12, 0.06, 0.19]
+
+
+# --------------------------------------------------------------------------- workflow and report
+
+
+@pytest.mark.slow
+def test_workflow_figures_and_html_report(tmp_path):
+    """`snakemake all` on a tiny profile makes every figure, then `snakemake --report` one HTML
+    file holding them, the tables, the captions and the params."""
+    params = tiny_params(yaml.safe_load((REPO / "params.yaml").read_text()), Path("results"))
+    params["figures"]["tsne"]["sample"] = 100
+    params["model"]["backbone_width"] = 8
+    params["train"]["epochs"] = 1
+    params_file = tmp_path / "tiny.yaml"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+    def snakemake(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args,
+                               "--configfile", str(params_file)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)
+
+    made = snakemake("--cores", "2", "all")
+    assert made.returncode == 0, made.stderr[-4000:]
+    where = FigurePaths.of(ProfilePaths(tmp_path / "results" / "tiny"))
+    for stem in [where.tsne(CD), where.tsne(NO_HEAD), where.curves("digits"), where.ablation("digits"),
+                 *(where.head_figure(CD, name) for name in HEAD_FIGURES)]:
+        assert all(path.stat().st_size > 0 for path in files_of(stem)), stem
+    assert "Nothing to be done" in snakemake("-n", "all").stdout
+
+    report = snakemake("--report", "report.html")
+    assert report.returncode == 0, report.stderr[-4000:]
+    page = (tmp_path / "report.html").read_text()
+    for caption in ("t-SNE of 100 images", "LIME views of single feature heads",
+                    "How many images (of the whole dataset) each feature head fires on",
+                    "Pearson correlation between the feature heads", "Training curves of every run",
+                    "NMI / ARI / ACC per run of this dataset", "One of the paper", "K-means NMI / ARI / ACC of every run"):
+        assert caption in page, caption
+    for name in [f"{CD}.png", f"{NO_HEAD}.png", "curves_digits.png", "ablation_digits.png", "head_activity.png",
+                 "head_correlation.png", "lime.png", "summary.html", "table2.tex", "all.csv"]:
+        assert name in page, name
+    assert "Contrastive Disentangling reproduction, profile" in page
+    # The params, as a highlighted JSON block in the workflow description.
+    assert "&quot;profile&quot;" in page and "&quot;tiny&quot;" in page and "&quot;lime&quot;" in page
+    # Self-contained: every figure is inside the file as a data URI, not a link to results/.
+    assert page.count("data:image/png;") >= 2 + 2 + len(HEAD_FIGURES) and "data:text/html;" in page
