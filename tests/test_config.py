@@ -36,6 +36,7 @@ def test_run_identity_round_trips():
     (lambda p: p["variants"]["cd"].update(views=3), "variants.cd.views"),
     (lambda p: p["datasets"].update(mine={"source": "folder", "color_strength": 1, "blur": False}), "datasets.mine.path"),
     (lambda p: p["runs"].append(dict(p["runs"][0])), "duplicate"),
+    (lambda p: p["train"].update(gpus_per_run=3), "runs[0].batch_size: 128 does not split evenly"),
     (lambda p: p.pop("runs"), "'runs' is a required property"),
 ])
 def test_bad_params_name_the_key(embedded_params, mutate, key):

@@ -434,11 +434,13 @@ def test_cdrepro_train_becomes_torchrun_when_gpus_per_run_is_above_one(embedded_
 
 
 def test_cdrepro_train_refuses_a_batch_that_does_not_split_among_gpus_per_run(embedded_params, tmp_path, capsys):
-    params_file, _, rid = digits_profile(tmp_path, embedded_params, epochs=1, gpus_per_run=3)
+    params_file, params, rid = digits_profile(tmp_path, embedded_params, epochs=1, gpus_per_run=2)
+    params["train"]["gpus_per_run"] = 3  # written unvalidated: the CLI's own check must catch it
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     assert cli.main(["train", "--params", str(params_file), "--run", rid]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "train.gpus_per_run = 3" in err and "256" in err, err
-    assert "batch_size under runs:" in err
+    assert "runs[0].batch_size" in err  # names the key in the params file
 
 
 @pytest.mark.slow

@@ -102,3 +102,21 @@ def test_backend_choice():
 def test_kmeans_scores_agree_between_backends():
     x, y = blobs(7)
     assert kmeans_scores(x, y, 10, 10, 0, None) == kmeans_scores(x, y, 10, 10, 0, torch.device("cpu"))
+
+
+def test_sklearn_path_keeps_float32_when_a_float64_copy_would_be_large(monkeypatch):
+    """Above the limit scikit-learn gets the float32 features as they are (no 2x copy)."""
+    seen = []
+    real_fit_predict = KMeans.fit_predict
+
+    def spy(self, x, *args, **kwargs):
+        seen.append(x.dtype)
+        return real_fit_predict(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(KMeans, "fit_predict", spy)
+    x, y = blobs(8, n=300, d=8, k=3)
+    small = kmeans_scores(x, y, 3, 2, 0)
+    monkeypatch.setattr("cdrepro.evaluate.FLOAT64_COPY_LIMIT", x.size * 8 - 1)
+    large = kmeans_scores(x, y, 3, 2, 0)
+    assert seen == [np.float64, np.float32]
+    assert small == large  # well-separated blobs: the same partition either way

@@ -85,6 +85,12 @@ def _check_cross_fields(params: dict[str, Any], source: str) -> None:
                 f"{source}: runs[{i}].variant: unknown variant '{raw['variant']}' "
                 f"(defined under variants: {', '.join(sorted(params['variants']))})"
             )
+        gpus = params["train"].get("gpus_per_run", 1)
+        if raw["batch_size"] % gpus:
+            raise ParamsError(
+                f"{source}: runs[{i}].batch_size: {raw['batch_size']} does not split evenly "
+                f"among train.gpus_per_run = {gpus} processes; make it a multiple of {gpus}"
+            )
         rid = run_id(Run(**raw))
         if rid in seen:
             raise ParamsError(f"{source}: runs[{i}]: duplicate of runs[{seen[rid]}] ({rid})")

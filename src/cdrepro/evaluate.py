@@ -55,6 +55,10 @@ def embed(model: ContrastiveDisentangling, images: np.ndarray, image_size: int, 
     return torch.cat(backbone).numpy(), torch.cat(final).numpy()
 
 
+# Largest float64 copy of the features scikit-learn's K-means gets (bytes); above it, float32.
+FLOAT64_COPY_LIMIT = 2 * 1024**3
+
+
 def kmeans_device(backend: str, device: torch.device) -> torch.device | None:
     """Where K-means runs: a torch device, or None for scikit-learn (the CPU path).
 
@@ -69,10 +73,13 @@ def kmeans_scores(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_i
                   seed: int, device: torch.device | None = None) -> dict[str, float]:
     """K-means (k = number of classes) on raw features, scored by NMI/ARI/ACC.
 
-    ``device`` None: scikit-learn in float64; otherwise cdrepro.kmeans on that device."""
+    ``device`` None: scikit-learn, in float64 where that copy stays small (every embedding, and
+    the pixels of small images), else in the features' own float32: ImageNet-10's pixels at
+    256 px would take 20 GB in float64. Otherwise cdrepro.kmeans on that device."""
     if device is None:
-        clusters = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit_predict(
-            features.astype(np.float64, copy=False))
+        if features.size * 8 <= FLOAT64_COPY_LIMIT:
+            features = features.astype(np.float64, copy=False)
+        clusters = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit_predict(features)
     else:
         fit = kmeans(torch.from_numpy(features).to(device), n_clusters, n_init=n_init, seed=seed)
         clusters = fit.labels.cpu().numpy()
