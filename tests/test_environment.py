@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 import tomllib
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,3 +58,15 @@ def test_python_version_is_allowed_by_pyproject():
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     assert python == "python=3.11" and ">=3.11" in requires
+
+
+def test_a_missing_system_package_skips_here_but_fails_where_ci_installed_them(monkeypatch):
+    from system_packages import skip_unless_installed
+
+    skip_unless_installed(None)  # nothing missing: the test just goes on
+    monkeypatch.delenv("CDREPRO_SYSTEM_PACKAGES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no pdflatex"):
+        skip_unless_installed("no pdflatex")
+    monkeypatch.setenv("CDREPRO_SYSTEM_PACKAGES", "installed")
+    with pytest.raises(pytest.fail.Exception, match="no pdflatex, although .ci/run"):
+        skip_unless_installed("no pdflatex")

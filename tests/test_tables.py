@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from system_packages import skip_unless_installed
 
 from cdrepro import atomic, tables
 
@@ -369,11 +370,11 @@ def test_every_file_is_written_atomically_and_returned(tmp_path, monkeypatch):
     assert "tab:cdrepro-other" in (out / "table_other.tex").read_text()
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed "
-                    "(Debian: texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)")
 def test_all_tables_compile_with_pdflatex(written, tmp_path):
     """docs/img/tables.tex (the document `make tables-pdf` compiles) \\inputs every table the
     code writes, and compiles with them without errors, undefined commands or overfull lines."""
+    skip_unless_installed(None if shutil.which("pdflatex") else "pdflatex is not installed (Debian: "
+                          "texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)")
     document = (REPO / "docs" / "img" / "tables.tex").read_text()
     inputs = re.findall(r"\\input\{results/embedded/tables/([^}]+)\}", document)
     assert sorted(inputs) == sorted(Path(name).stem for name in written if name.endswith(".tex"))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from system_packages import skip_unless_installed
 import torch
 import yaml
 
@@ -381,9 +382,9 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="needs Debian's chromium (.ci/run installs it: apt-get install chromium)")
 def test_the_mlflow_ui_shows_every_run_in_headless_chromium(embedded_params, tmp_path, tracked, empty_store):
+    skip_unless_installed(None if shutil.which("chromium") else
+                          "needs Debian's chromium (.ci/run installs it: apt-get install chromium)")
     embedded_params["results_dir"] = str(tmp_path / "results")
     params = validate_params(embedded_params)
     paths = ProfilePaths.from_params(params)

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from system_packages import skip_unless_installed
 import yaml
 from slurm_cluster import ACCOUNT, PARTITION, Cluster, why_not_here
 from test_snakemake import REPO, snakemake, tiny_params
@@ -104,9 +105,7 @@ def test_local_profile_runs_one_gpu_job_at_a_time(tmp_path):
 
 @pytest.fixture
 def cluster(tmp_path_factory):
-    reason = why_not_here()
-    if reason:
-        pytest.skip(reason)
+    skip_unless_installed(why_not_here())
     cluster = Cluster(tmp_path_factory.mktemp("slurm"))
     try:
         cluster.start()
