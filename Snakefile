@@ -1,7 +1,8 @@
 # cdrepro: the CD reproduction workflow. Rules live in workflow/rules/; every step calls the
 # cdrepro CLI. The params file is the config: params.yaml by default, or a whole profile via
 #   snakemake --cores all reproduce_tables --configfile workflow/configs/paper.yaml
-# Targets: `all` (the default: the tables and the figures) or `reproduce_tables` (the tables).
+# Targets: `all` (the default: the tables, the methods table and the figures),
+# `reproduce_tables` (the paper's tables) or `compare_methods` (the methods table).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -30,6 +31,7 @@ rule all:
     default_target: True
     input:
         rules.tables.output,
+        rules.methods_table.output,
         rules.figures.output,
         expand(rules.tsne.output, run=RUNS),
 
@@ -37,3 +39,8 @@ rule all:
 rule reproduce_tables:
     input:
         rules.tables.output,
+
+
+rule compare_methods:
+    input:
+        rules.methods_table.output,

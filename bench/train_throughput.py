@@ -52,11 +52,11 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from cdrepro import augment as aug
 from cdrepro.config import RunSettings, resolve_run
-from cdrepro.device import DeviceUnavailable, autocast, select_device
+from cdrepro.device import DeviceUnavailable, select_device
 from cdrepro.kmeans import kmeans as torch_kmeans
-from cdrepro.model import build_model
+from cdrepro.methods import build_method
 from cdrepro.runs import Run
-from cdrepro.train import loss_terms
+from cdrepro.step import make_optimizer, train_step
 
 PATHS = ("reference", "ours", "model_only", "augment_only")
 LABELS = {"reference": "(a) reference: PIL + DataLoader, fp32",
@@ -75,11 +75,10 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
                                "blur": args.blur, "crop_min_scale": 0.08}},
         "variants": {"cd": {"entropy": True, "last_bn": True, "head": True, "views": 2,
                             "schedule": True, "grad_clip": True}},
-        "model": {"backbone": args.backbone, "backbone_width": args.width,
-                  "hidden_dim": "batch_size", "feature_num": "batch_size"},
+        "methods": {"cd": {"feature_num": "batch_size", "feature_temperature": 1.0, "entropy_weight": 1.0}},
+        "model": {"backbone": args.backbone, "backbone_width": args.width, "hidden_dim": "batch_size"},
         "train": {"epochs": 1, "image_size": args.image_size, "lr": 3.0e-4, "weight_decay": 0.0,
-                  "instance_temperature": 0.5, "feature_temperature": 1.0,
-                  "entropy_weight": 1.0, "grad_clip_norm": 1.0, "device": args.device,
+                  "instance_temperature": 0.5, "grad_clip_norm": 1.0, "device": args.device,
                   "precision": "auto"},
     }
     return resolve_run(params, Run(dataset="bench", batch_size=args.batch_size, variant="cd",
@@ -99,33 +98,24 @@ def load_images(args: argparse.Namespace) -> np.ndarray:
 # --------------------------------------------------------------------------- the model step
 
 class Step:
-    """One training step of cdrepro.train: two forward passes, CD losses, Adam, clip, step."""
+    """One training step of cdrepro.train (``cdrepro.step.train_step``) on a model set up as
+    cdrepro.train sets it up, or as the authors' code does (fp32, no channels-last)."""
 
     def __init__(self, settings: RunSettings, device: torch.device, precision: str,
-                 compile_model: bool = False) -> None:
+                 compile_model: bool = False, num_classes: int = 10) -> None:
         torch.manual_seed(settings.seed)
-        self.settings = settings
-        self.device = device
         self.precision = precision
-        self.model = build_model(settings).to(device)
+        self.model = build_method(settings, num_classes).to(device)
         self.model.train()
         # Ours (any precision but the reference's fp32) on a GPU: as cdrepro.train sets it up.
         ours_on_gpu = device.type == "cuda" and precision != "fp32"
         if ours_on_gpu:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr,
-                                          weight_decay=settings.weight_decay, fused=ours_on_gpu)
+        self.optimizer = make_optimizer(self.model, fused=ours_on_gpu)
         self.forward = torch.compile(self.model) if compile_model else self.model
 
     def __call__(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        s = self.settings
-        with autocast(self.device, self.precision):
-            terms = loss_terms(self.forward(view1), self.forward(view2), s)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        if s.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=s.grad_clip_norm)
-        self.optimizer.step()
+        terms = train_step(self.model, self.forward, self.optimizer, view1, view2, self.precision)
         return terms["loss"].detach()
 
 

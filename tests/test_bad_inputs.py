@@ -145,7 +145,7 @@ CASES: dict[str, Case] = {
     "batch size larger than the dataset": Case(
         ["train", "--run", "digits-bs2048-cd-s42"], ["batch size 2048", "1797 images", "'digits'"],
         set_run(batch_size=2048), prepare_first=True),
-    "unknown variant": Case(PREPARE, ["runs[0].variant", "'nope'", "defined under variants: cd"],
+    "unknown variant": Case(PREPARE, ["runs[0].variant", "'nope'", "defined under variants: cc, cd, cdc"],
                             set_run(variant="nope")),
     "unknown dataset": Case(PREPARE, ["runs[0].dataset", "'mnist'", "defined under datasets: digits"],
                             set_run(dataset="mnist")),
@@ -278,7 +278,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
     torch.save({"settings_digest": "x", "model": {}, "payload": RunsCode(marker)}, path)
     settings = resolve_run(yaml.safe_load((SRC.parents[1] / "params.yaml").read_text()), RUN)
     loads = (lambda: load_state(path, "x"), lambda: resume_or_set_aside(path, "x"),
-             lambda: load_model(path, settings))
+             lambda: load_model(path, settings, 10))
     for load in loads:
         with pytest.raises(UnsafeCheckpoint, match="refused.*delete it") as excinfo:
             load()

@@ -173,7 +173,8 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
     code, _, err = cli(capsys, "evaluate", "--run", RID, "--threads", "1")
     assert code == 2 and "model.pt" in error_line("evaluate", err)
     code, _, err = cli(capsys, "tables")
-    assert code == 2 and "metrics.json" in error_line("tables", err)
+    assert code == 2 and f"metrics.json: not found; make it with `cdrepro evaluate --run {RID}`" in error_line(
+        "tables", err)
 
     code, out, _ = cli(capsys, "train", "--run", RID, "--threads", "1")
     assert code == 0 and RID in out
@@ -187,7 +188,7 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
     assert code == 0 and RID in out
     metrics = json.loads(paths.metrics(RID).read_text())
     assert metrics["run_id"] == RID and metrics["n_images"] == 1797 and metrics["num_classes"] == 10
-    assert metrics["feature_stage"] == "feature"
+    assert list(metrics["stages"]) == ["backbone", "feature"] and metrics["final_stage"] == "feature"
 
     code, out, _ = cli(capsys, "tables")
     assert code == 0
@@ -195,8 +196,15 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
     expected = {f"table{n}.tex" for n in range(2, 11)} | {"table_other.tex", "all.csv"}
     assert {p.name for p in written} == expected
     assert all(p.parent == paths.tables_dir() and p.is_file() for p in written)
-    all_csv = paths.tables_dir().joinpath("all.csv").read_text()
-    assert "digits" in all_csv
+    all_csv = paths.tables_dir().joinpath("all.csv").read_text().splitlines()
+    assert "method" in all_csv[0].split(",") and any(line.startswith("ours,") and ",cd," in line for line in all_csv)
+
+    # A metrics.json of another shape (here: from before there were methods): one line naming it.
+    old = {k: v for k, v in metrics.items() if k not in ("stages", "final_stage")}
+    paths.metrics(RID).write_text(json.dumps(old | {**metrics["stages"], "feature_stage": "feature"}))
+    code, _, err = cli(capsys, "tables")
+    assert code == 2 and f"{paths.metrics(RID)}: not a metrics file" in error_line("tables", err)
+    assert f"re-run `cdrepro evaluate --run {RID}`" in err
 
 
 def test_evaluate_refuses_a_model_trained_with_other_settings(params, capsys):

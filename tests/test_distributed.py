@@ -35,9 +35,11 @@ from cdrepro import augment as aug
 from cdrepro import cli
 from cdrepro import distributed as ddp
 from cdrepro.config import resolve_run, validate_params
-from cdrepro.model import build_model
+from cdrepro.methods import METHODS, build_method
+from cdrepro.methods.cd import ContrastiveDisentangling
 from cdrepro.runs import Run
-from cdrepro.train import NonFiniteLoss, loss_terms, train
+from cdrepro.step import make_optimizer, train_step
+from cdrepro.train import NonFiniteLoss, train
 # The tiny runs of test_train (64 random 16x16 images, a width-4 ResNet-18, batch 16) and the
 # process helpers of test_reliability.
 from test_reliability import files_of, signal_after_first_epoch
@@ -179,9 +181,10 @@ def test_synced_batchnorm_normalises_over_the_global_batch(tmp_path):
 
 def one_step(ranks: ddp.Ranks, settings, view1: torch.Tensor, view2: torch.Tensor,
              device: torch.device = CPU) -> dict[str, Any]:
-    """The training step's forward and backward (train.py's), on this rank's slice of fixed views."""
+    """The training step (cdrepro.step's, which train.py runs), on this rank's slice of fixed
+    views; the gradients are those it stepped with (after clipping, where the run clips)."""
     torch.manual_seed(settings.seed)
-    model = build_model(settings)
+    model = build_method(settings, num_classes=10)
     if ranks.distributed:
         model = ddp.sync_batchnorm(model, device)
     model = model.to(device)
@@ -189,17 +192,16 @@ def one_step(ranks: ddp.Ranks, settings, view1: torch.Tensor, view2: torch.Tenso
     local = ddp.local_batch_size(settings.batch_size, ranks, settings.run_id)
     rows = slice(ranks.rank * local, (ranks.rank + 1) * local)
     view1, view2 = view1[rows].to(device), view2[rows].to(device)
-    out1, out2 = ddp.gather_outputs(forward(view1)), ddp.gather_outputs(forward(view2))
-    terms = loss_terms(out1, out2, settings)
-    terms["loss"].backward()
+    terms = train_step(model, forward, make_optimizer(model), view1, view2)
     return {"terms": {name: value.detach().cpu() for name, value in terms.items()},
             "grads": {name: p.grad.cpu() for name, p in model.named_parameters()},
             "buffers": {name: b.cpu() for name, b in model.named_buffers()}}
 
 
-def assert_one_step_equal(single: dict[str, Any], ranks: list[dict[str, Any]], variant: str) -> None:
-    expected_terms = {"instance", "loss"} | ({"feature", "entropy"} if variant == "cd" else set())
-    assert set(single["terms"]) == expected_terms
+def assert_one_step_equal(single: dict[str, Any], ranks: list[dict[str, Any]], terms: set[str]) -> None:
+    """Every rank's step equals one process's: its ``terms`` (and ``loss``), every gradient and
+    every BatchNorm buffer."""
+    assert set(single["terms"]) == terms | {"loss"}
     for rank in ranks:
         assert rank["terms"].keys() == single["terms"].keys()
         for name, value in single["terms"].items():
@@ -214,6 +216,9 @@ def assert_one_step_equal(single: dict[str, Any], ranks: list[dict[str, Any]], v
         assert torch.equal(ranks[0]["grads"][name], ranks[1]["grads"][name]), f"{name}: ranks disagree"
 
 
+TERMS = {"cd": {"instance", "feature", "entropy"}, "no_head": {"instance"}}
+
+
 def fixed_views(settings) -> tuple[torch.Tensor, torch.Tensor]:
     """Two (B, 3, S, S) views, the same for one process and two (no augmentation randomness)."""
     g = torch.Generator().manual_seed(2)
@@ -223,10 +228,11 @@ def fixed_views(settings) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("variant", ["cd", "no_head"])
 def test_loss_and_every_gradient_equal_one_process_at_the_same_global_batch(params, tmp_path, variant):
-    params["train"]["entropy_weight"] = 0.5  # a weight other than 1, so a lost factor shows
+    params["methods"]["cd"]["entropy_weight"] = 0.5  # a weight other than 1, so a lost factor shows
     settings = settings_of(params, variant)
     single = one_step(ddp.SINGLE, settings, *fixed_views(settings))
-    assert_one_step_equal(single, on_two_ranks(tmp_path, one_step, settings, *fixed_views(settings)), variant)
+    assert_one_step_equal(single, on_two_ranks(tmp_path, one_step, settings, *fixed_views(settings)),
+                          TERMS[variant])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -236,12 +242,12 @@ def test_on_cuda_torch_syncbatchnorm_and_ddp_give_one_process_gradients(params, 
     GPU over gloo; a real run has a GPU a rank and nccl). TF32 off: its 10-bit inputs would
     differ between batch sizes by far more than rounding."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    params["train"]["entropy_weight"] = 0.5
+    params["methods"]["cd"]["entropy_weight"] = 0.5
     settings = settings_of(params, variant)
     cuda = torch.device("cuda", 0)
     ranks = on_two_ranks(tmp_path, one_step, settings, *fixed_views(settings), cuda, device=cuda)
     single = one_step(ddp.SINGLE, settings, *fixed_views(settings), cuda)
-    assert_one_step_equal(single, ranks, variant)
+    assert_one_step_equal(single, ranks, TERMS[variant])
 
 
 def test_a_global_batch_that_does_not_split_evenly_is_refused():
@@ -284,7 +290,7 @@ def test_training_on_two_ranks_follows_one_process(params, prepared, tmp_path, m
     two, one = run_files(tmp_path / "two", settings), run_files(tmp_path / "one", settings)
     expected = load(one.model)["model"]
     got = load(two.model)["model"]
-    assert got.keys() == expected.keys() == build_model(settings).state_dict().keys(), \
+    assert got.keys() == expected.keys() == build_method(settings, 4).state_dict().keys(), \
         "no module. or _orig_mod. prefixes: checkpoints load with one process or many"
     for name, tensor in expected.items():
         # Adam steps of lr 3e-4 each; rounding in the gradients moves them by far less.
@@ -315,7 +321,7 @@ def test_on_cuda_training_on_two_ranks_follows_one_process(params, prepared, tmp
     for name in ("loss", "instance", "feature", "entropy"):
         assert ranks[0]["final"][name] == pytest.approx(single["final"][name], rel=rel), name
     got = load(run_files(tmp_path / "two", settings).model)["model"]
-    assert got.keys() == build_model(settings).state_dict().keys(), "no _orig_mod. or module. prefix"
+    assert got.keys() == build_method(settings, 4).state_dict().keys(), "no _orig_mod. or module. prefix"
 
 
 def train_then_stop_in_epoch(ranks: ddp.Ranks, settings, prepared: Path, root: Path, stop_in: int | None):
@@ -374,14 +380,21 @@ def test_two_ranks_resume_bit_identical_and_checkpoints_move_between_one_and_two
     assert load(run_files(tmp_path / "to-two", settings).model)["model"].keys() == expected.keys()
 
 
+class NanOnRank1(ContrastiveDisentangling):
+    """CD whose loss is NaN at the 6th step of rank 1 alone: a fault through the method seam."""
+
+    name = "nan_on_rank_1"
+    steps = itertools.count(1)
+
+    def loss(self, out1, out2):
+        terms = super().loss(out1, out2)
+        if next(self.steps) == 6 and int(os.environ.get("RANK", "0")) == 1:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
 def train_with_nan_on_rank_1(ranks: ddp.Ranks, settings, prepared: Path, root: Path) -> str:
-    real_loss, calls = train_module.instance_loss, itertools.count(1)
-
-    def nan_on_rank_1_at_step_6(z1, z2, temperature):
-        loss = real_loss(z1, z2, temperature)
-        return loss * float("nan") if next(calls) == 6 and ranks.rank == 1 else loss
-
-    train_module.instance_loss = nan_on_rank_1_at_step_6
+    METHODS[NanOnRank1.name] = NanOnRank1  # in this rank's process, whether forked or spawned
     try:
         train(settings, prepared, run_files(root, settings), threads=1, progress=False, ranks=ranks)
     except NonFiniteLoss as exc:
@@ -389,8 +402,10 @@ def train_with_nan_on_rank_1(ranks: ddp.Ranks, settings, prepared: Path, root: P
     return "finished"
 
 
-def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(params, prepared, tmp_path):
-    settings = settings_of(params, "cd", epochs=3)  # 4 steps an epoch: step 6 is epoch 2, step 2
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(params, prepared, tmp_path, monkeypatch):
+    monkeypatch.setitem(METHODS, NanOnRank1.name, NanOnRank1)
+    params["variants"]["nan_rank_1"] = dict(params["variants"]["cd"], method=NanOnRank1.name)
+    settings = settings_of(params, "nan_rank_1", epochs=3)  # 4 steps an epoch: step 6 is epoch 2, step 2
     messages = on_two_ranks(tmp_path, train_with_nan_on_rank_1, settings, prepared, tmp_path)
     for message in messages:
         assert re.search(r"epoch 2, step 2 of 4\b", message), message
@@ -473,7 +488,7 @@ def test_cdrepro_train_on_two_processes_through_torchrun_resumes_after_sigterm(e
     settings = resolve_run(params, Run("digits", 256, "cd", 0))
     model = load(files.model)
     assert model["settings_digest"] == settings.digest()
-    assert model["model"].keys() == build_model(settings).state_dict().keys()
+    assert model["model"].keys() == build_method(settings, 4).state_dict().keys()
     # (A SIGTERM may leave the temporary file of a write it interrupted: dot-files are not listed.)
     assert sorted(p.name for p in files.model.parent.iterdir() if not p.name.startswith(".")) == \
         ["checkpoint.pt", "curves.csv", "model.pt", "train.json"]

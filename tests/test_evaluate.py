@@ -13,7 +13,7 @@ from cdrepro.config import RunSettings, resolve_run, validate_params
 from cdrepro.data.prepared import load_prepared, meta_path_for, save_prepared
 from cdrepro.device import DeviceUnavailable
 from cdrepro.evaluate import embed, evaluate, kmeans_scores, load_model, pixel_baseline
-from cdrepro.model import build_model
+from cdrepro.methods import build_method
 from cdrepro.runs import ProfilePaths, Run
 from cdrepro.train import RunFiles, train
 
@@ -67,19 +67,22 @@ def trained_model(settings: RunSettings, prepared: Path, root: Path) -> Path:
 def test_embed_returns_every_image_at_both_stages(params, prepared, variant):
     settings = settings_of(params, variant)
     torch.manual_seed(0)
-    model = build_model(settings)
+    model = build_method(settings, NUM_CLASSES)
     images = load_prepared(prepared).images
+    head = settings.options["head"]
 
-    h, final = embed(model, images, settings.image_size, EVAL_BATCH, torch.device("cpu"))
+    outputs = embed(model, images, settings.image_size, EVAL_BATCH, torch.device("cpu"))
+    assert list(outputs) == (["h", "f"] if head else ["h", "z"])  # what the stages read
+    h, final = outputs.values()
     assert h.shape == (N_IMAGES, settings.rep_dim)
-    assert final.shape == (N_IMAGES, settings.feature_num if settings.head else settings.hidden_dim)
+    assert final.shape == (N_IMAGES, settings.options["feature_num"] if head else settings.hidden_dim)
     assert h.dtype == final.dtype == np.float32
     assert np.isfinite(h).all() and np.isfinite(final).all()
-    if settings.head:
+    if head:
         assert ((final >= 0) & (final <= 1)).all()  # sigmoid outputs
 
     # Evaluation mode: an image's embedding does not depend on the batch it is in.
-    h_one, final_one = embed(model, images, settings.image_size, N_IMAGES, torch.device("cpu"))
+    h_one, final_one = embed(model, images, settings.image_size, N_IMAGES, torch.device("cpu")).values()
     np.testing.assert_allclose(h, h_one, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(final, final_one, rtol=1e-4, atol=1e-5)
 
@@ -93,15 +96,15 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
     model_path = trained_model(settings, prepared, tmp_path)
 
     metrics = evaluate(settings, prepared, model_path, params["evaluate"], threads=1)
-    assert set(metrics) == {"run_id", "dataset", "batch_size", "variant", "seed", "n_images",
-                            "num_classes", "backbone", "feature", "feature_stage"}
+    assert set(metrics) == {"run_id", "dataset", "batch_size", "method", "variant", "seed", "n_images",
+                            "num_classes", "stages", "final_stage"}
     assert metrics["run_id"] == settings.run_id
-    assert (metrics["dataset"], metrics["batch_size"], metrics["variant"], metrics["seed"]) == (
-        "digits", 16, variant, 0)
+    assert (metrics["dataset"], metrics["batch_size"], metrics["method"], metrics["variant"],
+            metrics["seed"]) == ("digits", 16, "cd", variant, 0)
     assert metrics["n_images"] == N_IMAGES  # every image, the last partial batch included
     assert metrics["num_classes"] == NUM_CLASSES
-    assert metrics["feature_stage"] == stage
-    for scores in (metrics["backbone"], metrics["feature"]):
+    assert list(metrics["stages"]) == ["backbone", stage] and metrics["final_stage"] == stage
+    for scores in metrics["stages"].values():
         assert set(scores) == {"nmi", "ari", "acc"}
         assert 0.0 <= scores["nmi"] <= 1.0 and -1.0 <= scores["ari"] <= 1.0
         assert 1.0 / NUM_CLASSES - 1e-9 <= scores["acc"] <= 1.0  # a one-to-one map gets a class's share
@@ -111,7 +114,7 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
 def test_evaluate_refuses_a_model_trained_with_other_settings(params, prepared, tmp_path):
     settings = settings_of(params, "cd")
     model_path = trained_model(settings, prepared, tmp_path)
-    assert load_model(model_path, settings) is not None
+    assert load_model(model_path, settings, NUM_CLASSES) is not None
 
     params["train"]["lr"] = 1e-3
     changed = settings_of(params, "cd")

@@ -16,14 +16,14 @@ import pytest
 import torch
 import yaml
 
-from cdrepro import tables
+from cdrepro import results
 from cdrepro.cli import main
 from cdrepro.config import find_run, load_params, resolve_run, runs_of
 from cdrepro.data.prepared import load_prepared
 from cdrepro.evaluate import embed, load_model
-from cdrepro.figures import ablation, heads, lime_views, tsne
-from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, files_of
-from cdrepro.runs import ProfilePaths, run_id
+from cdrepro.figures import ablation, curves, heads, lime_views, tsne
+from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, files_of, head_runs, method_figure_datasets
+from cdrepro.runs import ProfilePaths, Run, run_id
 
 REPO = Path(__file__).resolve().parents[1]
 CD, NO_HEAD = "digits-bs128-cd-s42", "digits-bs128-no_head-s42"
@@ -65,12 +65,12 @@ def pipeline(tmp_path_factory):
 
 
 def run_outputs(params: dict, paths: ProfilePaths, rid: str) -> np.ndarray:
-    """The run's final outputs (heads f) on every image, computed here as evaluation does."""
+    """The run's sigmoid heads (CD's f) on every image, computed here as evaluation does."""
     settings = resolve_run(params, find_run(params, rid))
     data = load_prepared(paths.prepared(settings.dataset))
-    _, final = embed(load_model(paths.model(rid), settings), data.images, settings.image_size,
-                     params["evaluate"]["batch_size"], torch.device("cpu"))
-    return final
+    model = load_model(paths.model(rid), settings, data.num_classes)
+    return embed(model, data.images, settings.image_size, params["evaluate"]["batch_size"], torch.device("cpu"),
+                 outputs=("f",))["f"]
 
 
 # --------------------------------------------------------------------------- the files
@@ -87,8 +87,9 @@ def test_every_figure_is_written_as_png_pdf_and_csv(pipeline):
                 assert path.read_bytes().startswith(SIGNATURES[path.suffix[1:]]), path
             else:
                 assert len(pd.read_csv(path)) > 0, path
-    # A run without a feature predictor has no head figures.
+    # A run without a feature predictor has no head figures; one method, no method figure.
     assert not (where.root / "heads" / NO_HEAD).exists()
+    assert not where.methods("digits").with_suffix(".png").exists()
     assert where.summary().read_text().startswith("<!DOCTYPE html>")
 
 
@@ -121,14 +122,14 @@ def test_curves_are_each_runs_curves_csv(pipeline):
     plotted = pd.read_csv(where.curves("digits").with_suffix(".csv"))
     for run in runs_of(params):
         rid = run_id(run)
-        logged = pd.read_csv(paths.curves(rid))
+        logged = results.read_curves(paths.curves(rid))
         mine = plotted[plotted["run"] == rid]
         terms = {"loss", "instance", "lr"} | ({"feature", "entropy"} if run.variant == "cd" else set())
-        assert set(mine["term"]) == terms
+        assert set(mine["term"]) == terms and set(results.curve_terms(logged[0])) == terms - {"loss", "lr"}
         for term in terms:
             rows = mine[mine["term"] == term].sort_values("epoch")
-            assert rows["epoch"].tolist() == logged["epoch"].tolist() == [1, 2]
-            assert rows["value"].tolist() == logged[term].tolist()
+            assert rows["epoch"].tolist() == [row["epoch"] for row in logged] == [1, 2]
+            assert rows["value"].tolist() == [row[term] for row in logged]
         assert set(mine["label"]) == {f"{run.variant} (bs 128)"}
 
 
@@ -138,10 +139,12 @@ def test_ablation_bars_are_each_runs_metrics(pipeline):
     for run in runs_of(params):
         metrics = json.loads(paths.metrics(run_id(run)).read_text())
         mine = plotted[(plotted["source"] == "ours") & (plotted["variant"] == run.variant)]
-        assert len(mine) == 6
+        assert len(mine) == 6 and set(mine["method"]) == {"cd"}
         for row in mine.itertuples():
-            assert row.value == pytest.approx(metrics[row.stage][row.metric], abs=1e-12)
-        assert set(mine[mine["stage"] == "feature"]["layer"]) == {metrics["feature_stage"]}
+            assert row.value == pytest.approx(metrics["stages"][row.stage][row.metric], abs=1e-12)
+        assert set(mine[mine["stage_role"] == "final"]["stage"]) == {metrics["final_stage"]}
+        # cd ends in its feature stage, no_head in its projector: each label says which.
+        assert set(mine["label"]) == {f"{run.variant} (bs 128), {metrics['final_stage']}"}
     pixels = json.loads(paths.baseline("digits").read_text())["pixels"]
     baseline = plotted[plotted["source"] == "kmeans_pixels"]
     assert {row.metric: row.value for row in baseline.itertuples()} == pytest.approx(pixels)
@@ -183,11 +186,11 @@ def test_lime_views_show_heads_above_the_threshold(pipeline):
 def test_summary_lists_every_run_with_its_numbers(pipeline):
     params, _, paths, where = pipeline
     page = where.summary().read_text()
-    assert "cd (bs 128)" in page and "no_head (bs 128), z" in page and "K-means (pixels)" in page
+    assert "cd (bs 128), feature" in page and "no_head (bs 128), projector" in page and "K-means (pixels)" in page
     for run in runs_of(params):
         metrics = json.loads(paths.metrics(run_id(run)).read_text())
-        for stage in ("backbone", "feature"):
-            assert all(f"{metrics[stage][m]:.3f}" in page for m in ("nmi", "ari", "acc"))
+        for scores in metrics["stages"].values():
+            assert all(f"{scores[m]:.3f}" in page for m in ("nmi", "ari", "acc"))
 
 
 # --------------------------------------------------------------------------- the parts
@@ -224,26 +227,166 @@ def test_lime_picks_the_top_images_of_the_first_heads_that_fire_often_enough():
 
 
 def test_ablation_references_are_the_papers_and_the_authors_numbers():
-    metrics = [{"run_id": f"stl10-bs{b}-{v}-s42", "dataset": "stl10", "batch_size": b, "variant": v,
-                "seed": 42, "feature_stage": "projector" if v == "no_head" else "feature",
-                "backbone": {"nmi": 0.1, "ari": 0.2, "acc": 0.3}, "feature": {"nmi": 0.4, "ari": 0.5, "acc": 0.6}}
-               for b, v in ((128, "cd"), (256, "cd"), (128, "no_head"), (128, "no_ne"))]
-    pixels = {"dataset": "stl10", "pixels": {"nmi": 0.12, "ari": 0.06, "acc": 0.19}}
-    ours = tables.collect(metrics, [pixels])  # the baseline has no batch size: a float column
-    paper, repo = tables.load_paper_results(), tables.load_repo_variability()
+    def record(batch_size: int, variant: str, method: str = "cd") -> dict:
+        final = "projector" if variant in ("no_head", "simclr") else "feature"
+        return {"run_id": f"stl10-bs{batch_size}-{variant}-s42", "dataset": "stl10", "batch_size": batch_size,
+                "method": method, "variant": variant, "seed": 42, "n_images": 10, "num_classes": 10,
+                "stages": {"backbone": {"nmi": 0.1, "ari": 0.2, "acc": 0.3},
+                           final: {"nmi": 0.4, "ari": 0.5, "acc": 0.6}},
+                "final_stage": final}
+
+    metrics = [record(b, v) for b, v in ((128, "cd"), (256, "cd"), (128, "no_head"), (128, "no_ne"))]
+    metrics.append(record(128, "simclr", "simclr"))
+    pixels = {"dataset": "stl10", "n_images": 10, "num_classes": 10, "pixels": {"nmi": 0.12, "ari": 0.06, "acc": 0.19}}
+    ours = results.collect(metrics, [pixels])  # the baseline has no batch size: a float column
+    paper, repo = results.load_paper_results(), results.load_repo_variability()
     frame = ablation.comparison_frame("stl10", ours, paper, repo)
 
-    cd256 = frame[(frame["source"] == "paper") & (frame["label"] == "cd (bs 256)")]
+    cd256 = frame[(frame["source"] == "paper") & (frame["label"] == "cd (bs 256), feature")]
     row = paper[(paper["dataset"] == "stl10") & (paper["method"] == "CD-256") & (paper["stage"] == "feature")].iloc[0]
-    assert cd256[(cd256["stage"] == "feature") & (cd256["metric"] == "acc")]["value"].item() == row["acc"]
+    assert cd256[(cd256["stage_role"] == "final") & (cd256["metric"] == "acc")]["value"].item() == row["acc"]
     authors = frame[frame["source"] == "authors_repo"]
-    assert set(authors["label"]) == {"cd (bs 128)", "no_head (bs 128), z"}
+    assert set(authors["label"]) == {"cd (bs 128), feature", "no_head (bs 128), projector"}
     mine = repo[(repo["dataset"] == "stl10") & (repo["model"] == "no_head") & (repo["stage"] == "feature")].iloc[0]
-    pick = authors[(authors["variant"] == "no_head") & (authors["stage"] == "feature") & (authors["metric"] == "nmi")]
+    pick = authors[(authors["variant"] == "no_head") & (authors["stage_role"] == "final")
+                   & (authors["metric"] == "nmi")]
     assert (pick["value"].item(), pick["std"].item()) == (mine["nmi_mean"], mine["nmi_std"])
     assert frame[frame["variant"] == "no_ne"]["source"].unique().tolist() == ["ours"]
+    assert frame[frame["variant"] == "simclr"]["source"].unique().tolist() == ["ours"]  # not CD: no reference
     assert len(frame[frame["source"] == "paper"]) == 2 * 2 * 3  # CD-128/256 x 2 stages x 3 metrics
     assert frame[frame["source"] == "kmeans_pixels"]["value"].tolist() == [0.12, 0.06, 0.19]
+
+
+def test_curves_take_a_methods_own_terms_from_curves_csv(tmp_path):
+    """A term no figure code knows gets its own panel, titled by its name; known ones keep theirs."""
+    path = tmp_path / "curves.csv"
+    path.write_text("epoch,lr,loss,instance,cluster_entropy,seconds,pairs_per_s\n"
+                    "1,0.1,3.0,2.0,1.0,1.5,100\n2,0.05,2.5,1.8,0.7,1.4,110\n")
+    frame = curves.curves_frame([(Run("digits", 128, "toy", 42), path)])
+    assert curves.panels(frame) == ["total loss", "instance loss", "cluster_entropy", "learning rate"]
+    assert frame[frame["term"] == "cluster_entropy"]["value"].tolist() == [1.0, 0.7]
+    figure = curves.plot_curves(frame, "Toy")
+    assert [ax.get_title() for ax in figure.axes] == ["total loss", "instance loss", "cluster_entropy", "learning rate"]
+
+
+def write_curves(path: Path, terms: list[str]) -> Path:
+    """A curves.csv of two epochs with the given terms (values: the term's index + epoch / 10)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [",".join(["epoch", "lr", "loss", *terms, "seconds", "pairs_per_s"])]
+    rows += [",".join(map(str, [e, 0.1, 3.0, *(i + e / 10 for i in range(len(terms))), 1.0, 100])) for e in (1, 2)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_curves_of_several_methods_have_one_panel_per_term_and_lines_only_where_a_run_has_it(tmp_path):
+    """CD, CC and CDC on one dataset: shared terms share a panel (instance), a name that means two
+    things gets two (CD's NE is maximised, CC's entropy minimised), each panel draws the runs
+    that log the term and no other."""
+    terms = {"cd": ["instance", "feature", "entropy"], "cc": ["instance", "cluster", "entropy"],
+             "cdc": ["contrast", "swap"]}
+    runs = [(Run("digits", 128, v, 42), write_curves(tmp_path / v / "curves.csv", t)) for v, t in terms.items()]
+    frame = curves.curves_frame(runs, {"cd": "cd", "cc": "cc", "cdc": "cdc"})
+    shown = curves.panels(frame)
+    assert shown == ["total loss", "instance loss", "feature loss", "normalized entropy NE",
+                     "cluster contrast (CC)", "cluster entropy log K - H(p) (CC)", "joint contrast on [p; z] (CDC)",
+                     "swapped Sinkhorn cross-entropy (CDC)", "learning rate"]
+    drawn = {panel: set(frame[frame["panel"] == panel]["variant"]) for panel in shown}
+    assert drawn["instance loss"] == {"cd", "cc"} and drawn["normalized entropy NE"] == {"cd"}
+    assert drawn["cluster entropy log K - H(p) (CC)"] == {"cc"} and drawn["total loss"] == set(terms)
+    figure = curves.plot_curves(frame, "Digits")
+    axes = {ax.get_title(): ax for ax in figure.axes if ax.get_visible()}
+    assert list(axes) == shown  # wrapped onto two rows, the spare axes hidden
+    for panel, variants in drawn.items():
+        assert len(axes[panel].get_lines()) == len(variants), panel
+    cc_entropy = frame[(frame["variant"] == "cc") & (frame["term"] == "entropy")]
+    assert cc_entropy["value"].tolist() == [2.1, 2.2]  # the third term of CC's curves.csv
+
+
+FINAL_STAGES = {"cd": "feature", "simclr": "projector", "cc": "cluster", "cld": "group", "cdc": "cluster"}
+
+
+def fake_results(params: dict, target: str | None) -> None:
+    """A metrics.json for every run of ``target`` and a baseline per dataset, numbers from the
+    run's id, each final stage named as its method names it."""
+    paths = ProfilePaths.from_params(params)
+    variants = results.variant_infos(params)
+    for i, run in enumerate(runs_of(params, target)):
+        method = variants[run.variant].method
+        scores = [{m: round(0.1 + (i * 7 + j * 3 + k) % 80 / 100, 3) for k, m in enumerate(("nmi", "ari", "acc"))}
+                  for j in range(2)]
+        results.write_metrics(paths.metrics(run_id(run)), {
+            "run_id": run_id(run), "dataset": run.dataset, "batch_size": run.batch_size, "method": method,
+            "variant": run.variant, "seed": run.seed, "n_images": 100, "num_classes": 10,
+            "stages": {"backbone": scores[0], FINAL_STAGES[method]: scores[1]}, "final_stage": FINAL_STAGES[method]})
+    for dataset in {run.dataset for run in runs_of(params, target)}:
+        from cdrepro.atomic import write_json
+        write_json(paths.baseline(dataset), {"dataset": dataset, "n_images": 100, "num_classes": 10,
+                                             "pixels": {"nmi": 0.11, "ari": 0.05, "acc": 0.2}})
+
+
+def test_method_figure_datasets_are_those_with_several_methods(embedded_params):
+    paper = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
+    assert method_figure_datasets(paper) == ["imagenet10", "stl10"]  # CIFAR: only CC's recipe
+    assert method_figure_datasets(embedded_params) == ["digits"]
+    embedded_params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42}
+                               for v in ("cd", "no_head")]  # no run for compare_methods: every run
+    assert method_figure_datasets(embedded_params) == []
+    embedded_params["runs"].append({"dataset": "digits", "batch_size": 128, "variant": "cc", "seed": 42})
+    assert method_figure_datasets(embedded_params) == ["digits"]
+
+
+def test_the_method_figure_is_written_with_the_methods_tables_numbers(tmp_path):
+    from cdrepro.figures import methods
+    from cdrepro.figures.profile import method_figures
+    from cdrepro.methods_table import methods_frame
+
+    params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
+    params["results_dir"] = str(tmp_path / "results")
+    fake_results(params, "compare_methods")
+    paths = ProfilePaths.from_params(params)
+    where = FigurePaths.of(paths)
+    loaded = results.ProfileResults.load(params, target="compare_methods")
+    written = method_figures(params, loaded, where, dpi=40)
+    assert written == [*files_of(where.methods("imagenet10")), *files_of(where.methods("stl10"))]
+    for path in written:
+        assert path.stat().st_size > 0
+    assert not where.methods("cifar10").with_suffix(".png").exists()
+
+    plotted = pd.read_csv(where.methods("stl10").with_suffix(".csv"), keep_default_na=False, na_values=[""])
+    ours = plotted[plotted["source"] == "ours"]
+    for run in runs_of(params, "compare_methods"):
+        if run.dataset != "stl10":
+            continue
+        metrics = json.loads(paths.metrics(run_id(run)).read_text())
+        mine = ours[ours["variant"] == run.variant]
+        assert len(mine) == 6, run
+        for row in mine.itertuples():
+            assert row.value == metrics["stages"][row.stage][row.metric]
+    assert set(ours["label"]) == {"CD, bs 128", "SimCLR, bs 128", "CC, bs 128", "CC (cc_published), bs 256",
+                                  "CLD, bs 128", "CDC (reconstructed), bs 128"}
+    assert plotted[plotted["source"] == "kmeans_pixels"]["value"].tolist() == [0.11, 0.05, 0.2]
+    refs = plotted[~plotted["source"].isin(["ours", "kmeans_pixels"])]
+    assert set(refs["label"]) == {"CD's paper: K-means", "CD's paper: CD-128", "CD's paper: CC", "CC's paper",
+                                  "CD authors' repository: no-head model"}
+    cc = refs[(refs["label"] == "CC's paper")]
+    assert dict(zip(cc["metric"], cc["value"])) == {"nmi": 0.764, "ari": 0.726, "acc": 0.850}
+    assert cc[~cc["confirmed"].astype(bool)]["metric"].tolist() == ["ari"]
+
+    # One chart row per bar or published source, in the methods table's order.
+    published = results.published_rows(results.load_paper_results(), results.load_cc_results(),
+                                       results.load_repo_variability())
+    figure = methods.plot_methods(methods.chart_frame(methods_frame(loaded, published), "stl10"), "STL-10")
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == [
+        "CD's paper: K-means", "CD, bs 128", "CD's paper: CD-128", "SimCLR, bs 128",
+        "CD authors' repository: no-head model", "CC, bs 128", "CC (cc_published), bs 256", "CD's paper: CC",
+        "CC's paper", "CLD, bs 128", "CDC (reconstructed), bs 128"]
+
+
+def test_head_figures_are_for_runs_whose_method_has_sigmoid_heads(embedded_params):
+    embedded_params["variants"]["simclr"] = {"method": "simclr"}
+    embedded_params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42}
+                               for v in ("cd", "no_head", "no_ne", "simclr")]
+    assert [run.variant for run in head_runs(embedded_params)] == ["cd", "no_ne"]
 
 
 # --------------------------------------------------------------------------- workflow and report

@@ -17,7 +17,8 @@ from cdrepro.checkpoint import save_state
 from cdrepro.cli import main
 from cdrepro.config import find_run, load_params, resolve_run
 from cdrepro.data.prepared import meta_path_for, save_prepared
-from cdrepro.model import build_model
+from cdrepro.methods import build_method
+from cdrepro.methods.cd import ContrastiveDisentangling
 from cdrepro.runs import ProfilePaths, Run, run_id
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,7 +51,7 @@ def workspace(embedded_params, tmp_path, monkeypatch):
 
     settings = resolve_run(params, find_run(params, RID))
     torch.manual_seed(0)
-    model = build_model(settings)
+    model = build_method(settings, NUM_CLASSES)
     with torch.no_grad():  # BatchNorm statistics that are not the defaults, so a lost buffer shows
         for module in model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
@@ -103,8 +104,7 @@ def test_authors_layout_gives_the_metrics_of_our_own_run(workspace, capsys, wrap
     assert written == paths.root / "released" / RID / "model_epoch_1000.metrics.json" and written.is_file()
     result = json.loads(written.read_text())
     assert (result["layout"], result["checkpoint"]) == ("authors", str(checkpoint))
-    for stage in ("backbone", "feature"):
-        assert result[stage] == ours[stage]
+    assert result["stages"] == ours["stages"] and list(result["stages"]) == ["backbone", "feature"]
     assert result["n_images"] == ours["n_images"] == N_IMAGES
     assert paths.metrics(RID).read_bytes() == ours_bytes  # the run's own metrics are untouched
 
@@ -117,8 +117,7 @@ def test_a_bare_state_dict_of_ours_and_an_explicit_out(workspace, capsys):
     code, out, _ = cli(capsys, "evaluate", "--run", RID, "--checkpoint", "ours.pt", "--out", "m.json")
     assert code == 0 and "ours layout" in out
     result = json.loads(Path("m.json").read_text())
-    assert result["layout"] == "ours" and result["backbone"] == ours["backbone"]
-    assert result["feature"] == ours["feature"]
+    assert result["layout"] == "ours" and result["stages"] == ours["stages"]
 
 
 def test_missing_and_unexpected_keys_are_named_on_one_line(workspace, capsys):
@@ -170,7 +169,7 @@ def test_not_a_state_dict(workspace, capsys):
 def test_name_mapping_keeps_unknown_prefixes():
     state = {"resnet.layer1.0.conv1.weight": torch.zeros(1), "instance_projector.0.weight": torch.ones(1),
              "feature_predictor.5.x": torch.ones(2), "classifier.weight": torch.ones(3)}
-    mapped = released.to_our_names(state)
+    mapped = released.to_our_names(state, ContrastiveDisentangling.authors_layout)
     assert list(mapped) == ["backbone.layer1.0.conv1.weight", "instance_projector.0.weight",
                             "feature_predictor.5.x", "classifier.weight"]
     assert released.layout_of(state) == "authors" and released.layout_of(mapped) == "ours"

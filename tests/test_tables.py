@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from system_packages import skip_unless_installed
 
 from cdrepro import atomic, tables
+from cdrepro.results import BASELINE_VARIANT, ProfileResults, load_paper_results, variant_infos
 
 REPO = Path(__file__).resolve().parents[1]
 TITLES = {"digits": "Digits", "my_photos": "R&D_photos #1"}
@@ -47,18 +49,36 @@ def value(dataset: str, batch_size: int, variant: str, seed: int, stage: str, me
     return round(0.05 + (sum(ord(c) * (i + 1) for i, c in enumerate(key)) % 9001) / 10000, 6)
 
 
-def make_metrics(runs=RUNS) -> list[dict]:
+def make_metrics(runs=RUNS, method: str = "cd") -> list[dict]:
+    """metrics.json records; a no-head run's final stage is its projector, as evaluation names it.
+    ``value`` is keyed by the stage's role (backbone, feature), whatever the stage's name."""
     out = []
     for dataset, batch_size, variant, seeds in runs:
+        final = "projector" if variant == "no_head" or method != "cd" else "feature"
         for seed in seeds:
             out.append({
                 "run_id": f"{dataset}-bs{batch_size}-{variant}-s{seed}", "dataset": dataset,
-                "batch_size": batch_size, "variant": variant, "seed": seed, "n_images": 100, "num_classes": 10,
-                **{stage: {m: value(dataset, batch_size, variant, seed, stage, m) for m in METRICS}
-                   for stage in ("backbone", "feature")},
-                "feature_stage": "projector" if variant == "no_head" else "feature",
+                "batch_size": batch_size, "method": method, "variant": variant, "seed": seed,
+                "n_images": 100, "num_classes": 10,
+                "stages": {name: {m: value(dataset, batch_size, variant, seed, role, m) for m in METRICS}
+                           for name, role in (("backbone", "backbone"), (final, "feature"))},
+                "final_stage": final,
             })
     return out
+
+
+def params_variants(**extra: dict) -> dict:
+    """The variants of the repository's params.yaml (their switches), plus ``extra``."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["variants"].update(extra)
+    return variant_infos(params)
+
+
+VARIANTS = params_variants(wide_head={"feature_num": 512})
+
+
+def results(metrics, baselines=(), titles=None, variants=VARIANTS) -> ProfileResults:
+    return ProfileResults(list(metrics), list(baselines), dict(titles or {}), variants)
 
 
 BASELINES = [
@@ -70,7 +90,7 @@ BASELINES = [
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("r") / "results" / "embedded" / "tables"
-    paths = tables.write_tables(make_metrics(), BASELINES, TITLES, out)
+    paths = tables.write_tables(results(make_metrics(), BASELINES, TITLES), out)
     return {p.name: p for p in paths}
 
 
@@ -115,47 +135,19 @@ def expected(dataset, batch_size, variant, stage, metric, seeds) -> list[float]:
     return [value(dataset, batch_size, variant, s, stage, metric) for s in seeds]
 
 
-# ---------------------------------------------------------------------------------- collect
-
-
-def test_collect_aggregates_mean_and_sample_std_over_seeds():
-    frame = tables.collect(make_metrics(), BASELINES)
-    row = frame[(frame.dataset == "stl10") & (frame.batch_size == 128) & (frame.variant == "cd")
-                & (frame.stage == "feature") & (frame.metric == "ari")].iloc[0]
-    values = expected("stl10", 128, "cd", "feature", "ari", (42, 43, 44))
-    assert row["mean"] == pytest.approx(statistics.fmean(values))
-    assert row["std"] == pytest.approx(statistics.stdev(values))  # ddof=1
-    assert row["n_seeds"] == 3 and row["seeds"] == "42;43;44"
-    assert [float(v) for v in row["values"].split(";")] == values
-
-
-def test_collect_single_seed_has_nan_std_and_baseline_rows():
-    frame = tables.collect(make_metrics(), BASELINES)
-    single = frame[(frame.dataset == "cifar10") & (frame.variant == "cd")]
-    assert len(single) == 6 and single["std"].isna().all() and (single["n_seeds"] == 1).all()
-    base = frame[frame.variant == tables.BASELINE_VARIANT]
-    assert set(base.dataset) == {"stl10", "digits"} and set(base.stage) == {"backbone"}
-    assert base["batch_size"].isna().all()
-    no_head = frame[(frame.variant == "no_head") & (frame.stage == "feature")]
-    assert set(no_head.feature_stage) == {"projector"}
-    assert set(frame.source) == {"ours"}
-
-
-def test_collect_refuses_duplicate_seed_and_reserved_name():
-    twice = make_metrics([("stl10", 128, "cd", (42,))]) * 2
-    with pytest.raises(ValueError, match="same seed"):
-        tables.collect(twice, [])
-    reserved = make_metrics([("stl10", 128, tables.BASELINE_VARIANT, (42,))])
-    with pytest.raises(ValueError, match="reserved"):
-        tables.collect(reserved, [])
+# ---------------------------------------------------------------------------------- mapping
 
 
 def test_paper_tables_mapping():
-    assert tables.paper_tables(128, "cd", "backbone") == ("2", "4", "8", "9", "10")
-    assert tables.paper_tables(256, "cd", "feature") == ("3",)
-    assert tables.paper_tables(128, "no_head", "feature") == ("6",)
-    assert tables.paper_tables(256, "no_ne", "feature") == ("other",)
-    assert tables.paper_tables(128, "wide_head", "backbone") == ("other",)
+    assert tables.paper_tables(128, "cd", "cd", "backbone") == ("2", "4", "8", "9", "10")
+    assert tables.paper_tables(256, "cd", "cd", "final") == ("3",)
+    assert tables.paper_tables(128, "cd", "no_head", "final") == ("6",)
+    assert tables.paper_tables(256, "cd", "no_ne", "final") == ("other",)
+    assert tables.paper_tables(128, "cd", "wide_head", "backbone") == ("other",)
+    # The paper's tables are CD's: another method, or a stage between, is "other".
+    assert tables.paper_tables(128, "simclr", "cd", "backbone") == ("other",)
+    assert tables.paper_tables(128, "cd", "cd", "intermediate") == ("other",)
+    assert tables.paper_tables(None, "", BASELINE_VARIANT, "backbone") == ("2",)
 
 
 # ---------------------------------------------------------------------------- Tables 2 and 3
@@ -207,8 +199,8 @@ def test_bold_marks_the_row_maximum_in_tables_2_and_3(written):
 
 def test_bold_can_go_to_our_column(tmp_path):
     metrics = make_metrics([("cifar10", 128, "cd", (42,))])
-    metrics[0]["backbone"]["nmi"] = 0.99
-    paths = {p.name: p for p in tables.write_tables(metrics, [], {}, tmp_path / "t")}
+    metrics[0]["stages"]["backbone"]["nmi"] = 0.99
+    paths = {p.name: p for p in tables.write_tables(results(metrics), tmp_path / "t")}
     tex = paths["table2.tex"].read_text()
     assert comparison_cell(tex, "CIFAR-10", "nmi", "Ours CD-128") == r"\textbf{0.990}"
     assert comparison_cell(tex, "CIFAR-10", "nmi", "CD-256") == "0.734"
@@ -230,6 +222,44 @@ def test_table4_rows_follow_the_ne_bn_layout(written):
         for j, (stage, metric) in enumerate((s, m) for s in ("backbone", "feature") for m in METRICS):
             want = statistics.fmean(expected("digits", 128, variant, stage, metric, seeds))
             assert number(row[3 + j]) == round(want, 3), (variant, stage, metric)
+
+
+def test_ablation_marks_are_the_variants_switches_in_the_params(tmp_path):
+    """Flip a switch in the params and its mark flips; a variant the params lack gets "?"."""
+    runs = [("digits", 128, v, (42,)) for v in ("no_ne_no_bn", "no_bn", "no_ne", "cd", "no_sched", "single_view")]
+    variants = params_variants(no_bn={"entropy": True, "last_bn": True},
+                               no_sched={"schedule": False, "grad_clip": True})
+    del variants["no_ne"]
+    out = {p.name: p for p in tables.write_tables(results(make_metrics(runs), titles=TITLES, variants=variants),
+                                                  tmp_path)}
+    check = r"$\checkmark$"
+    t4 = data_rows_by_dataset(out["table4.tex"].read_text(), header_rows=2)["Digits"]
+    assert [(row[1], row[2]) for row in t4] == [("--", "--"), (check, check), ("?", "?"), (check, check)]
+    t5 = data_rows_by_dataset(out["table5.tex"].read_text(), header_rows=2)["Digits"]
+    assert [row[1] for row in t5] == ["--", check]  # schedule and clipping must both be on
+    t7 = data_rows_by_dataset(out["table7.tex"].read_text(), header_rows=2)["Digits"]
+    assert [(row[1], row[2]) for row in t7] == [("--", check), (check, check)]  # views: 1, then 2
+
+
+def test_runs_of_another_method_go_to_table_other_and_all_csv(written, tmp_path):
+    """A SimCLR run (variant ``simclr``, final stage ``projector``) breaks nothing: the paper's
+    tables are as without it, table_other names its method and final stage, all.csv has it."""
+    variants = params_variants(simclr={"method": "simclr"})
+    metrics = make_metrics() + make_metrics([("digits", 128, "simclr", (42,)), ("digits", 128, "cd", (7,))],
+                                            method="simclr")
+    with pytest.raises(ValueError, match="disagree on method"):  # cd's seeds 42, 43 are CD runs
+        tables.write_tables(results(metrics, BASELINES, TITLES, variants), tmp_path / "bad")
+    metrics = metrics[:-1]
+    out = {p.name: p for p in tables.write_tables(results(metrics, BASELINES, TITLES, variants), tmp_path / "t",
+                                                  results_label="results/embedded")}
+    for n in range(2, 11):
+        assert out[f"table{n}.tex"].read_text() == written[f"table{n}.tex"].read_text(), n
+    rows = rows_of(out["table_other.tex"].read_text())[2:]
+    assert [tuple(r[:5]) for r in rows][-1] == ("Digits", "128", "SimCLR", "simclr", "projector")
+    frame = pd.read_csv(out["all.csv"], keep_default_na=False, na_values=[""])
+    mine = frame[frame.variant == "simclr"]
+    assert set(mine.method) == {"simclr"} and set(mine.table) == {"other"}
+    assert list(dict.fromkeys(mine.stage)) == ["backbone", "projector"]
 
 
 def test_ablation_bold_is_the_best_of_each_column_within_a_dataset(written):
@@ -281,18 +311,20 @@ def test_missing_runs_show_as_dashes_and_are_reported(written, tmp_path, caplog)
     assert "CD-256 on R\\&D\\_photos \\#1" in not_run and "pixel K-means on CIFAR-10" in not_run
     assert "STL-10" not in not_run  # stl10 has its pixel K-means, CD-128 and CD-256
     with caplog.at_level(logging.WARNING, logger="cdrepro.tables"):
-        paths = tables.write_tables([], [], {}, tmp_path / "empty")
+        paths = tables.write_tables(results([]), tmp_path / "empty")
     assert sorted(p.name for p in paths) == sorted([f"table{n}.tex" for n in range(2, 11)] + ["all.csv", "table_other.tex"])
     assert any("table 4" in r.getMessage() for r in caplog.records)
 
 
 def test_unknown_variants_and_batch_sizes_go_to_table_other(written, tmp_path):
     rows = rows_of(written["table_other.tex"].read_text())[2:]
-    assert [(r[0], r[1], r[2]) for r in rows] == [("Digits", "64", "cd"), ("Digits", "128", r"wide\_head")]
-    assert number(rows[1][4]) == round(value("digits", 128, "wide_head", 42, "backbone", "nmi"), 3)
+    assert [tuple(r[:5]) for r in rows] == [("Digits", "64", "CD", "cd", "feature"),
+                                            ("Digits", "128", "CD", r"wide\_head", "feature")]
+    assert number(rows[1][5]) == round(value("digits", 128, "wide_head", 42, "backbone", "nmi"), 3)
+    assert number(rows[1][8]) == round(value("digits", 128, "wide_head", 42, "feature", "nmi"), 3)
     for n in range(2, 11):
         assert "wide" not in written[f"table{n}.tex"].read_text()
-    paths = tables.write_tables(make_metrics([("stl10", 128, "cd", (1,))]), [], {}, tmp_path / "t")
+    paths = tables.write_tables(results(make_metrics([("stl10", 128, "cd", (1,))])), tmp_path / "t")
     # Written even when empty, so the workflow's outputs are a fixed set; but holds no table.
     other = tmp_path / "t" / "table_other.tex"
     assert other in paths and "tabular" not in other.read_text()
@@ -321,24 +353,27 @@ def test_all_csv_holds_every_input_number(written):
     frame = pd.read_csv(written["all.csv"], keep_default_na=False, na_values=[""])
     ours = frame[frame.source == "ours"]
     for run in make_metrics():
-        for stage in ("backbone", "feature"):
+        for stage, scores in run["stages"].items():
             for metric in METRICS:
                 hit = ours[(ours.dataset == run["dataset"]) & (ours.batch_size == run["batch_size"])
                            & (ours.variant == run["variant"]) & (ours.stage == stage) & (ours.metric == metric)]
                 assert len(hit) == 1
+                assert hit.iloc[0]["method"] == "cd"
+                assert hit.iloc[0]["stage_role"] == ("backbone" if stage == "backbone" else "final")
                 seeds = [int(s) for s in str(hit.iloc[0]["seeds"]).split(";")]
                 values = [float(v) for v in str(hit.iloc[0]["values"]).split(";")]
-                assert values[seeds.index(run["seed"])] == run[stage][metric]
+                assert values[seeds.index(run["seed"])] == scores[metric]
                 assert hit.iloc[0]["mean"] == pytest.approx(statistics.fmean(values))
     for base in BASELINES:
-        hit = ours[(ours.dataset == base["dataset"]) & (ours.variant == tables.BASELINE_VARIANT)]
+        hit = ours[(ours.dataset == base["dataset"]) & (ours.variant == BASELINE_VARIANT)]
         assert {r.metric: r.mean for r in hit.itertuples()} == base["pixels"]
+        assert set(hit.stage) == {"pixels"} and set(hit.stage_role) == {"backbone"}
     assert ours[ours.variant == "wide_head"]["table"].eq("other").all()
 
 
 def test_all_csv_holds_the_papers_and_the_authors_numbers(written):
     frame = pd.read_csv(written["all.csv"], keep_default_na=False, na_values=[""])
-    paper = tables.load_paper_results()
+    paper = load_paper_results()
     assert len(paper) == 4 * 9 + 4 * 8
     got = frame[frame.source == "paper"]
     for rec in paper.itertuples():
@@ -350,9 +385,10 @@ def test_all_csv_holds_the_papers_and_the_authors_numbers(written):
     assert sorted(cd128["mean"]) == [0.620, 0.725, 0.800]
     repo = frame[frame.source == "authors_repo"]
     assert len(repo) == 8 * 3
-    hit = repo[(repo.dataset == "imagenet10") & (repo.variant == "no_head") & (repo.stage == "feature")
+    hit = repo[(repo.dataset == "imagenet10") & (repo.variant == "no_head") & (repo.stage_role == "final")
                & (repo.metric == "ari")].iloc[0]
-    assert (hit["mean"], hit["std"], hit["feature_stage"]) == (0.413, 0.060, "projector")
+    assert (hit["mean"], hit["std"], hit["stage"], hit["method"]) == (0.413, 0.060, "projector", "cd")
+    assert set(repo[repo.stage_role == "final"]["table"]) == {"6"}
 
 
 # -------------------------------------------------------------------------------- writing
@@ -363,7 +399,7 @@ def test_every_file_is_written_atomically_and_returned(tmp_path, monkeypatch):
     real = atomic.write_text
     monkeypatch.setattr(atomic, "write_text", lambda path, text: (seen.append(Path(path)), real(path, text)))
     out = tmp_path / "results" / "p" / "tables"
-    paths = tables.write_tables(make_metrics(), BASELINES, TITLES, out)
+    paths = tables.write_tables(results(make_metrics(), BASELINES, TITLES), out)
     assert paths == seen
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)
     assert r"\texttt{results/p}" in (out / "table2.tex").read_text()
@@ -388,3 +424,205 @@ def test_all_tables_compile_with_pdflatex(written, tmp_path):
     assert "Undefined control sequence" not in log and "Overfull \\hbox" not in log, log[-3000:]
     pages = re.search(r"Output written on tables\.pdf \((\d+) pages?", log)
     assert pages and int(pages[1]) > 1 and (tmp_path / "tables.pdf").read_bytes().startswith(b"%PDF")
+
+
+# --------------------------------------------------------------------------- "Ours CC" in Tables 2-3
+
+CC_VARIANTS = params_variants(wide_head={"feature_num": 512},
+                              cc_published={"method": "cc", "schedule": False, "grad_clip": False})
+
+
+def with_cc(runs) -> list[dict]:
+    """The fixture's CD runs plus CC runs (method cc, final stage ``cluster``)."""
+    cc = make_metrics(runs, method="cc")
+    for record in cc:
+        record["stages"]["cluster"] = record["stages"].pop("projector")
+        record["final_stage"] = "cluster"
+    return make_metrics() + cc
+
+
+def test_tables_2_and_3_have_ours_cc_beside_the_papers_cc_only_where_a_cc_run_exists(written, tmp_path):
+    for name in ("table2.tex", "table3.tex"):
+        assert not any("Ours CC" in c for c in rows_of(written[name].read_text())[0]), name
+    metrics = with_cc([("digits", 128, "cc", (42,)), ("stl10", 256, "cc_published", (42, 43))])
+    out = {p.name: p for p in tables.write_tables(results(metrics, BASELINES, TITLES, CC_VARIANTS), tmp_path,
+                                                  results_label="results/embedded")}
+    for name, stage in (("table2.tex", "backbone"), ("table3.tex", "feature")):
+        tex = out[name].read_text()
+        header = rows_of(tex)[0]
+        at = header.index("CC")
+        assert header[at + 1:at + 3] == ["Ours CC-128", r"Ours CC-256 (cc\_published)"], header
+        assert number(comparison_cell(tex, "Digits", "ari", "Ours CC-128")) == round(
+            value("digits", 128, "cc", 42, stage, "ari"), 3)
+        vals = expected("stl10", 256, "cc_published", stage, "nmi", (42, 43))
+        cell = comparison_cell(tex, "STL-10", "nmi", r"Ours CC-256 (cc\_published)")
+        assert re.sub(r"\\textbf\{([^}]*)\}", r"\1", cell) == (
+            f"{statistics.fmean(vals):.3f} $\\pm$ {statistics.stdev(vals):.3f}")
+        assert comparison_cell(tex, "STL-10", "nmi", "Ours CC-128") == "--"
+        caption = tex.split(r"\caption{", 1)[1]
+        assert r"Ours CC-128 is our CC (variant \texttt{cc}) at batch size 128 under CD's protocol" in caption
+        assert "CC-256 (cc\\_published) is our CC" in caption and "CC's published recipe" in caption
+        assert "CC-128 on" not in caption.split("Not run:", 1)[-1]  # an extra column, not a missing run
+    assert "argmax of its cluster head" in out["table3.tex"].read_text()
+    assert "CIFAR-100-20 and STL-10 (methods.tex shows both)" in out["table3.tex"].read_text()
+    # Shown in Tables 2-3, so not in table_other; all.csv says which table holds them.
+    assert [r[2] for r in rows_of(out["table_other.tex"].read_text())[2:]] == ["CD", "CD"]  # cd at 64, wide_head
+    frame = pd.read_csv(out["all.csv"], keep_default_na=False, na_values=[""])
+    cc = frame[(frame.source == "ours") & (frame.method == "cc")]
+    assert dict(zip(cc.stage_role, cc.table.astype(str))) == {"backbone": "2", "final": "3"}
+    # The CD columns and the ablation tables are as without the CC runs.
+    for n in range(4, 11):
+        assert out[f"table{n}.tex"].read_text() == written[f"table{n}.tex"].read_text(), n
+
+
+def test_a_cc_run_at_another_batch_size_gets_no_ours_cc_column(tmp_path):
+    metrics = with_cc([("digits", 64, "cc", (42,))])
+    out = {p.name: p for p in tables.write_tables(results(metrics, BASELINES, TITLES, CC_VARIANTS), tmp_path)}
+    assert not any("Ours CC" in c for c in rows_of(out["table2.tex"].read_text())[0])
+    assert ("Digits", "64", "CC", "cc", "cluster") in [tuple(r[:5]) for r in rows_of(out["table_other.tex"].read_text())]
+
+
+# --------------------------------------------------------------------------- the methods table
+
+FINAL_STAGES = {"cd": "feature", "simclr": "projector", "cc": "cluster", "cld": "group", "cdc": "cluster"}
+METHOD_RUNS = {  # method -> (dataset, batch size, variant, seeds)
+    "cd": [("stl10", 128, "cd", (42, 43)), ("digits", 128, "cd", (42,))],
+    "simclr": [("stl10", 128, "simclr", (42,)), ("digits", 128, "simclr", (42,))],
+    "cc": [("stl10", 128, "cc", (42,)), ("stl10", 256, "cc_published", (42,)), ("digits", 128, "cc", (42,))],
+    "cld": [("stl10", 128, "cld", (42,)), ("digits", 128, "cld", (42,))],
+    "cdc": [("stl10", 128, "cdc", (42,)), ("digits", 128, "cdc", (42,))],
+}
+
+
+def method_metrics() -> list[dict]:
+    """One run group per method and dataset (CC twice on STL-10), each final stage named as its
+    method names it; ``value`` keys the final stage's numbers by "feature" whatever its name."""
+    out = []
+    for method, runs in METHOD_RUNS.items():
+        for record in make_metrics(runs, method=method):
+            final = record["stages"].pop(record["final_stage"])
+            record["stages"][FINAL_STAGES[method]] = final
+            record["final_stage"] = FINAL_STAGES[method]
+            out.append(record)
+    return out
+
+
+@pytest.fixture(scope="module")
+def methods_written(tmp_path_factory) -> dict[str, Path]:
+    from cdrepro import methods_table
+
+    out = tmp_path_factory.mktemp("m") / "results" / "embedded" / "tables"
+    paths = methods_table.write_methods_table(results(method_metrics(), BASELINES, TITLES, CC_VARIANTS), out)
+    return {p.name: p for p in paths}
+
+
+def methods_block(tex: str, title: str) -> list[list[str]]:
+    """The rows of one dataset's block of methods.tex (5 lead columns, then 6 numbers)."""
+    return data_rows_by_dataset(tex, header_rows=2)[title]
+
+
+def test_the_methods_table_has_a_row_per_method_and_the_pixel_row(methods_written):
+    tex = methods_written["methods.tex"].read_text()
+    for title, cc_rows in (("STL-10", ["CC", r"CC (cc\_published)"]), ("Digits", ["CC"])):
+        block = methods_block(tex, title)
+        ours = [row[1] for row in block if row[3] == "Ours"]
+        assert ours == ["K-means (raw pixels)", "CD", "SimCLR", *cc_rows, "CLD", "CDC (reconstructed)"], ours
+    stl = methods_block(tex, "STL-10")
+    pixels = next(row for row in stl if row[1] == "K-means (raw pixels)")
+    assert [number(c) for c in pixels[5:8]] == [round(value("stl10", 0, "pix", 0, "px", m), 3) for m in METRICS]
+    assert pixels[8:] == ["--"] * 3
+    cd = next(row for row in stl if row[1] == "CD")
+    assert (cd[2], cd[4]) == ("128", "feature")
+    vals = expected("stl10", 128, "cd", "feature", "acc", (42, 43))
+    assert re.sub(r"\\textbf\{([^}]*)\}", r"\1", cd[10]) == (
+        f"{statistics.fmean(vals):.3f} $\\pm$ {statistics.stdev(vals):.3f}")
+    cdc = next(row for row in stl if row[1] == "CDC (reconstructed)")
+    assert cdc[4] == "cluster" and number(cdc[8]) == round(value("stl10", 128, "cdc", 42, "feature", "nmi"), 3)
+
+
+def _published(block: list[list[str]], method: str) -> list[list[str]]:
+    """The published rows under one of our methods' rows (until the next method's)."""
+    start = next(i for i, row in enumerate(block) if row[1] == method)
+    rows = []
+    for row in block[start + 1:]:
+        if row[1]:
+            if rows or row[3] != "Ours":
+                break
+            continue  # another variant of the same method
+        rows.append(row)
+    return rows
+
+
+def test_the_methods_table_puts_the_published_numbers_beside_ours_with_their_sources(methods_written):
+    tex = methods_written["methods.tex"].read_text()
+    stl = methods_block(tex, "STL-10")
+    # CD: its paper's CD-128 (we ran CD at 128 only).
+    (cd,) = _published(stl, "CD")
+    assert cd[3] == "CD's paper: CD-128" and [number(c) for c in cd[5:]] == [0.670, 0.523, 0.684, 0.687, 0.549, 0.702]
+    # CC: CC's own paper (final stage) and CD's paper's CC column (both stages), each labelled.
+    cc = {re.sub(r"\$\^\{.*\}\$", "", row[3]): row for row in _published(stl, r"CC (cc\_published)")}
+    assert set(cc) == {"CD's paper: CC", "CC's paper"}
+    assert [number(c) for c in cc["CD's paper: CC"][5:]] == [0.608, 0.443, 0.594, 0.622, 0.539, 0.670]
+    assert cc["CC's paper"][5:8] == ["--"] * 3 and [number(c) for c in cc["CC's paper"][8:]] == [0.764, 0.726, 0.850]
+    assert cc["CC's paper"][9].endswith(r"$^{\ast}$") and not cc["CC's paper"][8].endswith(r"$^{\ast}$")
+    assert cc["CC's paper"][2] == "256" and cc["CC's paper"][4] == "cluster"
+    # Where the two disagree (STL-10), both rows carry the same mark, and the caption says so.
+    caption = tex.split(r"\caption{", 1)[1].split(r"\label", 1)[0]
+    mark = next(m for m, note in re.findall(r"\$(\\[a-zA-Z|]+)\$: ([^.]*)", caption) if "disagree" in note)
+    assert all(mark in row[3] for row in cc.values())
+    assert r"$^{\ast}$: not confirmed" in caption and "unlabeled" in caption
+    # SimCLR: the CD authors' repository's no-head model, mean +- std.
+    (simclr,) = _published(stl, "SimCLR")
+    assert simclr[3].startswith("CD authors' repository: no-head model") and simclr[8] == "0.599 $\\pm$ 0.029"
+    # CLD and CDC: a row that says there is nothing published.
+    for method, says in (("CLD", "no published NMI/ARI/ACC"), ("CDC (reconstructed)", "no published numbers")):
+        (row,) = _published(stl, method)
+        assert row[3] == "published" and says in row[5], row
+    # The pixel baseline: CD's paper's K-means beside ours.
+    (kmeans,) = _published(stl, "K-means (raw pixels)")
+    assert kmeans[3] == "CD's paper: K-means" and [number(c) for c in kmeans[5:8]] == [0.125, 0.061, 0.192]
+    # Digits: nothing published but the "none" rows.
+    assert [row[3] for row in methods_block(tex, "Digits") if not row[1]] == ["published", "published"]
+
+
+def test_the_methods_csv_has_one_row_per_number_and_source(methods_written):
+    frame = pd.read_csv(methods_written["methods.csv"], keep_default_na=False, na_values=[""])
+    numbers = frame[frame.metric.notna()]
+    key = ["method", "variant", "dataset", "batch_size", "stage_role", "stage", "metric", "source"]
+    assert not numbers.duplicated(key).any()
+    for run in method_metrics():
+        for stage, scores in run["stages"].items():
+            hit = numbers[(numbers.source == "ours") & (numbers.dataset == run["dataset"])
+                          & (numbers.variant == run["variant"]) & (numbers.stage == stage)]
+            assert set(hit.metric) == set(METRICS) and set(hit.method) == {run["method"]}
+    cc = numbers[(numbers.dataset == "stl10") & (numbers.method == "cc") & (numbers.source != "ours")]
+    assert set(cc.source_label) == {"CD's paper: CC", "CC's paper"}
+    assert cc[~cc.confirmed.astype(bool)][["source", "metric"]].values.tolist() == [["cc_paper", "ari"]]
+    assert cc[cc.stage_role == "final"].note.str.contains("disagree").all()
+    assert not cc[cc.stage_role == "backbone"].note.str.contains("disagree").any()  # only CD's paper has these
+    assert set(numbers[numbers.method == "cdc"].method_label) == {"CDC (reconstructed)"}
+    none = frame[frame.source == "none"]
+    assert sorted(set(none.method)) == ["cdc", "cld"] and none.metric.isna().all()
+
+
+def test_the_methods_table_compiles_with_pdflatex(methods_written, tmp_path):
+    """methods.tex in the preamble of docs/img/tables.tex (landscape A4), without overfull lines."""
+    skip_unless_installed(None if shutil.which("pdflatex") else "pdflatex is not installed (Debian: "
+                          "texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)")
+    preamble = (REPO / "docs" / "img" / "tables.tex").read_text().split(r"\begin{document}")[0]
+    doc = tmp_path / "methods_doc.tex"
+    doc.write_text(preamble + "\\begin{document}\n\\input{" + methods_written["methods.tex"].with_suffix("").as_posix()
+                   + "}\n\\end{document}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    log = (tmp_path / "methods_doc.log").read_text(errors="replace")
+    assert "Undefined control sequence" not in log and "Overfull \\hbox" not in log, log[-3000:]
+
+
+def test_a_methods_table_without_runs_is_a_note(tmp_path):
+    from cdrepro import methods_table
+
+    paths = methods_table.write_methods_table(results([]), tmp_path)
+    assert [p.name for p in paths] == ["methods.tex", "methods.csv"]
+    assert "tabular" not in paths[0].read_text() and "no run" in paths[0].read_text()

@@ -124,26 +124,33 @@ def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog)
         settings = resolve_run(params, run)
         logged = runs[rid]
         assert logged.info.run_name == tracking_name(run) and logged.info.status == "FINISHED"
-        expected_params = {k: str(v) for k, v in settings.to_dict().items()}
+        expected_params = {k: str(v) for k, v in settings.to_dict().items()} | {"method": "cd"}
         expected_params.update({f"evaluate.{k}": str(v) for k, v in params["evaluate"].items()})
         assert logged.data.params == expected_params
         tags = logged.data.tags
-        assert {k: tags[k] for k in ("dataset", "batch_size", "variant", "seed", "profile", "params_hash")} == {
-            "dataset": "digits", "batch_size": "256", "variant": run.variant, "seed": "42",
+        keys = ("dataset", "batch_size", "method", "variant", "seed", "profile", "params_hash")
+        assert {k: tags[k] for k in keys} == {
+            "dataset": "digits", "batch_size": "256", "method": "cd", "variant": run.variant, "seed": "42",
             "profile": "embedded", "params_hash": settings.digest()}
         assert tags["git_commit"] and tags["mlflow.source.git.commit"] == tags["git_commit"]
         assert Path(tags["checkpoint_path"]) == paths.checkpoint(rid).resolve()
         assert Path(tags["checkpoint_path"]).is_file()  # referenced, not copied
 
         metrics = json.loads(paths.metrics(rid).read_text())
-        assert tags["feature_stage"] == metrics["feature_stage"]
-        for stage in ("backbone", "feature"):
-            for score in ("nmi", "ari", "acc"):
-                assert logged.data.metrics[f"{stage}_{score}"] == metrics[stage][score]
+        assert tags["final_stage"] == metrics["final_stage"] == ("projector" if run.variant == "no_head" else "feature")
+        finals = {f"{stage}_{score}": value for stage, scores in metrics["stages"].items()
+                  for score, value in scores.items()}
+        assert len(finals) == 6 and finals.items() <= logged.data.metrics.items()
         with paths.curves(rid).open(newline="") as handle:
             curves = list(csv.DictReader(handle))
-        assert loss_history(uri, logged.info.run_id) == [(int(r["epoch"]), float(r["loss"])) for r in curves]
-        assert loss_history(uri, logged.info.run_id, "lr") == [(int(r["epoch"]), float(r["lr"])) for r in curves]
+        # Every curves.csv column per epoch: the method's terms under their own names.
+        terms = ["instance", "feature", "entropy"] if run.variant == "cd" else ["instance"]
+        assert list(curves[0]) == ["epoch", "lr", "loss", *terms, "seconds", "pairs_per_s"]
+        epoch_metrics = {"lr": "lr", "loss": "loss", "seconds": "epoch_seconds", "pairs_per_s": "pairs_per_s"}
+        for column, name in epoch_metrics.items() | {(t, t) for t in terms}:
+            want = [(int(r["epoch"]), float(r[column])) for r in curves]
+            assert loss_history(uri, logged.info.run_id, name) == want, name
+        assert set(logged.data.metrics) == set(finals) | set(epoch_metrics.values()) | set(terms)
         artifacts = Path(logged.info.artifact_uri.removeprefix("file://"))
         assert artifacts.parent.parent == (paths.root / "mlartifacts").resolve()
         assert sorted(p.name for p in artifacts.iterdir()) == ["curves.csv", "metrics.json", "train.json"]
@@ -153,14 +160,18 @@ def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog)
     code, out, err = cli(capsys, "compare", "--csv", "compare.csv")
     assert code == 0, err
     assert [line.split()[-1] for line in out.splitlines()[2:]] == ["ok", "ok"]
+    assert "method" in out.splitlines()[1] and "projector_nmi" in out.splitlines()[0]
     table = list(csv.DictReader(open("compare.csv")))
-    assert [row["variant"] for row in table] == ["cd", "no_head"]
+    assert [(row["method"], row["variant"], row["final_stage"]) for row in table] == [
+        ("cd", "cd", "feature"), ("cd", "no_head", "projector")]
+    no_head = json.loads(paths.metrics(run_id(RUNS[1])).read_text())["stages"]["projector"]
+    assert table[0]["projector_nmi"] == "" and float(table[1]["projector_nmi"]) == no_head["nmi"]
     tampered = paths.metrics(run_id(RUNS[1]))
     saved = json.loads(tampered.read_text())
-    saved["feature"]["acc"] += 0.01
+    saved["stages"]["projector"]["acc"] += 0.01
     tampered.write_text(json.dumps(saved))
     code, out, err = cli(capsys, "compare")
-    assert code == 2 and "differs: feature_acc" in out and run_id(RUNS[1]) in err
+    assert code == 2 and "differs: projector_acc" in out and run_id(RUNS[1]) in err
 
 
 # --------------------------------------------------------------------------- parallel jobs
@@ -181,8 +192,8 @@ def write_one_run(params_file: Path, index: int, barrier) -> None:
         for epoch in range(1, EPOCHS + 1):
             tracker.log_epoch({"epoch": epoch, "lr": 0.1 / epoch, "loss": index * 100.0 + epoch,
                                "instance": 1.0, "feature": 2.0, "entropy": 0.5})
-        metrics = {"backbone": {"nmi": index / 10, "ari": 0.2, "acc": 0.3},
-                   "feature": {"nmi": 0.4, "ari": 0.5, "acc": index / 100}, "feature_stage": "feature"}
+        metrics = {"stages": {"backbone": {"nmi": index / 10, "ari": 0.2, "acc": 0.3},
+                              "feature": {"nmi": 0.4, "ari": 0.5, "acc": index / 100}}, "final_stage": "feature"}
         write_json(paths.metrics(settings.run_id), metrics)
         tracker.log_evaluation(metrics)
     sys.exit(0 if tracker.active else 3)
@@ -217,13 +228,14 @@ def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, t
     runs = mlflow_runs(uri, embedded_params["profile"])
     assert len(runs) == n
     n_params = (len(resolve_run(embedded_params, Run("digits", 128, "cd", 0)).to_dict())
-                + len(embedded_params["evaluate"]))  # the settings, then evaluate.*
+                + 1 + len(embedded_params["evaluate"]))  # the settings, the method, then evaluate.*
     for logged in runs:
         i = int(logged.data.tags["seed"])
         assert logged.info.status == "FINISHED"
         assert loss_history(uri, logged.info.run_id) == [(e, i * 100.0 + e) for e in range(1, EPOCHS + 1)]
         assert logged.data.metrics["backbone_nmi"] == i / 10 and logged.data.metrics["feature_acc"] == i / 100
-        assert set(tracking.FINAL_METRICS) <= set(logged.data.metrics)
+        finals = {f"{stage}_{score}" for stage in ("backbone", "feature") for score in ("nmi", "ari", "acc")}
+        assert finals | {"loss", "lr", "instance", "feature", "entropy"} == set(logged.data.metrics)
         assert len(logged.data.params) == n_params
 
 
@@ -254,7 +266,7 @@ def test_training_with_an_unreachable_store_completes_and_syncs_later(params, ca
         assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [1, 2]
     assert json.loads(paths.train_summary(rid).read_text())["epochs"] == 2
     metrics = json.loads(paths.metrics(rid).read_text())
-    assert set(metrics["backbone"]) == {"nmi", "ari", "acc"}
+    assert set(metrics["stages"]["backbone"]) == {"nmi", "ari", "acc"}
     assert list(blocker.parent.glob("a_file*")) == [blocker] and blocker.is_file()
 
     # Once the store is back (here: the profile's own), sync logs what the files hold.
@@ -301,13 +313,13 @@ def test_tracking_changes_nothing_and_a_resumed_run_continues_its_mlflow_run(
     monkeypatch.setattr(train_module, "save_state", die_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         with tracking.Tracker(params, tracked_paths, settings) as tracker:
-            train(settings, prepared, files(tracked_paths.root), threads=1, progress=False, tracker=tracker)
+            train(settings, prepared, files(tracked_paths.root), threads=1, progress=False, sink=tracker)
     uri = tracking.tracking_uri(tracked_paths)
     (interrupted,) = mlflow_runs(uri, params["profile"])
     assert interrupted.info.status == "KILLED"
     monkeypatch.setattr(train_module, "save_state", real_save)
     with tracking.Tracker(params, tracked_paths, settings) as tracker:
-        train(settings, prepared, files(tracked_paths.root), threads=1, progress=False, tracker=tracker)
+        train(settings, prepared, files(tracked_paths.root), threads=1, progress=False, sink=tracker)
     assert tracker.active
 
     (resumed,) = mlflow_runs(uri, params["profile"])

@@ -116,13 +116,17 @@ def test_a_pipeline_logs_through_an_mlflow_server(server_params, mlflow_server, 
     assert logged.data.tags[tracking.HASH_TAG] == settings.digest()
     assert {k: logged.data.params[k] for k in settings.to_dict()} == {
         k: str(v) for k, v in settings.to_dict().items()}
+    assert logged.data.metrics.keys() >= {"instance", "feature", "entropy", "epoch_seconds", "pairs_per_s"}
     with paths.curves(rid).open(newline="") as handle:
         curves = list(csv.DictReader(handle))
     assert loss_history(url, logged.info.run_id) == [(int(r["epoch"]), float(r["loss"])) for r in curves]
     assert [e for e, _ in loss_history(url, logged.info.run_id)] == [1, 2]
     metrics = json.loads(paths.metrics(rid).read_text())
-    assert {f"{stage}_{score}": metrics[stage][score] for stage in tracking.STAGES
-            for score in tracking.SCORES}.items() <= logged.data.metrics.items()
+    assert tracking.final_metrics(metrics).items() <= logged.data.metrics.items()
+    assert {f"{stage}_{score}" for stage in ("backbone", "feature") for score in ("nmi", "ari", "acc")} == set(
+        tracking.final_metrics(metrics))
+    assert logged.data.params["method"] == logged.data.tags["method"] == "cd"
+    assert logged.data.tags["final_stage"] == "feature"
 
     # The files went up through the server (a proxied mlflow-artifacts: location, not a path
     # the client writes to) and landed in the server's artifacts folder.

@@ -21,9 +21,11 @@ from cdrepro.checkpoint import CheckpointMismatch, load_state, save_state
 from cdrepro.config import RunSettings, resolve_run, validate_params
 from cdrepro.data.prepared import meta_path_for, save_prepared
 from cdrepro.device import DeviceUnavailable
-from cdrepro.model import build_model
+from cdrepro.methods import METHODS, build_method
+from cdrepro.methods.base import LossTermsError
+from cdrepro.methods.cd import ContrastiveDisentangling
 from cdrepro.runs import ProfilePaths, Run
-from cdrepro.train import CURVE_COLUMNS, NonFiniteLoss, RunFiles, train
+from cdrepro.train import NonFiniteLoss, RunFiles, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -97,7 +99,7 @@ def test_a_short_run_writes_model_curves_summary_and_checkpoint(params, prepared
     assert not list(files.model.parent.glob(".*.tmp")), "atomic writes left temporary files"
 
     header, rows = read_curves(files.curves)
-    assert header == CURVE_COLUMNS
+    assert header == ["epoch", "lr", "loss", "instance", "feature", "entropy", "seconds", "pairs_per_s"]
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     for row in rows:
         for column in ("lr", "loss", "instance", "feature", "entropy", "seconds", "pairs_per_s"):
@@ -106,7 +108,7 @@ def test_a_short_run_writes_model_curves_summary_and_checkpoint(params, prepared
     model = load(files.model)
     assert model["settings_digest"] == settings.digest()
     assert model["settings"] == settings.to_dict()
-    assert model["model"].keys() == build_model(settings).state_dict().keys()
+    assert model["model"].keys() == build_method(settings, 4).state_dict().keys()
 
     summary = json.loads(files.summary.read_text())
     assert summary["run_id"] == settings.run_id
@@ -127,20 +129,21 @@ def test_a_short_run_writes_model_curves_summary_and_checkpoint(params, prepared
 
 @pytest.mark.parametrize("variant", ["cd", "no_ne", "no_head", "no_sched"])
 def test_curves_log_the_terms_and_lr_the_switches_ask_for(params, prepared, tmp_path, variant):
-    params["train"]["entropy_weight"] = 0.5  # a weight other than 1, so a dropped factor shows
+    params["methods"]["cd"]["entropy_weight"] = 0.5  # a weight other than 1, so a dropped factor shows
     settings = settings_of(params, variant, epochs=3)
-    _, rows = read_curves(run(settings, prepared, tmp_path).curves)
+    o = settings.options
+    header, rows = read_curves(run(settings, prepared, tmp_path).curves)
     assert len(rows) == 3
+    assert ("feature" in header and "entropy" in header) == o["head"]
 
     for row in rows:
         instance, loss = float(row["instance"]), float(row["loss"])
-        if not settings.head:
-            assert row["feature"] == "" and row["entropy"] == ""
+        if not o["head"]:
             expected = instance
         else:
             feature, entropy = float(row["feature"]), float(row["entropy"])
             assert 0.0 <= entropy <= 1.0
-            expected = instance + feature - (settings.entropy_weight * entropy if settings.entropy else 0.0)
+            expected = instance + feature - (o["entropy_weight"] * entropy if o["entropy"] else 0.0)
         assert loss == pytest.approx(expected, rel=1e-5, abs=1e-5), row
 
     lrs = [float(r["lr"]) for r in rows]
@@ -262,17 +265,28 @@ def test_device_and_precision_do_not_invalidate_a_checkpoint(params, prepared, t
 # --------------------------------------------------------------------------- refusals
 
 
+def register_faulty_cd(monkeypatch: pytest.MonkeyPatch, params: dict, nan_after_steps: int) -> None:
+    """A method ``faulty_cd`` (CD whose loss turns NaN after ``nan_after_steps`` steps) and a
+    variant of it, ``faulty``: a fault injected through the method seam."""
+
+    class FaultyCD(ContrastiveDisentangling):
+        name = "faulty_cd"
+        steps = 0
+
+        def loss(self, out1, out2):
+            terms = super().loss(out1, out2)
+            FaultyCD.steps += 1
+            if FaultyCD.steps > nan_after_steps:
+                terms["loss"] = terms["loss"] * float("nan")
+            return terms
+
+    monkeypatch.setitem(METHODS, "faulty_cd", FaultyCD)
+    params["variants"]["faulty"] = dict(params["variants"]["cd"], method="faulty_cd")
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(params, prepared, tmp_path, monkeypatch):
-    settings = settings_of(params, "cd", epochs=3)
-    real_loss = train_module.instance_loss
-    calls = {"n": 0}
-
-    def nan_from_epoch_2(z1, z2, temperature):
-        calls["n"] += 1
-        loss = real_loss(z1, z2, temperature)
-        return loss * float("nan") if calls["n"] > STEPS_PER_EPOCH else loss
-
-    monkeypatch.setattr(train_module, "instance_loss", nan_from_epoch_2)
+    register_faulty_cd(monkeypatch, params, nan_after_steps=STEPS_PER_EPOCH)
+    settings = settings_of(params, "faulty", epochs=3)
     files = run_files(tmp_path, settings)
     with pytest.raises(NonFiniteLoss, match=r"epoch 2") as info:
         train(settings, prepared, files, threads=1, progress=False)
@@ -287,13 +301,38 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(params, prepar
 
 
 def test_non_finite_loss_in_the_first_epoch_claims_no_checkpoint(params, prepared, tmp_path, monkeypatch):
-    settings = settings_of(params, "cd", epochs=2)
-    monkeypatch.setattr(train_module, "instance_loss", lambda z1, z2, t: z1.sum() * float("nan"))
+    register_faulty_cd(monkeypatch, params, nan_after_steps=0)
+    settings = settings_of(params, "faulty", epochs=2)
     files = run_files(tmp_path, settings)
     with pytest.raises(NonFiniteLoss, match=r"epoch 1\b") as info:
         train(settings, prepared, files, threads=1, progress=False)
     assert "epoch 0" not in str(info.value) and "No checkpoint" in str(info.value)
     assert not files.checkpoint.exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda terms: terms.pop("feature"), r"declares but does not return \['feature'\]"),
+    (lambda terms: terms.update(extra=terms["loss"] * 0), r"returns but does not declare \['extra'\]"),
+])
+def test_a_loss_term_declared_and_not_returned_or_the_reverse_is_an_error(params, prepared, tmp_path,
+                                                                        monkeypatch, change, message):
+    """Never a silent drop: a term without a curve column, or a column without a term."""
+
+    class Mislabelled(ContrastiveDisentangling):
+        name = "mislabelled"
+
+        def loss(self, out1, out2):
+            terms = super().loss(out1, out2)
+            change(terms)
+            return terms
+
+    monkeypatch.setitem(METHODS, "mislabelled", Mislabelled)
+    params["variants"]["mislabelled"] = dict(params["variants"]["cd"], method="mislabelled")
+    settings = settings_of(params, "mislabelled", epochs=1)
+    files = run_files(tmp_path, settings)
+    with pytest.raises(LossTermsError, match=message):
+        train(settings, prepared, files, threads=1, progress=False)
+    assert not files.checkpoint.exists() and not files.curves.exists()
 
 
 def test_batch_size_larger_than_the_dataset_is_refused(params, prepared, tmp_path):

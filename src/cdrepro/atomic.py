@@ -1,9 +1,17 @@
-"""Write files so that a crash leaves the old file or none, never a torn one."""
+"""Write files so that a crash leaves the old file or none, never a torn one.
+
+The temporary file is named ``.<name>.<host>.<pid>.<random>.tmp``: a later write of the same
+file removes those its own host's dead processes left (a SIGKILL mid-write), so none stays
+forever, and never one of a live writer or of another host's (a shared file system). Its mode
+is the umask's, as a plain ``open`` would give, not ``mkstemp``'s 0600: on a shared cluster the
+group reads the models, metrics and tables.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +28,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    host = socket.gethostname().replace(".", "_")
+    _remove_dead_writers_files(path, host)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp",
+                                    dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -36,6 +48,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _remove_dead_writers_files(path: Path, host: str) -> None:
+    """Temporary files of ``path`` left by processes of this host that no longer run."""
+    for leftover in path.parent.glob(f".{path.name}.{host}.*.tmp"):
+        pid = leftover.name[len(f".{path.name}.{host}."):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -41,12 +41,30 @@ def load_weights_only(path: Path) -> dict[str, Any]:
     whatever the file's pickle asks for: never do that with a file of unknown origin.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights_only" not in str(exc).lower() and "unsupported" not in str(exc).lower():
+            raise _damaged(path, exc) from exc
         raise UnsafeCheckpoint(
             f"{path} holds objects other than tensors and plain data and was refused (nothing in "
             "it was run); delete it so the run trains again, or use a checkpoint you trust"
         ) from exc
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError) as exc:  # torch's archive reader
+        raise _damaged(path, exc) from exc
+    if not isinstance(state, dict):
+        raise _damaged(path, TypeError(f"a {type(state).__name__}, not a mapping"))
+    return state
+
+
+class DamagedCheckpoint(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, bit-flipped, not a torch file)."""
+
+
+def _damaged(path: Path, exc: BaseException) -> DamagedCheckpoint:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DamagedCheckpoint(
+        f"{path} is damaged and cannot be read ({first}); delete it: a checkpoint.pt then "
+        "trains its run again from the start, a model.pt is written again by training")
 
 
 def load_state(path: Path, expected_digest: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ on any error the user can fix.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -35,6 +36,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
         print(f"batch sizes fit the prepared datasets: {', '.join(checked)}")
     print(f"{args.params}: valid; profile '{params['profile']}', {len(params['runs'])} runs, "
           f"outputs under {paths.root}")
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    from cdrepro.methods import describe_methods
+
+    print(describe_methods())
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
@@ -99,6 +106,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from cdrepro import distributed as ddp
     from cdrepro.device import select_device
+    from cdrepro.runlock import run_lock
     from cdrepro.tracking import Tracker
     from cdrepro.train import RunFiles, train
 
@@ -107,10 +115,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     with ddp.process_group(select_device(settings.device)) as ranks:
         if not ranks.is_main:  # rank 0 speaks for the run
             logging.getLogger("cdrepro").setLevel(logging.WARNING)
-        # Only rank 0 tracks; the tracker closes the MLflow run, whatever happens.
-        with Tracker(params, paths, settings, active=None if ranks.is_main else False) as tracker:
+        # Rank 0 holds the run's lock (one writer per run) and alone tracks; the tracker closes
+        # the MLflow run, whatever happens.
+        lock = (run_lock(paths.lock(args.run), args.run, "training") if ranks.is_main
+                else contextlib.nullcontext())
+        with lock, Tracker(params, paths, settings, active=None if ranks.is_main else False) as tracker:
             summary = train(settings, paths.prepared(settings.dataset), files, threads=args.threads,
-                            tracker=tracker, ranks=ranks)
+                            sink=tracker, ranks=ranks)
     if not ranks.is_main:
         return
     where = summary["device"] + (f" ({ranks.world_size} processes)" if ranks.distributed else "")
@@ -119,8 +130,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from cdrepro.atomic import write_json
     from cdrepro.evaluate import evaluate
+    from cdrepro.results import write_metrics
+    from cdrepro.runlock import run_lock
     from cdrepro.tracking import Tracker
 
     params, paths = _context(args)
@@ -128,12 +140,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         _evaluate_checkpoint(args, params, paths, settings)
         return
-    metrics = evaluate(settings, paths.prepared(settings.dataset), paths.model(args.run),
-                       params["evaluate"], threads=args.threads)
-    write_json(paths.metrics(args.run), metrics)
-    Tracker(params, paths, settings).log_evaluation(metrics)
-    print(f"{args.run}: backbone {json.dumps(metrics['backbone'])}, "
-          f"{metrics['feature_stage']} {json.dumps(metrics['feature'])}")
+    with run_lock(paths.lock(args.run), args.run, "evaluation"):
+        metrics = evaluate(settings, paths.prepared(settings.dataset), paths.model(args.run),
+                           params["evaluate"], threads=args.threads)
+        write_metrics(paths.metrics(args.run), metrics)
+        Tracker(params, paths, settings).log_evaluation(metrics)
+    print(f"{args.run}: {_stage_scores(metrics)}")
+
+
+def _stage_scores(metrics: dict) -> str:
+    return ", ".join(f"{stage} {json.dumps(scores)}" for stage, scores in metrics["stages"].items())
 
 
 def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfilePaths,
@@ -141,20 +157,20 @@ def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfileP
     """``evaluate --checkpoint``: a checkpoint from elsewhere (the authors' released models, say)
     in the run's architecture and on its dataset. Not logged to MLflow, and written beside the
     profile's runs (unless --out says otherwise): it is not the run's own training."""
-    from cdrepro.atomic import write_json
+    from cdrepro.data.prepared import load_prepared
     from cdrepro.evaluate import evaluate_model
-    from cdrepro.model import build_model
+    from cdrepro.methods import build_method
     from cdrepro.released import default_metrics_path, load_checkpoint
+    from cdrepro.results import write_metrics
 
-    model = build_model(settings)
+    data = load_prepared(paths.prepared(settings.dataset))
+    model = build_method(settings, data.num_classes)
     layout = load_checkpoint(args.checkpoint, model, args.run)
-    metrics = evaluate_model(model, settings, paths.prepared(settings.dataset), params["evaluate"],
-                             threads=args.threads)
+    metrics = evaluate_model(model, settings, data, params["evaluate"], threads=args.threads)
     metrics.update(checkpoint=str(args.checkpoint), layout=layout)
     out = args.out or default_metrics_path(paths, args.run, args.checkpoint)
-    write_json(out, metrics)
-    print(f"{args.checkpoint} ({layout} layout) as {args.run}: backbone {json.dumps(metrics['backbone'])}, "
-          f"{metrics['feature_stage']} {json.dumps(metrics['feature'])} -> {out}")
+    write_metrics(out, metrics)
+    print(f"{args.checkpoint} ({layout} layout) as {args.run}: {_stage_scores(metrics)} -> {out}")
 
 
 def cmd_tsne(args: argparse.Namespace) -> None:
@@ -167,23 +183,29 @@ def cmd_tsne(args: argparse.Namespace) -> None:
 
 def cmd_figures(args: argparse.Namespace) -> None:
     from cdrepro.figures.profile import profile_figures
+    from cdrepro.results import ProfileResults
 
     params, _ = _context(args)
-    for path in profile_figures(params, threads=args.threads):
+    for path in profile_figures(params, ProfileResults.load(params), threads=args.threads):
         print(path)
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
+    from cdrepro.results import TABLES_TARGET, ProfileResults
     from cdrepro.tables import write_tables
 
     params, paths = _context(args)
-    runs = cfg.runs_of(params)
-    metrics = [json.loads(paths.metrics(run_id(r)).read_text()) for r in runs]
-    datasets = sorted({r.dataset for r in runs})
-    baselines = [json.loads(paths.baseline(d).read_text()) for d in datasets]
-    titles = {name: ds.get("title", name) for name, ds in params["datasets"].items()}
-    written = write_tables(metrics, baselines, titles, paths.tables_dir())
-    for path in written:
+    for path in write_tables(ProfileResults.load(params, target=TABLES_TARGET), paths.tables_dir()):
+        print(path)
+
+
+def cmd_methods_table(args: argparse.Namespace) -> None:
+    from cdrepro.methods_table import write_methods_table
+    from cdrepro.results import ProfileResults, methods_target
+
+    params, paths = _context(args)
+    results = ProfileResults.load(params, target=methods_target(params))
+    for path in write_methods_table(results, paths.tables_dir()):
         print(path)
 
 
@@ -204,68 +226,32 @@ def cmd_tracking_init(args: argparse.Namespace) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
-    import csv
-
     from cdrepro import tracking
 
     params, paths = _context(args)
     rids = [args.run] if args.run else [run_id(r) for r in cfg.runs_of(params)]
     synced = 0
     for rid in rids:
-        settings = cfg.resolve_run(params, cfg.find_run(params, rid))
-        if not paths.curves(rid).is_file():
+        logged = tracking.sync_run(params, rid)
+        if logged is None:
             print(f"{rid}: not trained yet; skipped")
             continue
-        with paths.curves(rid).open(newline="") as handle:
-            curves = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
-        metrics_file = paths.metrics(rid)
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-        try:
-            tracking.Tracker(params, paths, settings).sync(curves, metrics)
-        except Exception as exc:
-            raise RuntimeError(f"{rid}: cannot log to {tracking.tracking_uri(paths)}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+        epochs, with_metrics = logged
         synced += 1
-        print(f"{rid}: {len(curves)} epochs{' and metrics' if metrics else ''} logged")
+        print(f"{rid}: {epochs} epochs{' and metrics' if with_metrics else ''} logged")
     print(f"{synced} runs synced to {tracking.tracking_uri(paths)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from cdrepro import tracking
 
-    params, paths = _context(args)
-    table = tracking.runs_table(params)
-    wanted = [run_id(r) for r in cfg.runs_of(params)]
-    table = table[table["run_id"].isin(wanted)].copy()
-    order = {rid: i for i, rid in enumerate(wanted)}
-    table = table.sort_values("run_id", key=lambda col: col.map(order)).reset_index(drop=True)
-    problems = []
-    checks = []
-    for _, row in table.iterrows():
-        path = paths.metrics(row["run_id"])
-        if not path.is_file():
-            checks.append("no metrics.json")
-            continue
-        saved = json.loads(path.read_text())
-        differs = [name for name in tracking.FINAL_METRICS
-                   if not abs(row[name] - saved[name.split("_")[0]][name.split("_")[1]]) <= 1e-9]
-        checks.append("ok" if not differs else "differs: " + ",".join(differs))
-        if differs:
-            problems.append(f"{row['run_id']} ({', '.join(differs)})")
-    table["check"] = checks
-    missing = [rid for rid in wanted if rid not in set(table["run_id"]) and paths.metrics(rid).is_file()]
-    shown = table.drop(columns=["run_id", "mlflow_run_id"]).set_index(["dataset", "batch_size", "variant", "seed"])
+    params, _ = _context(args)
+    comparison = tracking.compare_with_files(params)
     if args.csv:
-        table.to_csv(args.csv, index=False)
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", None,
-                           "display.float_format", "{:.4f}".format):
-        print(shown.to_string() if len(shown) else "(no runs in MLflow yet)")
-    if missing:
-        problems.append(f"evaluated but not in MLflow: {', '.join(missing)} (cdrepro sync)")
-    if problems:
-        raise RuntimeError("MLflow disagrees with the metrics files: " + "; ".join(problems))
+        comparison.table.to_csv(args.csv, index=False)
+    print(comparison.text())
+    if comparison.problems:
+        raise RuntimeError("MLflow disagrees with the metrics files: " + "; ".join(comparison.problems))
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
@@ -308,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("validate", cmd_validate, "check a params file and say where its outputs go")
     add("runs", cmd_runs, "list the run ids of a params file")
+    add("methods", cmd_methods, "the methods, their evaluation stages and their options with defaults")
     add("prepare", cmd_prepare, "download/read a dataset into one uint8 array file", dataset=True)
     add("baseline", cmd_baseline, "raw-pixel K-means baseline of a prepared dataset", dataset=True)
     add("train", cmd_train, "train (or resume) one run", run=True, threads=True)
@@ -320,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None,
         help="with --checkpoint: where the metrics go (default: "
              "<results_dir>/<profile>/released/<run>/<checkpoint name>.metrics.json)")
-    add("tables", cmd_tables, "LaTeX tables (paper Tables 2-10) and all.csv from every run")
+    add("tables", cmd_tables, "LaTeX tables (paper Tables 2-10) and all.csv from the runs for reproduce_tables")
+    add("methods-table", cmd_methods_table, "the methods table (methods.tex, methods.csv): every method "
+        "beside its published numbers, from the runs for compare_methods (every run if none is)")
     add("tsne", cmd_tsne, "t-SNE figure of one run's backbone and final outputs", run=True, threads=True)
     add("figures", cmd_figures, "training curves, ablation charts, head statistics, LIME views and "
         "the summary table of every run", threads=True)
@@ -328,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
         "create the MLflow store and the profile's experiment (once, before parallel jobs)")
     add("sync", cmd_sync, "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure")
     sub.choices["sync"].add_argument("--run", default=None, help="one run id (default: every run)")
-    add("compare", cmd_compare, "the profile's runs from MLflow: variant vs final metrics, "
-        "checked against each run's metrics.json")
+    add("compare", cmd_compare, "the profile's runs from MLflow: method and variant vs every "
+        "stage's metrics, checked against each run's metrics.json")
     sub.choices["compare"].add_argument("--csv", default=None, help="also write the table here")
     add("ui", cmd_ui, "the MLflow UI on the profile's store, bound to 127.0.0.1")
     sub.choices["ui"].add_argument("--port", type=int, default=5000, help="port (default: 5000)")
@@ -341,6 +330,21 @@ def _one_line(exc: BaseException) -> str:
     under the offending column; the caret lines mean nothing once joined, so they go)."""
     lines = (line.strip() for line in str(exc).splitlines())
     return " ".join(line for line in lines if line and set(line) != {"^"})
+
+
+def _os_error(exc: OSError) -> str:
+    """A file-system error as one line that names the file and says what to do."""
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return (f"the disk is full ({exc.strerror}) while writing{where or ' a file'}. Files are "
+                "written to a temporary name and renamed, so the previous version of every output "
+                "(the last checkpoint included) is intact: free some space and run the step again "
+                "(training resumes from its last checkpoint)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"cannot write or read{where}: {exc.strerror}. Make it (and its folder) writable "
+                "for this user, or point results_dir in the params at a folder that is")
+    return (f"{exc.strerror or type(exc).__name__}{':' if where else ''}{where}; check that path "
+            "and run the step again (--verbose shows the traceback)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,13 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cdrepro {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or args.verbose:
+        if args.verbose:
             raise
-        where = f" while writing {exc.filename}" if exc.filename else ""
-        print(f"cdrepro {args.command}: error: the disk is full ({exc.strerror}){where}. Files "
-              "are written to a temporary name and renamed, so the previous version of every "
-              "output (the last checkpoint included) is intact: free some space and run the "
-              "step again (training resumes from its last checkpoint)", file=sys.stderr)
+        print(f"cdrepro {args.command}: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     return 0
 

@@ -3,14 +3,15 @@
 Everything the pipeline does is decided by one params file (``params.yaml`` or a profile such
 as ``workflow/configs/paper.yaml``). This module checks it against the JSON schema, adds the
 cross-field checks a schema cannot express, and turns a run (dataset, batch size, variant,
-seed) into the flat settings the training and evaluation code read.
+seed; its variant names the method) into the flat settings the training and evaluation code
+read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,49 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cdrepro.backbones import rep_dim_of
+from cdrepro.methods import DEFAULT_METHOD, METHODS
 from cdrepro.runs import ProfilePaths, Run, run_id
+
+# What every variant may set whatever its method (the shared protocol's switches).
+VARIANT_DEFAULTS: dict[str, Any] = {"views": 2, "schedule": True, "grad_clip": True}
+VARIANT_KEYS = ("method", *VARIANT_DEFAULTS)
 
 
 class ParamsError(ValueError):
     """A params file is invalid; the message names the offending key."""
+
+
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema counts 2.0 as an integer; the code cannot use it as one (``bs128.0``)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# The schema's validator, but with whole-number floats no integers.
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key '{key}' twice (first on line {seen[key].line + 1}); "
+                    "remove one of them", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(handle: Any) -> Any:
+    """YAML from a stream (so errors name the file and line), duplicate keys refused."""
+    return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def load_schema() -> dict[str, Any]:
@@ -42,7 +81,7 @@ def validate_params(params: Any, source: str = "params") -> dict[str, Any]:
     """
     if not isinstance(params, dict):
         raise ParamsError(f"{source}: expected a mapping of keys at the top level")
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         error = errors[0]
@@ -53,16 +92,29 @@ def validate_params(params: Any, source: str = "params") -> dict[str, Any]:
             raise ParamsError(f"{source}: {key}: unknown key — {error.message}{hint}")
         raise ParamsError(f"{source}: {key}: {error.message}")
     _check_cross_fields(params, source)
+    _check_results_dir(params, source)
     return params
 
 
+def _check_results_dir(params: dict[str, Any], source: str) -> None:
+    results = Path(params["results_dir"])
+    for path in (results, results / params["profile"]):
+        if path.exists() and not path.is_dir():
+            raise ParamsError(f"{source}: results_dir: {path} exists and is not a folder; point "
+                              "results_dir at a folder (it is created if missing)")
+
+
 def _check_cross_fields(params: dict[str, Any], source: str) -> None:
-    for name, switches in params["variants"].items():
-        if not switches["head"] and (switches["entropy"] or switches["last_bn"]):
-            raise ParamsError(
-                f"{source}: variants.{name}: head is false, so entropy and last_bn must be false "
-                "too (both act on the feature predictor, which a no-head variant does not have)"
-            )
+    for name, options in params.get("methods", {}).items():
+        _check_method_options(name, options, f"methods.{name}", source)
+    for name, variant in params["variants"].items():
+        method = variant.get("method", DEFAULT_METHOD)
+        own = {k: v for k, v in variant.items() if k not in VARIANT_KEYS}
+        _check_method_options(method, own, f"variants.{name}", source)
+        merged = method_options(params, name)
+        problem = METHODS[method].check_options(merged)
+        if problem:
+            raise ParamsError(f"{source}: variants.{name}: {problem}")
     model = params["model"]
     if model.get("backbone_width", 64) != 64 and model["backbone"] == "resnet50":
         raise ParamsError(f"{source}: model.backbone_width: only resnet18 and resnet34 can be "
@@ -91,10 +143,48 @@ def _check_cross_fields(params: dict[str, Any], source: str) -> None:
                 f"{source}: runs[{i}].batch_size: {raw['batch_size']} does not split evenly "
                 f"among train.gpus_per_run = {gpus} processes; make it a multiple of {gpus}"
             )
-        rid = run_id(Run(**raw))
+        method = METHODS[method_of(params, raw["variant"])]
+        options = _resolve_options(method.name, method_options(params, raw["variant"]), raw["batch_size"])
+        problem = method.check_run(options, raw["batch_size"])
+        if problem:
+            raise ParamsError(f"{source}: runs[{i}]: {problem}")
+        rid = run_id(_run(raw))
         if rid in seen:
             raise ParamsError(f"{source}: runs[{i}]: duplicate of runs[{seen[rid]}] ({rid})")
         seen[rid] = i
+
+
+def _check_method_options(method: str, options: dict[str, Any], where: str, source: str) -> None:
+    """``options`` must be options of ``method``, of the types it declares."""
+    if method not in METHODS:
+        key = where if where.startswith("methods.") else f"{where}.method"
+        raise ParamsError(f"{source}: {key}: unknown method '{method}' "
+                          f"(known: {', '.join(sorted(METHODS))})")
+    declared = METHODS[method].options
+    for key in options:
+        if key not in declared:
+            owners = sorted(m for m, cls in METHODS.items() if key in cls.options)
+            whose = f"'{key}' is an option of {', '.join(owners)}, not of {method}" if owners \
+                else f"'{key}' is not an option of method {method}"
+            allowed = ", ".join(sorted(declared)) or "none"
+            raise ParamsError(f"{source}: {where}.{key}: {whose} (options of {method}: {allowed})")
+    schema = {"$defs": load_schema()["$defs"], "type": "object", "properties": dict(declared)}
+    for error in _Validator(schema).iter_errors(options):
+        raise ParamsError(f"{source}: {where}.{_key_path(error)}: {error.message}")
+
+
+def method_of(params: dict[str, Any], variant: str) -> str:
+    return params["variants"][variant].get("method", DEFAULT_METHOD)
+
+
+def method_options(params: dict[str, Any], variant: str) -> dict[str, Any]:
+    """A variant's method options: the method's defaults, then ``methods.<method>``, then the
+    variant's own (unresolved: ``batch_size`` widths stay as written)."""
+    method = method_of(params, variant)
+    options = {key: spec["default"] for key, spec in METHODS[method].options.items()}
+    options.update(params.get("methods", {}).get(method, {}))
+    options.update({k: v for k, v in params["variants"][variant].items() if k not in VARIANT_KEYS})
+    return options
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -104,7 +194,7 @@ def load_params(path: str | Path) -> dict[str, Any]:
         raise ParamsError(f"params file not found: {path}")
     try:
         with path.open() as handle:  # a stream, so YAML errors name the file and line
-            params = yaml.safe_load(handle)
+            params = read_yaml(handle)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     return validate_params(params, source=str(path))
@@ -145,9 +235,19 @@ def check_against_prepared(params: dict[str, Any], source: str = "params") -> li
     return checked
 
 
-def runs_of(params: dict[str, Any]) -> list[Run]:
-    """The run list, in the order of the params file."""
-    return [Run(**raw) for raw in params["runs"]]
+# The workflow's targets a run can be for; a run without ``targets:`` is for the first.
+TARGETS = ("reproduce_tables", "compare_methods")
+
+
+def _run(raw: dict[str, Any]) -> Run:
+    return Run(raw["dataset"], raw["batch_size"], raw["variant"], raw["seed"])
+
+
+def runs_of(params: dict[str, Any], target: str | None = None) -> list[Run]:
+    """The run list, in the order of the params file: every run, or those for ``target``
+    (``reproduce_tables``: the paper's tables; ``compare_methods``: the methods table)."""
+    return [_run(raw) for raw in params["runs"]
+            if target is None or target in raw.get("targets", TARGETS[:1])]
 
 
 def find_run(params: dict[str, Any], rid: str) -> Run:
@@ -176,11 +276,7 @@ class RunSettings:
     backbone_width: int
     rep_dim: int
     hidden_dim: int
-    feature_num: int
-    # switches
-    entropy: bool
-    last_bn: bool
-    head: bool
+    # the protocol's switches
     views: int
     schedule: bool
     grad_clip: bool
@@ -190,17 +286,31 @@ class RunSettings:
     lr: float
     weight_decay: float
     instance_temperature: float
-    feature_temperature: float
-    entropy_weight: float
     grad_clip_norm: float
     device: str
     precision: str
     compile: str = "augment"
     deterministic: bool = False
     gpus_per_run: int = 1
+    # the method and its own options, resolved (cdrepro.methods)
+    method: str = DEFAULT_METHOD
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat: the method's options sit beside the shared settings. ``method`` is left out
+        for CD, so the settings (and digests) of runs made before there were methods stay."""
+        flat = asdict(self)
+        flat.update(flat.pop("options"))
+        if flat["method"] == DEFAULT_METHOD:
+            del flat["method"]
+        return flat
+
+    @classmethod
+    def from_dict(cls, flat: dict[str, Any]) -> "RunSettings":
+        """The inverse of ``to_dict`` (settings as saved in train.json or model.pt)."""
+        shared = {f.name for f in fields(cls)}
+        own = {k: v for k, v in flat.items() if k not in shared}
+        return cls(**{k: v for k, v in flat.items() if k in shared}, options=own)
 
     def digest(self) -> str:
         """A short hash of every setting that changes what training computes."""
@@ -214,18 +324,30 @@ class RunSettings:
 HOW_NOT_WHAT = ("device", "precision", "compile", "deterministic", "gpus_per_run")
 
 
-def rep_dim_of(backbone: str, width: int = 64) -> int:
-    """Size of the pooled backbone output h (the paper's rep_dim: 512 for ResNet-18/34)."""
-    return width * 8 * (4 if backbone == "resnet50" else 1)
-
-
 def _resolve_dim(value: int | str, batch_size: int) -> int:
-    return batch_size if value == "batch_size" else int(value)
+    if value == "batch_size":
+        return batch_size
+    return batch_size // 2 if value == "half_batch" else int(value)
+
+
+def _resolve_options(method: str, options: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """Widths given as ``batch_size`` become numbers, and numbers the type the method declares
+    (1 and 1.0 must give one digest)."""
+    resolved = {}
+    for key, value in options.items():
+        spec = METHODS[method].options[key]
+        if spec.get("$ref") == "#/$defs/dim":
+            value = _resolve_dim(value, batch_size)
+        elif spec.get("type") == "number":
+            value = float(value)
+        resolved[key] = value
+    return resolved
 
 
 def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
     dataset = params["datasets"][run.dataset]
-    switches = params["variants"][run.variant]
+    variant = VARIANT_DEFAULTS | params["variants"][run.variant]
+    method = method_of(params, run.variant)
     model = params["model"]
     train = params["train"]
     width = int(model.get("backbone_width", 64))
@@ -242,26 +364,22 @@ def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
         backbone_width=width,
         rep_dim=rep_dim_of(model["backbone"], width),
         hidden_dim=_resolve_dim(model["hidden_dim"], run.batch_size),
-        feature_num=_resolve_dim(model["feature_num"], run.batch_size),
-        entropy=switches["entropy"],
-        last_bn=switches["last_bn"],
-        head=switches["head"],
-        views=switches["views"],
-        schedule=switches["schedule"],
-        grad_clip=switches["grad_clip"],
+        views=variant["views"],
+        schedule=variant["schedule"],
+        grad_clip=variant["grad_clip"],
         epochs=train["epochs"],
         image_size=train["image_size"],
         lr=float(train["lr"]),
         weight_decay=float(train["weight_decay"]),
         instance_temperature=float(train["instance_temperature"]),
-        feature_temperature=float(train["feature_temperature"]),
-        entropy_weight=float(train["entropy_weight"]),
         grad_clip_norm=float(train["grad_clip_norm"]),
         device=train["device"],
         precision=train.get("precision", "auto"),
         compile=train.get("compile", "augment"),
         deterministic=bool(train.get("deterministic", False)),
         gpus_per_run=int(train.get("gpus_per_run", 1)),
+        method=method,
+        options=_resolve_options(method, method_options(params, run.variant), run.batch_size),
     )
 
 

@@ -5,9 +5,10 @@ How a run is split
     ``settings.batch_size`` stays the global batch, the paper's. Every rank draws the same
     shuffle permutation and takes its contiguous slice of each global batch (rank 0 the first
     ``batch_size / world_size`` rows, and so on), makes its own views with its own augmentation
-    generator, and runs the model on them. Before the losses, the projector outputs z and the
-    predictions f of every rank are gathered (``gather_outputs``), in rank order, so the
-    losses see the global batch in the order one process would have it.
+    generator, and runs the model on them. Before the losses, the outputs the method's losses
+    read (its ``gathered`` names: CD's z and f, say) are gathered from every rank
+    (``gather_outputs``), in rank order, so the losses see the global batch in the order one
+    process would have it.
 
 Why the gradient comes out right
     Every rank computes the same global loss L from the same gathered tensors. The backward of
@@ -36,7 +37,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from cdrepro.model import Outputs
 
 T = TypeVar("T")
 
@@ -163,12 +163,11 @@ def all_gather_with_grad(rows: torch.Tensor) -> torch.Tensor:
     return _AllGatherWithGrad.apply(rows)
 
 
-def gather_outputs(out: Outputs) -> Outputs:
-    """z and f of the global batch, gathered with gradients; h stays this rank's own rows
-    (the losses do not read it)."""
-    z = all_gather_with_grad(out.z)  # (B_global, hidden_dim)
-    f = all_gather_with_grad(out.f) if out.f is not None else None  # (B_global, K)
-    return out._replace(z=z, f=f)
+def gather_outputs(out: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The outputs named in ``names`` over the global batch, gathered with gradients; the others
+    (h, say) stay this rank's own rows: the losses do not read them."""
+    return {key: all_gather_with_grad(value) if key in names else value  # (B_global, ...)
+            for key, value in out.items()}
 
 
 def min_over_ranks(value: torch.Tensor) -> torch.Tensor:

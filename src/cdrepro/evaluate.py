@@ -19,11 +19,12 @@ from cdrepro.config import RunSettings
 from cdrepro.data.prepared import PreparedDataset, load_prepared
 from cdrepro.device import autocast, select_device
 from cdrepro.kmeans import kmeans
+from cdrepro.methods import Method, build_method
+from cdrepro.methods.base import ARGMAX
 from cdrepro.metrics import clustering_scores
-from cdrepro.model import ContrastiveDisentangling, build_model
 
 
-def load_model(path: Path, settings: RunSettings) -> ContrastiveDisentangling:
+def load_model(path: Path, settings: RunSettings, num_classes: int) -> Method:
     """Rebuild the run's model and load its final weights (``weights_only=True``)."""
     state = load_weights_only(path)
     if state.get("settings_digest") != settings.digest():
@@ -31,28 +32,29 @@ def load_model(path: Path, settings: RunSettings) -> ContrastiveDisentangling:
             f"{path} was trained with other settings than run {settings.run_id} has now; "
             "re-run its training (delete the run's folder) before evaluating"
         )
-    model = build_model(settings)
+    model = build_method(settings, num_classes)
     model.load_state_dict(state["model"])
     return model
 
 
 @torch.no_grad()
-def embed(model: ContrastiveDisentangling, images: np.ndarray, image_size: int, batch_size: int,
-          device: torch.device, precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """Backbone outputs h and final outputs (f, or z without a head) for every image.
+def embed(model: Method, images: np.ndarray, image_size: int, batch_size: int,
+          device: torch.device, precision: str = "auto",
+          outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The model's named outputs for every image, as float32 arrays (N, width).
 
-    images: (N, H, W, 3) uint8. Returns float32 arrays (N, rep_dim) and (N, K or hidden_dim).
-    """
+    images: (N, H, W, 3) uint8. ``outputs``: which (default: those the method's stages read)."""
+    names = outputs or tuple(dict.fromkeys(stage.output for stage in model.stages().values()))
     model.eval().to(device)
-    backbone, final = [], []
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for start in range(0, len(images), batch_size):  # the last partial batch is kept
         batch = torch.from_numpy(images[start:start + batch_size]).to(device)
         x = aug.eval_transform(aug.to_float(batch), image_size)  # (B, 3, S, S)
         with autocast(device, precision):
             out = model(x)
-        backbone.append(out.h.float().cpu())
-        final.append((out.f if out.f is not None else out.z).float().cpu())
-    return torch.cat(backbone).numpy(), torch.cat(final).numpy()
+        for name in names:
+            parts[name].append(out[name].float().cpu())
+    return {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}
 
 
 # Largest float64 copy of the features scikit-learn's K-means gets (bytes); above it, float32.
@@ -86,34 +88,50 @@ def kmeans_scores(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_i
     return clustering_scores(labels, clusters)
 
 
+def stage_scores(model: Method, outputs: dict[str, np.ndarray], labels: np.ndarray, n_clusters: int,
+                 eval_params: dict[str, Any], device: torch.device | None) -> dict[str, dict[str, float]]:
+    """NMI/ARI/ACC of every stage of the method, in its order: K-means (k = classes) on the
+    stage's output, or, for an argmax stage, the output's own cluster assignment."""
+    scores = {}
+    for name, stage in model.stages().items():
+        features = outputs[stage.output]
+        if stage.assign == ARGMAX:
+            scores[name] = clustering_scores(labels, features.argmax(axis=1))
+        else:
+            scores[name] = kmeans_scores(features, labels, n_clusters, eval_params["kmeans_n_init"],
+                                         eval_params["kmeans_seed"], device)
+    return scores
+
+
 def evaluate(settings: RunSettings, prepared: Path, model_path: Path, eval_params: dict[str, Any],
              threads: int | None = None) -> dict[str, Any]:
     """The metrics of a run's own trained model (``model.pt``)."""
-    return evaluate_model(load_model(model_path, settings), settings, prepared, eval_params, threads)
+    data = load_prepared(prepared)
+    model = load_model(model_path, settings, data.num_classes)
+    return evaluate_model(model, settings, data, eval_params, threads)
 
 
-def evaluate_model(model: ContrastiveDisentangling, settings: RunSettings, prepared: Path,
+def evaluate_model(model: Method, settings: RunSettings, data: PreparedDataset,
                    eval_params: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
-    """The metrics of a loaded model with the run's architecture (a released checkpoint, say)."""
+    """The metrics of a loaded model with the run's architecture (a released checkpoint, say):
+    one record per stage under ``stages``, the method's last stage named ``final_stage``."""
     if threads:
         torch.set_num_threads(threads)
     device = select_device(settings.device)
-    data = load_prepared(prepared)
-    h, final = embed(model, data.images, settings.image_size, eval_params["batch_size"], device,
-                     settings.precision)
-    k, n_init, seed = data.num_classes, eval_params["kmeans_n_init"], eval_params["kmeans_seed"]
+    outputs = embed(model, data.images, settings.image_size, eval_params["batch_size"], device,
+                    settings.precision)
     on = kmeans_device(eval_params.get("kmeans_backend", "auto"), device)
     return {
         "run_id": settings.run_id,
         "dataset": settings.dataset,
         "batch_size": settings.batch_size,
+        "method": settings.method,
         "variant": settings.variant,
         "seed": settings.seed,
         "n_images": len(data),
-        "num_classes": k,
-        "backbone": kmeans_scores(h, data.labels, k, n_init, seed, on),
-        "feature": kmeans_scores(final, data.labels, k, n_init, seed, on),
-        "feature_stage": "feature" if settings.head else "projector",
+        "num_classes": data.num_classes,
+        "stages": stage_scores(model, outputs, data.labels, data.num_classes, eval_params, on),
+        "final_stage": model.final_stage(),
     }
 
 

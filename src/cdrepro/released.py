@@ -1,8 +1,10 @@
 """Checkpoints made outside this pipeline: the authors' released models, or a bare state dict of ours.
 
-The authors' ``Network`` (github.com/Hoper-J/Contrastive-Disentangling, ``modules/network.py``)
-has the same three parts as ``cdrepro.model.ContrastiveDisentangling`` with the same layers in
-the same order; only the backbone's attribute is named differently:
+Each method says how its original authors' layout maps onto its own keys
+(``Method.authors_layout``: their first key component -> ours). CD's authors' ``Network``
+(github.com/Hoper-J/Contrastive-Disentangling, ``modules/network.py``) has the same three
+parts as ``cdrepro.methods.cd.ContrastiveDisentangling`` with the same layers in the same
+order; only the backbone's attribute is named differently:
 
 ==========================  ==========================
 authors                     ours
@@ -32,16 +34,11 @@ import torch
 from torch import nn
 
 from cdrepro.checkpoint import load_weights_only
+from cdrepro.methods import Method
 from cdrepro.runs import ProfilePaths
 
 AUTHORS = "authors"
 OURS = "ours"
-# Our prefix for each of the authors' (a key's first component).
-AUTHORS_TO_OURS: dict[str, str] = {
-    "resnet": "backbone",
-    "instance_projector": "instance_projector",
-    "feature_predictor": "feature_predictor",
-}
 SHOWN_KEYS = 4  # per list in an error message: enough to recognise the pattern, still one line
 
 
@@ -50,12 +47,13 @@ class CheckpointLayoutError(ValueError):
 
 
 def unwrap(loaded: Any, source: Path) -> Mapping[str, torch.Tensor]:
-    """The state dict inside what ``torch.load`` returned: ours (``model``), the authors'
-    training checkpoint (``state_dict``), or a bare state dict (the authors' released files)."""
+    """The state dict inside what ``torch.load`` returned: ours (``model``), CD's authors'
+    training checkpoint (``state_dict``), CC's (``net``), or a bare state dict (the authors'
+    released files)."""
     if not isinstance(loaded, Mapping):
         raise CheckpointLayoutError(f"{source}: expected a state dict (a mapping of names to "
                                     f"tensors), found {type(loaded).__name__}")
-    for wrapper in ("model", "state_dict"):
+    for wrapper in ("model", "state_dict", "net"):
         if isinstance(loaded.get(wrapper), Mapping):
             loaded = loaded[wrapper]
             break
@@ -71,13 +69,14 @@ def layout_of(state: Mapping[str, torch.Tensor]) -> str:
     return AUTHORS if any(key.split(".", 1)[0] == "resnet" for key in state) else OURS
 
 
-def to_our_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The authors' names mapped to ours. Keys under another prefix are kept as they are, so the
-    check against the model reports them as unexpected rather than dropping them silently."""
+def to_our_names(state: Mapping[str, torch.Tensor], authors_to_ours: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """The authors' names mapped to ours (``authors_to_ours``: a method's ``authors_layout``).
+    Keys under another prefix are kept as they are, so the check against the model reports them
+    as unexpected rather than dropping them silently."""
     mapped = {}
     for key, value in state.items():
         head, _, rest = key.partition(".")
-        mapped[f"{AUTHORS_TO_OURS[head]}.{rest}" if head in AUTHORS_TO_OURS and rest else key] = value
+        mapped[f"{authors_to_ours[head]}.{rest}" if head in authors_to_ours and rest else key] = value
     return mapped
 
 
@@ -105,12 +104,12 @@ def mismatches(state: Mapping[str, torch.Tensor], model: nn.Module) -> list[str]
     return problems
 
 
-def load_checkpoint(path: Path, model: nn.Module, run: str) -> str:
+def load_checkpoint(path: Path, model: Method, run: str) -> str:
     """Load a checkpoint of either layout into ``model`` (the run's architecture); return the
     layout found. CheckpointLayoutError names what does not fit, in our names."""
     state = unwrap(load_weights_only(path), path)
     layout = layout_of(state)
-    mapped = to_our_names(state) if layout == AUTHORS else dict(state)
+    mapped = to_our_names(state, type(model).authors_layout) if layout == AUTHORS else dict(state)
     problems = mismatches(mapped, model)
     if problems:
         hint = ""

@@ -84,3 +84,7 @@ class ProfilePaths:
 
     def logs_dir(self) -> Path:
         return self.root / "logs"
+
+    def lock(self, rid: str) -> Path:
+        """The run's one-writer lock (cdrepro.runlock); outside the run's folder, which DVC hashes."""
+        return self.root / "locks" / f"{rid}.lock"

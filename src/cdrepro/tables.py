@@ -1,17 +1,22 @@
 """The paper's Tables 2-10 as LaTeX, and every number (ours, the paper's, the authors') in one CSV.
 
-Input: the ``metrics.json`` of each training run and the raw-pixel K-means baseline of each
-dataset. Output (``write_tables``): ``table2.tex`` ... ``table10.tex``, ``table_other.tex`` (only a comment
-line when every run fits a paper table) and ``all.csv``.
+Input: a profile's results (``cdrepro.results.ProfileResults``: every run's ``metrics.json``,
+the raw-pixel K-means baseline of each dataset, each variant's switches). Output
+(``write_tables``): ``table2.tex`` ... ``table10.tex``, ``table_other.tex`` (only a comment line
+when every run fits a paper table) and ``all.csv``.
 
 How runs map to tables (the only place this mapping lives):
 
-- Table 2 (backbone) / Table 3 (feature): variant ``cd`` at batch 128 and 256 ("Ours CD-128",
-  "Ours CD-256") beside the paper's columns; Table 2 also gets our pixel K-means.
-- Tables 4-10: the ablation variants at batch 128 (``ABLATION_TABLES``), with ``cd`` at 128
-  as the "all on" row.
-- Anything else (another variant name, another batch size) goes to ``table_other.tex`` and to
-  ``all.csv``; nothing is dropped.
+- Table 2 (the backbone stage) / Table 3 (the final stage, the paper's "feature"): CD's variant
+  ``cd`` at batch 128 and 256 ("Ours CD-128", "Ours CD-256") beside the paper's columns; Table
+  2 also gets our pixel K-means. Runs of CC (method ``cc``, any variant) at batch 128 or 256 get
+  an "Ours CC-<batch>" column beside the paper's CC column (its final stage in Table 3 is the
+  argmax of the cluster head, as in CC's paper); the caption says each one's recipe.
+- Tables 4-10: CD's ablation variants at batch 128 (``ABLATION_TABLES``), with ``cd`` at 128
+  as the "all on" row. The check/cross marks are the variants' switches in the params
+  (``SwitchColumn``); "?" where a variant lacks the switch.
+- Anything else (another method, variant name or batch size) goes to ``table_other.tex``
+  (backbone and final stage) and to ``all.csv`` (every stage); nothing is dropped.
 
 Choices, so a reader of the tables knows what they see:
 
@@ -34,27 +39,31 @@ Choices, so a reader of the tables knows what they see:
 
 from __future__ import annotations
 
-import io
 import logging
-import math
-import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from cdrepro import atomic
+from cdrepro.results import (BACKBONE_ROLE, BASELINE_VARIANT, DISAGREE_NOTE, FINAL_ROLE, ProfileResults,
+                             authors_rows, load_cc_results, load_paper_results, load_repo_variability,
+                             paper_rows, published_rows)
+from cdrepro.results import SCORES as METRICS
 
 log = logging.getLogger(__name__)
 
-METRICS: tuple[str, ...] = ("nmi", "ari", "acc")
-STAGES: tuple[str, ...] = ("backbone", "feature")
-BASELINE_VARIANT = "kmeans_pixels"
-"""The variant name of the raw-pixel K-means rows; a training variant may not use it."""
 CD = "cd"
+"""The paper's method, and its variant with every switch on."""
+CC = "cc"
+"""The method of the paper's CC column: our runs of it get "Ours CC" columns in Tables 2-3."""
+PAPER_CC_COLUMN = "CC"
+ROLES: tuple[str, ...] = (BACKBONE_ROLE, FINAL_ROLE)
+# The paper's words for the two stages it reports (its "Feature" is a method's final stage).
+ROLE_WORDS: dict[str, str] = {BACKBONE_ROLE: "backbone", FINAL_ROLE: "feature"}
 CD_BATCH_SIZES: tuple[int, ...] = (128, 256)
 ABLATION_BATCH_SIZE = 128
 PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100_20", "stl10", "imagenet10")
@@ -66,222 +75,101 @@ PAPER_TITLES: dict[str, str] = {
 }
 MISSING = "--"
 CHECK = r"$\checkmark$"
+UNKNOWN = "?"  # the mark of a switch a variant does not have (or a variant the params lack)
 
-OURS_COLUMNS: list[str] = [
-    "source", "dataset", "batch_size", "variant", "stage", "feature_stage",
-    "metric", "mean", "std", "n_seeds", "seeds", "values",
-]
 ALL_COLUMNS: list[str] = [
-    "source", "table", "dataset", "method", "batch_size", "variant", "stage", "feature_stage",
+    "source", "table", "dataset", "method", "batch_size", "variant", "stage", "stage_role",
     "metric", "mean", "std", "n_seeds", "seeds", "values", "note",
 ]
+
+__all__ = ["BASELINE_VARIANT", "METRICS", "load_paper_results", "load_repo_variability", "write_tables"]
 
 
 # --------------------------------------------------------------------------------------------
 # The tables' definitions
 
 
-@dataclass(frozen=True)
-class AblationRow:
-    """One row of an ablation table: the variant that fills it and its on/off marks."""
+def _all_on(*values: Any) -> bool:
+    return all(values)
 
-    variant: str
-    switches: tuple[bool, ...]
+
+@dataclass(frozen=True)
+class SwitchColumn:
+    """A check/cross column of an ablation table: on when ``on`` holds for the values of a
+    variant's ``switches`` (``cdrepro.results.VariantInfo.switches``, from the params)."""
+
+    header: str  # LaTeX, written by us, not escaped
+    switches: tuple[str, ...]
+    on: Callable[..., bool] = _all_on
+
+    def mark(self, switches: Mapping[str, Any] | None) -> str:
+        if switches is None or any(name not in switches for name in self.switches):
+            return UNKNOWN
+        return CHECK if self.on(*(switches[name] for name in self.switches)) else MISSING
 
 
 @dataclass(frozen=True)
 class AblationTable:
-    """One of the paper's Tables 4-10: which variants, which stages, how its header reads."""
+    """One of the paper's Tables 4-10: which variants (rows, in order), which stages, which
+    switch columns. The marks come from each variant's switches."""
 
     number: int
     subject: str
-    stages: tuple[str, ...]
-    switch_headers: tuple[str, ...]  # LaTeX, written by us, not escaped
-    rows: tuple[AblationRow, ...]
+    roles: tuple[str, ...]
+    columns: tuple[SwitchColumn, ...]
+    variants: tuple[str, ...]
     authors_reference: bool = False  # add the authors' repository rows (Tables 6 and 9)
 
-    @property
-    def variants(self) -> tuple[str, ...]:
-        return tuple(row.variant for row in self.rows)
 
-
-_NE_BN_ROWS = (
-    AblationRow("no_ne_no_bn", (False, False)),
-    AblationRow("no_bn", (True, False)),
-    AblationRow("no_ne", (False, True)),
-    AblationRow(CD, (True, True)),
-)
-_SCHED_ROWS = (AblationRow("no_sched", (False,)), AblationRow(CD, (True,)))
-_HEAD_ROWS = (AblationRow("no_head", (False,)), AblationRow(CD, (True,)))
-_VIEW_ROWS = (AblationRow("single_view", (False, True)), AblationRow(CD, (True, True)))
-_VIEW_HEADERS = (r"Aug.\ $x_1$", r"Aug.\ $x_2$")
+_NE_BN = (SwitchColumn("NE", ("entropy",)), SwitchColumn("BN", ("last_bn",)))
+_SCHED = (SwitchColumn(r"Sch.\ \& Clip.", ("schedule", "grad_clip")),)
+_HEAD = (SwitchColumn("Feature-level head", ("head",)),)
+# views 1: view 1 is the un-augmented image; view 2 is augmented either way.
+_VIEWS = (SwitchColumn(r"Aug.\ $x_1$", ("views",), lambda views: views >= 2),
+          SwitchColumn(r"Aug.\ $x_2$", ("views",), lambda views: views >= 1))
+_NE_BN_VARIANTS = ("no_ne_no_bn", "no_bn", "no_ne", CD)
 
 ABLATION_TABLES: tuple[AblationTable, ...] = (
     AblationTable(4, "normalized entropy loss (NE) and the last batch normalization (BN)",
-                  ("backbone", "feature"), ("NE", "BN"), _NE_BN_ROWS),
-    AblationTable(5, "cosine decay schedule and gradient clipping", ("feature",),
-                  (r"Sch.\ \& Clip.",), _SCHED_ROWS),
-    AblationTable(6, "the feature-level prediction head", ("feature",),
-                  ("Feature-level head",), _HEAD_ROWS, authors_reference=True),
-    AblationTable(7, "dual-view augmentation ($x_1$ un-augmented vs augmented)", ("feature",),
-                  _VIEW_HEADERS, _VIEW_ROWS),
-    AblationTable(8, "cosine decay schedule and gradient clipping", ("backbone",),
-                  (r"Sch.\ \& Clip.",), _SCHED_ROWS),
-    AblationTable(9, "the feature-level prediction head", ("backbone",),
-                  ("Feature-level head",), _HEAD_ROWS, authors_reference=True),
-    AblationTable(10, "dual-view augmentation ($x_1$ un-augmented vs augmented)", ("backbone",),
-                  _VIEW_HEADERS, _VIEW_ROWS),
+                  (BACKBONE_ROLE, FINAL_ROLE), _NE_BN, _NE_BN_VARIANTS),
+    AblationTable(5, "cosine decay schedule and gradient clipping", (FINAL_ROLE,), _SCHED, ("no_sched", CD)),
+    AblationTable(6, "the feature-level prediction head", (FINAL_ROLE,), _HEAD, ("no_head", CD),
+                  authors_reference=True),
+    AblationTable(7, "dual-view augmentation ($x_1$ un-augmented vs augmented)", (FINAL_ROLE,),
+                  _VIEWS, ("single_view", CD)),
+    AblationTable(8, "cosine decay schedule and gradient clipping", (BACKBONE_ROLE,), _SCHED, ("no_sched", CD)),
+    AblationTable(9, "the feature-level prediction head", (BACKBONE_ROLE,), _HEAD, ("no_head", CD),
+                  authors_reference=True),
+    AblationTable(10, "dual-view augmentation ($x_1$ un-augmented vs augmented)", (BACKBONE_ROLE,),
+                  _VIEWS, ("single_view", CD)),
 )
 
 _COMPARISON_SUBJECT = {
     2: "feature extraction: K-means on the backbone output",
     3: "feature disentanglement: K-means on the final (feature predictor) output",
 }
+_COMPARISON_ROLE = {2: BACKBONE_ROLE, 3: FINAL_ROLE}
 
 
-def paper_tables(batch_size: int | None, variant: str, stage: str) -> tuple[str, ...]:
+def paper_tables(batch_size: int | None, method: str, variant: str, role: str) -> tuple[str, ...]:
     """The tables a row of ours belongs to by the mapping above, or ``("other",)``.
 
     The one definition of the mapping: ``all.csv``'s ``table`` column and the choice of what
-    goes to ``table_other.tex`` both come from here.
+    goes to ``table_other.tex`` both come from here. The paper's tables are CD's: a run of
+    another method is ``other``, as is a stage between the backbone and the final one.
     """
     if variant == BASELINE_VARIANT:
-        return ("2",) if stage == "backbone" else ("other",)
+        return ("2",) if role == BACKBONE_ROLE else ("other",)
+    if method == CC and batch_size in CD_BATCH_SIZES and role in ROLES:
+        return ("2" if role == BACKBONE_ROLE else "3",)
+    if method != CD or role not in ROLES:
+        return ("other",)
     found: list[str] = []
     if variant == CD and batch_size in CD_BATCH_SIZES:
-        found.append("2" if stage == "backbone" else "3")
+        found.append("2" if role == BACKBONE_ROLE else "3")
     if batch_size == ABLATION_BATCH_SIZE:
-        found += [str(t.number) for t in ABLATION_TABLES if variant in t.variants and stage in t.stages]
+        found += [str(t.number) for t in ABLATION_TABLES if variant in t.variants and role in t.roles]
     return tuple(found) or ("other",)
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the numbers
-
-
-def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
-    """A key of an input dict, or a KeyError that says which input lacks it."""
-    if key not in mapping:
-        raise KeyError(f"{where}: missing '{key}'")
-    return mapping[key]
-
-
-def _run_label(run: Mapping[str, Any]) -> str:
-    """How an input run is named in error messages."""
-    fallback = f"{run.get('dataset')}/bs{run.get('batch_size')}/{run.get('variant')}/s{run.get('seed')}"
-    return str(run.get("run_id") or fallback)
-
-
-def _summarise(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample std (ddof=1; NaN for one value, where a spread is not defined)."""
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else math.nan
-    return mean, std
-
-
-def _group_runs(metrics: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int, str], list[Mapping[str, Any]]]:
-    """Runs grouped by (dataset, batch size, variant), sorted by seed; duplicate seeds refused.
-
-    Two metrics files for the same seed mean two runs share an identity, a bug upstream that
-    averaging would hide.
-    """
-    groups: dict[tuple[str, int, str], list[Mapping[str, Any]]] = {}
-    for run in metrics:
-        where = _run_label(run)
-        key = (str(_require(run, "dataset", where)), int(_require(run, "batch_size", where)),
-               str(_require(run, "variant", where)))
-        if key[2] == BASELINE_VARIANT:
-            raise ValueError(f"{where}: variant name '{BASELINE_VARIANT}' is reserved for the pixel baseline")
-        _require(run, "seed", where)
-        groups.setdefault(key, []).append(run)
-    for key, runs in groups.items():
-        seeds = [int(run["seed"]) for run in runs]
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"{key}: the same seed appears twice in the metrics: {sorted(seeds)}")
-        runs.sort(key=lambda run: int(run["seed"]))
-    return groups
-
-
-def _feature_stage(runs: Sequence[Mapping[str, Any]]) -> str:
-    """The layer a group's ``feature`` numbers come from; all seeds must agree."""
-    stages = {str(_require(run, "feature_stage", _run_label(run))) for run in runs}
-    if len(stages) != 1:
-        raise ValueError(f"{_run_label(runs[0])}: seeds disagree on feature_stage: {sorted(stages)}")
-    return stages.pop()
-
-
-def _group_rows(key: tuple[str, int, str], runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The long rows (stage x metric) of one (dataset, batch size, variant) over its seeds."""
-    dataset, batch_size, variant = key
-    feature_stage = _feature_stage(runs)
-    seeds = ";".join(str(int(run["seed"])) for run in runs)
-    rows = []
-    for stage in STAGES:
-        for metric in METRICS:
-            values = [float(_require(_require(run, stage, _run_label(run)), metric, f"{_run_label(run)}.{stage}"))
-                      for run in runs]
-            mean, std = _summarise(values)
-            rows.append({
-                "source": "ours", "dataset": dataset, "batch_size": batch_size, "variant": variant,
-                "stage": stage, "feature_stage": "backbone" if stage == "backbone" else feature_stage,
-                "metric": metric, "mean": mean, "std": std, "n_seeds": len(values), "seeds": seeds,
-                "values": ";".join(repr(v) for v in values),
-            })
-    return rows
-
-
-def _baseline_rows(baselines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The raw-pixel K-means rows: variant ``kmeans_pixels``, stage ``backbone``, no batch size."""
-    rows = []
-    seen: set[str] = set()
-    for baseline in baselines:
-        dataset = str(_require(baseline, "dataset", "baseline"))
-        if dataset in seen:
-            raise ValueError(f"baseline for '{dataset}' given twice")
-        seen.add(dataset)
-        pixels = _require(baseline, "pixels", f"baseline {dataset}")
-        for metric in METRICS:
-            value = float(_require(pixels, metric, f"baseline {dataset}.pixels"))
-            rows.append({
-                "source": "ours", "dataset": dataset, "batch_size": None, "variant": BASELINE_VARIANT,
-                "stage": "backbone", "feature_stage": "pixels", "metric": metric, "mean": value,
-                "std": math.nan, "n_seeds": 1, "seeds": "", "values": repr(value),
-            })
-    return rows
-
-
-def collect(metrics: list[dict], baselines: list[dict]) -> pd.DataFrame:
-    """Our numbers in long format, aggregated over seeds.
-
-    One row per (dataset, batch_size, variant, stage, metric) with mean, sample std (NaN for a
-    single seed), n_seeds, the seeds and the per-seed values (``;``-joined, in seed order, so
-    no input number is lost), plus one row per (dataset, metric) for the pixel baseline
-    (variant ``kmeans_pixels``, stage ``backbone``, batch_size missing). ``feature_stage`` is
-    the layer the numbers come from: ``backbone``, ``pixels``, or the run's ``feature_stage``
-    (``feature``; ``projector`` for a no-head run).
-    """
-    rows: list[dict[str, Any]] = []
-    for key, runs in sorted(_group_runs(metrics).items()):
-        rows += _group_rows(key, runs)
-    rows += _baseline_rows(baselines)
-    frame = pd.DataFrame(rows, columns=OURS_COLUMNS)
-    frame["batch_size"] = frame["batch_size"].astype("Int64")
-    frame["n_seeds"] = frame["n_seeds"].astype("Int64")
-    return frame.reset_index(drop=True)
-
-
-def load_paper_results() -> pd.DataFrame:
-    """The paper's Tables 2 and 3 (``references/paper_results.csv``, shipped with the package)."""
-    text = resources.files("cdrepro").joinpath("references/paper_results.csv").read_text()
-    frame = pd.read_csv(io.StringIO(text), dtype={"table": str, "note": str}, keep_default_na=False,
-                        na_values={"nmi": [""], "ari": [""], "acc": [""]})
-    return frame
-
-
-def load_repo_variability() -> pd.DataFrame:
-    """Mean and std over several runs from the authors' repository (``references/repo_variability.csv``)."""
-    text = resources.files("cdrepro").joinpath("references/repo_variability.csv").read_text()
-    return pd.read_csv(io.StringIO(text))
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,17 +214,55 @@ def render_cells(cells: Sequence[Cell | None], bold: set[int]) -> list[str]:
     return [MISSING if cell is None else cell.latex(i in bold) for i, cell in enumerate(cells)]
 
 
-Key = tuple[str, int | None, str, str, str]  # dataset, batch_size, variant, stage, metric
+Key = tuple[str, int | None, str, str, str]  # dataset, batch_size, variant, stage role, metric
 
 
 def ours_cells(ours: pd.DataFrame) -> dict[Key, Cell]:
-    """Our aggregated numbers by (dataset, batch size, variant, stage, metric)."""
+    """Our aggregated numbers by (dataset, batch size, variant, stage role, metric): the backbone
+    and final stages (the tables show no stage between)."""
     cells: dict[Key, Cell] = {}
-    for row in ours.itertuples(index=False):
+    for row in ours[ours["stage_role"].isin(ROLES)].itertuples(index=False):
         batch_size = None if pd.isna(row.batch_size) else int(row.batch_size)
         std = None if int(row.n_seeds) < 2 or pd.isna(row.std) else float(row.std)
-        cells[(row.dataset, batch_size, row.variant, row.stage, row.metric)] = Cell(float(row.mean), std)
+        cells[(row.dataset, batch_size, row.variant, row.stage_role, row.metric)] = Cell(float(row.mean), std)
     return cells
+
+
+@dataclass(frozen=True)
+class TableInputs:
+    """What every table reads: the profile's results, the paper's and the authors' numbers, and
+    the results folder the captions name."""
+
+    results: ProfileResults
+    paper: pd.DataFrame
+    repo: pd.DataFrame
+    label: str
+
+    @property
+    def titles(self) -> Mapping[str, str]:
+        return self.results.titles
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.results.frame
+
+    @cached_property
+    def paper_cells(self) -> dict[Key, Cell]:
+        """The cells of Tables 2-10: CD's and CC's runs and the pixel baselines (a variant is of
+        one method, so CC's variants never meet CD's in the ablation tables)."""
+        frame = self.frame
+        return ours_cells(frame[frame["method"].isin([CD, CC]) | (frame["variant"] == BASELINE_VARIANT)])
+
+    @cached_property
+    def cc_runs(self) -> list[tuple[int, str]]:
+        """(batch size, variant) of our CC runs at the paper's batch sizes: the "Ours CC" columns."""
+        frame = self.frame
+        runs = frame[(frame["method"] == CC) & frame["batch_size"].isin(CD_BATCH_SIZES).fillna(False)]
+        return sorted({(int(b), str(v)) for b, v in zip(runs["batch_size"], runs["variant"])})
+
+    @cached_property
+    def all_cells(self) -> dict[Key, Cell]:
+        return ours_cells(self.frame)
 
 
 def latex_escape(text: str) -> str:
@@ -367,7 +293,7 @@ def dataset_title(dataset: str, titles: Mapping[str, str]) -> str:
     return latex_escape(dataset_name(dataset, titles))
 
 
-def _row(cells: Sequence[str]) -> str:
+def latex_row(cells: Sequence[str]) -> str:
     return " & ".join(cells) + r" \\"
 
 
@@ -389,6 +315,8 @@ class Column:
     method: str = ""  # the paper's method name
     batch_size: int | None = None  # ours
     variant: str = ""  # ours
+    name: str = ""  # ours, plain text: how "Not run" names the column
+    required: bool = True  # ours: a missing cell is named under "Not run" (the "Ours CC" extras are not)
 
 
 def _note_marks(paper: pd.DataFrame) -> dict[str, str]:
@@ -398,33 +326,47 @@ def _note_marks(paper: pd.DataFrame) -> dict[str, str]:
     return {note: symbols[i % len(symbols)] for i, note in enumerate(notes)}
 
 
-def comparison_columns(number: int, paper: pd.DataFrame) -> list[Column]:
+def _cc_column(batch_size: int, variant: str) -> Column:
+    """"Ours CC-128"; a CC variant other than ``cc`` is named: "Ours CC-256 (cc_published)"."""
+    name = f"CC-{batch_size}" + ("" if variant == CC else f" ({variant})")
+    return Column("Ours " + latex_escape(name), "ours", batch_size=batch_size, variant=variant, name=name,
+                  required=False)
+
+
+def comparison_columns(number: int, paper: pd.DataFrame,
+                       cc_runs: Sequence[tuple[int, str]] = ()) -> list[Column]:
     """Table 2's or 3's columns: the paper's, in its order, then ours.
 
-    Our pixel K-means sits next to the paper's K-means (Table 2); our CD-128 and CD-256 go last,
-    after the paper's.
+    Our pixel K-means sits next to the paper's K-means (Table 2), our CC runs (``cc_runs``:
+    batch size, variant) next to the paper's CC; our CD-128 and CD-256 go last, after the paper's.
     """
     marks = _note_marks(paper)
     rows = paper[paper["table"] == str(number)]
+    pixels = Column("Ours K-means", "ours", variant=BASELINE_VARIANT, name="pixel K-means")
+    ours_cc = [_cc_column(bs, variant) for bs, variant in cc_runs]
     columns: list[Column] = []
     for method in dict.fromkeys(rows["method"]):
         notes = [n for n in dict.fromkeys(rows.loc[rows["method"] == method, "note"]) if n]
         header = latex_escape(method) + "".join(f"$^{marks[n]}$" for n in notes)
         columns.append(Column(header, "paper", method=method))
         if number == 2 and method == "K-means":
-            columns.append(Column("Ours K-means", "ours", variant=BASELINE_VARIANT))
-    if number == 2 and not any(c.variant == BASELINE_VARIANT for c in columns):
-        columns.append(Column("Ours K-means", "ours", variant=BASELINE_VARIANT))
-    columns += [Column(f"Ours CD-{bs}", "ours", batch_size=bs, variant=CD) for bs in CD_BATCH_SIZES]
+            columns.append(pixels)
+        if method == PAPER_CC_COLUMN:
+            columns += ours_cc
+    if number == 2 and pixels not in columns:
+        columns.append(pixels)
+    columns += [c for c in ours_cc if c not in columns]  # a paper copy without its CC column
+    columns += [Column(f"Ours CD-{bs}", "ours", batch_size=bs, variant=CD, name=f"CD-{bs}") for bs in CD_BATCH_SIZES]
     return columns
 
 
-def _comparison_cell(column: Column, dataset: str, stage: str, metric: str,
+def _comparison_cell(column: Column, dataset: str, role: str, metric: str,
                      paper: pd.DataFrame, ours: Mapping[Key, Cell]) -> Cell | None:
     """The number in one cell of Table 2 or 3, or None."""
     if column.source == "ours":
-        return ours.get((dataset, column.batch_size, column.variant, stage, metric))
-    hit = paper[(paper["dataset"] == dataset) & (paper["method"] == column.method) & (paper["stage"] == stage)]
+        return ours.get((dataset, column.batch_size, column.variant, role, metric))
+    hit = paper[(paper["dataset"] == dataset) & (paper["method"] == column.method)
+                & (paper["stage"] == ROLE_WORDS[role])]
     if hit.empty or pd.isna(hit.iloc[0][metric]):
         return None
     return Cell(float(hit.iloc[0][metric]))
@@ -440,45 +382,43 @@ def comparison_datasets(columns: Sequence[Column], ours: Mapping[Key, Cell], tit
     return dataset_order(found, titles)
 
 
-def comparison_missing(number: int, ours: Mapping[Key, Cell], datasets: Iterable[str],
-                       titles: Mapping[str, str]) -> list[str]:
-    """Our columns left empty in Table 2/3 for the given datasets (plain text)."""
-    stage = "backbone" if number == 2 else "feature"
-    wanted = [(CD, bs, f"CD-{bs}") for bs in CD_BATCH_SIZES]
-    if number == 2:
-        wanted = [(BASELINE_VARIANT, None, "pixel K-means")] + wanted
+def comparison_missing(number: int, columns: Sequence[Column], ours: Mapping[Key, Cell],
+                       datasets: Iterable[str], titles: Mapping[str, str]) -> list[str]:
+    """Our required columns left empty in Table 2/3 for the given datasets (plain text)."""
+    role = _COMPARISON_ROLE[number]
     return [
-        f"{name} on {dataset_name(dataset, titles)}"
-        for dataset in datasets for variant, batch_size, name in wanted
-        if (dataset, batch_size, variant, stage, "nmi") not in ours
+        f"{column.name} on {dataset_name(dataset, titles)}"
+        for dataset in datasets for column in columns
+        if column.required and column.source == "ours"
+        and (dataset, column.batch_size, column.variant, role, "nmi") not in ours
     ]
 
 
-def render_comparison_table(number: int, paper: pd.DataFrame, ours: Mapping[Key, Cell],
-                            titles: Mapping[str, str], results_label: str) -> tuple[str, list[str]]:
+def render_comparison_table(number: int, inputs: TableInputs) -> tuple[str, list[str]]:
     """Table 2 or 3 in the paper's layout with our columns added; also what is missing.
 
     Rows: the paper's datasets (always: their numbers are there), then each other dataset we
     ran, whose paper columns stay "--". Bold: the best of each row over all its numbers.
     """
-    stage = "backbone" if number == 2 else "feature"
-    columns = comparison_columns(number, paper)
+    paper, ours, titles = inputs.paper, inputs.paper_cells, inputs.titles
+    role = _COMPARISON_ROLE[number]
+    columns = comparison_columns(number, paper, inputs.cc_runs)
     paper_datasets = list(dict.fromkeys(paper.loc[paper["table"] == str(number), "dataset"]))
     our_datasets = comparison_datasets(columns, ours, titles)
     datasets = paper_datasets + [d for d in our_datasets if d not in paper_datasets]
-    missing = comparison_missing(number, ours, our_datasets, titles)
+    missing = comparison_missing(number, columns, ours, our_datasets, titles)
 
     lines = [
         r"\begin{tabular}{ll" + "c" * len(columns) + "}",
         r"\toprule",
-        _row(["Dataset", "Metric"] + [c.header for c in columns]),
+        latex_row(["Dataset", "Metric"] + [c.header for c in columns]),
     ]
     for dataset in datasets:
         lines.append(r"\midrule")
         for i, metric in enumerate(METRICS):
-            cells = [_comparison_cell(c, dataset, stage, metric, paper, ours) for c in columns]
+            cells = [_comparison_cell(c, dataset, role, metric, paper, ours) for c in columns]
             label = dataset_title(dataset, titles) if i == 0 else ""
-            lines.append(_row([label, metric.upper()] + render_cells(cells, best(cells))))
+            lines.append(latex_row([label, metric.upper()] + render_cells(cells, best(cells))))
     lines += [r"\bottomrule", r"\end{tabular}"]
 
     table_notes = set(paper.loc[paper["table"] == str(number), "note"])
@@ -487,18 +427,61 @@ def render_comparison_table(number: int, paper: pd.DataFrame, ours: Mapping[Key,
     caption = (
         f"Table {number} of the paper ({_COMPARISON_SUBJECT[number]}), NMI/ARI/ACC. "
         r"The paper's columns are from \texttt{reference\_results.csv}; the ``Ours'' columns are "
-        rf"from \texttt{{{latex_escape(results_label)}}} (mean $\pm$ sample std where a run has "
+        rf"from \texttt{{{latex_escape(inputs.label)}}} (mean $\pm$ sample std where a run has "
         "several seeds). Bold: the best value of each row over all columns, ours included. "
         "``--'': not in the paper (a dataset it did not use) or not run by us."
     )
-    caption += (" " + notes if notes else "") + _not_run(missing)
-    return _table_float(number, caption, lines, small=True), missing
+    caption += (" " + notes if notes else "") + _cc_caption(number, inputs) + _not_run(missing)
+    return table_float(number, caption, lines, small=True), missing
 
 
-def _table_float(label: int | str, caption: str, tabular: Sequence[str], small: bool = False) -> str:
+def _recipe(switches: Mapping[str, Any] | None) -> str:
+    """A CC run's recipe in words, from its variant's switches."""
+    if switches is None:
+        return "a variant the params do not define"
+    schedule, clip = switches.get("schedule"), switches.get("grad_clip")
+    if schedule and clip:
+        return "CD's protocol (cosine schedule and gradient clipping)"
+    if not schedule and not clip:
+        return "CC's published recipe (no schedule, no clipping)"
+    return f"schedule {'on' if schedule else 'off'}, gradient clipping {'on' if clip else 'off'}"
+
+
+def _cc_disagreements(inputs: TableInputs) -> list[str]:
+    """The datasets (titles) where CC's own paper and CD's paper's CC column differ."""
+    rows = published_rows(inputs.paper, load_cc_results(), inputs.repo)
+    hit = rows[rows["note"].str.contains(DISAGREE_NOTE, regex=False)]
+    return [dataset_name(d, inputs.titles) for d in dataset_order(set(hit["dataset"]), inputs.titles)]
+
+
+def _cc_caption(number: int, inputs: TableInputs) -> str:
+    """What each "Ours CC" column is: its variant, batch size and recipe (empty if none)."""
+    if not inputs.cc_runs:
+        return ""
+    described = []
+    for batch_size, variant in inputs.cc_runs:
+        info = inputs.results.variants.get(variant)
+        described.append(rf"Ours {latex_escape(_cc_column(batch_size, variant).name)} is our CC (variant "
+                         rf"\texttt{{{latex_escape(variant)}}}) at batch size {batch_size} under "
+                         + _recipe(info.switches if info is not None else None))
+    its = "Its" if len(described) == 1 else "Their"
+    if number == 2:
+        stage = (f" {its} numbers here are K-means on the backbone output h. The paper's CC column "
+                 "exists only in CD's paper (CC's paper reports no K-means on h).")
+    else:
+        differ = " and ".join(_cc_disagreements(inputs))
+        stage = (f" {its} numbers here are CC's final stage, the argmax of its cluster head (as in CC's "
+                 "paper), not K-means. The paper's CC column is CC as CD's paper reports it")
+        stage += (f"; CC's own paper (batch size 256, 1000 epochs) gives other numbers on {latex_escape(differ)} "
+                  "(methods.tex shows both)." if differ else ".")
+    return " " + "; ".join(described) + ", with this profile's images, epochs and evaluation." + stage
+
+
+def table_float(label: int | str, caption: str, tabular: Sequence[str], small: bool = False,
+                generator: str = "cdrepro.tables") -> str:
     """A table environment around a tabular, with caption, label and the packages it needs."""
     head = [
-        "% Generated by cdrepro.tables; needs \\usepackage{booktabs} and \\usepackage{amssymb}.",
+        f"% Generated by {generator}; needs \\usepackage{{booktabs}} and \\usepackage{{amssymb}}.",
         r"\begin{table}[htbp]",
         r"\centering",
         rf"\caption{{{caption}}}",
@@ -521,26 +504,26 @@ def ablation_datasets(table: AblationTable, ours: Mapping[Key, Cell], titles: Ma
     """
     ablated = {v for v in table.variants if v != CD}
     found = {key[0] for key in ours
-             if key[1] == ABLATION_BATCH_SIZE and key[2] in ablated and key[3] in table.stages}
+             if key[1] == ABLATION_BATCH_SIZE and key[2] in ablated and key[3] in table.roles}
     return dataset_order(found, titles)
 
 
-def _ablation_cells(dataset: str, variant: str, stages: Sequence[str], ours: Mapping[Key, Cell]) -> list[Cell | None]:
-    return [ours.get((dataset, ABLATION_BATCH_SIZE, variant, stage, metric)) for stage in stages for metric in METRICS]
+def _ablation_cells(dataset: str, variant: str, roles: Sequence[str], ours: Mapping[Key, Cell]) -> list[Cell | None]:
+    return [ours.get((dataset, ABLATION_BATCH_SIZE, variant, role, metric)) for role in roles for metric in METRICS]
 
 
-def _authors_cells(dataset: str, model: str, stages: Sequence[str], repo: pd.DataFrame) -> list[Cell | None] | None:
+def _authors_cells(dataset: str, model: str, roles: Sequence[str], repo: pd.DataFrame) -> list[Cell | None] | None:
     """The authors' repository mean +- std for one model, or None if the dataset is not there."""
     cells: list[Cell | None] = []
-    for stage in stages:
-        hit = repo[(repo["dataset"] == dataset) & (repo["model"] == model) & (repo["stage"] == stage)]
+    for role in roles:
+        hit = repo[(repo["dataset"] == dataset) & (repo["model"] == model) & (repo["stage"] == ROLE_WORDS[role])]
         if hit.empty:
             return None
         cells += [Cell(float(hit.iloc[0][f"{m}_mean"]), float(hit.iloc[0][f"{m}_std"])) for m in METRICS]
     return cells
 
 
-def _bold_by_column(rows: Sequence[Sequence[Cell | None]]) -> list[set[int]]:
+def bold_by_column(rows: Sequence[Sequence[Cell | None]]) -> list[set[int]]:
     """Per row, the columns where it holds the best value of the block (column-wise ``best``)."""
     bold: list[set[int]] = [set() for _ in rows]
     for column in range(len(rows[0]) if rows else 0):
@@ -551,36 +534,40 @@ def _bold_by_column(rows: Sequence[Sequence[Cell | None]]) -> list[set[int]]:
 
 def _ablation_header(table: AblationTable) -> list[str]:
     """Two header rows: the stage groups over their metric columns, then the metric names."""
-    lead = ["Dataset"] + (["Source"] if table.authors_reference else []) + list(table.switch_headers)
+    lead = ["Dataset"] + (["Source"] if table.authors_reference else []) + [c.header for c in table.columns]
     first_metric = len(lead) + 1
     groups, rules = [], []
-    for i, stage in enumerate(table.stages):
+    for i, role in enumerate(table.roles):
         start = first_metric + 3 * i
-        groups.append(rf"\multicolumn{{3}}{{c}}{{{stage.capitalize()}}}")
+        groups.append(rf"\multicolumn{{3}}{{c}}{{{ROLE_WORDS[role].capitalize()}}}")
         rules.append(rf"\cmidrule(lr){{{start}-{start + 2}}}")
     return [
-        _row(lead + groups),
+        latex_row(lead + groups),
         "".join(rules),
-        _row([""] * len(lead) + [m.upper() for m in METRICS] * len(table.stages)),
+        latex_row([""] * len(lead) + [m.upper() for m in METRICS] * len(table.roles)),
     ]
 
 
-def _ablation_block(table: AblationTable, dataset: str, ours: Mapping[Key, Cell], repo: pd.DataFrame,
-                    titles: Mapping[str, str]) -> list[str]:
+def _marks(table: AblationTable, variant: str, inputs: TableInputs) -> list[str]:
+    """A variant's check/cross marks, from its switches in the params."""
+    info = inputs.results.variants.get(variant)
+    return [column.mark(info.switches if info is not None else None) for column in table.columns]
+
+
+def _ablation_block(table: AblationTable, dataset: str, inputs: TableInputs) -> list[str]:
     """The rows of one dataset: our variants (ranked per column), then the authors' references."""
-    ours_rows = [_ablation_cells(dataset, row.variant, table.stages, ours) for row in table.rows]
+    ours_rows = [_ablation_cells(dataset, variant, table.roles, inputs.paper_cells) for variant in table.variants]
     lines = []
-    for i, (row, cells, bold) in enumerate(zip(table.rows, ours_rows, _bold_by_column(ours_rows))):
-        lead = [dataset_title(dataset, titles) if i == 0 else ""]
+    for i, (variant, cells, bold) in enumerate(zip(table.variants, ours_rows, bold_by_column(ours_rows))):
+        lead = [dataset_title(dataset, inputs.titles) if i == 0 else ""]
         lead += ["Ours"] if table.authors_reference else []
-        lead += [CHECK if on else MISSING for on in row.switches]
-        lines.append(_row(lead + render_cells(cells, bold)))
+        lines.append(latex_row(lead + _marks(table, variant, inputs) + render_cells(cells, bold)))
     if table.authors_reference:
-        for row in table.rows:
-            cells = _authors_cells(dataset, row.variant, table.stages, repo)
+        for variant in table.variants:
+            cells = _authors_cells(dataset, variant, table.roles, inputs.repo)
             if cells is not None:
-                lead = ["", "Authors' repo"] + [CHECK if on else MISSING for on in row.switches]
-                lines.append(_row(lead + render_cells(cells, set())))
+                lead = ["", "Authors' repo"] + _marks(table, variant, inputs)
+                lines.append(latex_row(lead + render_cells(cells, set())))
     return lines
 
 
@@ -588,48 +575,48 @@ def ablation_missing(table: AblationTable, datasets: Sequence[str], ours: Mappin
                      titles: Mapping[str, str]) -> list[str]:
     """The rows of the table's blocks that have no run (plain text)."""
     return [
-        f"{row.variant} on {dataset_name(dataset, titles)}"
-        for dataset in datasets for row in table.rows
-        if all(cell is None for cell in _ablation_cells(dataset, row.variant, table.stages, ours))
+        f"{variant} on {dataset_name(dataset, titles)}"
+        for dataset in datasets for variant in table.variants
+        if all(cell is None for cell in _ablation_cells(dataset, variant, table.roles, ours))
     ]
 
 
-def _feature_layers(table: AblationTable, datasets: Sequence[str], ours_frame: pd.DataFrame) -> list[str]:
-    """Caption notes for variants whose Feature numbers come from another layer (no_head: z)."""
-    if "feature" not in table.stages:
+def _final_stages(table: AblationTable, datasets: Sequence[str], frame: pd.DataFrame) -> list[str]:
+    """Caption notes for variants whose Feature numbers come from another stage (no_head: its
+    projector output z)."""
+    if FINAL_ROLE not in table.roles:
         return []
-    rows = ours_frame[(ours_frame["stage"] == "feature") & ours_frame["dataset"].isin(datasets)
-                      & (ours_frame["batch_size"] == ABLATION_BATCH_SIZE).fillna(False)
-                      & ours_frame["variant"].isin(table.variants) & (ours_frame["feature_stage"] != "feature")]
-    pairs = dict.fromkeys(zip(rows["variant"], rows["feature_stage"]))
+    rows = frame[(frame["stage_role"] == FINAL_ROLE) & frame["dataset"].isin(datasets) & (frame["method"] == CD)
+                 & (frame["batch_size"] == ABLATION_BATCH_SIZE).fillna(False)
+                 & frame["variant"].isin(table.variants) & (frame["stage"] != ROLE_WORDS[FINAL_ROLE])]
+    pairs = dict.fromkeys(zip(rows["variant"], rows["stage"]))
     return [f"the Feature numbers of {latex_escape(v)} are its {latex_escape(s)} output" for v, s in pairs]
 
 
-def render_ablation_table(table: AblationTable, ours_frame: pd.DataFrame, ours: Mapping[Key, Cell],
-                          repo: pd.DataFrame, titles: Mapping[str, str], results_label: str) -> tuple[str, list[str]]:
+def render_ablation_table(table: AblationTable, inputs: TableInputs) -> tuple[str, list[str]]:
     """One of Tables 4-10 with our numbers; a one-line note when no dataset has its runs."""
-    stage_words = " and ".join(table.stages)
-    datasets = ablation_datasets(table, ours, titles)
+    stage_words = " and ".join(ROLE_WORDS[role] for role in table.roles)
+    label = latex_escape(inputs.label)
+    datasets = ablation_datasets(table, inputs.paper_cells, inputs.titles)
     if not datasets:
         ablated = " or ".join(v for v in table.variants if v != CD)
         note = (f"Table {table.number} ({table.subject}; {stage_words}): not reproduced, no run of "
-                f"{latex_escape(ablated)} at batch size {ABLATION_BATCH_SIZE} in "
-                f"\\texttt{{{latex_escape(results_label)}}}.")
+                f"{latex_escape(ablated)} at batch size {ABLATION_BATCH_SIZE} in \\texttt{{{label}}}.")
         text = f"% Generated by cdrepro.tables.\n\\noindent\\textit{{{note}}}\\par\n"
         return text, [f"{ablated} at batch size {ABLATION_BATCH_SIZE} on any dataset"]
 
-    missing = ablation_missing(table, datasets, ours, titles)
-    switch_cols = len(table.switch_headers) + (1 if table.authors_reference else 0)
-    lines = [r"\begin{tabular}{l" + "c" * switch_cols + "c" * (3 * len(table.stages)) + "}", r"\toprule"]
+    missing = ablation_missing(table, datasets, inputs.paper_cells, inputs.titles)
+    switch_cols = len(table.columns) + (1 if table.authors_reference else 0)
+    lines = [r"\begin{tabular}{l" + "c" * switch_cols + "c" * (3 * len(table.roles)) + "}", r"\toprule"]
     lines += _ablation_header(table)
     for dataset in datasets:
         lines.append(r"\midrule")
-        lines += _ablation_block(table, dataset, ours, repo, titles)
+        lines += _ablation_block(table, dataset, inputs)
     lines += [r"\bottomrule", r"\end{tabular}"]
 
     caption = (
         f"Table {table.number} of the paper: ablation of {table.subject}, {stage_words} stage, "
-        f"batch size {ABLATION_BATCH_SIZE}. Our numbers, from \\texttt{{{latex_escape(results_label)}}} "
+        f"batch size {ABLATION_BATCH_SIZE}. Our numbers, from \\texttt{{{label}}} "
         r"(mean $\pm$ sample std where a run has several seeds). The paper's own numbers for this "
         r"table are not available in our copy of the paper, so they are not shown. "
         "Bold: the best of our rows per column within a dataset. ``--'' in a number column: not run."
@@ -637,112 +624,85 @@ def render_ablation_table(table: AblationTable, ours_frame: pd.DataFrame, ours: 
     if table.authors_reference:
         caption += (" Authors' repo: mean $\\pm$ std over several runs published in the authors' "
                     "repository (\\texttt{repo\\_variability.csv}), not ranked.")
-    layers = _feature_layers(table, datasets, ours_frame)
-    if layers:
-        caption += " Note: " + "; ".join(layers) + r" (the paper's ``final layer'')."
+    notes = _final_stages(table, datasets, inputs.frame)
+    if notes:
+        caption += " Note: " + "; ".join(notes) + r" (the paper's ``final layer'')."
     caption += _not_run(missing)
-    return _table_float(table.number, caption, lines), missing
+    return table_float(table.number, caption, lines), missing
 
 
 # --------------------------------------------------------------------------------------------
 # Runs no paper table knows
 
+OtherGroup = tuple[str, int, str, str, str]  # dataset, batch size, method, variant, final stage
 
-def other_groups(ours_frame: pd.DataFrame) -> list[tuple[str, int, str, str]]:
-    """(dataset, batch size, variant, feature layer) of our training runs no paper table shows."""
-    runs = ours_frame[(ours_frame["variant"] != BASELINE_VARIANT) & (ours_frame["stage"] == "feature")]
+
+def other_groups(frame: pd.DataFrame) -> list[OtherGroup]:
+    """Our training runs no paper table shows, by their final stage's rows."""
+    runs = frame[(frame["variant"] != BASELINE_VARIANT) & (frame["stage_role"] == FINAL_ROLE)]
     return sorted({
-        (d, int(b), v, layer)
-        for d, b, v, layer in zip(runs["dataset"], runs["batch_size"], runs["variant"], runs["feature_stage"])
-        if all(paper_tables(int(b), v, stage) == ("other",) for stage in STAGES)
+        (d, int(b), m, v, stage)
+        for d, b, m, v, stage in zip(runs["dataset"], runs["batch_size"], runs["method"], runs["variant"],
+                                     runs["stage"])
+        if all(paper_tables(int(b), m, v, role) == ("other",) for role in ROLES)
     })
 
 
-def render_other_table(ours_frame: pd.DataFrame, ours: Mapping[Key, Cell], titles: Mapping[str, str],
-                       results_label: str) -> str | None:
-    """Every unmapped run, both stages; None when there is none. No bold: no designed comparison."""
-    groups = other_groups(ours_frame)
+def render_other_table(inputs: TableInputs) -> str | None:
+    """Every unmapped run, its backbone and final stage (every stage is in all.csv); None when
+    there is none. No bold: no designed comparison."""
+    groups = other_groups(inputs.frame)
     if not groups:
         return None
-    order = {d: i for i, d in enumerate(dataset_order({g[0] for g in groups}, titles))}
-    groups.sort(key=lambda g: (order[g[0]], g[1], g[2]))
+    order = {d: i for i, d in enumerate(dataset_order({g[0] for g in groups}, inputs.titles))}
+    groups.sort(key=lambda g: (order[g[0]], g[1], g[2], g[3]))
     lines = [
-        r"\begin{tabular}{lrll" + "c" * 6 + "}",
+        r"\begin{tabular}{lrlll" + "c" * 6 + "}",
         r"\toprule",
-        _row(["Dataset", "Batch", "Variant", "Feature layer",
-              r"\multicolumn{3}{c}{Backbone}", r"\multicolumn{3}{c}{Feature}"]),
-        r"\cmidrule(lr){5-7}\cmidrule(lr){8-10}",
-        _row([""] * 4 + [m.upper() for m in METRICS] * 2),
+        latex_row(["Dataset", "Batch", "Method", "Variant", "Final stage",
+              r"\multicolumn{3}{c}{Backbone}", r"\multicolumn{3}{c}{Final}"]),
+        r"\cmidrule(lr){6-8}\cmidrule(lr){9-11}",
+        latex_row([""] * 5 + [m.upper() for m in METRICS] * 2),
         r"\midrule",
     ]
-    for dataset, batch_size, variant, layer in groups:
-        cells = [ours.get((dataset, batch_size, variant, stage, m)) for stage in STAGES for m in METRICS]
-        lead = [dataset_title(dataset, titles), str(batch_size), latex_escape(variant), latex_escape(layer)]
-        lines.append(_row(lead + render_cells(cells, set())))
+    for dataset, batch_size, method, variant, stage in groups:
+        cells = [inputs.all_cells.get((dataset, batch_size, variant, role, m)) for role in ROLES for m in METRICS]
+        lead = [dataset_title(dataset, inputs.titles), str(batch_size),
+                latex_escape(inputs.results.method_label(variant, method)), latex_escape(variant),
+                latex_escape(stage)]
+        lines.append(latex_row(lead + render_cells(cells, set())))
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = (
-        "Runs that none of the paper's tables shows (other variants or batch sizes), from "
-        rf"\texttt{{{latex_escape(results_label)}}}; mean $\pm$ sample std where a run has several "
-        "seeds. ``Feature layer'' is the layer the Feature numbers come from."
+        "Runs that none of the paper's tables shows (other methods, variants or batch sizes), from "
+        rf"\texttt{{{latex_escape(inputs.label)}}}; mean $\pm$ sample std where a run has several "
+        "seeds. ``Final stage'' is the stage the Final numbers come from; all.csv has every stage."
     )
-    return _table_float("other", caption, lines)
+    return table_float("other", caption, lines)
 
 
 # --------------------------------------------------------------------------------------------
 # all.csv
 
 
-def paper_rows(paper: pd.DataFrame) -> pd.DataFrame:
-    """The paper's numbers in all.csv's long format.
-
-    CD-128/CD-256 get variant ``cd`` and their batch size, and K-means gets ``kmeans_pixels``,
-    so they line up with our rows; ``method`` keeps the paper's column name.
-    """
-    rows = []
-    for rec in paper.itertuples(index=False):
-        batch_size, variant = None, ""
-        if rec.method.startswith("CD-") and rec.method[3:].isdigit():
-            batch_size, variant = int(rec.method[3:]), CD
-        elif rec.method == "K-means":
-            variant = BASELINE_VARIANT
-        for metric in METRICS:
-            rows.append({
-                "source": "paper", "table": str(rec.table), "dataset": rec.dataset, "method": rec.method,
-                "batch_size": batch_size, "variant": variant, "stage": rec.stage, "feature_stage": rec.stage,
-                "metric": metric, "mean": float(getattr(rec, metric)), "note": rec.note,
-            })
-    return pd.DataFrame(rows)
+def _authors_with_tables(repo: pd.DataFrame) -> pd.DataFrame:
+    """The authors' rows (``results.authors_rows``) with the tables that show them."""
+    rows = authors_rows(repo)
+    rows.insert(0, "table", [";".join(str(t.number) for t in ABLATION_TABLES
+                                      if t.authors_reference and role in t.roles) for role in rows["stage_role"]])
+    return rows
 
 
-def authors_rows(repo: pd.DataFrame) -> pd.DataFrame:
-    """The authors' repository mean +- std in all.csv's long format (batch 128, several runs)."""
-    rows = []
-    for rec in repo.itertuples(index=False):
-        layer = rec.stage if rec.stage == "backbone" or rec.model != "no_head" else "projector"
-        tables = ";".join(str(t.number) for t in ABLATION_TABLES if t.authors_reference and rec.stage in t.stages)
-        for metric in METRICS:
-            rows.append({
-                "source": "authors_repo", "table": tables, "dataset": rec.dataset, "method": "",
-                "batch_size": ABLATION_BATCH_SIZE, "variant": rec.model, "stage": rec.stage,
-                "feature_stage": layer, "metric": metric, "mean": float(getattr(rec, f"{metric}_mean")),
-                "std": float(getattr(rec, f"{metric}_std")),
-                "note": "authors' repository: mean and std over several runs",
-            })
-    return pd.DataFrame(rows)
-
-
-def all_numbers(ours_frame: pd.DataFrame, paper: pd.DataFrame, repo: pd.DataFrame) -> pd.DataFrame:
+def all_numbers(frame: pd.DataFrame, paper: pd.DataFrame, repo: pd.DataFrame) -> pd.DataFrame:
     """Every number, long format, ``source`` = ours / paper / authors_repo."""
-    ours = ours_frame.copy()
-    ours["table"] = [";".join(paper_tables(None if pd.isna(b) else int(b), v, s))
-                     for b, v, s in zip(ours["batch_size"], ours["variant"], ours["stage"])]
-    ours["method"] = ""
+    ours = frame.copy()
+    ours["table"] = [";".join(paper_tables(None if pd.isna(b) else int(b), m, v, r))
+                     for b, m, v, r in zip(ours["batch_size"], ours["method"], ours["variant"], ours["stage_role"])]
     ours["note"] = ""
-    frame = pd.concat([ours, paper_rows(paper), authors_rows(repo)], ignore_index=True)
-    frame = frame.reindex(columns=ALL_COLUMNS)
-    frame["batch_size"] = frame["batch_size"].astype("Int64")
-    frame["n_seeds"] = frame["n_seeds"].astype("Int64")
-    return frame
+    merged = pd.concat([ours, paper_rows(paper), _authors_with_tables(repo)], ignore_index=True)
+    merged = merged.reindex(columns=ALL_COLUMNS)
+    merged["batch_size"] = merged["batch_size"].astype("Int64")
+    merged["n_seeds"] = merged["n_seeds"].astype("Int64")
+    return merged
 
 
 # --------------------------------------------------------------------------------------------
@@ -755,9 +715,27 @@ def default_results_label(out_dir: Path) -> str:
     return "/".join(parent.parts[-2:]) if len(parent.parts) >= 2 else str(parent)
 
 
-def write_tables(metrics: list[dict], baselines: list[dict], dataset_titles: dict[str, str], out_dir: Path,
-                 *, results_label: str | None = None) -> list[Path]:
-    """Write table2.tex ... table10.tex, table_other.tex and all.csv.
+def render_tables(inputs: TableInputs) -> list[tuple[str, str]]:
+    """(file name, text) of every output, in order; what a table lacks is logged as a warning."""
+    documents: list[tuple[str, str]] = []
+    for number in (2, 3):
+        text, missing = render_comparison_table(number, inputs)
+        _warn_missing(number, missing)
+        documents.append((f"table{number}.tex", text))
+    for table in ABLATION_TABLES:
+        text, missing = render_ablation_table(table, inputs)
+        _warn_missing(table.number, missing)
+        documents.append((f"table{table.number}.tex", text))
+    other = render_other_table(inputs)
+    # Always written, so the set of outputs is fixed for Snakemake and DVC.
+    documents.append(("table_other.tex", other if other is not None else
+                      "% No run outside the paper's tables (other variants or batch sizes).\n"))
+    documents.append(("all.csv", all_numbers(inputs.frame, inputs.paper, inputs.repo).to_csv(index=False)))
+    return documents
+
+
+def write_tables(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
+    """Write table2.tex ... table10.tex, table_other.tex and all.csv of a profile's results.
 
     Every file is written atomically. Tables 2 and 3 always have the paper's numbers; Tables
     4-10 without runs are written as a one-line note. Missing runs are logged as warnings and
@@ -766,29 +744,10 @@ def write_tables(metrics: list[dict], baselines: list[dict], dataset_titles: dic
     written, in order.
     """
     out_dir = Path(out_dir)
-    label = results_label or default_results_label(out_dir)
-    ours_frame = collect(metrics, baselines)
-    ours = ours_cells(ours_frame)
-    paper = load_paper_results()
-    repo = load_repo_variability()
-
-    documents: list[tuple[str, str]] = []
-    for number in (2, 3):
-        text, missing = render_comparison_table(number, paper, ours, dataset_titles, label)
-        _warn_missing(number, missing)
-        documents.append((f"table{number}.tex", text))
-    for table in ABLATION_TABLES:
-        text, missing = render_ablation_table(table, ours_frame, ours, repo, dataset_titles, label)
-        _warn_missing(table.number, missing)
-        documents.append((f"table{table.number}.tex", text))
-    other = render_other_table(ours_frame, ours, dataset_titles, label)
-    # Always written, so the set of outputs is fixed for Snakemake and DVC.
-    documents.append(("table_other.tex", other if other is not None else
-                      "% No run outside the paper's tables (other variants or batch sizes).\n"))
-    documents.append(("all.csv", all_numbers(ours_frame, paper, repo).to_csv(index=False)))
-
+    inputs = TableInputs(results, load_paper_results(), load_repo_variability(),
+                         results_label or default_results_label(out_dir))
     written = []
-    for name, text in documents:
+    for name, text in render_tables(inputs):
         path = out_dir / name
         atomic.write_text(path, text)
         written.append(path)

@@ -22,6 +22,16 @@ One MLflow run per training run
     id and the settings' digest; a resumed training continues its MLflow run, and evaluation
     logs into the latest MLflow run of the same run id and digest.
 
+What a run holds (names come from the method, so a new loss term or stage appears unasked)
+    params: the run's settings (``RunSettings.to_dict``), ``method``, and after evaluation
+    ``evaluate.*``. Tags: run id, digest, dataset, batch_size, method, variant, seed, profile,
+    git commit, paths; after evaluation ``final_stage`` (the method's last stage) and
+    ``evaluated``. Per-epoch metrics (step = epoch), one per curves.csv column of the row:
+    ``loss``, each of the method's loss terms under its own name (CD: ``instance``,
+    ``feature``, ``entropy``), ``lr``, ``epoch_seconds`` (the ``seconds`` column) and
+    ``pairs_per_s``. Final metrics: ``<stage>_<score>`` for every stage of metrics.json and
+    score nmi, ari, acc (CD: ``backbone_nmi`` ... ``feature_acc``).
+
 Parallel jobs
     ``cdrepro tracking-init`` (the workflow's ``onstart``) creates the SQLite tables and the
     experiment once, before any job starts: two jobs creating them at once race. Every store
@@ -39,11 +49,13 @@ import random
 import re
 import subprocess
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from cdrepro.config import RunSettings
-from cdrepro.runs import ProfilePaths, parse_run_id, tracking_name
+from cdrepro.runs import ProfilePaths, parse_run_id, run_id, tracking_name
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +69,10 @@ OFF_VALUES = {"0", "off", "false", "no"}
 # before the first warning when the server is down.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-# Training loss terms: curves.csv column -> MLflow metric (per epoch, step = epoch).
-EPOCH_METRICS = {"loss": "loss", "instance": "instance_loss", "feature": "feature_loss",
-                 "entropy": "entropy", "lr": "lr", "seconds": "epoch_seconds",
-                 "pairs_per_s": "pairs_per_s"}
-STAGES = ("backbone", "feature")
-SCORES = ("nmi", "ari", "acc")
-FINAL_METRICS = [f"{stage}_{score}" for stage in STAGES for score in SCORES]
+# curves.csv columns logged per epoch under another name; every other column (but the epoch,
+# which is the step) under its own. "seconds" alone would not say of what.
+EPOCH_RENAMED = {"seconds": "epoch_seconds"}
+FINAL_STAGE_TAG = "final_stage"
 
 _RETRYABLE = re.compile(r"database is locked|database table is locked|table \S+ already exists|"
                         r"out-of-date database schema", re.I)
@@ -195,6 +204,17 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def epoch_metrics(row: dict[str, float]) -> dict[str, float]:
+    """A curves.csv row's per-epoch metrics by MLflow name (see the module docstring)."""
+    return {EPOCH_RENAMED.get(column, column): float(value) for column, value in row.items() if column != "epoch"}
+
+
+def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """``<stage>_<score>`` of every stage and score of a metrics.json record."""
+    return {f"{stage}_{score}": float(value)
+            for stage, scores in metrics["stages"].items() for score, value in scores.items()}
+
+
 # --------------------------------------------------------------------------- the tracker
 
 
@@ -261,7 +281,7 @@ class Tracker:
         rid = s.run_id
         tags = {
             RUN_ID_TAG: rid, HASH_TAG: s.digest(), "dataset": s.dataset,
-            "batch_size": str(s.batch_size), "variant": s.variant, "seed": str(s.seed),
+            "batch_size": str(s.batch_size), "method": s.method, "variant": s.variant, "seed": str(s.seed),
             "profile": self.params["profile"], "git_commit": commit, "git_dirty": str(dirty).lower(),
             "mlflow.source.git.commit": commit,
             # checkpoints by reference, never copied
@@ -269,7 +289,9 @@ class Tracker:
             "checkpoint_path": str(self.paths.checkpoint(rid).resolve()),
             "model_path": str(self.paths.model(rid).resolve()),
         }
-        params = {k: str(v) for k, v in s.to_dict().items() if k not in have_params}
+        # "method" too: to_dict leaves CD's out, so that the digests of CD runs stay as they were.
+        settings = s.to_dict() | {"method": s.method}
+        params = {k: str(v) for k, v in settings.items() if k not in have_params}
         batch = [Param(k, v) for k, v in params.items()]
         for i, chunk in enumerate(_chunks(batch, 100) or [[]]):
             retry(self.client.log_batch, self.mlflow_run_id, params=chunk,
@@ -299,8 +321,8 @@ class Tracker:
         if self.mlflow_run_id is None:
             return
         now = int(time.time() * 1000)
-        metrics = [Metric(name, float(row[column]), now, int(row["epoch"]))
-                   for row in rows for column, name in EPOCH_METRICS.items() if column in row]
+        metrics = [Metric(name, value, now, int(row["epoch"]))
+                   for row in rows for name, value in epoch_metrics(row).items()]
         for chunk in _chunks(metrics, 1000):
             retry(self.client.log_batch, self.mlflow_run_id, metrics=chunk)
         self.logged_epochs.update(int(r["epoch"]) for r in rows)
@@ -334,8 +356,8 @@ class Tracker:
     # ------------------------------------------------------------------ evaluation, sync
 
     def log_evaluation(self, metrics: dict[str, Any]) -> None:
-        """Final backbone/feature NMI/ARI/ACC (and the metrics file) into the run's latest
-        MLflow run; a run trained without tracking gets one created."""
+        """Every stage's NMI/ARI/ACC (and the metrics file) into the run's latest MLflow run; a
+        run trained without tracking gets one created."""
         self._guard("logging the evaluation", lambda: self._log_evaluation(metrics))
 
     def _log_evaluation(self, metrics: dict[str, Any]) -> None:
@@ -343,14 +365,12 @@ class Tracker:
 
         self._open(reuse=True)
         now = int(time.time() * 1000)
-        finals = [Metric(f"{stage}_{score}", float(metrics[stage][score]), now, 0)
-                  for stage in STAGES for score in SCORES]
+        finals = [Metric(name, value, now, 0) for name, value in final_metrics(metrics).items()]
         have = retry(self.client.get_run, self.mlflow_run_id).data.params
         evaluate = {f"evaluate.{k}": str(v) for k, v in self.params["evaluate"].items()}
         retry(self.client.log_batch, self.mlflow_run_id, metrics=finals,
               params=[Param(k, v) for k, v in evaluate.items() if k not in have],
-              tags=[RunTag("feature_stage", metrics["feature_stage"]),
-                    RunTag("evaluated", "true")])
+              tags=[RunTag(FINAL_STAGE_TAG, metrics["final_stage"]), RunTag("evaluated", "true")])
         self._log_files()
         if self.created:  # trained without tracking: this run is complete now
             retry(self.client.set_terminated, self.mlflow_run_id, "FINISHED")
@@ -386,10 +406,22 @@ OFF = _Off()
 # --------------------------------------------------------------------------- reading back
 
 
+def _final_columns(metric_names: Iterable[str]) -> list[str]:
+    """The final metrics among MLflow metric names, ``<stage>_<score>``: the backbone's first,
+    then by stage name; scores in nmi, ari, acc order."""
+    from cdrepro.results import BACKBONE_ROLE, SCORES
+
+    names = set(metric_names)
+    stages = {name.rsplit("_", 1)[0] for name in names if "_" in name and name.rsplit("_", 1)[1] in SCORES}
+    ordered = sorted(stages, key=lambda stage: (stage != BACKBONE_ROLE, stage))
+    return [f"{stage}_{score}" for stage in ordered for score in SCORES if f"{stage}_{score}" in names]
+
+
 def runs_table(params: dict[str, Any]):
     """Every MLflow run of the profile's experiment as a pandas table: one row per run id (its
-    latest MLflow run), columns run_id, dataset, batch_size, variant, seed, the final metrics,
-    status and mlflow_run_id."""
+    latest MLflow run), columns run_id, dataset, batch_size, method, variant, seed,
+    final_stage, every ``<stage>_<score>`` any run has (NaN where a run has not), status and
+    mlflow_run_id."""
     import pandas as pd
 
     paths = ProfilePaths.from_params(params)
@@ -400,20 +432,118 @@ def runs_table(params: dict[str, Any]):
         runs = [] if experiment is None else _all_runs(mlflow_client, experiment.experiment_id)
     except Exception as exc:
         raise TrackingError(f"cannot read the MLflow store {uri}: {str(exc).splitlines()[0]}") from exc
-    rows = []
+    latest: dict[str, Any] = {}
     for run in runs:  # newest first: keep each run id's latest
-        tags, metrics = run.data.tags, run.data.metrics
-        if RUN_ID_TAG not in tags or any(r["run_id"] == tags[RUN_ID_TAG] for r in rows):
-            continue
-        row = {"run_id": tags[RUN_ID_TAG], "dataset": tags.get("dataset"),
-               "batch_size": int(tags.get("batch_size", 0)), "variant": tags.get("variant"),
-               "seed": int(tags.get("seed", 0))}
-        row.update({name: metrics.get(name, float("nan")) for name in FINAL_METRICS})
-        row.update(status=run.info.status, mlflow_run_id=run.info.run_id)
-        rows.append(row)
-    columns = ["run_id", "dataset", "batch_size", "variant", "seed", *FINAL_METRICS, "status",
-               "mlflow_run_id"]
+        rid = run.data.tags.get(RUN_ID_TAG)
+        if rid is not None and rid not in latest:
+            latest[rid] = run
+    finals = _final_columns(name for run in latest.values() for name in run.data.metrics)
+    rows = [_table_row(rid, run, finals) for rid, run in latest.items()]
+    columns = ["run_id", "dataset", "batch_size", "method", "variant", "seed", FINAL_STAGE_TAG, *finals,
+               "status", "mlflow_run_id"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _table_row(rid: str, run, finals: list[str]) -> dict[str, Any]:
+    tags, metrics = run.data.tags, run.data.metrics
+    # MLflow runs logged before there were methods have no method tag: they are CD's.
+    row = {"run_id": rid, "dataset": tags.get("dataset"), "batch_size": int(tags.get("batch_size", 0)),
+           "method": tags.get("method", "cd"), "variant": tags.get("variant"), "seed": int(tags.get("seed", 0)),
+           FINAL_STAGE_TAG: tags.get(FINAL_STAGE_TAG, "")}
+    row.update({name: metrics.get(name, float("nan")) for name in finals})
+    return row | {"status": run.info.status, "mlflow_run_id": run.info.run_id}
+
+
+@dataclass
+class Comparison:
+    """``cdrepro compare``: the params' runs as MLflow has them (``runs_table`` plus ``check``:
+    ok, differs: <what>, or no metrics.json), and what disagrees with the run's files."""
+
+    table: Any  # a pandas DataFrame
+    problems: list[str]
+
+    def text(self) -> str:
+        """The table as the command prints it: grouped by method, then variant (``by_method``)."""
+        import pandas as pd
+
+        shown = self.table.drop(columns=["run_id", "mlflow_run_id"]).dropna(axis=1, how="all")
+        shown = shown.set_index(["method", "variant", "dataset", "batch_size", "seed"])
+        with pd.option_context("display.width", 200, "display.max_columns", None,
+                               "display.float_format", "{:.4f}".format):
+            return shown.to_string() if len(shown) else "(no runs in MLflow yet)"
+
+
+def _differences(row: dict[str, Any], saved: dict[str, Any]) -> list[str]:
+    """What MLflow's row says otherwise than the run's metrics.json (``method`` and the final
+    metrics, to 1e-9)."""
+    differs = ["method"] if row["method"] != saved["method"] else []
+    return differs + [name for name, value in final_metrics(saved).items()
+                      if not abs(row.get(name, float("nan")) - value) <= 1e-9]
+
+
+def by_method(table, params: dict[str, Any]):
+    """``table``'s rows grouped by method (the registry's order: cd, simclr, cc, cld, cdc; any
+    other after, by name), then by variant (the params' order), then in the params' run order,
+    as the methods table groups its rows."""
+    from cdrepro.config import runs_of
+    from cdrepro.methods import METHODS
+
+    methods = {name: i for i, name in enumerate(METHODS)}
+    variants = {name: i for i, name in enumerate(params["variants"])}
+    runs = {run_id(run): i for i, run in enumerate(runs_of(params))}
+
+    def key(row: dict[str, Any]) -> tuple:
+        method = str(row["method"])
+        return (methods.get(method, len(methods)), method, variants.get(row["variant"], len(variants)),
+                str(row["variant"]), runs.get(row["run_id"], len(runs)))
+
+    records = table.to_dict("records")
+    return table.iloc[sorted(range(len(records)), key=lambda i: key(records[i]))]
+
+
+def compare_with_files(params: dict[str, Any]) -> Comparison:
+    """The params' runs in MLflow, grouped by method then variant (``by_method``), each checked
+    against its metrics.json; an evaluated run MLflow lacks is a problem too (``cdrepro sync``
+    logs it)."""
+    from cdrepro.config import runs_of
+    from cdrepro.results import read_metrics
+
+    paths = ProfilePaths.from_params(params)
+    wanted = [run_id(run) for run in runs_of(params)]
+    table = runs_table(params)
+    table = by_method(table[table["run_id"].isin(wanted)], params).reset_index(drop=True)
+    checks, problems = [], []
+    for row in table.to_dict("records"):
+        path = paths.metrics(row["run_id"])
+        differs = _differences(row, read_metrics(path)) if path.is_file() else None
+        checks.append("no metrics.json" if differs is None else
+                      "ok" if not differs else "differs: " + ",".join(differs))
+        if differs:
+            problems.append(f"{row['run_id']} ({', '.join(differs)})")
+    table["check"] = checks
+    missing = [rid for rid in wanted if rid not in set(table["run_id"]) and paths.metrics(rid).is_file()]
+    if missing:
+        problems.append(f"evaluated but not in MLflow: {', '.join(missing)} (cdrepro sync)")
+    return Comparison(table, problems)
+
+
+def sync_run(params: dict[str, Any], rid: str) -> tuple[int, bool] | None:
+    """Log run ``rid``'s files to MLflow (``Tracker.sync``). None if it is not trained yet, else
+    (the epochs in its curves.csv, whether it had a metrics.json). A failure raises."""
+    from cdrepro.config import find_run, resolve_run
+    from cdrepro.results import read_curves, read_metrics
+
+    paths = ProfilePaths.from_params(params)
+    settings = resolve_run(params, find_run(params, rid))
+    if not paths.curves(rid).is_file():
+        return None
+    curves = read_curves(paths.curves(rid))
+    metrics = read_metrics(paths.metrics(rid)) if paths.metrics(rid).is_file() else None
+    try:
+        Tracker(params, paths, settings).sync(curves, metrics)
+    except Exception as exc:
+        raise RuntimeError(f"{rid}: cannot log to {tracking_uri(paths)}: {type(exc).__name__}: {exc}") from exc
+    return len(curves), metrics is not None
 
 
 def _all_runs(mlflow_client, experiment_id: str) -> list:

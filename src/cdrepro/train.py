@@ -1,7 +1,8 @@
-"""Train one CD run: the loop, its checkpoint every epoch, and resume.
+"""Train one run of any method: the loop, its checkpoint every epoch, and resume.
 
 The prepared uint8 images live on the training device; each step indexes a batch and makes
-both views there (``cdrepro.augment``), so no per-image work happens on the host.
+both views there (``cdrepro.augment``), so no per-image work happens on the host. The step
+itself (views -> forward -> gather -> loss -> backward -> clip -> step) is ``cdrepro.step``.
 
 Under torchrun (``cdrepro.distributed``) every process runs this same loop on its slice of each
 global batch; the losses see the gathered global batch, and rank 0 alone writes and reports.
@@ -15,9 +16,9 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import torch
 from tqdm import tqdm
@@ -28,14 +29,39 @@ from cdrepro.atomic import write_json, write_text
 from cdrepro.checkpoint import restore_rng, resume_or_set_aside, rng_state, save_state
 from cdrepro.config import RunSettings
 from cdrepro.data.prepared import load_prepared
-from cdrepro.device import autocast, select_device
-from cdrepro.losses import feature_loss, instance_loss, normalized_entropy
-from cdrepro.model import Outputs, build_model
-from cdrepro.tracking import OFF, Tracker
+from cdrepro.device import select_device
+from cdrepro.methods import Method, build_method
+from cdrepro.step import ViewMaker, make_optimizer, make_views, train_step
 
 log = logging.getLogger(__name__)
 
-CURVE_COLUMNS = ["epoch", "lr", "loss", "instance", "feature", "entropy", "seconds", "pairs_per_s"]
+# curves.csv: these columns around the method's own loss terms (Method.term_names()).
+LEADING_COLUMNS = ("epoch", "lr", "loss")
+TRAILING_COLUMNS = ("seconds", "pairs_per_s")
+
+
+def curve_columns(method: Method) -> list[str]:
+    return [*LEADING_COLUMNS, *method.term_names(), *TRAILING_COLUMNS]
+
+
+class EpochSink(Protocol):
+    """Where the loop reports (rank 0 only); ``cdrepro.tracking.Tracker`` is the MLflow one.
+    It must never raise into training."""
+
+    def start(self, history: list[dict[str, float]]) -> None: ...
+
+    def log_epoch(self, row: dict[str, float]) -> None: ...
+
+
+class _NoSink:
+    def start(self, history: list[dict[str, float]]) -> None:
+        pass
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        pass
+
+
+NO_SINK = _NoSink()
 
 
 class NonFiniteLoss(RuntimeError):
@@ -50,24 +76,10 @@ class RunFiles:
     summary: Path
 
 
-def loss_terms(out1: Outputs, out2: Outputs, s: RunSettings) -> dict[str, torch.Tensor]:
-    """The CD objective and its parts for one step; switches decide which parts count."""
-    terms = {"instance": instance_loss(out1.z, out2.z, s.instance_temperature)}
-    total = terms["instance"]
-    if s.head:
-        terms["feature"] = feature_loss(out1.f, out2.f, s.feature_temperature)
-        total = total + terms["feature"]
-        # Logged even when switched off: the curves then show what NE does on its own.
-        terms["entropy"] = normalized_entropy(out1.f, out2.f)
-        if s.entropy:
-            total = total - s.entropy_weight * terms["entropy"]
-    terms["loss"] = total
-    return terms
-
-
-def _curves_csv(history: list[dict[str, float]]) -> str:
+def _curves_csv(history: list[dict[str, float]], columns: list[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS, extrasaction="ignore", restval="")
+    # extrasaction="raise": a loss term without a column is an error, never a silent drop.
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="raise", restval="")
     writer.writeheader()
     writer.writerows(history)
     return buffer.getvalue()
@@ -87,45 +99,65 @@ def configure_gpu(deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
-def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int | None = None,
-          progress: bool | None = None, tracker: Tracker = OFF,
-          ranks: ddp.Ranks = ddp.SINGLE) -> dict[str, Any]:
-    """Train (or resume) one run to ``settings.epochs`` and write its model and curves.
 
-    ``tracker`` (cdrepro.tracking) gets the run's state once and each epoch's curve row; it
-    never raises, and nothing here reads from it. ``ranks``: this process's place in a DDP run
-    (inside ``cdrepro.distributed.process_group``); every rank must call train()."""
-    if threads:
-        torch.set_num_threads(threads)
+@dataclass
+class Session:
+    """One process's training state for one run, built by ``setup``."""
+
+    settings: RunSettings
+    ranks: ddp.Ranks
+    device: torch.device
+    images: torch.Tensor  # (N, H, W, 3) uint8, on the device
+    method: Method  # unwrapped: its state_dict keys are the same with one process or many
+    forward: Callable[[torch.Tensor], dict[str, torch.Tensor]]  # DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    shuffle_gen: torch.Generator
+    augment_gen: torch.Generator
+    make_view: ViewMaker
+    history: list[dict[str, float]] = field(default_factory=list)
+    start_epoch: int = 0
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n_images // self.settings.batch_size  # drop_last, as the paper
+
+    @property
+    def local_batch(self) -> int:
+        return self.settings.batch_size // self.ranks.world_size  # this rank's rows of a batch
+
+
+def setup(settings: RunSettings, prepared: Path, ranks: ddp.Ranks) -> Session:
+    """Data on the device, the seeded model, optimizer, schedule and generators of a run."""
     device = ddp.rank_device(select_device(settings.device), ranks)
     data = load_prepared(prepared)
-    n_images = len(data)
-    if settings.batch_size > n_images:
+    if settings.batch_size > len(data):
         raise ValueError(
             f"run {settings.run_id}: batch size {settings.batch_size} is larger than the dataset "
-            f"'{settings.dataset}' ({n_images} images); with drop_last no step could run. "
-            f"Set that run's batch_size under runs: to at most {n_images}"
+            f"'{settings.dataset}' ({len(data)} images); with drop_last no step could run. "
+            f"Set that run's batch_size under runs: to at most {len(data)}"
         )
-    steps_per_epoch = n_images // settings.batch_size  # drop_last, as the paper
-    local_batch = ddp.local_batch_size(settings.batch_size, ranks, settings.run_id)  # this rank's rows
+    ddp.local_batch_size(settings.batch_size, ranks, settings.run_id)  # says if it does not split
 
     torch.manual_seed(settings.seed)
-    images = torch.from_numpy(data.images).to(device)  # (N, H, W, 3) uint8, on the device
-    model = build_model(settings)
+    images = torch.from_numpy(data.images).to(device)
+    method = build_method(settings, data.num_classes)
     if ranks.distributed:
-        model = ddp.sync_batchnorm(model, device)  # statistics over the global batch, per view
-    model = model.to(device)
+        method = ddp.sync_batchnorm(method, device)  # statistics over the global batch, per view
+    method = method.to(device)
     on_gpu = device.type == "cuda"
     if on_gpu:
         configure_gpu(settings.deterministic)
         # Channels-last is the layout the tensor cores' convolution kernels want.
-        model = model.to(memory_format=torch.channels_last)
-    # ``model`` stays unwrapped: its state_dict keys are the same with one process or many.
-    forward = ddp.data_parallel(model, ranks)
+        method = method.to(memory_format=torch.channels_last)
+    forward = ddp.data_parallel(method, ranks)
     if on_gpu and settings.compile in ("model", "all"):
         forward = torch.compile(forward)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
-                                 fused=on_gpu)
+    optimizer = make_optimizer(method, fused=on_gpu)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
                  if settings.schedule else None)
     shuffle_gen = torch.Generator().manual_seed(settings.seed)
@@ -134,114 +166,139 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
         aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
                           scale=(settings.crop_min_scale, 1.0)),
         compile=on_gpu and settings.compile in ("augment", "all"))
+    return Session(settings, ranks, device, images, method, forward, optimizer, scheduler,
+                   shuffle_gen, augment_gen, make_view)
 
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    digest = settings.digest()
+
+def resume(session: Session, checkpoint: Path) -> None:
+    """Continue from the run's checkpoint when it has one for these settings."""
+    s = session
     # Rank 0 first: it may set a stale checkpoint aside before the others look.
-    state = ddp.main_first(ranks, lambda: resume_or_set_aside(files.checkpoint, digest))
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"], shuffle_gen, augment_gen)
-        ddp.restore_augment_state(state["rng"], augment_gen, settings.seed, ranks)
-        history = list(state["history"])
-        start_epoch = int(state["epoch"])
-        log.info("%s: resuming from %s at epoch %d", settings.run_id, files.checkpoint, start_epoch)
-    tracker.start(history)
+    state = ddp.main_first(s.ranks, lambda: resume_or_set_aside(checkpoint, s.settings.digest()))
+    if state is None:
+        return
+    s.method.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    if s.scheduler is not None:
+        s.scheduler.load_state_dict(state["scheduler"])
+    restore_rng(state["rng"], s.shuffle_gen, s.augment_gen)
+    ddp.restore_augment_state(state["rng"], s.augment_gen, s.settings.seed, s.ranks)
+    s.history = list(state["history"])
+    s.start_epoch = int(state["epoch"])
+    log.info("%s: resuming from %s at epoch %d", s.settings.run_id, checkpoint, s.start_epoch)
 
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar = tqdm(range(start_epoch, settings.epochs), initial=start_epoch, total=settings.epochs,
-               desc=settings.run_id, unit="epoch", disable=not (progress and ranks.is_main))
-    for epoch in bar:
-        model.train()
-        started = time.perf_counter()
-        order = torch.randperm(n_images, generator=shuffle_gen).to(device)
-        sums: dict[str, torch.Tensor] = {}
-        # The first step (0-based) whose loss was not finite, or steps_per_epoch if none was:
-        # kept on the device and read once, at the end of the epoch (no host sync per step).
-        first_bad = torch.tensor(steps_per_epoch, device=device)
-        for step in range(steps_per_epoch):
-            first = step * settings.batch_size + ranks.rank * local_batch  # this rank's slice
-            index = order[first:first + local_batch]
-            x = aug.to_float(images[index])  # (b, 3, H, W) in [0, 1], b = B / world size
-            if settings.views == 1:
-                view1 = aug.eval_transform(x, settings.image_size)  # (b, 3, S, S) un-augmented
-            else:
-                view1 = make_view(x, augment_gen)
-            view2 = make_view(x, augment_gen)
-            with autocast(device, settings.precision):
-                # Two passes, not one over 2B images: BatchNorm sees each view's own statistics,
-                # as in the authors' code. Under DDP the losses see every rank's rows (B, d).
-                out1, out2 = ddp.gather_outputs(forward(view1)), ddp.gather_outputs(forward(view2))
-                terms = loss_terms(out1, out2, settings)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=settings.grad_clip_norm)
-            optimizer.step()
-            for name, value in terms.items():  # accumulate on the device: no host sync per step
-                sums[name] = sums.get(name, 0.0) + value.detach().float()
-            bad_here = torch.where(torch.isfinite(terms["loss"].detach()), steps_per_epoch, step)
-            first_bad = torch.minimum(first_bad, bad_here)
-        bad_step = int(ddp.min_over_ranks(first_bad))  # every rank stops at the same step
-        if bad_step < steps_per_epoch:
-            # Raised before anything of this epoch is saved: the weights after a bad step
-            # never reach the checkpoint, which stays at the last good epoch.
-            kept = (f"The last good checkpoint (epoch {history[-1]['epoch']}) is kept at {files.checkpoint}"
-                    if history else "No checkpoint had been written yet")
-            raise NonFiniteLoss(
-                f"run {settings.run_id}: loss is not finite in epoch {epoch + 1}, step {bad_step + 1} "
-                f"of {steps_per_epoch} (global step {epoch * steps_per_epoch + bad_step + 1}); "
-                f"stopped. {kept}"
-            )
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        seconds = time.perf_counter() - started
-        row = {"epoch": epoch + 1, "lr": lr, "seconds": round(seconds, 3),
-               "pairs_per_s": round(steps_per_epoch * settings.batch_size / seconds, 2)}
-        row.update({name: float(total) / steps_per_epoch for name, total in sums.items()})
-        history.append(row)
-        # Every rank takes part: the checkpoint keeps each rank's augmentation state.
-        rng = rng_state(shuffle_gen, augment_gen) | ddp.augment_states(augment_gen, ranks)
-        if not ranks.is_main:
-            continue  # rank 0 alone writes and reports
-        save_state(files.checkpoint, {
-            "settings_digest": digest,
-            "epoch": epoch + 1,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else {},
-            "rng": rng,
-            "history": history,
-        })
-        write_text(files.curves, _curves_csv(history))
-        tracker.log_epoch(row)
-        bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
-        if not progress:
-            log.info("%s epoch %d/%d loss %.4f (%.1f s, %.0f pairs/s)", settings.run_id,
-                     epoch + 1, settings.epochs, row["loss"], seconds, row["pairs_per_s"])
 
+def run_epoch(session: Session, epoch: int, checkpoint: Path) -> dict[str, float]:
+    """One pass over the shuffled data; the epoch's curve row. NonFiniteLoss if a step's loss
+    was not finite (``checkpoint``: named in that message)."""
+    s, settings = session, session.settings
+    s.method.train()
+    s.method.on_epoch_start(epoch)
+    started = time.perf_counter()
+    order = torch.randperm(s.n_images, generator=s.shuffle_gen).to(s.device)
+    sums: dict[str, torch.Tensor] = {}
+    # The first step (0-based) whose loss was not finite, or steps_per_epoch if none was:
+    # kept on the device and read once, at the end of the epoch (no host sync per step).
+    first_bad = torch.tensor(s.steps_per_epoch, device=s.device)
+    for step in range(s.steps_per_epoch):
+        first = step * settings.batch_size + s.ranks.rank * s.local_batch  # this rank's slice
+        x = aug.to_float(s.images[order[first:first + s.local_batch]])  # (b, 3, H, W) in [0, 1]
+        view1, view2 = make_views(x, settings.views, settings.image_size, s.make_view, s.augment_gen)
+        terms = train_step(s.method, s.forward, s.optimizer, view1, view2)
+        for name, value in terms.items():  # accumulate on the device: no host sync per step
+            sums[name] = sums.get(name, 0.0) + value.detach().float()
+        bad_here = torch.where(torch.isfinite(terms["loss"].detach()), s.steps_per_epoch, step)
+        first_bad = torch.minimum(first_bad, bad_here)
+    bad_step = int(ddp.min_over_ranks(first_bad))  # every rank stops at the same step
+    if bad_step < s.steps_per_epoch:
+        # Raised before anything of this epoch is saved: the weights after a bad step never
+        # reach the checkpoint, which stays at the last good epoch.
+        kept = (f"The last good checkpoint (epoch {s.history[-1]['epoch']}) is kept at {checkpoint}"
+                if s.history else "No checkpoint had been written yet")
+        raise NonFiniteLoss(
+            f"run {settings.run_id}: loss is not finite in epoch {epoch + 1}, step {bad_step + 1} "
+            f"of {s.steps_per_epoch} (global step {epoch * s.steps_per_epoch + bad_step + 1}); "
+            f"stopped. {kept}"
+        )
+    lr = s.optimizer.param_groups[0]["lr"]
+    if s.scheduler is not None:
+        s.scheduler.step()
+    seconds = time.perf_counter() - started
+    row = {"epoch": epoch + 1, "lr": lr, "seconds": round(seconds, 3),
+           "pairs_per_s": round(s.steps_per_epoch * settings.batch_size / seconds, 2)}
+    row.update({name: float(total) / s.steps_per_epoch for name, total in sums.items()})
+    return row
+
+
+def write_epoch(session: Session, files: RunFiles, rng: dict[str, torch.Tensor]) -> None:
+    """The checkpoint (everything resume needs) and the curves so far; rank 0 only."""
+    s = session
+    save_state(files.checkpoint, {
+        "settings_digest": s.settings.digest(),
+        "epoch": s.history[-1]["epoch"],
+        "model": s.method.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict() if s.scheduler is not None else {},
+        "rng": rng,
+        "history": s.history,
+    })
+    write_text(files.curves, _curves_csv(s.history, curve_columns(s.method)))
+
+
+def finish(session: Session, files: RunFiles) -> dict[str, Any]:
+    """The run's summary; rank 0 also writes the final model, curves and train.json."""
+    s = session
+    digest = s.settings.digest()
     summary = {
-        "run_id": settings.run_id,
-        "settings": settings.to_dict(),
+        "run_id": s.settings.run_id,
+        "method": s.settings.method,
+        "settings": s.settings.to_dict(),
         "settings_digest": digest,
-        "device": str(device),
-        "processes": ranks.world_size,
+        "device": str(s.device),
+        "processes": s.ranks.world_size,
         "torch": torch.__version__,
-        "n_images": n_images,
-        "steps_per_epoch": steps_per_epoch,
-        "epochs": settings.epochs,
-        "final": history[-1] if history else {},
-        "train_seconds": round(sum(r["seconds"] for r in history), 2),
+        "n_images": s.n_images,
+        "steps_per_epoch": s.steps_per_epoch,
+        "epochs": s.settings.epochs,
+        "final": s.history[-1] if s.history else {},
+        "train_seconds": round(sum(r["seconds"] for r in s.history), 2),
     }
-    if ranks.is_main:
-        save_state(files.model, {"settings": settings.to_dict(), "settings_digest": digest,
-                                 "model": model.state_dict()})
-        write_text(files.curves, _curves_csv(history))
+    if s.ranks.is_main:
+        save_state(files.model, {"settings": s.settings.to_dict(), "settings_digest": digest,
+                                 "model": s.method.state_dict()})
+        write_text(files.curves, _curves_csv(s.history, curve_columns(s.method)))
         write_json(files.summary, summary)
     return summary
+
+
+def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int | None = None,
+          progress: bool | None = None, sink: EpochSink = NO_SINK,
+          ranks: ddp.Ranks = ddp.SINGLE) -> dict[str, Any]:
+    """Train (or resume) one run to ``settings.epochs`` and write its model and curves.
+
+    ``sink`` gets the run's history once and each epoch's curve row (rank 0). ``ranks``: this
+    process's place in a DDP run (inside ``cdrepro.distributed.process_group``); every rank
+    must call train()."""
+    if threads:
+        torch.set_num_threads(threads)
+    session = setup(settings, prepared, ranks)
+    resume(session, files.checkpoint)
+    sink.start(session.history)
+    show = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
+    bar = tqdm(range(session.start_epoch, settings.epochs), initial=session.start_epoch,
+               total=settings.epochs, desc=settings.run_id, unit="epoch", disable=not show)
+    for epoch in bar:
+        row = run_epoch(session, epoch, files.checkpoint)
+        session.history.append(row)
+        # Every rank takes part: the checkpoint keeps each rank's augmentation state.
+        rng = rng_state(session.shuffle_gen, session.augment_gen) | \
+            ddp.augment_states(session.augment_gen, ranks)
+        if not ranks.is_main:
+            continue  # rank 0 alone writes and reports
+        write_epoch(session, files, rng)
+        sink.log_epoch(row)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
+        if not show:
+            log.info("%s epoch %d/%d loss %.4f (%.1f s, %.0f pairs/s)", settings.run_id,
+                     epoch + 1, settings.epochs, row["loss"], row["seconds"], row["pairs_per_s"])
+    return finish(session, files)

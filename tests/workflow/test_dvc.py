@@ -271,8 +271,8 @@ def test_dvc_stages_are_the_snakemake_jobs(profile_snapshot):
         assert by_name[f"evaluate@{i}"]["metrics"] == {str(paths.metrics(rid))}
         assert by_name[f"train@{i}"]["plots"] == {str(paths.curves(rid))}
     expected = {"prepare": len(params["datasets"]), "baseline": len(params["datasets"]),
-                "train": len(run_ids), "evaluate": len(run_ids), "tables": 1, "tsne": len(run_ids),
-                "figures": 1}
+                "train": len(run_ids), "evaluate": len(run_ids), "tables": 1, "methods_table": 1,
+                "tsne": len(run_ids), "figures": 1}
     assert {r: sum(st["rule"] == r for st in stages) for r in expected} == expected
 
 
@@ -284,10 +284,11 @@ def test_stages_read_only_their_params(profile_snapshot):
         rule, _, key = stage["name"].partition("@")
         if rule == "train":
             run = params["runs"][int(key)]
-            expected = {f"datasets.{run['dataset']}", "model", f"variants.{run['variant']}", "train"}
+            expected = {f"datasets.{run['dataset']}", "model", "methods", f"variants.{run['variant']}", "train"}
         else:
             expected = {"prepare": {f"datasets.{key}", "data"}, "baseline": {"evaluate"},
                         "evaluate": {"evaluate"}, "tables": {"runs", "datasets"},
+                        "methods_table": {"runs", "datasets"},
                         "tsne": {"figures.tsne", "figures.dpi", "evaluate.batch_size"},
                         "figures": {"figures.dpi", "figures.heads", "figures.lime", "evaluate.batch_size",
                                     "runs", "datasets"}}[rule]
@@ -349,14 +350,15 @@ def test_stage_code_deps_are_the_modules_their_command_imports(tmp_path, monkeyp
 
 
 def test_paper_profile_plans_with_dvc(tmp_path):
-    """The paper's configuration, copied over params.yaml, is a 70-stage DVC pipeline that
+    """The paper's configuration, copied over params.yaml, is a 107-stage DVC pipeline that
     `dvc dag` and `dvc status` handle (docs/dvc.md)."""
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     root = snapshot(tmp_path / "repo", tmp_path, params)
     dag = dvc(root, tmp_path, "dag", "--md").stdout
     assert "train@19" in dag and "tables" in dag
     changes = dvc_changes(root, tmp_path)
-    assert len(changes) == 4 + 4 + 20 + 20 + 1 + 20 + 1  # ... tables, tsne, figures
+    runs = len(params["runs"])  # the paper's 20 and the methods' 12
+    assert runs == 32 and len(changes) == 4 + 4 + runs + runs + 1 + 1 + runs + 1  # ... tables, methods, tsne, figures
     assert_no_network(tmp_path)
 
 
@@ -480,12 +482,12 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
     for run in runs_of(load_params(root / "params.yaml")):
         path = str(ProfilePaths(Path("results/tiny")).metrics(run_id(run)))
         metrics = data["metrics"][path]["data"]
-        assert set(metrics["backbone"]) == set(metrics["feature"]) == {"nmi", "ari", "acc"}
+        assert set(metrics["stages"]["backbone"]) == set(metrics["stages"]["feature"]) == {"nmi", "ari", "acc"}
     curves = list(csv.DictReader((root / "results/tiny/runs/digits-bs128-cd-s42/curves.csv").open()))
     assert [row["epoch"] for row in curves] == ["1", "2"]
 
     diff = json.loads(dvc(root, base, "metrics", "diff", "--json").stdout)
-    assert any("backbone.nmi" in changes for changes in diff.values())
+    assert any("stages.backbone.nmi" in changes for changes in diff.values())
 
     # Which stages read a param: after one change, `dvc status` names the stages it reaches
     # directly (their downstream stages follow through the data).

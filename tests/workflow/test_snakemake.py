@@ -41,25 +41,45 @@ def test_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_paper_profile_plans_exactly_the_20_paper_runs():
+def test_paper_profile_plans_exactly_the_20_paper_runs(tmp_path):
     result = snakemake("-n", "reproduce_tables", "--configfile", "workflow/configs/paper.yaml", cwd=REPO)
     assert result.returncode == 0, result.stderr
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert stats["train"] == "20" and stats["evaluate"] == "20" and stats["prepare"] == "4"
     planned = set(re.findall(r"--run (\S+)", result.stdout)) if "--run" in result.stdout else None
     params = load_params(REPO / "workflow" / "configs" / "paper.yaml")
-    for run in runs_of(params):
+    paper_runs = runs_of(params, "reproduce_tables")
+    for run in paper_runs:
         s = resolve_run(params, run)
         assert (s.backbone, s.backbone_width, s.image_size, s.epochs) == ("resnet34", 64, 224, 1000)
-        assert s.hidden_dim == s.feature_num == run.batch_size
+        assert s.method == "cd" and s.hidden_dim == s.options["feature_num"] == run.batch_size
         assert s.schedule == s.grad_clip == (run.variant != "no_sched")
-    cd = {(r.dataset, r.batch_size) for r in runs_of(params) if r.variant == "cd"}
+    cd = {(r.dataset, r.batch_size) for r in paper_runs if r.variant == "cd"}
     assert cd == {(d, b) for d in ("cifar10", "cifar100_20", "stl10", "imagenet10") for b in (128, 256)}
-    ablations = {(r.dataset, r.variant) for r in runs_of(params) if r.variant != "cd"}
-    assert {r.batch_size for r in runs_of(params) if r.variant != "cd"} == {128}
+    ablations = {(r.dataset, r.variant) for r in paper_runs if r.variant != "cd"}
+    assert {r.batch_size for r in paper_runs if r.variant != "cd"} == {128}
     assert len(ablations) == 12 and {d for d, _ in ablations} == {"stl10", "imagenet10"}
     if planned is not None:
-        assert planned == {run_id(r) for r in runs_of(params)}
+        assert planned == {run_id(r) for r in paper_runs}
+
+
+def test_paper_profile_compare_methods_plans_every_method_and_cc_published_only():
+    """CD, SimCLR, CC, CLD and CDC on STL-10 and ImageNet-10 at batch 128 (CD's runs are the
+    paper's, reused), and CC's published recipe on every dataset; nothing else."""
+    result = snakemake("-n", "compare_methods", "--configfile", "workflow/configs/paper.yaml", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert stats["train"] == stats["evaluate"] == "14" and stats["methods_table"] == "1"
+    assert "tables" not in stats and "figures" not in stats
+    params = load_params(REPO / "workflow" / "configs" / "paper.yaml")
+    planned = {(s.dataset, s.batch_size, s.method, s.schedule, s.grad_clip)
+               for s in (resolve_run(params, r) for r in runs_of(params, "compare_methods"))}
+    expected = {(d, 128, m, True, True) for d in ("stl10", "imagenet10")
+                for m in ("cd", "simclr", "cc", "cld", "cdc")}
+    expected |= {(d, 256, "cc", False, False) for d in ("cifar10", "cifar100_20", "stl10", "imagenet10")}
+    assert planned == expected
+    reused = {run_id(r) for r in runs_of(params, "compare_methods")} & {run_id(r) for r in runs_of(params, "reproduce_tables")}
+    assert reused == {"stl10-bs128-cd-s42", "imagenet10-bs128-cd-s42"}
 
 
 def test_config_overrides_are_refused(tmp_path):
@@ -81,9 +101,11 @@ def test_tiny_profile_end_to_end_then_nothing_to_do(tmp_path, monkeypatch):
         rid = run_id(run)
         metrics = json.loads(paths.metrics(rid).read_text())
         assert metrics["n_images"] == 1797 and metrics["num_classes"] == 10
-        assert metrics["feature_stage"] == ("projector" if run.variant == "no_head" else "feature")
-        for stage in ("backbone", "feature"):
-            for metric, value in metrics[stage].items():
+        final = {"no_head": "projector", "simclr": "projector", "cc": "cluster", "cld": "group",
+                 "cdc": "cluster"}.get(run.variant, "feature")
+        assert list(metrics["stages"]) == ["backbone", final] and metrics["final_stage"] == final
+        for stage, scores in metrics["stages"].items():
+            for metric, value in scores.items():
                 assert 0 <= value <= 1 or metric == "ari"
                 mine = [r for r in all_csv if r["source"] == "ours" and r["variant"] == run.variant
                         and r["batch_size"] == str(run.batch_size) and r["stage"] == stage

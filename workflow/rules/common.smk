@@ -1,27 +1,33 @@
 # Helpers shared by the rules: the params (validated), the run list and the paths, all from
 # the cdrepro package so that the workflow and the CLI cannot disagree.
 import os
+import sys
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from cdrepro import config as cdconfig
 from cdrepro.runs import ProfilePaths, run_id
 
 
-validate(config, "../schemas/params.schema.yaml")
+def stop(message):
+    """A params problem as one line (Snakemake would add the schema, the config and a traceback)."""
+    print(f"cdrepro: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
 
 # The CLI reads the params file itself, so the file must be the whole truth: overrides given
-# with --config would reach Snakemake but not the steps it runs.
+# with --config would reach Snakemake but not the steps it runs. cdrepro.config validates it
+# first, so that an error names the key in one line.
 PARAMS_FILE = os.path.relpath(workflow.configfiles[-1])
 try:
     if cdconfig.load_params(PARAMS_FILE) != config:
-        raise WorkflowError(
-            f"the config differs from {PARAMS_FILE}; put changes in a params file and pass it "
-            "with --configfile (--config overrides are not supported)"
-        )
+        stop(f"the config differs from {PARAMS_FILE}; put changes in a params file and pass it "
+             "with --configfile (--config overrides are not supported)")
 except cdconfig.ParamsError as exc:
-    raise WorkflowError(str(exc)) from exc
+    stop(str(exc).replace("\n", " "))
+# The schema once more, as Snakemake's own check (it passes here). set_default=False: defaults
+# filled in would make the config differ from the file.
+validate(config, "../schemas/params.schema.yaml", set_default=False)
 
 # Jobs find the params file through the environment rather than their command lines: the
 # command line is a rerun trigger ("code"), and the same settings read from another path must
@@ -36,6 +42,9 @@ envvars:
 PATHS = ProfilePaths.from_params(config)
 RUNS = {run_id(run): run for run in cdconfig.runs_of(config)}
 DATASETS = sorted({run.dataset for run in RUNS.values()})
+# What each target builds (a run's `targets:`): the paper's tables, the methods table.
+TABLE_RUNS = [run_id(run) for run in cdconfig.runs_of(config, "reproduce_tables")]
+METHOD_RUNS = [run_id(run) for run in cdconfig.runs_of(config, "compare_methods")] or list(RUNS)
 LOGS = PATHS.logs_dir()
 CPU_THREADS = config["train"].get("cpu_threads", 1)
 GPUS_PER_RUN = config["train"].get("gpus_per_run", 1) if config["train"]["device"] == "cuda" else 0
@@ -51,6 +60,10 @@ wildcard_constraints:
 def run_settings(wildcards):
     """Everything a run's training reads: a change re-runs it (params rerun trigger)."""
     return cdconfig.resolve_run(config, RUNS[wildcards.run]).to_dict()
+
+
+def datasets_of(rids):
+    return sorted({RUNS[rid].dataset for rid in rids})
 
 
 def prepared_of_run(wildcards):

@@ -458,6 +458,10 @@ def _load_class_folder(root: Path, size: int) -> RawDataset:
     class_folders = _class_folders(root)
     if not class_folders:
         raise ImageFolderError(f"{root} has no class sub-folders: {layout}")
+    if len(class_folders) == 1:
+        # One class: every clustering scores 1.0 against it, which would look like success.
+        raise ImageFolderError(f"{root} has one class sub-folder ({class_folders[0].name}); clustering "
+                               f"is scored against at least two classes: {layout}")
     files_per_class = [_image_files(folder) for folder in class_folders]
     for folder, files in zip(class_folders, files_per_class):
         if not files:

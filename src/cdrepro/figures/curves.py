@@ -1,25 +1,49 @@
-"""Training curves: every loss term and the learning rate per epoch, all runs of one dataset on
-one figure (from each run's ``curves.csv``)."""
+"""Training curves: the total loss, each of the method's loss terms and the learning rate per
+epoch, all runs of one dataset on one figure (from each run's ``curves.csv``).
+
+The terms are whatever columns a run's curves.csv has between ``loss`` and ``seconds``
+(``cdrepro.results.curve_terms``), so a method's new term gets its own panel with no edit here.
+One panel per distinct title (``term_label``): runs of several methods share a panel where a
+term means the same (``instance``: the NT-Xent of every method that has it) and get their own
+where one name means two things (CD's ``entropy`` is maximised, CC's minimised); a run draws a
+line only in the panels of the terms it has.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from cdrepro.results import curve_terms, read_curves
 from cdrepro.runs import Run, run_id
 
-# curves.csv column -> panel title. NE is maximised (the total subtracts it), so it rises.
-TERMS: dict[str, str] = {
+# Panel titles of the columns we know; any other term is titled by its own name. NE is
+# maximised (the total subtracts it), so it rises.
+TERM_LABELS: dict[str, str] = {
     "loss": "total loss",
     "instance": "instance loss",
     "feature": "feature loss",
     "entropy": "normalized entropy NE",
     "lr": "learning rate",
 }
+# A method's own meaning of a term, where the name alone would say something else or nothing.
+METHOD_TERM_LABELS: dict[tuple[str, str], str] = {
+    ("cc", "entropy"): "cluster entropy log K - H(p) (CC)",
+    ("cc", "cluster"): "cluster contrast (CC)",
+    ("cld", "group"): "cross-level group loss (CLD)",
+    ("cdc", "contrast"): "joint contrast on [p; z] (CDC)",
+    ("cdc", "swap"): "swapped Sinkhorn cross-entropy (CDC)",
+}
+COLUMNS = ["run", "label", "method", "variant", "batch_size", "epoch", "term", "panel", "value"]
+
+
+def term_label(term: str, method: str = "") -> str:
+    """A panel's title: the method's own name for the term, else the term's, else the term."""
+    return METHOD_TERM_LABELS.get((method, term)) or TERM_LABELS.get(term, term)
 
 
 def run_label(run: Run, seeds: int) -> str:
@@ -29,39 +53,59 @@ def run_label(run: Run, seeds: int) -> str:
     return f"{label}, seed {run.seed}" if seeds > 1 else label
 
 
-def curves_frame(runs: Sequence[tuple[Run, Path]]) -> pd.DataFrame:
-    """Long format, one row per (run, epoch, term) present in the run's curves.csv (no-head runs
-    have no feature or NE column)."""
+def _plotted(rows: list[dict[str, float]]) -> list[str]:
+    """The columns a run's curves plot: loss, its terms, lr (none for an empty file)."""
+    if not rows:
+        return []
+    return ["loss", *curve_terms(dict.fromkeys(k for row in rows for k in row)), "lr"]
+
+
+def curves_frame(runs: Sequence[tuple[Run, Path]], methods: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Long format, one row per (run, epoch, plotted column) with a value in the run's
+    curves.csv (``COLUMNS``). ``methods``: variant -> method, for the panels' titles (a
+    variant it lacks: titled by the term alone)."""
     seeds = len({run.seed for run, _ in runs})
-    frames = []
+    records = []
     for run, path in runs:
-        curves = pd.read_csv(path)
-        terms = [term for term in TERMS if term in curves and curves[term].notna().any()]
-        long = curves.melt(id_vars="epoch", value_vars=terms, var_name="term", value_name="value").dropna()
-        long.insert(0, "run", run_id(run))
-        long.insert(1, "label", run_label(run, seeds))
-        long.insert(2, "variant", run.variant)
-        long.insert(3, "batch_size", run.batch_size)
-        frames.append(long)
-    columns = ["run", "label", "variant", "batch_size", "epoch", "term", "value"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+        rows = read_curves(path)
+        method = (methods or {}).get(run.variant, "")
+        lead = {"run": run_id(run), "label": run_label(run, seeds), "method": method, "variant": run.variant,
+                "batch_size": run.batch_size}
+        records += [{**lead, "epoch": int(row["epoch"]), "term": term, "panel": term_label(term, method),
+                     "value": row[term]}
+                    for term in _plotted(rows) for row in rows if term in row]
+    return pd.DataFrame(records, columns=COLUMNS)
+
+
+def panels(frame: pd.DataFrame) -> list[str]:
+    """The panels' titles: the total loss, every term any run has (in order), the lr."""
+    first, last = term_label("loss"), term_label("lr")
+    return [first, *(p for p in dict.fromkeys(frame["panel"]) if p not in (first, last)), last]
+
+
+PANELS_PER_ROW = 5  # several methods' terms make ten panels or more: wrap, not one long strip
 
 
 def plot_curves(frame: pd.DataFrame, title: str) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(TERMS), figsize=(3.3 * len(TERMS), 3.4))
+    shown = panels(frame)
+    cols = min(len(shown), PANELS_PER_ROW)
+    rows = -(-len(shown) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows), squeeze=False)
+    for ax in grid.flat[len(shown):]:
+        ax.set_visible(False)
+    axes = grid.flat[:len(shown)]
     labels = list(dict.fromkeys(frame["label"]))
     palette = dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))))
-    for ax, (term, name) in zip(axes, TERMS.items()):
-        part = frame[frame["term"] == term]
+    for ax, panel in zip(axes, shown):
+        part = frame[frame["panel"] == panel]
         if len(part):
             sns.lineplot(data=part, x="epoch", y="value", hue="label", hue_order=labels, palette=palette,
                          ax=ax, legend=False, marker="." if part["epoch"].nunique() < 30 else None)
-        ax.set(title=name, xlabel="epoch", ylabel="")
-    axes[list(TERMS).index("lr")].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        ax.set(title=panel, xlabel="epoch", ylabel="")
+    axes[-1].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))  # the learning rate
     handles = [plt.Line2D([], [], color=palette[label], label=label) for label in labels]
-    fig.legend(handles=handles, loc="lower center", ncols=min(len(labels), 4), bbox_to_anchor=(0.5, -0.12),
+    fig.legend(handles=handles, loc="lower center", ncols=min(len(labels), 4), bbox_to_anchor=(0.5, -0.12 / rows),
                frameon=False)
     fig.suptitle(f"{title}: training curves per epoch")
     fig.tight_layout()
     return fig
-

@@ -17,13 +17,13 @@ def activity_column(threshold: float) -> str:
     return f"images_above_{threshold:g}"
 
 
-def head_activity(final: np.ndarray, thresholds: Sequence[float]) -> pd.DataFrame:
+def head_activity(outputs: np.ndarray, thresholds: Sequence[float]) -> pd.DataFrame:
     """One row per head: its mean output and the number of images where it is above each
-    threshold. final: (N, K) sigmoid outputs."""
-    frame = pd.DataFrame({"head": np.arange(final.shape[1]), "mean_output": final.mean(axis=0),
-                          "n_images": final.shape[0]})
+    threshold. outputs: (N, K) sigmoid outputs."""
+    frame = pd.DataFrame({"head": np.arange(outputs.shape[1]), "mean_output": outputs.mean(axis=0),
+                          "n_images": outputs.shape[0]})
     for threshold in thresholds:
-        frame[activity_column(threshold)] = (final > threshold).sum(axis=0)
+        frame[activity_column(threshold)] = (outputs > threshold).sum(axis=0)
     return frame
 
 
@@ -43,10 +43,10 @@ def plot_head_activity(activity: pd.DataFrame, thresholds: Sequence[float], titl
     return fig
 
 
-def head_correlation(final: np.ndarray) -> np.ndarray:
+def head_correlation(outputs: np.ndarray) -> np.ndarray:
     """(K, K) Pearson correlation of the heads' outputs over the images; NaN for a head whose
     output is constant (no correlation is defined for it)."""
-    values = final.astype(np.float64)
+    values = outputs.astype(np.float64)
     constant = np.ptp(values, axis=0) == 0  # exactly: a mean's rounding would leave a tiny spread
     centred = values - values.mean(axis=0)
     norms = np.sqrt((centred**2).sum(axis=0))

@@ -1,4 +1,5 @@
-"""LIME views of single feature heads (the paper's Appendix B, Figures 8-9).
+"""LIME views of single feature heads (the paper's Appendix B, Figures 8-9), for a run whose
+method has per-sample sigmoid heads (``EmbeddedRun.heads``: CD's feature predictor output f).
 
 For a few heads, the images on which the head's output is above a threshold (0.75 in the paper),
 each with the superpixels that raise that head's output most outlined in yellow. LIME
@@ -33,23 +34,23 @@ log = logging.getLogger(__name__)
 HIGHLIGHT = (1.0, 1.0, 0.0)  # yellow, as the paper's figures
 
 
-def top_images(final: np.ndarray, head: int, threshold: float, count: int) -> np.ndarray:
-    """Positions (in ``final``) of at most ``count`` images whose ``head`` output is above
+def top_images(outputs: np.ndarray, head: int, threshold: float, count: int) -> np.ndarray:
+    """Positions (in ``outputs``) of at most ``count`` images whose ``head`` output is above
     ``threshold``, highest output first."""
-    above = np.flatnonzero(final[:, head] > threshold)
-    return above[np.argsort(-final[above, head], kind="stable")][:count]
+    above = np.flatnonzero(outputs[:, head] > threshold)
+    return above[np.argsort(-outputs[above, head], kind="stable")][:count]
 
 
-def choose_heads(final: np.ndarray, lime_params: dict[str, Any]) -> list[int]:
+def choose_heads(outputs: np.ndarray, lime_params: dict[str, Any]) -> list[int]:
     """The heads to show (see the module docstring); a listed head that does not exist is an error."""
     heads, threshold, per_head = lime_params["heads"], lime_params["threshold"], lime_params["images_per_head"]
-    n_heads = final.shape[1]
+    n_heads = outputs.shape[1]
     if isinstance(heads, list):
         unknown = [h for h in heads if not 0 <= h < n_heads]
         if unknown:
             raise ValueError(f"figures.lime.heads: {unknown} not a head of this model (heads 0..{n_heads - 1})")
         return list(heads)
-    eligible = [h for h in range(n_heads) if (final[:, h] > threshold).sum() >= per_head]
+    eligible = [h for h in range(n_heads) if (outputs[:, h] > threshold).sum() >= per_head]
     if len(eligible) < heads:
         log.warning("only %d heads fire above %g on at least %d images; showing those",
                     len(eligible), threshold, per_head)
@@ -69,7 +70,7 @@ def head_outputs(run: EmbeddedRun):
     def predict(images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.asarray(images, dtype=np.float32)).permute(0, 3, 1, 2).to(run.device)
         with autocast(run.device, run.settings.precision):
-            return run.model(x).f.float().cpu().numpy()
+            return run.model(x)[run.heads].float().cpu().numpy()
     return predict
 
 
@@ -92,13 +93,14 @@ def explain(run: EmbeddedRun, image: np.ndarray, head: int, lime_params: dict[st
 def lime_frame(run: EmbeddedRun, lime_params: dict[str, Any]) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """One row per (head, image) shown, and the matching outlined images (S, S, 3)."""
     rows, pictures = [], []
-    for head in choose_heads(run.final, lime_params):
-        positions = top_images(run.final, head, lime_params["threshold"], lime_params["images_per_head"])
+    values = run.head_values
+    for head in choose_heads(values, lime_params):
+        positions = top_images(values, head, lime_params["threshold"], lime_params["images_per_head"])
         for rank, (position, image) in enumerate(zip(positions, eval_images(run, positions))):
             mask, n_segments = explain(run, image, head, lime_params)
             label = int(run.labels[position])
             rows.append({"head": head, "rank": rank, "image": int(run.indices[position]), "label": label,
-                         "class": run.data.class_names[label], "output": float(run.final[position, head]),
+                         "class": run.data.class_names[label], "output": float(values[position, head]),
                          "segments": n_segments, "highlighted_pixels": int(mask.sum())})
             pictures.append(mark_boundaries(image, mask.astype(int), color=HIGHLIGHT))
     columns = ["head", "rank", "image", "label", "class", "output", "segments", "highlighted_pixels"]

@@ -5,8 +5,8 @@ plots, ``<stem>.csv``.
 
 ``results/<profile>/tsne/<run id>.*``: the t-SNE of each run, one job per run (``cdrepro tsne``).
 ``results/<profile>/figures/``: everything the profile's figure job writes (``cdrepro figures``):
-``curves_<dataset>``, ``ablation_<dataset>``, ``heads/<run id>/{head_activity,head_correlation,lime}``
-and ``summary.html``. DVC tracks that folder as one output, as its list of files depends on the
+``curves_<dataset>``, ``ablation_<dataset>``, ``methods_<dataset>`` (``method_figure_datasets``),
+``heads/<run id>/{head_activity,head_correlation,lime}`` and ``summary.html``. DVC tracks that folder as one output, as its list of files depends on the
 runs of the params.
 """
 
@@ -17,16 +17,30 @@ from pathlib import Path
 from typing import Any
 
 from cdrepro.config import runs_of
+from cdrepro.results import methods_target, variant_infos
 from cdrepro.runs import ProfilePaths, Run
 
 FORMATS: tuple[str, ...] = ("png", "pdf")
 HEAD_FIGURES: tuple[str, ...] = ("head_activity", "head_correlation", "lime")
-"""The figures of a run with a feature predictor (none for a no-head run)."""
+"""The figures of a run whose method has per-sample sigmoid heads (CD's feature predictor; none
+for a no-head run)."""
 
 
 def head_runs(params: dict[str, Any]) -> list[Run]:
-    """The runs that have head figures: those whose variant keeps the feature predictor."""
-    return [run for run in runs_of(params) if params["variants"][run.variant]["head"]]
+    """The runs that have head figures: those whose method, with the variant's options, has
+    sigmoid heads (``Method.sigmoid_heads``)."""
+    variants = variant_infos(params)
+    return [run for run in runs_of(params) if variants[run.variant].sigmoid_heads is not None]
+
+
+def method_figure_datasets(params: dict[str, Any]) -> list[str]:
+    """The datasets with a method comparison figure: those where the runs for the methods table
+    (``compare_methods``; every run where none is tagged for it) are of two methods or more."""
+    variants = variant_infos(params)
+    methods: dict[str, set[str]] = {}
+    for run in runs_of(params, methods_target(params)):
+        methods.setdefault(run.dataset, set()).add(variants[run.variant].method)
+    return sorted(dataset for dataset, found in methods.items() if len(found) > 1)
 
 
 def files_of(stem: Path) -> list[Path]:
@@ -61,6 +75,10 @@ class FigurePaths:
 
     def ablation(self, dataset: str) -> Path:
         return self.root / f"ablation_{dataset}"
+
+    def methods(self, dataset: str) -> Path:
+        """The method comparison chart of a dataset of ``method_figure_datasets``."""
+        return self.root / f"methods_{dataset}"
 
     def summary(self) -> Path:
         """The results table as HTML (for the report)."""

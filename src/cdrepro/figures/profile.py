@@ -1,61 +1,81 @@
 """The profile's figure step (``cdrepro figures``, one job per profile): what it reads and writes.
 
-Training curves and ablation charts per dataset, head statistics and LIME views of every run
-with a head, and the summary table (HTML, for the report). The t-SNE figures, the costly part on
-a CPU, are one job per run instead (``cdrepro tsne``, ``figures.tsne``). Models run with
-``evaluate.batch_size``, which changes nothing in the outputs (the model is in eval mode).
+Training curves and ablation charts per dataset, a method comparison chart per dataset whose
+methods-table runs are of several methods, head statistics and LIME views of every run whose
+method has sigmoid heads, and the summary table (HTML, for the report). The t-SNE
+figures, the costly part on a CPU, are one job per run instead (``cdrepro tsne``,
+``figures.tsne``). Models run with ``evaluate.batch_size``, which changes nothing in the
+outputs (the model is in eval mode).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cdrepro import config as cfg
-from cdrepro import tables
 from cdrepro.atomic import write_text
 from cdrepro.data.prepared import PreparedDataset, load_prepared
-from cdrepro.figures import ablation, curves, heads, lime_views, summary
+from cdrepro.figures import ablation, curves, heads, lime_views, methods, summary
 from cdrepro.figures.embedding import embed_run
 from cdrepro.figures.output import save_figure
-from cdrepro.figures.paths import FigurePaths, head_runs
+from cdrepro.figures.paths import FigurePaths, head_runs, method_figure_datasets
+from cdrepro.methods_table import methods_frame
+from cdrepro.results import (ProfileResults, load_cc_results, load_paper_results, load_repo_variability,
+                             methods_target, published_rows)
 from cdrepro.runs import ProfilePaths, run_id
 
 
-def profile_figures(params: dict[str, Any], threads: int | None = None) -> list[Path]:
-    """Curves and ablation charts per dataset, head figures per run with a head, the summary."""
+def profile_figures(params: dict[str, Any], results: ProfileResults, threads: int | None = None) -> list[Path]:
+    """Curves and ablation charts per dataset, method charts where there are several methods,
+    head figures per run with heads, the summary. ``results``: the profile's, every run
+    (``ProfileResults.load(params)``)."""
     if threads:
         torch.set_num_threads(threads)
     paths = ProfilePaths.from_params(params)
     where = FigurePaths.of(paths)
     dpi = params["figures"]["dpi"]
     runs = cfg.runs_of(params)
-    datasets = sorted({run.dataset for run in runs})
-    titles = {name: ds.get("title", name) for name, ds in params["datasets"].items()}
-    metrics = [json.loads(paths.metrics(run_id(run)).read_text()) for run in runs]
-    baselines = [json.loads(paths.baseline(dataset).read_text()) for dataset in datasets]
-    ours, paper, repo = tables.collect(metrics, baselines), tables.load_paper_results(), tables.load_repo_variability()
+    paper, repo = load_paper_results(), load_repo_variability()
 
     written: list[Path] = []
     comparisons = {}
-    for dataset in datasets:
-        title = titles.get(dataset, dataset)
-        frame = curves.curves_frame([(run, paths.curves(run_id(run))) for run in runs if run.dataset == dataset])
+    run_methods = {name: info.method for name, info in results.variants.items()}
+    for dataset in sorted({run.dataset for run in runs}):
+        title = results.titles.get(dataset, dataset)
+        frame = curves.curves_frame([(run, paths.curves(run_id(run))) for run in runs if run.dataset == dataset],
+                                    run_methods)
         written += save_figure(curves.plot_curves(frame, title), where.curves(dataset), frame, dpi)
-        comparisons[dataset] = ablation.comparison_frame(dataset, ours, paper, repo)
+        comparisons[dataset] = ablation.comparison_frame(dataset, results.frame, paper, repo)
         written += save_figure(ablation.plot_ablation(comparisons[dataset], title), where.ablation(dataset),
                                comparisons[dataset], dpi)
-    write_text(where.summary(), summary.summary_html(comparisons, titles, params["profile"]))
+    written += method_figures(params, results, where, dpi)
+    write_text(where.summary(), summary.summary_html(comparisons, results.titles, params["profile"]))
     written.append(where.summary())
 
-    with_head = head_runs(params)
-    for dataset in sorted({run.dataset for run in with_head}):
+    with_heads = head_runs(params)
+    for dataset in sorted({run.dataset for run in with_heads}):
         data = load_prepared(paths.prepared(dataset))  # once for all its runs
-        for run in (run for run in with_head if run.dataset == dataset):
+        for run in (run for run in with_heads if run.dataset == dataset):
             written += head_figures(params, run_id(run), data, paths)
+    return written
+
+
+def method_figures(params: dict[str, Any], results: ProfileResults, where: FigurePaths, dpi: int) -> list[Path]:
+    """The method comparison chart of each dataset of ``method_figure_datasets``, from the runs
+    of the methods table's target."""
+    datasets = method_figure_datasets(params)
+    if not datasets:
+        return []
+    target = results.restricted(run_id(run) for run in cfg.runs_of(params, methods_target(params)))
+    table = methods_frame(target, published_rows(load_paper_results(), load_cc_results(), load_repo_variability()))
+    written: list[Path] = []
+    for dataset in datasets:
+        frame = methods.chart_frame(table, dataset)
+        written += save_figure(methods.plot_methods(frame, results.titles.get(dataset, dataset)),
+                               where.methods(dataset), frame, dpi)
     return written
 
 
@@ -66,10 +86,10 @@ def head_figures(params: dict[str, Any], rid: str, data: PreparedDataset, paths:
     figures = params["figures"]
     run = embed_run(settings, data, paths.model(rid), params["evaluate"]["batch_size"])
     thresholds = figures["heads"]["thresholds"]
-    activity = heads.head_activity(run.final, thresholds)
+    activity = heads.head_activity(run.head_values, thresholds)
     written = save_figure(heads.plot_head_activity(activity, thresholds, rid),
                           where.head_figure(rid, "head_activity"), activity, figures["dpi"])
-    corr = heads.head_correlation(run.final)
+    corr = heads.head_correlation(run.head_values)
     written += save_figure(heads.plot_head_correlation(corr, rid), where.head_figure(rid, "head_correlation"),
                            heads.correlation_frame(corr), figures["dpi"])
     frame, pictures = lime_views.lime_frame(run, figures["lime"])

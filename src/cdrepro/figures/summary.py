@@ -1,6 +1,6 @@
 """The results as one HTML page for the Snakemake report: per dataset, every run's NMI/ARI/ACC at
-both stages beside the paper's and the authors' numbers (the same numbers as the ablation charts;
-the LaTeX tables lay them out as the paper does)."""
+the backbone and the final stage beside the paper's and the authors' numbers (the same numbers
+as the ablation charts; the LaTeX tables lay them out as the paper does)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from cdrepro.figures.ablation import SOURCES
-from cdrepro.tables import METRICS, STAGES
+from cdrepro.figures.ablation import ROLE_TITLES, ROLES, SOURCES
+from cdrepro.results import SCORES
 
 _STYLE = """<style>
 body { font-family: sans-serif; font-size: 13px; margin: 1em; }
@@ -30,9 +30,10 @@ def cell(value: float, std: float) -> str:
 def dataset_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (run or reference), one column per stage x metric."""
     frame = frame.assign(shown=[cell(v, s) for v, s in zip(frame["value"], frame["std"])],
-                         source=frame["source"].map(SOURCES), column=frame["stage"] + " " + frame["metric"].str.upper())
+                         source=frame["source"].map(SOURCES),
+                         column=frame["stage_role"].map(ROLE_TITLES) + " " + frame["metric"].str.upper())
     table = frame.pivot_table(index=["label", "source"], columns="column", values="shown", aggfunc="first", sort=False)
-    wanted = [f"{stage} {metric.upper()}" for stage in STAGES for metric in METRICS]
+    wanted = [f"{ROLE_TITLES[role]} {metric.upper()}" for role in ROLES for metric in SCORES]
     table = table.reindex(columns=wanted).fillna("–").reset_index().rename(columns={"label": "run"})
     table.columns.name = None  # else to_html adds a header cell for it
     return table
@@ -46,9 +47,10 @@ def _page(title: str, body: list[str]) -> str:
 
 def summary_html(frames: Mapping[str, pd.DataFrame], titles: Mapping[str, str], profile: str) -> str:
     """``frames``: dataset -> ``ablation.comparison_frame``."""
-    parts = ["<p>Backbone: the backbone output h. Feature: the feature predictor output f "
-             "(the projector output z for a run without a head, marked “z”). Mean ± sample std "
-             "where a run has several seeds.</p>"]
+    parts = ["<p>Backbone: K-means on the backbone output h. Final stage: the method's last "
+             "evaluation stage (CD: the feature predictor output f; a run without a head: its "
+             "projector output z). Where a dataset's runs end in different stages, each run's label "
+             "names its own. Mean ± sample std where a run has several seeds.</p>"]
     for dataset, frame in frames.items():
         parts.append(f"<h3>{html.escape(titles.get(dataset, dataset))}</h3>")
         parts.append(dataset_table(frame).to_html(index=False, border=0))

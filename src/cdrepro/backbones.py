@@ -1,0 +1,55 @@
+"""The backbones every method shares: ImageNet-style ResNets without their fc (SPEC: Method)."""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision import models
+from torchvision.models.resnet import BasicBlock, conv1x1
+
+BACKBONES = {"resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50}
+BASIC_BLOCK_LAYOUT = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+TORCHVISION_WIDTH = 64
+
+
+def make_backbone(name: str, width: int = TORCHVISION_WIDTH) -> nn.Module:
+    """ImageNet-style ResNet (7x7 stride-2 stem + max-pool), random init, no fc.
+
+    At width 64 this is torchvision's own model. Other widths build the same layout from
+    torchvision's BasicBlock with widths (w, 2w, 4w, 8w): the embedded profile uses a narrow
+    ResNet-18 so that it trains on two CPU cores in minutes.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
+    if width == TORCHVISION_WIDTH:
+        resnet = BACKBONES[name](weights=None)
+        resnet.fc = nn.Identity()
+        return resnet
+    if name not in BASIC_BLOCK_LAYOUT:
+        raise ValueError(f"model.backbone_width {width} is only supported for "
+                         f"{' and '.join(BASIC_BLOCK_LAYOUT)} (use 64 for {name})")
+    return _narrow_resnet(BASIC_BLOCK_LAYOUT[name], width)
+
+
+def _narrow_resnet(blocks: tuple[int, ...], width: int) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    ]
+    in_planes = width
+    for stage, n_blocks in enumerate(blocks):
+        planes, stride = width * 2**stage, (1 if stage == 0 else 2)
+        for block in range(n_blocks):
+            downsample = None
+            if block == 0 and (stride != 1 or in_planes != planes):
+                downsample = nn.Sequential(conv1x1(in_planes, planes, stride), nn.BatchNorm2d(planes))
+            layers.append(BasicBlock(in_planes, planes, stride if block == 0 else 1, downsample))
+            in_planes = planes
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+def rep_dim_of(backbone: str, width: int = TORCHVISION_WIDTH) -> int:
+    """Size of the pooled backbone output h (the paper's rep_dim: 512 for ResNet-18/34)."""
+    return width * 8 * (4 if backbone == "resnet50" else 1)

@@ -1,0 +1,539 @@
+"""The results contract: what evaluation writes and what the tables, figures and CLI read.
+
+Records (one schema each, checked on reading):
+
+- ``metrics.json`` of a run (``cdrepro evaluate``)::
+
+      {"run_id", "dataset", "batch_size", "method", "variant", "seed", "n_images", "num_classes",
+       "stages": {"backbone": {"nmi", "ari", "acc"}, ..., "<final stage>": {...}},
+       "final_stage": "<final stage>"}
+
+  ``stages`` in the method's order: ``backbone`` first, the method's final stage last
+  (``write_metrics`` keeps that order in the file; for a file whose writer sorted the keys,
+  reading puts backbone first and ``final_stage`` last again).
+- ``baselines/<dataset>.json`` (``cdrepro baseline``): ``{"dataset", "n_images", "num_classes",
+  "pixels": {"nmi", "ari", "acc"}}``.
+- ``curves.csv`` (``cdrepro train``): ``epoch, lr, loss, <the method's terms>, seconds,
+  pairs_per_s``; read as one dict of floats per epoch.
+
+A file that is not what it should be is a ``ResultsError`` (a ValueError) whose one-line
+message names the file and the command that writes it again.
+
+``ProfileResults.load(params)`` reads a whole profile: every run's metrics, every baseline,
+the datasets' titles and each variant's method, label and switches; ``load(params, target)``
+reads only the runs of one workflow target (``reproduce_tables``: the paper's tables;
+``compare_methods``: the methods table). Its ``frame`` is the long
+format the tables and figures consume (``collect``): one row per (run group, stage, metric),
+aggregated over seeds, where ``stage`` is the stage's own name and ``stage_role`` says whether
+it is the backbone stage, the method's final stage or one between. The paper's and the
+authors' numbers (``references/``) come in the same long format (``paper_rows``,
+``authors_rows``); ``published_rows`` lines up every published number with the method it is
+of (CD's paper, CC's own paper, the CD authors' repository) for the methods table and figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cdrepro import config as cfg
+from cdrepro.atomic import write_text
+from cdrepro.methods import method_class
+from cdrepro.methods.base import BACKBONE_STAGE
+from cdrepro.runs import ProfilePaths, run_id
+
+SCORES: tuple[str, ...] = ("nmi", "ari", "acc")
+BASELINE_VARIANT = "kmeans_pixels"
+"""The variant name of the raw-pixel K-means rows; a training variant may not use it."""
+PIXELS_STAGE = "pixels"
+BACKBONE_ROLE, FINAL_ROLE, INTERMEDIATE_ROLE = "backbone", "final", "intermediate"
+REFERENCE_METHOD = "cd"
+"""The method the paper's CD-128/CD-256 and the authors' repository numbers are of."""
+AUTHORS_BATCH_SIZE = 128
+"""The batch size of the authors' repository runs (``references/README.md``)."""
+TABLES_TARGET, METHODS_TARGET = cfg.TARGETS
+"""The workflow targets: the paper's tables, and the methods table."""
+
+FRAME_COLUMNS: list[str] = [
+    "source", "dataset", "batch_size", "method", "variant", "stage", "stage_role",
+    "metric", "mean", "std", "n_seeds", "seeds", "values",
+]
+
+
+class ResultsError(ValueError):
+    """A results file (or record) is not what its writer writes; the message names it and the
+    command that writes it again."""
+
+
+# --------------------------------------------------------------------------------------------
+# metrics.json and baselines
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scores_problem(scores: Any, where: str) -> str | None:
+    if not isinstance(scores, dict) or not all(_is_number(scores.get(s)) for s in SCORES):
+        return f"{where} must hold the numbers {', '.join(SCORES)}"
+    return None
+
+
+_METRICS_FIELDS = {"run_id": str, "dataset": str, "batch_size": int, "method": str, "variant": str,
+                   "seed": int, "n_images": int, "num_classes": int, "final_stage": str}
+
+
+def _metrics_problem(metrics: Any) -> str | None:
+    """What is wrong with a metrics record's shape, or None."""
+    if not isinstance(metrics, dict):
+        return "not a JSON object"
+    if "stages" not in metrics and "feature_stage" in metrics:
+        return "the format from before methods (top-level backbone/feature, no 'stages')"
+    for key, kind in _METRICS_FIELDS.items():
+        value = metrics.get(key)
+        if not (_is_int(value) if kind is int else isinstance(value, kind)):
+            return f"'{key}' missing or not a{'n integer' if kind is int else ' string'}"
+    stages, final = metrics.get("stages"), metrics["final_stage"]
+    if not isinstance(stages, dict) or BACKBONE_STAGE not in stages:
+        return f"'stages' must be an object of stages, '{BACKBONE_STAGE}' among them"
+    if final not in stages or (final == BACKBONE_STAGE and len(stages) > 1):
+        return f"'final_stage' ({final}) must name the method's last stage in 'stages'"
+    problems = (_scores_problem(scores, f"stages.{name}") for name, scores in stages.items())
+    return next((p for p in problems if p), None)
+
+
+def _in_stage_order(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with its stages backbone first and the final stage last, any others between
+    in the record's order. A writer that sorts keys (``atomic.write_json``) loses the method's
+    order; these two ends are what the tables and figures rely on."""
+    stages, final = metrics["stages"], metrics["final_stage"]
+    order = dict.fromkeys([BACKBONE_STAGE, *(s for s in stages if s not in (BACKBONE_STAGE, final)), final])
+    return {**metrics, "stages": {name: stages[name] for name in order}}
+
+
+def check_metrics(metrics: Any, where: str, rid: str | None = None) -> dict[str, Any]:
+    """``metrics`` (stages in order: ``_in_stage_order``) if it has the shape of a metrics.json
+    record, else ResultsError naming ``where`` (a file, or a run) and how to write it again
+    (for run ``rid``: by default the record's own run id)."""
+    problem = _metrics_problem(metrics)
+    if problem:
+        if rid is None:
+            rid = metrics.get("run_id", "<run id>") if isinstance(metrics, dict) else "<run id>"
+        raise ResultsError(f"{where}: not a metrics file of this cdrepro ({problem}); "
+                           f"re-run `cdrepro evaluate --run {rid}`")
+    return _in_stage_order(metrics)
+
+
+def _read_json(path: Path, rerun: str) -> Any:
+    """A JSON file's content; FileNotFoundError or ResultsError that say how to make it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; make it with `{rerun}`")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc}); re-run `{rerun}`") from exc
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """A run's metrics.json, checked. Its run id, for the messages, is its folder's name."""
+    path = Path(path)
+    rid = path.parent.name
+    return check_metrics(_read_json(path, f"cdrepro evaluate --run {rid}"), str(path), rid)
+
+
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
+    """Check and write a metrics record (atomically), its keys in the record's order: the
+    stages in the method's order (``atomic.write_json`` would sort them by name)."""
+    write_text(path, json.dumps(check_metrics(metrics, str(path)), indent=2) + "\n")
+
+
+def check_baseline(baseline: Any, where: str) -> dict[str, Any]:
+    """``baseline`` if it has the shape of a baselines/<dataset>.json record, else ResultsError."""
+    ok = (isinstance(baseline, dict) and isinstance(baseline.get("dataset"), str)
+          and _is_int(baseline.get("n_images")) and _is_int(baseline.get("num_classes")))
+    problem = _scores_problem(baseline.get("pixels"), "pixels") if ok else \
+        "dataset, n_images and num_classes are required"
+    if problem:
+        dataset = baseline.get("dataset", "<dataset>") if isinstance(baseline, dict) else "<dataset>"
+        raise ResultsError(f"{where}: not a baseline file of this cdrepro ({problem}); "
+                           f"re-run `cdrepro baseline --dataset {dataset}`")
+    return baseline
+
+
+def read_baseline(path: str | Path) -> dict[str, Any]:
+    """A dataset's raw-pixel K-means baseline, checked (its dataset: the file's name)."""
+    path = Path(path)
+    return check_baseline(_read_json(path, f"cdrepro baseline --dataset {path.stem}"), str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# curves.csv
+
+
+def read_curves(path: str | Path) -> list[dict[str, float]]:
+    """One dict per epoch, in column order; an empty cell is left out."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        try:
+            return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+        except (TypeError, ValueError) as exc:
+            raise ResultsError(f"{path}: not a curves file ({exc}); re-train the run "
+                               f"(`cdrepro train --run {path.parent.name}`)") from exc
+
+
+def curve_terms(columns: Iterable[str]) -> list[str]:
+    """The loss terms among curves.csv's columns: those between ``loss`` and ``seconds``
+    (``cdrepro.train.curve_columns`` puts the method's terms there)."""
+    names = list(dict.fromkeys(columns))
+    if "loss" not in names or "seconds" not in names:
+        raise ResultsError(f"curves columns {names} lack 'loss' or 'seconds'")
+    return names[names.index("loss") + 1:names.index("seconds")]
+
+
+# --------------------------------------------------------------------------------------------
+# Variants: method, label, switches
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """What the params say of a variant: its method (name and display label), its switches
+    (the protocol's, then the method's own options, resolved to defaults) and the output of
+    its per-sample sigmoid heads (None: no head figures)."""
+
+    method: str
+    label: str
+    switches: Mapping[str, Any]
+    sigmoid_heads: str | None
+
+
+def variant_info(params: dict[str, Any], variant: str) -> VariantInfo:
+    method = method_class(cfg.method_of(params, variant))
+    options = cfg.method_options(params, variant)
+    declared = params["variants"][variant]
+    protocol = {key: declared.get(key, default) for key, default in cfg.VARIANT_DEFAULTS.items()}
+    return VariantInfo(method.name, method.label, {**protocol, **options}, method.sigmoid_heads(options))
+
+
+def variant_infos(params: dict[str, Any]) -> dict[str, VariantInfo]:
+    return {name: variant_info(params, name) for name in params["variants"]}
+
+
+# --------------------------------------------------------------------------------------------
+# The long frame
+
+
+def stage_role(stages: Sequence[str], stage: str) -> str:
+    """``backbone`` for the first stage, ``final`` for the last, ``intermediate`` between."""
+    if stage == stages[0]:
+        return BACKBONE_ROLE
+    return FINAL_ROLE if stage == stages[-1] else INTERMEDIATE_ROLE
+
+
+def _run_label(run: Mapping[str, Any]) -> str:
+    fallback = f"{run.get('dataset')}/bs{run.get('batch_size')}/{run.get('variant')}/s{run.get('seed')}"
+    return str(run.get("run_id") or fallback)
+
+
+def _summarise(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; NaN for one value, where a spread is not defined)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+GroupKey = tuple[str, int, str]  # dataset, batch size, variant
+
+
+def group_runs(metrics: Iterable[Mapping[str, Any]]) -> dict[GroupKey, list[Mapping[str, Any]]]:
+    """Checked runs grouped by (dataset, batch size, variant), sorted by seed. Refused: the
+    reserved variant name, a seed twice (two runs sharing an identity, a bug upstream that
+    averaging would hide), and seeds of a group that disagree on the method or its stages."""
+    groups: dict[GroupKey, list[Mapping[str, Any]]] = {}
+    for run in metrics:
+        check_metrics(run, _run_label(run))
+        if run["variant"] == BASELINE_VARIANT:
+            raise ValueError(f"{_run_label(run)}: variant name '{BASELINE_VARIANT}' is reserved "
+                             "for the pixel baseline")
+        groups.setdefault((run["dataset"], run["batch_size"], run["variant"]), []).append(run)
+    for key, runs in groups.items():
+        seeds = [run["seed"] for run in runs]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{key}: the same seed appears twice in the metrics: {sorted(seeds)}")
+        shapes = {(run["method"], tuple(run["stages"])) for run in runs}
+        if len(shapes) != 1:
+            raise ValueError(f"{_run_label(runs[0])}: seeds disagree on method or stages: {sorted(shapes)}")
+        runs.sort(key=lambda run: run["seed"])
+    return groups
+
+
+def _group_rows(key: GroupKey, runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The long rows (stage x metric) of one group over its seeds."""
+    dataset, batch_size, variant = key
+    stages = list(runs[0]["stages"])
+    seeds = ";".join(str(run["seed"]) for run in runs)
+    rows = []
+    for stage in stages:
+        for metric in SCORES:
+            values = [float(run["stages"][stage][metric]) for run in runs]
+            mean, std = _summarise(values)
+            rows.append({
+                "source": "ours", "dataset": dataset, "batch_size": batch_size,
+                "method": runs[0]["method"], "variant": variant, "stage": stage,
+                "stage_role": stage_role(stages, stage), "metric": metric, "mean": mean, "std": std,
+                "n_seeds": len(values), "seeds": seeds, "values": ";".join(repr(v) for v in values),
+            })
+    return rows
+
+
+def _baseline_rows(baselines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The raw-pixel K-means rows: variant ``kmeans_pixels``, stage ``pixels`` in the backbone
+    role, no method, no batch size."""
+    rows = []
+    seen: set[str] = set()
+    for baseline in baselines:
+        check_baseline(baseline, f"baseline {baseline.get('dataset', '?')}")
+        dataset = baseline["dataset"]
+        if dataset in seen:
+            raise ValueError(f"baseline for '{dataset}' given twice")
+        seen.add(dataset)
+        for metric in SCORES:
+            value = float(baseline["pixels"][metric])
+            rows.append({
+                "source": "ours", "dataset": dataset, "batch_size": None, "method": "",
+                "variant": BASELINE_VARIANT, "stage": PIXELS_STAGE, "stage_role": BACKBONE_ROLE,
+                "metric": metric, "mean": value, "std": math.nan, "n_seeds": 1, "seeds": "",
+                "values": repr(value),
+            })
+    return rows
+
+
+def collect(metrics: Iterable[Mapping[str, Any]], baselines: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Our numbers in long format, aggregated over seeds (``FRAME_COLUMNS``).
+
+    One row per (dataset, batch_size, variant, stage, metric) of every stage the runs report,
+    with the method, the stage's role, mean, sample std (NaN for a single seed), n_seeds, the
+    seeds and the per-seed values (``;``-joined, in seed order, so no input number is lost);
+    plus one row per (dataset, metric) for the pixel baseline (variant ``kmeans_pixels``).
+    """
+    rows: list[dict[str, Any]] = []
+    for key, runs in sorted(group_runs(metrics).items()):
+        rows += _group_rows(key, runs)
+    rows += _baseline_rows(baselines)
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    frame["batch_size"] = frame["batch_size"].astype("Int64")
+    frame["n_seeds"] = frame["n_seeds"].astype("Int64")
+    return frame.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's and the authors' numbers
+
+
+def _reference_csv(name: str) -> str:
+    return resources.files("cdrepro").joinpath(f"references/{name}").read_text()
+
+
+def load_paper_results() -> pd.DataFrame:
+    """The paper's Tables 2 and 3 (``references/paper_results.csv``, shipped with the package)."""
+    return pd.read_csv(io.StringIO(_reference_csv("paper_results.csv")), dtype={"table": str, "note": str},
+                       keep_default_na=False, na_values={"nmi": [""], "ari": [""], "acc": [""]})
+
+
+def load_repo_variability() -> pd.DataFrame:
+    """Mean and std over several runs from the authors' repository (``references/repo_variability.csv``)."""
+    return pd.read_csv(io.StringIO(_reference_csv("repo_variability.csv")))
+
+
+# The reference files' stage column is the paper's: backbone, or feature for the final layer.
+_PAPER_ROLES = {"backbone": BACKBONE_ROLE, "feature": FINAL_ROLE}
+# The authors' no_head model has no feature predictor: its final layer is the projector (its
+# stage as our no_head runs name it).
+_AUTHORS_FINAL_STAGE = {"no_head": "projector"}
+
+
+def paper_rows(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper's numbers in the long format, ``source`` = paper.
+
+    CD-128/CD-256 get variant ``cd`` and their batch size, K-means gets ``kmeans_pixels``, so
+    they line up with our rows; ``method`` keeps the paper's column name."""
+    rows = []
+    for rec in paper.itertuples(index=False):
+        batch_size, variant = None, ""
+        if rec.method.startswith("CD-") and rec.method[3:].isdigit():
+            batch_size, variant = int(rec.method[3:]), REFERENCE_METHOD
+        elif rec.method == "K-means":
+            variant = BASELINE_VARIANT
+        rows += [{"source": "paper", "table": str(rec.table), "dataset": rec.dataset, "method": rec.method,
+                  "batch_size": batch_size, "variant": variant, "stage": rec.stage,
+                  "stage_role": _PAPER_ROLES[rec.stage], "metric": metric,
+                  "mean": float(getattr(rec, metric)), "note": rec.note} for metric in SCORES]
+    return pd.DataFrame(rows)
+
+
+def authors_rows(repo: pd.DataFrame) -> pd.DataFrame:
+    """The authors' repository mean +- std in the long format (``source`` = authors_repo; their
+    runs are of CD at batch 128; ``variant``: the repository's model)."""
+    rows = []
+    for rec in repo.itertuples(index=False):
+        role = _PAPER_ROLES[rec.stage]
+        stage = _AUTHORS_FINAL_STAGE.get(rec.model, rec.stage) if role == FINAL_ROLE else rec.stage
+        rows += [{"source": "authors_repo", "dataset": rec.dataset, "method": REFERENCE_METHOD,
+                  "batch_size": AUTHORS_BATCH_SIZE, "variant": rec.model, "stage": stage, "stage_role": role,
+                  "metric": metric, "mean": float(getattr(rec, f"{metric}_mean")),
+                  "std": float(getattr(rec, f"{metric}_std")),
+                  "note": "authors' repository: mean and std over several runs"} for metric in SCORES]
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Every published number, by the method it is of
+
+CD_PAPER, CC_PAPER, AUTHORS_REPO = "cd_paper", "cc_paper", "authors_repo"
+SOURCE_LABELS: dict[str, str] = {CD_PAPER: "CD's paper", CC_PAPER: "CC's paper",
+                                 AUTHORS_REPO: "CD authors' repository"}
+CC_METHOD = "cc"
+CC_PUBLISHED_BATCH_SIZE = 256
+"""CC's published recipe (its ``config/config.yaml``)."""
+PUBLISHED_COLUMNS: list[str] = [
+    "source", "dataset", "method", "variant", "batch_size", "paper_column", "stage", "stage_role",
+    "metric", "mean", "std", "confirmed", "note",
+]
+# The columns of CD's paper that are of a method we train (its CD-128/CD-256 are CD's own).
+_CD_PAPER_METHODS = {"CC": CC_METHOD}
+# The authors' repository's models that are one of our methods: its no-head model is SimCLR's.
+_AUTHORS_METHODS = {"no_head": "simclr"}
+DISAGREE_NOTE = "CC's paper and CD's paper disagree here: both shown, neither picked"
+
+
+def load_cc_results() -> pd.DataFrame:
+    """CC's own paper (Li et al., AAAI 2021), its final stage (argmax of the cluster head)
+    (``references/cc_results.csv``; ``unconfirmed``: the metrics no reachable source confirms)."""
+    return pd.read_csv(io.StringIO(_reference_csv("cc_results.csv")), keep_default_na=False,
+                       na_values={m: [""] for m in SCORES})
+
+
+def _from_cd_paper(paper: pd.DataFrame) -> pd.DataFrame:
+    """CD's paper's numbers of CD (CD-128/CD-256, variant cd), of CC (its CC column, any cc
+    variant) and of K-means (the pixel baseline); its other columns are of methods we do not train."""
+    rows = paper_rows(paper).rename(columns={"method": "paper_column"})
+    method = [REFERENCE_METHOD if variant == REFERENCE_METHOD else "" if variant == BASELINE_VARIANT
+              else _CD_PAPER_METHODS.get(column) for column, variant in zip(rows["paper_column"], rows["variant"])]
+    rows = rows.assign(source=CD_PAPER, method=method, std=math.nan, confirmed=True)
+    return rows[rows["method"].notna()]
+
+
+def _from_cc_paper(cc: pd.DataFrame) -> pd.DataFrame:
+    rows = [{"source": CC_PAPER, "dataset": rec.dataset, "method": CC_METHOD, "variant": "",
+             "batch_size": CC_PUBLISHED_BATCH_SIZE, "paper_column": "CC", "stage": rec.stage,
+             "stage_role": FINAL_ROLE, "metric": metric, "mean": float(getattr(rec, metric)), "std": math.nan,
+             "confirmed": metric not in str(rec.unconfirmed).split(";"), "note": rec.note}
+            for rec in cc.itertuples(index=False) for metric in SCORES]
+    return pd.DataFrame(rows)
+
+
+def _from_authors(repo: pd.DataFrame) -> pd.DataFrame:
+    rows = authors_rows(repo)
+    rows = rows[rows["variant"].isin(list(_AUTHORS_METHODS))]
+    return rows.assign(source=AUTHORS_REPO, method=rows["variant"].map(_AUTHORS_METHODS), variant="",
+                       paper_column=rows["variant"], confirmed=True)
+
+
+def _mark_disagreements(rows: pd.DataFrame) -> pd.DataFrame:
+    """Note, on both, where CC's paper and CD's paper's CC column differ (dataset, final stage)."""
+    cc = rows[(rows["method"] == CC_METHOD) & (rows["stage_role"] == FINAL_ROLE)]
+    by_source = cc.pivot_table(index=["dataset", "metric"], columns="source", values="mean")
+    if {CD_PAPER, CC_PAPER} <= set(by_source.columns):
+        differ = by_source[CD_PAPER].sub(by_source[CC_PAPER]).abs() > 1e-9
+        datasets = {dataset for dataset, _ in differ[differ].index}
+        hit = cc.index[cc["dataset"].isin(datasets) & cc["source"].isin([CD_PAPER, CC_PAPER])]
+        rows.loc[hit, "note"] = [f"{note}; {DISAGREE_NOTE}" if note else DISAGREE_NOTE
+                                 for note in rows.loc[hit, "note"]]
+    return rows
+
+
+def published_rows(paper: pd.DataFrame, cc: pd.DataFrame, repo: pd.DataFrame) -> pd.DataFrame:
+    """Every published number of a method we train, long format (``PUBLISHED_COLUMNS``).
+
+    ``method`` is our method's name ("" with variant ``kmeans_pixels``: the pixel baseline);
+    ``variant`` is set where the number is of one variant at one batch size (CD-128 is ``cd``
+    at 128) and empty where it is of the method (CC's numbers, for every cc variant);
+    ``paper_column`` is the source's own name for it; ``confirmed`` is False for a number no
+    reachable source confirms. ``paper``/``cc``/``repo``: ``load_paper_results()``,
+    ``load_cc_results()``, ``load_repo_variability()``."""
+    parts = [_from_cd_paper(paper), _from_cc_paper(cc), _from_authors(repo)]
+    rows = pd.concat([part.reindex(columns=PUBLISHED_COLUMNS) for part in parts], ignore_index=True)
+    rows["note"] = rows["note"].fillna("")
+    rows["batch_size"] = rows["batch_size"].astype("Int64")
+    return _mark_disagreements(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# A profile
+
+
+@dataclass(frozen=True)
+class ProfileResults:
+    """Everything the tables and figures show of one profile."""
+
+    metrics: list[dict[str, Any]]  # every run's metrics.json, in the params' run order
+    baselines: list[dict[str, Any]]  # the pixel baseline of every dataset the runs use
+    titles: dict[str, str] = field(default_factory=dict)  # dataset -> title
+    variants: dict[str, VariantInfo] = field(default_factory=dict)
+    profile: str = ""
+
+    @classmethod
+    def load(cls, params: dict[str, Any], target: str | None = None) -> "ProfileResults":
+        """Read the metrics and baselines of the params' runs for ``target`` (None: every run;
+        FileNotFoundError or ResultsError naming a missing or bad file). Only those files are
+        read, so a run of another target need not exist yet."""
+        paths = ProfilePaths.from_params(params)
+        runs = cfg.runs_of(params, target)
+        return cls(
+            metrics=[read_metrics(paths.metrics(run_id(run))) for run in runs],
+            baselines=[read_baseline(paths.baseline(d)) for d in sorted({run.dataset for run in runs})],
+            titles=dataset_titles(params),
+            variants=variant_infos(params),
+            profile=params["profile"],
+        )
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """``collect(metrics, baselines)``."""
+        return collect(self.metrics, self.baselines)
+
+    def restricted(self, rids: Iterable[str]) -> "ProfileResults":
+        """The same profile with only the runs ``rids`` (and the baselines of their datasets):
+        a figure of one target from a job that loaded every run."""
+        wanted = set(rids)
+        metrics = [m for m in self.metrics if m["run_id"] in wanted]
+        datasets = {m["dataset"] for m in metrics}
+        return ProfileResults(metrics, [b for b in self.baselines if b["dataset"] in datasets],
+                              self.titles, self.variants, self.profile)
+
+    def method_label(self, variant: str, method: str) -> str:
+        """The display name of a variant's method (the method's name if the variant is unknown)."""
+        info = self.variants.get(variant)
+        return info.label if info is not None else method
+
+
+def methods_target(params: dict[str, Any]) -> str | None:
+    """The target whose runs the methods table and figures show: ``compare_methods``, or None
+    (every run) where no run is tagged for it, as in a profile that predates the target."""
+    return METHODS_TARGET if cfg.runs_of(params, METHODS_TARGET) else None
+
+
+def dataset_titles(params: dict[str, Any]) -> dict[str, str]:
+    return {name: ds.get("title", name) for name, ds in params["datasets"].items()}

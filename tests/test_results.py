@@ -1,0 +1,217 @@
+"""Tests of cdrepro.results: the records (metrics, baselines, curves) and their checks, a
+profile's results, and the long frame the tables and figures read."""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cdrepro import results
+from cdrepro.atomic import write_json
+from cdrepro.cli import main
+from cdrepro.results import BASELINE_VARIANT, ProfileResults, ResultsError
+from cdrepro.runs import ProfilePaths
+
+REPO = Path(__file__).resolve().parents[1]
+SCORES = ("nmi", "ari", "acc")
+
+
+def scores(base: float) -> dict[str, float]:
+    return {s: round(base + i / 100, 4) for i, s in enumerate(SCORES)}
+
+
+def metrics_record(variant="cd", seed=42, method="cd", stages=("backbone", "feature"), batch_size=128,
+                   dataset="digits", base=0.5) -> dict:
+    """A metrics.json record, as ``cdrepro evaluate`` writes it."""
+    return {"run_id": f"{dataset}-bs{batch_size}-{variant}-s{seed}", "dataset": dataset,
+            "batch_size": batch_size, "method": method, "variant": variant, "seed": seed,
+            "n_images": 1797, "num_classes": 10,
+            "stages": {name: scores(base + i / 10 + seed / 1000) for i, name in enumerate(stages)},
+            "final_stage": stages[-1]}
+
+
+BASELINE = {"dataset": "digits", "n_images": 1797, "num_classes": 10, "pixels": scores(0.3)}
+
+
+# --------------------------------------------------------------------------- records
+
+
+def test_metrics_round_trip(tmp_path):
+    path = tmp_path / "runs" / "digits-bs128-cd-s42" / "metrics.json"
+    record = metrics_record()
+    results.write_metrics(path, record)
+    assert results.read_metrics(path) == record
+    assert list(results.read_metrics(path)["stages"]) == ["backbone", "feature"]  # order kept
+    # Three stages, written in the method's order, read back in it; a writer that sorts keys
+    # (backbone, cluster, projector) still reads back with backbone first and the final last.
+    record = metrics_record("toy", method="toy", stages=("backbone", "projector", "cluster"))
+    results.write_metrics(path, record)
+    assert list(results.read_metrics(path)["stages"]) == ["backbone", "projector", "cluster"]
+    write_json(path, record)
+    assert list(json.loads(path.read_text())["stages"]) == ["backbone", "cluster", "projector"]
+    assert list(results.read_metrics(path)["stages"]) == ["backbone", "projector", "cluster"]
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("{not json", "not valid JSON"),
+    ('"a string"', "not a JSON object"),
+    (json.dumps({k: v for k, v in metrics_record().items() if k != "stages"} | {
+        "backbone": scores(0.1), "feature": scores(0.2), "feature_stage": "feature"}), "before methods"),
+    (json.dumps(metrics_record() | {"final_stage": "backbone"}), "must name the method's last stage"),
+    (json.dumps(metrics_record() | {"final_stage": "cluster"}), "must name the method's last stage"),
+    (json.dumps(metrics_record() | {"stages": {"feature": scores(0.1)}}), "'backbone' among them"),
+    (json.dumps(metrics_record() | {"stages": {"backbone": {"nmi": 0.1}, "feature": scores(0.1)}}),
+     "stages.backbone"),
+    (json.dumps(metrics_record() | {"seed": "42"}), "'seed'"),
+])
+def test_a_bad_metrics_file_is_one_line_naming_the_file_and_the_fix(tmp_path, text, says):
+    path = tmp_path / "runs" / "digits-bs128-cd-s42" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(ResultsError) as raised:
+        results.read_metrics(path)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"{path}: ") and says in message, message
+    assert message.endswith("re-run `cdrepro evaluate --run digits-bs128-cd-s42`")
+    assert isinstance(raised.value, ValueError)  # the CLI's one-line errors
+
+
+def test_a_missing_metrics_file_says_how_to_make_it(tmp_path):
+    path = tmp_path / "runs" / "digits-bs128-cd-s42" / "metrics.json"
+    with pytest.raises(FileNotFoundError, match=r"metrics.json: not found; .*cdrepro evaluate --run digits-bs128"):
+        results.read_metrics(path)
+
+
+def test_a_bad_baseline_names_the_file_and_the_fix(tmp_path):
+    path = tmp_path / "baselines" / "digits.json"
+    write_json(path, BASELINE)
+    assert results.read_baseline(path) == BASELINE
+    write_json(path, {**BASELINE, "pixels": {"nmi": 0.1}})
+    with pytest.raises(ResultsError, match=r"digits.json: .*pixels.*cdrepro baseline --dataset digits"):
+        results.read_baseline(path)
+
+
+def test_curves_are_dicts_of_floats_and_terms_sit_between_loss_and_seconds(tmp_path):
+    path = tmp_path / "curves.csv"
+    path.write_text("epoch,lr,loss,instance,cluster,seconds,pairs_per_s\n1,0.1,2.5,2.0,0.5,3.0,100\n"
+                    "2,0.05,2.0,1.8,,3.1,99\n")
+    rows = results.read_curves(path)
+    assert rows == [{"epoch": 1.0, "lr": 0.1, "loss": 2.5, "instance": 2.0, "cluster": 0.5, "seconds": 3.0,
+                     "pairs_per_s": 100.0},
+                    {"epoch": 2.0, "lr": 0.05, "loss": 2.0, "instance": 1.8, "seconds": 3.1, "pairs_per_s": 99.0}]
+    assert results.curve_terms(rows[0]) == ["instance", "cluster"]
+    assert results.curve_terms(["epoch", "lr", "loss", "seconds", "pairs_per_s"]) == []
+    path.write_text("epoch,lr,loss\n1,abc,2\n")
+    with pytest.raises(ResultsError, match="curves.csv: not a curves file"):
+        results.read_curves(path)
+
+
+# --------------------------------------------------------------------------- the long frame
+
+
+def test_the_frame_has_method_stage_and_role_and_aggregates_over_seeds():
+    runs = [metrics_record(seed=s) for s in (42, 43, 44)]
+    runs.append(metrics_record("no_head", stages=("backbone", "projector")))
+    frame = results.collect(runs, [BASELINE])
+    assert list(frame.columns) == results.FRAME_COLUMNS
+    cd = frame[(frame.variant == "cd") & (frame.stage == "feature") & (frame.metric == "ari")].iloc[0]
+    values = [run["stages"]["feature"]["ari"] for run in runs[:3]]
+    assert (cd["method"], cd["stage_role"], cd["n_seeds"], cd["seeds"]) == ("cd", "final", 3, "42;43;44")
+    assert cd["mean"] == pytest.approx(statistics.fmean(values))
+    assert cd["std"] == pytest.approx(statistics.stdev(values))
+    assert [float(v) for v in cd["values"].split(";")] == values
+    no_head = frame[frame.variant == "no_head"]
+    stages = list(dict.fromkeys(zip(no_head.stage, no_head.stage_role)))
+    assert stages == [("backbone", "backbone"), ("projector", "final")]
+    assert no_head["std"].isna().all() and (no_head["n_seeds"] == 1).all()
+    pixels = frame[frame.variant == BASELINE_VARIANT]
+    assert set(zip(pixels.stage, pixels.stage_role)) == {("pixels", "backbone")} and pixels["batch_size"].isna().all()
+
+
+def test_a_method_with_three_stages_has_all_three_in_the_frame():
+    run = metrics_record("toy", method="toy", stages=("backbone", "projector", "cluster"))
+    frame = results.collect([run], [])
+    assert len(frame) == 3 * 3 and set(frame.method) == {"toy"}
+    roles = dict(zip(frame.stage, frame.stage_role))
+    assert roles == {"backbone": "backbone", "projector": "intermediate", "cluster": "final"}
+    got = frame[(frame.stage == "projector") & (frame.metric == "acc")]["mean"].item()
+    assert got == run["stages"]["projector"]["acc"]
+
+
+def test_the_frame_refuses_what_averaging_would_hide():
+    with pytest.raises(ValueError, match="same seed"):
+        results.collect([metrics_record(), metrics_record()], [])
+    with pytest.raises(ValueError, match="reserved"):
+        results.collect([metrics_record(BASELINE_VARIANT)], [])
+    with pytest.raises(ValueError, match="disagree on method or stages"):
+        results.collect([metrics_record(), metrics_record(seed=1, stages=("backbone", "projector"))], [])
+    with pytest.raises(ResultsError, match="digits-bs128-cd-s42: not a metrics file"):
+        results.collect([{k: v for k, v in metrics_record().items() if k != "method"}], [])
+    with pytest.raises(ValueError, match="given twice"):
+        results.collect([], [BASELINE, BASELINE])
+
+
+def test_the_references_line_up_with_our_rows():
+    paper = results.paper_rows(results.load_paper_results())
+    cd128 = paper[(paper.method == "CD-128") & (paper.dataset == "cifar10") & (paper.stage_role == "final")]
+    assert set(cd128.variant) == {"cd"} and set(cd128.batch_size) == {128} and set(cd128.stage) == {"feature"}
+    assert set(paper[paper.method == "K-means"].variant) == {BASELINE_VARIANT}
+    authors = results.authors_rows(results.load_repo_variability())
+    finals = authors[authors.stage_role == "final"]
+    assert dict(zip(finals.variant, finals.stage)) == {"no_head": "projector", "cd": "feature"}
+    assert set(authors.method) == {"cd"} and set(authors.batch_size) == {128}
+
+
+# --------------------------------------------------------------------------- a profile
+
+
+@pytest.fixture
+def profile(tmp_path):
+    """The repository's params with a SimCLR variant, results written for three runs."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["results_dir"] = str(tmp_path / "results")
+    params["variants"]["simclr"] = {"method": "simclr", "schedule": False}
+    params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42}
+                      for v in ("cd", "no_head", "simclr")]
+    paths = ProfilePaths.from_params(params)
+    for run, stages in zip(params["runs"], (("backbone", "feature"), ("backbone", "projector"),
+                                            ("backbone", "projector"))):
+        method = params["variants"][run["variant"]].get("method", "cd")
+        record = metrics_record(run["variant"], method=method, stages=stages)
+        results.write_metrics(paths.metrics(record["run_id"]), record)
+    write_json(paths.baseline("digits"), BASELINE)
+    return params, paths
+
+
+def test_a_profile_loads_its_runs_baselines_titles_and_variants(profile):
+    params, _ = profile
+    loaded = ProfileResults.load(params)
+    assert [m["variant"] for m in loaded.metrics] == ["cd", "no_head", "simclr"]
+    assert loaded.baselines == [BASELINE] and loaded.titles["digits"] == "Digits"
+    assert loaded.profile == params["profile"]
+    cd, no_head, simclr = (loaded.variants[v] for v in ("cd", "no_head", "simclr"))
+    assert (cd.method, cd.label, cd.sigmoid_heads) == ("cd", "CD", "f")
+    assert cd.switches["entropy"] is True and cd.switches["views"] == 2 and cd.switches["schedule"] is True
+    assert no_head.switches["head"] is False and no_head.sigmoid_heads is None
+    assert (simclr.method, simclr.label, simclr.sigmoid_heads) == ("simclr", "SimCLR", None)
+    assert simclr.switches == {"views": 2, "schedule": False, "grad_clip": True}
+    assert set(loaded.frame.method) == {"cd", "simclr", ""}
+
+
+def test_a_profile_with_a_bad_file_fails_in_one_line_naming_it(profile, tmp_path, capsys):
+    params, paths = profile
+    bad = paths.metrics("digits-bs128-no_head-s42")
+    saved = json.loads(bad.read_text())
+    old_format = copy.deepcopy(saved)
+    old_format.update(backbone=old_format.pop("stages")["backbone"], feature=scores(0.2), feature_stage="projector")
+    bad.write_text(json.dumps(old_format))
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    assert main(["tables", "--params", str(params_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(bad) in err and "cdrepro evaluate --run digits-bs128-no_head-s42" in err
