@@ -54,7 +54,7 @@ from cdrepro import augment as aug
 from cdrepro.config import RunSettings, resolve_run
 from cdrepro.device import DeviceUnavailable, select_device
 from cdrepro.kmeans import kmeans as torch_kmeans
-from cdrepro.methods import build_method
+from cdrepro.methods import METHODS, build_method
 from cdrepro.runs import Run
 from cdrepro.step import make_optimizer, train_step
 
@@ -69,19 +69,19 @@ FEATURE_DIM = 512
 # --------------------------------------------------------------------------- settings
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
-    """The CD run ('cd' variant, the paper's hyper-parameters) at the benchmark's size."""
+    """A run of --method (CD by default: its 'cd' variant, the paper's hyper-parameters) at the
+    benchmark's size, the method's options at their defaults."""
     params: dict[str, Any] = {
         "datasets": {"bench": {"source": "synthetic", "color_strength": args.color_strength,
                                "blur": args.blur, "crop_min_scale": 0.08}},
-        "variants": {"cd": {"entropy": True, "last_bn": True, "head": True, "views": 2,
-                            "schedule": True, "grad_clip": True}},
+        "variants": {args.method: {"method": args.method}},
         "methods": {"cd": {"feature_num": "batch_size", "feature_temperature": 1.0, "entropy_weight": 1.0}},
         "model": {"backbone": args.backbone, "backbone_width": args.width, "hidden_dim": "batch_size"},
         "train": {"epochs": 1, "image_size": args.image_size, "lr": 3.0e-4, "weight_decay": 0.0,
                   "instance_temperature": 0.5, "grad_clip_norm": 1.0, "device": args.device,
                   "precision": "auto"},
     }
-    return resolve_run(params, Run(dataset="bench", batch_size=args.batch_size, variant="cd",
+    return resolve_run(params, Run(dataset="bench", batch_size=args.batch_size, variant=args.method,
                                    seed=args.seed))
 
 
@@ -344,6 +344,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    p.add_argument("--method", choices=sorted(METHODS), default="cd",
+                   help="the method whose training step is timed (default: cd)")
     p.add_argument("--backbone", choices=("resnet18", "resnet34"), default="resnet34")
     p.add_argument("--width", type=int, default=64, help="backbone_width (64: torchvision's)")
     p.add_argument("--image-size", type=int, default=224)

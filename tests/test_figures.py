@@ -338,7 +338,7 @@ def test_method_figure_datasets_are_those_with_several_methods(embedded_params):
 def test_the_method_figure_is_written_with_the_methods_tables_numbers(tmp_path):
     from cdrepro.figures import methods
     from cdrepro.figures.profile import method_figures
-    from cdrepro.methods_table import methods_frame
+    from cdrepro.method_comparison import methods_frame
 
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     params["results_dir"] = str(tmp_path / "results")

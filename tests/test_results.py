@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cdrepro import config as cfg
 from cdrepro import results
 from cdrepro.atomic import write_json
 from cdrepro.cli import main
@@ -215,3 +216,108 @@ def test_a_profile_with_a_bad_file_fails_in_one_line_naming_it(profile, tmp_path
     assert main(["tables", "--params", str(params_file)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(bad) in err and "cdrepro evaluate --run digits-bs128-no_head-s42" in err
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _write_fake_metrics(params: dict, target: str | None) -> None:
+    """metrics.json of every run of ``target`` (a CD-shaped record whatever the method: loading
+    does not look further) and the baselines."""
+    paths = ProfilePaths.from_params(params)
+    for run in cfg.runs_of(params, target):
+        method = results.variant_info(params, run.variant).method
+        record = metrics_record(run.variant, run.seed, method, batch_size=run.batch_size, dataset=run.dataset)
+        results.write_metrics(paths.metrics(record["run_id"]), record)
+    for dataset in {run.dataset for run in cfg.runs_of(params, target)}:
+        write_json(paths.baseline(dataset), {**BASELINE, "dataset": dataset})
+
+
+def test_the_target_picks_the_runs_and_reads_only_their_files(tmp_path):
+    """The paper profile: its 20 runs for the tables, CD at 128 beside every other method and CC's
+    recipe for the methods table; a run of the other target need not have been evaluated."""
+    params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
+    params["results_dir"] = str(tmp_path / "results")
+    _write_fake_metrics(params, results.METHODS_TARGET)
+    loaded = ProfileResults.load(params, target=results.METHODS_TARGET)
+    got = {(m["dataset"], m["batch_size"], m["variant"]) for m in loaded.metrics}
+    assert len(got) == 14 and ("stl10", 128, "cd") in got and ("stl10", 256, "cd") not in got
+    assert {v for _, b, v in got if b == 256} == {"cc_published"} and ("cifar10", 256, "cc_published") in got
+    assert {m["method"] for m in loaded.metrics} == {"cd", "simclr", "cc", "cld", "cdc"}
+    assert [b["dataset"] for b in loaded.baselines] == ["cifar10", "cifar100_20", "imagenet10", "stl10"]
+    with pytest.raises(FileNotFoundError, match="cdrepro evaluate --run cifar10-bs128-cd-s42"):
+        ProfileResults.load(params, target=results.TABLES_TARGET)  # not evaluated yet
+    _write_fake_metrics(params, results.TABLES_TARGET)
+    tables_runs = ProfileResults.load(params, target=results.TABLES_TARGET).metrics
+    assert len(tables_runs) == 20 and {m["method"] for m in tables_runs} == {"cd"}
+    assert len(ProfileResults.load(params).metrics) == 32  # every run
+
+
+def test_the_methods_target_is_every_run_where_no_run_is_tagged(embedded_params):
+    assert results.methods_target(embedded_params) == "compare_methods"
+    assert len(cfg.runs_of(embedded_params, results.methods_target(embedded_params))) == 5
+    for run in embedded_params["runs"]:
+        run.pop("targets", None)
+    assert results.methods_target(embedded_params) is None
+
+
+def test_a_profile_restricted_to_some_runs_keeps_their_baselines(profile):
+    params, _ = profile
+    loaded = ProfileResults.load(params)
+    only = loaded.restricted(["digits-bs128-simclr-s42"])
+    assert [m["variant"] for m in only.metrics] == ["simclr"] and only.baselines == loaded.baselines
+    assert only.restricted([]).baselines == [] and only.variants == loaded.variants
+
+
+def test_the_commands_read_their_targets_runs(profile, tmp_path, capsys):
+    """`cdrepro tables` reads the reproduce_tables runs and `cdrepro methods-table` the
+    compare_methods runs; neither needs the other's metrics."""
+    params, paths = profile
+    params["variants"]["cc"] = {"method": "cc"}
+    params["runs"][2]["targets"] = ["compare_methods"]  # simclr: the methods table's only
+    params["runs"][0]["targets"] = ["reproduce_tables", "compare_methods"]
+    params["runs"].append({"dataset": "digits", "batch_size": 128, "variant": "cc", "seed": 42,
+                           "targets": ["compare_methods"]})  # not evaluated
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    with pytest.raises(FileNotFoundError):
+        ProfileResults.load(params, target="compare_methods")
+    assert main(["tables", "--params", str(params_file)]) == 0
+    tables_csv = (paths.tables_dir() / "all.csv").read_text()
+    assert "simclr" not in tables_csv and "no_head" in tables_csv
+    params["runs"].pop()
+    params_file.write_text(yaml.safe_dump(params))
+    assert main(["methods-table", "--params", str(params_file)]) == 0
+    out = capsys.readouterr().out.split()
+    assert out[-2:] == [str(paths.tables_dir() / "methods.tex"), str(paths.tables_dir() / "methods.csv")]
+    methods_csv = (paths.tables_dir() / "methods.csv").read_text()
+    assert "simclr" in methods_csv and "no_head" not in methods_csv
+
+
+# --------------------------------------------------------------------------- published numbers
+
+
+def test_published_numbers_are_lined_up_with_our_methods_and_labelled_by_source():
+    rows = results.published_rows(results.load_paper_results(), results.load_cc_results(),
+                                  results.load_repo_variability())
+    cc = rows[(rows.method == "cc") & (rows.stage_role == "final")]
+    assert set(cc.source) == {"cd_paper", "cc_paper"}
+    own = cc[cc.source == "cc_paper"]
+    assert set(own.batch_size) == {256} and set(own.stage) == {"cluster"} and set(own.variant) == {""}
+    stl = own[own.dataset == "stl10"]
+    assert dict(zip(stl.metric, stl["mean"])) == {"nmi": 0.764, "ari": 0.726, "acc": 0.850}
+    assert dict(zip(stl.metric, stl.confirmed)) == {"nmi": True, "ari": False, "acc": True}
+    assert stl.note.str.contains("unlabeled").all()
+    assert own[own.dataset != "stl10"].confirmed.all()
+    # The two sources disagree on STL-10 and CIFAR-100-20 only: both rows say so there.
+    disagree = cc[cc.note.str.contains("disagree")]
+    assert set(disagree.dataset) == {"stl10", "cifar100_20"} and set(disagree.source) == {"cd_paper", "cc_paper"}
+    assert not rows[rows.stage_role == "backbone"].note.str.contains("disagree").any()
+    # CD's paper: CD-128/256 are CD's variant cd at that batch size; K-means is the pixel baseline.
+    cd = rows[(rows.source == "cd_paper") & (rows.method == "cd")]
+    assert set(zip(cd.variant, cd.batch_size)) == {("cd", 128), ("cd", 256)}
+    assert set(rows[rows.paper_column == "K-means"].variant) == {BASELINE_VARIANT}
+    assert not rows.paper_column.isin(["AE", "JULE", "PICA"]).any()  # methods we do not train
+    simclr = rows[rows.method == "simclr"]
+    assert set(simclr.source) == {"authors_repo"} and set(simclr.paper_column) == {"no_head"}
+    assert set(rows.method) == {"cd", "cc", "simclr", ""}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from system_packages import skip_unless_installed
 
-from cdrepro import atomic, tables
+from cdrepro import atomic, methods_table, tables
 from cdrepro.results import BASELINE_VARIANT, ProfileResults, load_paper_results, variant_infos
 
 REPO = Path(__file__).resolve().parents[1]
@@ -408,13 +408,19 @@ def test_every_file_is_written_atomically_and_returned(tmp_path, monkeypatch):
 
 def test_all_tables_compile_with_pdflatex(written, tmp_path):
     """docs/img/tables.tex (the document `make tables-pdf` compiles) \\inputs every table the
-    code writes, and compiles with them without errors, undefined commands or overfull lines."""
+    code writes (and may input the methods table), and compiles with them without errors,
+    undefined commands or overfull lines."""
     skip_unless_installed(None if shutil.which("pdflatex") else "pdflatex is not installed (Debian: "
                           "texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)")
+
     document = (REPO / "docs" / "img" / "tables.tex").read_text()
-    inputs = re.findall(r"\\input\{results/embedded/tables/([^}]+)\}", document)
-    assert sorted(inputs) == sorted(Path(name).stem for name in written if name.endswith(".tex"))
-    tables_dir = written["table2.tex"].parent
+    inputs = set(re.findall(r"\\input\{results/embedded/tables/([^}]+)\}", document))
+    tables_written = {Path(name).stem for name in written if name.endswith(".tex")}
+    assert tables_written <= inputs <= tables_written | {"methods"}, inputs ^ tables_written
+    tables_dir = tmp_path / "tables"
+    for name, path in written.items():
+        atomic.write_text(tables_dir / name, path.read_text())
+    methods_table.write_methods_table(results(method_metrics(), METHOD_BASELINES, TITLES, CC_VARIANTS), tables_dir)
     doc = tmp_path / "tables.tex"
     doc.write_text(document.replace("results/embedded/tables/", f"{tables_dir.as_posix()}/"))
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
@@ -479,7 +485,8 @@ def test_a_cc_run_at_another_batch_size_gets_no_ours_cc_column(tmp_path):
     metrics = with_cc([("digits", 64, "cc", (42,))])
     out = {p.name: p for p in tables.write_tables(results(metrics, BASELINES, TITLES, CC_VARIANTS), tmp_path)}
     assert not any("Ours CC" in c for c in rows_of(out["table2.tex"].read_text())[0])
-    assert ("Digits", "64", "CC", "cc", "cluster") in [tuple(r[:5]) for r in rows_of(out["table_other.tex"].read_text())]
+    other = [tuple(r[:5]) for r in rows_of(out["table_other.tex"].read_text())]
+    assert ("Digits", "64", "CC", "cc", "cluster") in other
 
 
 # --------------------------------------------------------------------------- the methods table
@@ -494,11 +501,11 @@ METHOD_RUNS = {  # method -> (dataset, batch size, variant, seeds)
 }
 
 
-def method_metrics() -> list[dict]:
+def method_metrics(method_runs: dict = METHOD_RUNS) -> list[dict]:
     """One run group per method and dataset (CC twice on STL-10), each final stage named as its
     method names it; ``value`` keys the final stage's numbers by "feature" whatever its name."""
     out = []
-    for method, runs in METHOD_RUNS.items():
+    for method, runs in method_runs.items():
         for record in make_metrics(runs, method=method):
             final = record["stages"].pop(record["final_stage"])
             record["stages"][FINAL_STAGES[method]] = final
@@ -507,13 +514,15 @@ def method_metrics() -> list[dict]:
     return out
 
 
+# STL-10's pixel K-means above every method, so that ranking it would show.
+METHOD_BASELINES = [{**BASELINES[0], "pixels": {"nmi": 0.991, "ari": 0.992, "acc": 0.993}}, BASELINES[1]]
+
+
 @pytest.fixture(scope="module")
 def methods_written(tmp_path_factory) -> dict[str, Path]:
-    from cdrepro import methods_table
-
     out = tmp_path_factory.mktemp("m") / "results" / "embedded" / "tables"
-    paths = methods_table.write_methods_table(results(method_metrics(), BASELINES, TITLES, CC_VARIANTS), out)
-    return {p.name: p for p in paths}
+    inputs = results(method_metrics(), METHOD_BASELINES, TITLES, CC_VARIANTS)
+    return {p.name: p for p in methods_table.write_methods_table(inputs, out)}
 
 
 def methods_block(tex: str, title: str) -> list[list[str]]:
@@ -529,7 +538,7 @@ def test_the_methods_table_has_a_row_per_method_and_the_pixel_row(methods_writte
         assert ours == ["K-means (raw pixels)", "CD", "SimCLR", *cc_rows, "CLD", "CDC (reconstructed)"], ours
     stl = methods_block(tex, "STL-10")
     pixels = next(row for row in stl if row[1] == "K-means (raw pixels)")
-    assert [number(c) for c in pixels[5:8]] == [round(value("stl10", 0, "pix", 0, "px", m), 3) for m in METRICS]
+    assert pixels[5:8] == ["0.991", "0.992", "0.993"]  # a reference: not bold, although the highest
     assert pixels[8:] == ["--"] * 3
     cd = next(row for row in stl if row[1] == "CD")
     assert (cd[2], cd[4]) == ("128", "feature")
@@ -538,6 +547,18 @@ def test_the_methods_table_has_a_row_per_method_and_the_pixel_row(methods_writte
         f"{statistics.fmean(vals):.3f} $\\pm$ {statistics.stdev(vals):.3f}")
     cdc = next(row for row in stl if row[1] == "CDC (reconstructed)")
     assert cdc[4] == "cluster" and number(cdc[8]) == round(value("stl10", 128, "cdc", 42, "feature", "nmi"), 3)
+
+
+def test_methods_table_bold_is_the_best_method_per_column_not_a_reference(methods_written):
+    for title in ("STL-10", "Digits"):
+        block = methods_block(methods_written["methods.tex"].read_text(), title)
+        methods = [row for row in block if row[3] == "Ours" and row[1] != "K-means (raw pixels)"]
+        for col in range(5, 11):
+            numbers = {i: number(row[col]) for i, row in enumerate(methods) if number(row[col]) is not None}
+            top = max(numbers.values())
+            assert {i for i, row in enumerate(methods) if is_bold(row[col])} == {
+                i for i, v in numbers.items() if v == top}, (title, col)
+        assert not any(is_bold(c) for row in block if row not in methods for c in row), title
 
 
 def _published(block: list[list[str]], method: str) -> list[list[str]]:
@@ -605,24 +626,32 @@ def test_the_methods_csv_has_one_row_per_number_and_source(methods_written):
     assert sorted(set(none.method)) == ["cdc", "cld"] and none.metric.isna().all()
 
 
-def test_the_methods_table_compiles_with_pdflatex(methods_written, tmp_path):
-    """methods.tex in the preamble of docs/img/tables.tex (landscape A4), without overfull lines."""
+def test_the_methods_table_compiles_with_pdflatex(tmp_path):
+    """A paper-sized methods.tex (four datasets, every method, CC's two recipes, two seeds: the
+    widest cells and the most rows) in the preamble of docs/img/tables.tex (landscape A4):
+    no error, no overfull line, and it fits one page."""
     skip_unless_installed(None if shutil.which("pdflatex") else "pdflatex is not installed (Debian: "
                           "texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)")
+    datasets = ("cifar10", "cifar100_20", "stl10", "imagenet10")
+    paper_sized = {method: [(d, b, v, (42, 43)) for d in datasets for where, b, v, _ in runs if where == "stl10"]
+                   for method, runs in METHOD_RUNS.items()}
+    baselines = [{**BASELINES[0], "dataset": d} for d in datasets]
+    methods_table.write_methods_table(results(method_metrics(paper_sized), baselines, TITLES, CC_VARIANTS), tmp_path)
     preamble = (REPO / "docs" / "img" / "tables.tex").read_text().split(r"\begin{document}")[0]
-    doc = tmp_path / "methods_doc.tex"
-    doc.write_text(preamble + "\\begin{document}\n\\input{" + methods_written["methods.tex"].with_suffix("").as_posix()
-                   + "}\n\\end{document}\n")
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+    (tmp_path / "methods_doc.tex").write_text(preamble + "\\begin{document}\n\\input{methods}\n\\end{document}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "methods_doc.tex"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
     log = (tmp_path / "methods_doc.log").read_text(errors="replace")
-    assert "Undefined control sequence" not in log and "Overfull \\hbox" not in log, log[-3000:]
+    for problem in ("Undefined control sequence", "Overfull \\hbox", "Float too large"):
+        assert problem not in log, (problem, log[-3000:])
+    tex = (tmp_path / "methods.tex").read_text()
+    tabulars = [rows_of(part) for part in tex.split(r"\end{table}")[:-1]]
+    assert len(tabulars) == 2 and sum(len(rows) - 2 for rows in tabulars) > 50  # continued, not cut
+    assert tabulars[1][0] == tabulars[0][0] and r"\label{tab:cdrepro-methods-2}" in tex
 
 
 def test_a_methods_table_without_runs_is_a_note(tmp_path):
-    from cdrepro import methods_table
-
     paths = methods_table.write_methods_table(results([]), tmp_path)
     assert [p.name for p in paths] == ["methods.tex", "methods.csv"]
     assert "tabular" not in paths[0].read_text() and "no run" in paths[0].read_text()

@@ -343,6 +343,32 @@ def test_commands_that_do_not_track_do_not_import_mlflow():
     assert result.returncode == 0, result.stderr
 
 
+def test_compare_groups_the_runs_by_method_then_variant(embedded_params, tmp_path, monkeypatch):
+    """`cdrepro compare` lists the runs as the methods table groups them: by method (cd, simclr,
+    cc, cld, cdc), then variant (the params' order), then in the params' run order, whatever the
+    order of the runs list and of MLflow's answer."""
+    import pandas as pd
+
+    embedded_params["results_dir"] = str(tmp_path / "results")
+    embedded_params["runs"].reverse()  # cdc first, CD at 256 before CD at 128
+    runs = runs_of(embedded_params)
+    methods = {"simclr": "simclr", "cc": "cc", "cld": "cld", "cdc": "cdc"}
+    logged = pd.DataFrame([{"run_id": run_id(run), "dataset": run.dataset, "batch_size": run.batch_size,
+                            "method": methods.get(run.variant, "cd"), "variant": run.variant, "seed": run.seed,
+                            "final_stage": "feature", "backbone_nmi": 0.5, "status": "FINISHED",
+                            "mlflow_run_id": str(i)} for i, run in enumerate(sorted(runs, key=run_id))])
+    monkeypatch.setattr(tracking, "runs_table", lambda params: logged)
+    comparison = tracking.compare_with_files(embedded_params)
+    got = list(zip(comparison.table["method"], comparison.table["variant"], comparison.table["batch_size"]))
+    assert got == [("cd", "cd", 256), ("cd", "cd", 128), ("cd", "no_ne", 128), ("cd", "no_bn", 128),
+                   ("cd", "no_ne_no_bn", 128), ("cd", "no_sched", 128), ("cd", "no_head", 128),
+                   ("cd", "single_view", 128), ("simclr", "simclr", 128), ("cc", "cc", 128),
+                   ("cld", "cld", 128), ("cdc", "cdc", 128)]
+    assert set(comparison.table["check"]) == {"no metrics.json"} and comparison.problems == []
+    header = comparison.text().splitlines()[1].split()
+    assert header[:2] == ["method", "variant"]  # the printed table's index: grouped by method
+
+
 def test_ui_serves_the_profiles_store_on_loopback_only(params, capsys, monkeypatch):
     launched = []
     monkeypatch.setattr(os, "execve", lambda path, command, env: launched.append(command))

@@ -1,60 +1,36 @@
-"""The methods table: every method trained here under one protocol, beside its published numbers.
+"""The methods table as LaTeX: every method trained here under one protocol, beside its
+published numbers.
 
-Input: a profile's results for the ``compare_methods`` target (``cdrepro methods-table`` loads
-them; every run where no run is tagged for it) and every published number of a method we train
-(``cdrepro.results.published_rows``). Output (``write_methods_table``): ``methods.tex`` and
-``methods.csv`` in ``<results_dir>/<profile>/tables/``.
+Input: ``cdrepro.method_comparison.methods_frame`` of a profile's results for the
+``compare_methods`` target (``cdrepro methods-table`` loads them; every run where no run is
+tagged for it). Output (``write_methods_table``): ``methods.tex`` and ``methods.csv`` (that
+frame) in ``<results_dir>/<profile>/tables/``.
 
-Layout: one block per dataset. In it, the raw-pixel K-means row (ours, then CD's paper's
-K-means), then each method in the registry's order (``cdrepro.methods.METHODS``; a method we do
-not know after them, by name): one row per (variant, batch size) of ours, then the method's
-published rows. Columns: the backbone stage (K-means on h) and the method's final stage,
-NMI/ARI/ACC, mean +- sample std over seeds.
-
-Which published number sits under which of our rows (so that nothing is compared silently
-across recipes):
-
-- CD: its paper's CD-128 / CD-256 (Tables 2-3), only where we ran CD's ``cd`` at that batch size;
-- CC: CC's own paper (final stage, recipe batch 256, 1000 epochs; on STL-10 with the unlabeled
-  images; its STL-10 ARI unconfirmed) and CD's paper's CC column (both stages), each labelled;
-  where they disagree both carry a note and neither is picked;
-- SimCLR: the CD authors' repository's no-head model (the same model), mean +- std;
-- CLD and CDC: a row saying that there is nothing to show (``NO_PUBLISHED``).
-
-A row's label is the method's label (``Method.label``: "CDC (reconstructed)" for CDC), with the
-variant in brackets where the table holds several variants of the method. Bold: the best of our
-rows per column within a dataset; published rows are not ranked.
+Layout: one block per dataset, in the frame's order (the pixel baseline, then each method: our
+rows, then its published rows, each labelled with its source; a method with nothing published
+says so in a row of its own). Columns: the backbone stage (K-means on h) and the method's final
+stage, NMI/ARI/ACC, mean +- sample std over seeds. A published number no reachable source
+confirms carries an asterisk; the notes of the published rows (CC's STL-10 with its unlabeled
+images, where CC's paper and CD's paper disagree, ...) are footnote marks on their source. Bold:
+the best of our methods per column within a dataset; the raw-pixel row and the published rows
+are references, not ranked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from cdrepro import atomic
-from cdrepro.methods import METHODS
-from cdrepro.results import (AUTHORS_REPO, BASELINE_VARIANT, CC_PAPER, CD_PAPER, SCORES, SOURCE_LABELS,
-                             ProfileResults, load_cc_results, load_paper_results, load_repo_variability,
-                             published_rows)
-from cdrepro.tables import (ROLES, Cell, bold_by_column, dataset_order, dataset_title, default_results_label,
-                            latex_escape, latex_row, render_cells, table_float)
+from cdrepro.method_comparison import NONE, OURS, ROLES, batch_of, methods_frame
+from cdrepro.results import (AUTHORS_REPO, BASELINE_VARIANT, CC_PAPER, CD_PAPER, SCORES, ProfileResults,
+                             load_cc_results, load_paper_results, load_repo_variability, published_rows)
+from cdrepro.tables import (Cell, bold_by_column, dataset_title, default_results_label, latex_escape, latex_row,
+                            render_cells, table_float)
 
-OURS, NONE = "ours", "none"
-SOURCE_ORDER: tuple[str, ...] = (OURS, CD_PAPER, CC_PAPER, AUTHORS_REPO, NONE)
-PIXELS_LABEL = "K-means (raw pixels)"
-NO_PUBLISHED: dict[str, str] = {
-    "cld": "no published NMI/ARI/ACC (CLD's paper gives only kNN and linear-probe accuracies)",
-    "cdc": "no published numbers on these datasets (the abstract gives only a full-ImageNet ACC)",
-}
-"""The methods with no published clustering number on any of our datasets, and why."""
-CSV_COLUMNS: list[str] = [
-    "dataset", "dataset_title", "method", "method_label", "variant", "batch_size", "source",
-    "source_label", "paper_column", "stage", "stage_role", "metric", "mean", "std", "n_seeds", "seeds",
-    "confirmed", "note",
-]
 UNCONFIRMED = r"$^{\ast}$"
 _NOTE_SYMBOLS = (r"\dagger", r"\ddagger", r"\S", r"\P", r"\|")
 
@@ -71,108 +47,12 @@ class RowKey(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
-# The long frame (methods.csv)
-
-
-def _ours(frame: pd.DataFrame) -> pd.DataFrame:
-    """Our backbone and final-stage rows (and the pixel baseline's)."""
-    ours = frame[frame["stage_role"].isin(ROLES)]
-    return ours.assign(source=OURS, paper_column="", confirmed=True, note="")
-
-
-def _published_for(ours: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """The published rows of a (dataset, method) we have; one of a variant at a batch size
-    (CD-128) only where we ran that variant at that batch size."""
-    have = set(zip(ours["dataset"], ours["method"]))
-    runs = {(d, v, None if pd.isna(b) else int(b)) for d, v, b in zip(ours["dataset"], ours["variant"], ours["batch_size"])}
-    keep = [(d, m) in have and (v == "" or (d, v, None if pd.isna(b) else int(b)) in runs)
-            for d, m, v, b in zip(published["dataset"], published["method"], published["variant"],
-                                  published["batch_size"])]
-    return published[keep].drop(columns=[c for c in ("table",) if c in published.columns])
-
-
-def _nothing_published(ours: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, method) of ``NO_PUBLISHED`` that we ran, saying so."""
-    pairs = dict.fromkeys((d, m) for d, m in zip(ours["dataset"], ours["method"]) if m in NO_PUBLISHED)
-    return pd.DataFrame([{"dataset": d, "method": m, "variant": "", "source": NONE, "paper_column": "",
-                          "stage": "", "stage_role": "", "metric": "", "confirmed": True, "note": NO_PUBLISHED[m]}
-                         for d, m in pairs], columns=CSV_COLUMNS)
-
-
-def _labels(frame: pd.DataFrame, results: ProfileResults) -> dict[tuple[str, str], str]:
-    """(method, variant) -> the row label: the method's label, and the variant where the table
-    has several variants of the method (none needed for the variant named as its method)."""
-    ours = frame[(frame["source"] == OURS) & (frame["variant"] != BASELINE_VARIANT)]
-    pairs = list(dict.fromkeys(zip(ours["method"], ours["variant"])))
-    counts = pd.Series([m for m, _ in pairs]).value_counts().to_dict()
-    labels = {("", BASELINE_VARIANT): PIXELS_LABEL}
-    for method, variant in pairs:
-        label = results.method_label(variant, method)
-        labels[(method, variant)] = label if counts[method] == 1 or variant == method else f"{label} ({variant})"
-    return labels
-
-
-def _method_label(method: str, variant: str, labels: Mapping[tuple[str, str], str]) -> str:
-    if (method, variant) in labels:
-        return labels[(method, variant)]
-    if method == "":
-        return PIXELS_LABEL
-    return METHODS[method].label if method in METHODS else method
-
-
-def _source_label(source: str, paper_column: str) -> str:
-    if source in (OURS, NONE):
-        return "Ours" if source == OURS else "published"
-    if source == CC_PAPER:
-        return SOURCE_LABELS[source]
-    column = "no-head model" if source == AUTHORS_REPO else paper_column
-    return f"{SOURCE_LABELS[source]}: {column}"
-
-
-def _sort_keys(frame: pd.DataFrame, results: ProfileResults) -> pd.DataFrame:
-    """The frame in table order: dataset, method (pixels first, then the registry's order), our
-    rows before the published ones, variant (the params' order), batch size, stage, metric."""
-    datasets = {d: i for i, d in enumerate(dataset_order(set(frame["dataset"]), results.titles))}
-    methods = {m: i for i, m in enumerate(["", *METHODS, *sorted(set(frame["method"]) - set(METHODS) - {""})])}
-    variants = {v: i for i, v in enumerate([BASELINE_VARIANT, *results.variants])}
-    keys = pd.DataFrame({
-        "d": frame["dataset"].map(datasets), "m": frame["method"].map(methods),
-        "s": frame["source"].map({s: i for i, s in enumerate(SOURCE_ORDER)}),
-        "v": frame["variant"].map(lambda v: variants.get(v, len(variants))),
-        "b": frame["batch_size"].fillna(-1).astype(int), "p": frame["paper_column"],
-        "r": frame["stage_role"].map({r: i for i, r in enumerate(ROLES)}).fillna(-1),
-        "x": frame["metric"].map({m: i for i, m in enumerate(SCORES)}).fillna(-1),
-    })
-    order = keys.sort_values(list(keys.columns), kind="stable").index
-    return frame.loc[order].reset_index(drop=True)
-
-
-def methods_frame(results: ProfileResults, published: pd.DataFrame) -> pd.DataFrame:
-    """Every number of the methods table, long format (``CSV_COLUMNS``), in table order.
-    ``published``: ``results.published_rows(...)``."""
-    ours = _ours(results.frame)
-    parts = [ours, _published_for(ours, published), _nothing_published(ours)]
-    present = [p.reindex(columns=CSV_COLUMNS) for p in parts if len(p)]  # concat warns on empty frames
-    frame = pd.concat(present, ignore_index=True) if present else pd.DataFrame(columns=CSV_COLUMNS)
-    for column in ("variant", "paper_column", "note", "stage", "stage_role", "metric", "seeds"):
-        frame[column] = frame[column].fillna("")
-    frame["batch_size"] = frame["batch_size"].astype("Int64")
-    frame["n_seeds"] = frame["n_seeds"].astype("Int64")
-    labels = _labels(frame, results)
-    frame["method_label"] = [_method_label(m, v, labels) for m, v in zip(frame["method"], frame["variant"])]
-    frame["source_label"] = [_source_label(s, c) for s, c in zip(frame["source"], frame["paper_column"])]
-    frame["dataset_title"] = [results.titles.get(d) or d for d in frame["dataset"]]
-    return _sort_keys(frame, results)
-
-
-# --------------------------------------------------------------------------------------------
 # The LaTeX table
 
 
-def _key(rec: Mapping) -> RowKey:
-    batch = rec["batch_size"]
-    return RowKey(rec["dataset"], rec["method"], rec["variant"], None if pd.isna(batch) else int(batch),
-                  rec["source"], rec["paper_column"])
+def _key(rec: Mapping[str, Any]) -> RowKey:
+    return RowKey(rec["dataset"], rec["method"], rec["variant"], batch_of(rec["batch_size"]), rec["source"],
+                  rec["paper_column"])
 
 
 def table_rows(frame: pd.DataFrame) -> dict[RowKey, pd.DataFrame]:
@@ -206,12 +86,15 @@ def _unconfirmed(part: pd.DataFrame) -> set[int]:
     return {ROLES.index(r) * len(SCORES) + SCORES.index(m) for r, m in zip(hit["stage_role"], hit["metric"])}
 
 
+def _notes(cells: Iterable[str]) -> list[str]:
+    """The distinct notes of some rows (a row's notes are "; "-joined: ``published_rows``)."""
+    return list(dict.fromkeys(note for cell in cells for note in str(cell).split("; ") if note))
+
+
 def note_marks(frame: pd.DataFrame) -> dict[str, str]:
     """A footnote symbol per distinct note of the published rows (a method's "nothing
     published" is said in its row, not marked)."""
-    notes = [n for n in dict.fromkeys(frame.loc[frame["source"].isin([CD_PAPER, CC_PAPER, AUTHORS_REPO]), "note"])
-             for n in n.split("; ") if n]
-    notes = list(dict.fromkeys(notes))
+    notes = _notes(frame.loc[frame["source"].isin([CD_PAPER, CC_PAPER, AUTHORS_REPO]), "note"])
     return {note: _NOTE_SYMBOLS[i % len(_NOTE_SYMBOLS)] for i, note in enumerate(notes)}
 
 
@@ -219,7 +102,7 @@ def _lead(key: RowKey, part: pd.DataFrame, marks: Mapping[str, str]) -> list[str
     """Method (our rows only), batch size, source (with its notes' marks), final stage."""
     rec = part.iloc[0]
     method = latex_escape(rec["method_label"]) if key.source == OURS else ""
-    notes = [n for n in dict.fromkeys(n for note in part["note"] for n in str(note).split("; ")) if n in marks]
+    notes = [note for note in _notes(part["note"]) if note in marks]
     source = latex_escape(rec["source_label"]) + (f"$^{{{','.join(marks[n] for n in notes)}}}$" if notes else "")
     finals = part.loc[part["stage_role"] == ROLES[-1], "stage"]
     batch = "" if key.batch_size is None else str(key.batch_size)
@@ -228,9 +111,10 @@ def _lead(key: RowKey, part: pd.DataFrame, marks: Mapping[str, str]) -> list[str
 
 def _dataset_lines(dataset: str, rows: Sequence[tuple[RowKey, pd.DataFrame]], titles: Mapping[str, str],
                    marks: Mapping[str, str]) -> list[str]:
-    """One dataset's block: our rows ranked per column, published rows as printed."""
-    ours = [_cells(part) for key, part in rows if key.source == OURS]
-    bold = iter(bold_by_column(ours))
+    """One dataset's block: our methods' rows ranked per column; the pixel baseline and the
+    published rows as printed (references, not contestants)."""
+    ranked = [key for key, _ in rows if key.source == OURS and key.variant != BASELINE_VARIANT]
+    bold = dict(zip(ranked, bold_by_column([_cells(part) for key, part in rows if key in ranked])))
     lines = [r"\midrule"]
     for i, (key, part) in enumerate(rows):
         lead = [dataset_title(dataset, titles) if i == 0 else ""] + _lead(key, part, marks)
@@ -238,7 +122,7 @@ def _dataset_lines(dataset: str, rows: Sequence[tuple[RowKey, pd.DataFrame]], ti
             text = latex_escape(str(part.iloc[0]["note"]))
             lines.append(latex_row(lead + [rf"\multicolumn{{6}}{{l}}{{\textit{{{text}}}}}"]))
             continue
-        cells = render_cells(_cells(part), next(bold) if key.source == OURS else set())
+        cells = render_cells(_cells(part), bold.get(key, set()))
         cells = [c + UNCONFIRMED if j in _unconfirmed(part) else c for j, c in enumerate(cells)]
         lines.append(latex_row(lead + cells))
     return lines
@@ -264,14 +148,31 @@ def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:
         rf"optimizer, epochs, seeds and evaluation), from \texttt{{{latex_escape(label)}}}: K-means "
         "NMI/ARI/ACC on the backbone output h and on each method's final stage (CC and CDC: the "
         r"argmax of their cluster head, no K-means), mean $\pm$ sample std where a run has several "
-        "seeds. Beside ours, the published numbers, each labelled with its source: CD's paper "
-        "(Tables 2-3) at our CD run's batch size; CC's own paper (its recipe: batch size 256, no "
-        "schedule or clipping, 1000 epochs) and CD's paper's CC column, both shown where they exist; "
-        "the CD authors' repository's no-head model, which is SimCLR's (mean $\\pm$ std over several "
-        "runs). CDC is reconstructed from its abstract (docs/methods.md). Bold: the best of our rows "
-        "per column within a dataset; published rows are not ranked. ``--'': no number." + unconfirmed
+        "seeds. Beside ours, the published numbers where there are any, each labelled with its "
+        "source: CD's paper (Tables 2-3) at our CD run's batch size; CC's own paper (its recipe: "
+        "batch size 256, no schedule or clipping, 1000 epochs) and CD's paper's CC column, both "
+        "shown; the CD authors' repository's no-head model, which is SimCLR's model (mean $\\pm$ "
+        "std over several runs). CDC is reconstructed from its abstract (docs/methods.md). Bold: "
+        "the best of our methods per column within a dataset; the raw-pixel K-means and the "
+        "published rows are references, not ranked. ``--'': no number." + unconfirmed
         + (" " + notes if notes else "")
     )
+
+
+ROWS_PER_FLOAT = 30
+"""About what a landscape A4 page holds in footnote size under the caption: a longer table (the
+paper profile's four datasets are some 40 rows) goes on in a second float rather than off the page."""
+
+
+def _floats(blocks: Sequence[list[str]]) -> list[list[list[str]]]:
+    """Consecutive dataset blocks packed into floats of at most ``ROWS_PER_FLOAT`` lines (a
+    longer block alone)."""
+    floats: list[list[list[str]]] = [[]]
+    for block in blocks:
+        if floats[-1] and sum(map(len, floats[-1])) + len(block) > ROWS_PER_FLOAT:
+            floats.append([])
+        floats[-1].append(block)
+    return floats
 
 
 def render_methods_table(frame: pd.DataFrame, titles: Mapping[str, str], label: str) -> str:
@@ -281,11 +182,16 @@ def render_methods_table(frame: pd.DataFrame, titles: Mapping[str, str], label: 
         return f"% Generated by cdrepro.methods_table.\n\\noindent\\textit{{{note}}}\\par\n"
     rows = table_rows(frame)
     marks = note_marks(frame)
-    lines = _header()
-    for dataset in dict.fromkeys(key.dataset for key in rows):
-        lines += _dataset_lines(dataset, [(k, p) for k, p in rows.items() if k.dataset == dataset], titles, marks)
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return table_float("methods", _caption(frame, label, marks), lines, small=True, generator=__name__)
+    blocks = [_dataset_lines(dataset, [(k, p) for k, p in rows.items() if k.dataset == dataset], titles, marks)
+              for dataset in dict.fromkeys(key.dataset for key in rows)]
+    floats = []
+    for i, group in enumerate(_floats(blocks)):
+        lines = _header() + [line for block in group for line in block] + [r"\bottomrule", r"\end{tabular}"]
+        caption = _caption(frame, label, marks) if i == 0 else \
+            "The methods table, continued (the same columns, sources and marks)."
+        floats.append(table_float("methods" if i == 0 else f"methods-{i + 1}", caption, lines, small=True,
+                                  generator=__name__, font=r"\footnotesize"))
+    return "\n".join(floats)
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,4 +213,4 @@ def write_methods_table(results: ProfileResults, out_dir: Path, *, results_label
     return written
 
 
-__all__ = ["CSV_COLUMNS", "NO_PUBLISHED", "methods_frame", "render_methods_table", "write_methods_table"]
+__all__ = ["render_methods_table", "write_methods_table"]

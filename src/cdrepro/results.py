@@ -535,5 +535,28 @@ def methods_target(params: dict[str, Any]) -> str | None:
     return METHODS_TARGET if cfg.runs_of(params, METHODS_TARGET) else None
 
 
+PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100_20", "stl10", "imagenet10")
+PAPER_TITLES: dict[str, str] = {
+    "cifar10": "CIFAR-10",
+    "cifar100_20": "CIFAR-100-20",
+    "stl10": "STL-10",
+    "imagenet10": "ImageNet-10",
+}
+
+
+def dataset_order(datasets: Iterable[str], titles: Mapping[str, str]) -> list[str]:
+    """The paper's datasets in its order, then those named in params (their order), then the rest."""
+    names = set(datasets)
+    ordered = [d for d in PAPER_DATASETS if d in names]
+    ordered += [d for d in titles if d in names and d not in ordered]
+    ordered += sorted(names - set(ordered))
+    return ordered
+
+
+def dataset_name(dataset: str, titles: Mapping[str, str]) -> str:
+    """The name a dataset's rows carry: params' title, the paper's name, or the key itself."""
+    return titles.get(dataset) or PAPER_TITLES.get(dataset) or dataset
+
+
 def dataset_titles(params: dict[str, Any]) -> dict[str, str]:
     return {name: ds.get("title", name) for name, ds in params["datasets"].items()}

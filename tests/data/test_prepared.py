@@ -152,3 +152,29 @@ def test_loading_arrays_that_do_not_match_the_metadata_fails(tmp_path: Path) -> 
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not match"):
         load_prepared(tmp_path / "toy.npz")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit flipped", "emptied"])
+def test_a_damaged_array_is_named_with_what_to_do_never_loaded(tmp_path: Path, damage: str) -> None:
+    """The recorded SHA-256 is checked on every load: the file could pass np.load (a flipped
+    pixel) and still not be what was prepared."""
+    save_toy(tmp_path)
+    npz = tmp_path / "toy.npz"
+    data = bytearray(npz.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "bit flipped":
+        data[-200] ^= 0x01  # inside the image array: np.load alone would not notice
+    else:
+        data = bytearray()
+    npz.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{npz} is damaged .*SHA-256.*cdrepro prepare --dataset toy"):
+        load_prepared(npz)
+
+
+def test_unreadable_metadata_is_named(tmp_path: Path) -> None:
+    save_toy(tmp_path)
+    meta = tmp_path / "toy.json"
+    meta.write_text("{")
+    with pytest.raises(ValueError, match=rf"{meta} is damaged .*cdrepro prepare --dataset toy"):
+        load_prepared(tmp_path / "toy.npz")

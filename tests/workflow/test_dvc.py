@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # The modules a stage's code deps leave out: glue and side channels that do not change what a
 # step computes (dvc.yaml's header says the same).
-PLUMBING = {"__init__.py", "__main__.py", "cli.py", "runs.py", "atomic.py", "tracking.py",
+PLUMBING = {"__init__.py", "__main__.py", "cli.py", "runs.py", "atomic.py", "tracking.py", "runlock.py",
             "dvc_bridge.py"}
 # Outputs DVC has and Snakemake has not (docs/dvc.md, "The checkpoint").
 DVC_ONLY = re.compile(r"/runs/[^/]+/checkpoint\.pt$")
@@ -288,7 +288,7 @@ def test_stages_read_only_their_params(profile_snapshot):
         else:
             expected = {"prepare": {f"datasets.{key}", "data"}, "baseline": {"evaluate"},
                         "evaluate": {"evaluate"}, "tables": {"runs", "datasets"},
-                        "methods_table": {"runs", "datasets"},
+                        "methods_table": {"runs", "datasets", "variants"},
                         "tsne": {"figures.tsne", "figures.dpi", "evaluate.batch_size"},
                         "figures": {"figures.dpi", "figures.heads", "figures.lime", "evaluate.batch_size",
                                     "runs", "datasets"}}[rule]

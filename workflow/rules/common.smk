@@ -5,8 +5,18 @@ import sys
 
 from snakemake.utils import validate
 
-from cdrepro import config as cdconfig
-from cdrepro.runs import ProfilePaths, run_id
+try:
+    from cdrepro import config as cdconfig
+    from cdrepro.runs import ProfilePaths, run_id
+except ImportError:
+    print("cdrepro: error: this snakemake's Python has no cdrepro package; activate the project's "
+          "environment first (source .venv/bin/activate, after `make setup`; or conda activate "
+          "cdrepro) and run snakemake again", file=sys.stderr)
+    sys.exit(1)
+
+# The jobs call `cdrepro`: the one installed beside this snakemake's Python, even when its
+# environment is not activated (snakemake called by its full path).
+os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), *os.get_exec_path()]))
 
 
 def stop(message):

@@ -1,8 +1,9 @@
 # The figures' paths (cdrepro.figures.paths), for workflow/rules/figures.smk.
-from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, files_of, head_runs
+from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, files_of, head_runs, method_figure_datasets
 
 FIGURES = FigurePaths.of(PATHS)
 HEAD_RUNS = [run_id(run) for run in head_runs(config)]
+METHOD_FIGURE_DATASETS = method_figure_datasets(config)
 
 
 def figure_files(stem, caption, category, subcategory):

@@ -37,6 +37,7 @@ rule figures:
         report(str(FIGURES.summary()), caption="../report/summary.rst", category="Results"),
         [figure_files(FIGURES.curves(d), "../report/curves.rst", "Training curves", d) for d in DATASETS],
         [figure_files(FIGURES.ablation(d), "../report/ablation.rst", "Ablations", d) for d in DATASETS],
+        [figure_files(FIGURES.methods(d), "../report/methods.rst", "Methods", d) for d in METHOD_FIGURE_DATASETS],
         [
             figure_files(FIGURES.head_figure(rid, name), f"../report/{name}.rst", "Feature heads", rid)
             for rid in HEAD_RUNS

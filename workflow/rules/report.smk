@@ -29,11 +29,12 @@ rule methods_table:
         baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(METHOD_RUNS)),
     output:
         [
-            report(str(PATHS.tables_dir() / name), caption="../report/tables.rst", category="Tables")
+            report(str(PATHS.tables_dir() / name), caption="../report/methods_table.rst", category="Tables")
             for name in METHOD_TABLES
         ],
     params:
         titles={name: ds.get("title", name) for name, ds in config["datasets"].items()},
+        variants=config["variants"],
     log:
         str(LOGS / "methods_table.log"),
     conda:

@@ -5,8 +5,11 @@ picture can be checked against the run's files:
 
 - ``tsne``: t-SNE of one run's backbone and final outputs (the paper's Appendix A), and the
   per-run job that makes it (``cdrepro tsne``);
-- ``curves``: every loss term and the learning rate per epoch, all runs of a dataset;
+- ``curves``: every loss term (each method's own) and the learning rate per epoch, all runs of
+  a dataset;
 - ``ablation``: NMI/ARI/ACC per variant, with the paper's and the authors' numbers;
+- ``methods``: NMI/ARI/ACC per method beside the published numbers (the methods table's), for a
+  dataset whose runs are of several methods;
 - ``heads``: how often each feature head fires, and how the heads correlate;
 - ``lime_views``: LIME views of single heads (the paper's Appendix B, Figures 8-9);
 - ``summary``: the results as an HTML table, for the Snakemake report;

@@ -84,28 +84,47 @@ def panels(frame: pd.DataFrame) -> list[str]:
 
 
 PANELS_PER_ROW = 5  # several methods' terms make ten panels or more: wrap, not one long strip
+LEGEND_COLUMNS = 4
+# Ten colours, then the same ten dashed, then dotted: a dozen runs in one continuous palette
+# ("husl") put neighbours in hues too close to tell apart.
+LINE_DASHES: tuple[str | tuple[int, int], ...] = ("", (4, 2), (1, 1))
+
+
+def run_styles(labels: Sequence[str]) -> dict[str, tuple[tuple[float, float, float], str | tuple[int, int]]]:
+    """Each run's colour and dashes (seaborn's form: "" is a solid line)."""
+    colours = sns.color_palette("tab10", 10)
+    return {label: (colours[i % 10], LINE_DASHES[(i // 10) % len(LINE_DASHES)]) for i, label in enumerate(labels)}
+
+
+def _legend(fig: plt.Figure, styles: Mapping[str, tuple], height: float) -> float:
+    """The runs' legend under the panels; the fraction of the figure's ``height`` (inches) it takes."""
+    handles = [plt.Line2D([], [], color=colour, linestyle=(0, dashes) if dashes else "-", label=label)
+               for label, (colour, dashes) in styles.items()]
+    fig.legend(handles=handles, loc="lower center", ncols=min(len(handles), LEGEND_COLUMNS),
+               bbox_to_anchor=(0.5, 0), frameon=False)
+    return (0.25 * -(-len(handles) // LEGEND_COLUMNS) + 0.15) / height
 
 
 def plot_curves(frame: pd.DataFrame, title: str) -> plt.Figure:
     shown = panels(frame)
     cols = min(len(shown), PANELS_PER_ROW)
     rows = -(-len(shown) // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows), squeeze=False)
+    fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows + 0.4), squeeze=False)
     for ax in grid.flat[len(shown):]:
         ax.set_visible(False)
     axes = grid.flat[:len(shown)]
     labels = list(dict.fromkeys(frame["label"]))
-    palette = dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))))
+    styles = run_styles(labels)
+    palette, dashes = ({label: style[i] for label, style in styles.items()} for i in (0, 1))
     for ax, panel in zip(axes, shown):
         part = frame[frame["panel"] == panel]
         if len(part):
             sns.lineplot(data=part, x="epoch", y="value", hue="label", hue_order=labels, palette=palette,
-                         ax=ax, legend=False, marker="." if part["epoch"].nunique() < 30 else None)
+                         style="label", style_order=labels, dashes=dashes, ax=ax, legend=False,
+                         marker="." if part["epoch"].nunique() < 30 else None)
         ax.set(title=panel, xlabel="epoch", ylabel="")
     axes[-1].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))  # the learning rate
-    handles = [plt.Line2D([], [], color=palette[label], label=label) for label in labels]
-    fig.legend(handles=handles, loc="lower center", ncols=min(len(labels), 4), bbox_to_anchor=(0.5, -0.12 / rows),
-               frameon=False)
+    legend = _legend(fig, styles, 3.4 * rows + 0.4)
     fig.suptitle(f"{title}: training curves per epoch")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, legend, 1, 1))
     return fig

@@ -1,7 +1,7 @@
 """Method comparison charts: NMI/ARI/ACC at the backbone and the final stage of every method run
 on one dataset, beside the published numbers, with our raw-pixel K-means as a line.
 
-The numbers are the methods table's (``cdrepro.methods_table.methods_frame``: the runs for the
+The numbers are the methods table's (``cdrepro.method_comparison.methods_frame``: the runs for the
 ``compare_methods`` target, each published number under the method it is of), so the chart and
 the table cannot disagree. A bar is one of our (method, variant, batch size) rows; a published
 number is a marker on a row of its own under its method, labelled with its source (CD's paper,
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from cdrepro.figures.ablation import COLUMNS, SOURCES, plot_bars
-from cdrepro.methods_table import NONE, OURS
+from cdrepro.method_comparison import NONE, OURS
 from cdrepro.results import AUTHORS_REPO, BASELINE_VARIANT, CC_PAPER, CD_PAPER, SOURCE_LABELS
 
 MARKERS: dict[str, tuple[str, str]] = {CD_PAPER: ("D", "black"), CC_PAPER: ("s", "darkviolet"),
@@ -47,5 +47,6 @@ def chart_frame(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def plot_methods(frame: pd.DataFrame, title: str) -> plt.Figure:
-    return plot_bars(frame, f"{title}: K-means NMI / ARI / ACC per method, beside the published numbers",
-                     MARKERS, NAMES)
+    published = frame["source"].isin(list(MARKERS)).any()
+    suptitle = f"{title}: NMI / ARI / ACC per method" + (", beside the published numbers" if published else "")
+    return plot_bars(frame, suptitle, MARKERS, NAMES)

@@ -22,7 +22,7 @@ from cdrepro.figures import ablation, curves, heads, lime_views, methods, summar
 from cdrepro.figures.embedding import embed_run
 from cdrepro.figures.output import save_figure
 from cdrepro.figures.paths import FigurePaths, head_runs, method_figure_datasets
-from cdrepro.methods_table import methods_frame
+from cdrepro.method_comparison import methods_frame
 from cdrepro.results import (ProfileResults, load_cc_results, load_paper_results, load_repo_variability,
                              methods_target, published_rows)
 from cdrepro.runs import ProfilePaths, run_id

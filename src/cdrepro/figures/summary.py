@@ -48,8 +48,9 @@ def _page(title: str, body: list[str]) -> str:
 def summary_html(frames: Mapping[str, pd.DataFrame], titles: Mapping[str, str], profile: str) -> str:
     """``frames``: dataset -> ``ablation.comparison_frame``."""
     parts = ["<p>Backbone: K-means on the backbone output h. Final stage: the method's last "
-             "evaluation stage (CD: the feature predictor output f; a run without a head: its "
-             "projector output z). Where a dataset's runs end in different stages, each run's label "
+             "evaluation stage (CD: the feature predictor output f; a run without a head and SimCLR: "
+             "the projector output z; CC and CDC: the argmax of the cluster head, no K-means; CLD: "
+             "the group features). Where a dataset's runs end in different stages, each run's label "
              "names its own. Mean ± sample std where a run has several seeds.</p>"]
     for dataset, frame in frames.items():
         parts.append(f"<h3>{html.escape(titles.get(dataset, dataset))}</h3>")

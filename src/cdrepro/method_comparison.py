@@ -1,0 +1,146 @@
+"""The methods table's numbers: ours and the published ones, lined up under the method they are of.
+
+One long frame (``methods_frame``, written as ``methods.csv``) that both the LaTeX table
+(``cdrepro.methods_table``) and the method comparison charts (``cdrepro.figures.methods``) read,
+so the two cannot disagree; the figures may not import the LaTeX module, hence this one.
+
+Rows: our backbone and final-stage numbers of every run group (and the pixel baseline), each
+published number of a method we ran on that dataset (``cdrepro.results.published_rows``), and
+one row per method of ``NO_PUBLISHED`` saying that there is nothing to show. Which published
+number goes with which of our rows, so that nothing is compared silently across recipes:
+
+- CD: its paper's CD-128 / CD-256 (Tables 2-3), only where we ran CD's ``cd`` at that batch size;
+- CC: CC's own paper (final stage, recipe batch 256, 1000 epochs; on STL-10 with the unlabeled
+  images; its STL-10 ARI unconfirmed) and CD's paper's CC column (both stages), each labelled;
+  where they disagree both carry a note and neither is picked;
+- SimCLR: the CD authors' repository's no-head model (the same model), mean +- std;
+- CLD and CDC: nothing published on these datasets (``NO_PUBLISHED``).
+
+Order: dataset (the paper's first), the pixel baseline, then each method in the registry's
+order (``cdrepro.methods.METHODS``; an unknown one after them, by name), our rows (variant in the
+params' order, batch size) before the published ones. A row's label is the method's label
+("CDC (reconstructed)" for CDC), with the variant in brackets where the frame holds several
+variants of the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from cdrepro.methods import METHODS
+from cdrepro.results import (AUTHORS_REPO, BACKBONE_ROLE, BASELINE_VARIANT, CC_PAPER, CD_PAPER, FINAL_ROLE,
+                             SCORES, SOURCE_LABELS, ProfileResults, dataset_name, dataset_order)
+
+ROLES: tuple[str, ...] = (BACKBONE_ROLE, FINAL_ROLE)
+OURS, NONE = "ours", "none"
+SOURCE_ORDER: tuple[str, ...] = (OURS, CD_PAPER, CC_PAPER, AUTHORS_REPO, NONE)
+PIXELS_LABEL = "K-means (raw pixels)"
+NO_PUBLISHED: dict[str, str] = {
+    "cld": "no published NMI/ARI/ACC (CLD's paper gives only kNN and linear-probe accuracies)",
+    "cdc": "no published numbers on these datasets (the abstract gives only a full-ImageNet ACC)",
+}
+"""The methods with no published clustering number on any of our datasets, and why."""
+CSV_COLUMNS: list[str] = [
+    "dataset", "dataset_title", "method", "method_label", "variant", "batch_size", "source",
+    "source_label", "paper_column", "stage", "stage_role", "metric", "mean", "std", "n_seeds", "seeds", "values",
+    "confirmed", "note",
+]
+
+
+def _ours(frame: pd.DataFrame) -> pd.DataFrame:
+    """Our backbone and final-stage rows (and the pixel baseline's)."""
+    ours = frame[frame["stage_role"].isin(ROLES)]
+    return ours.assign(source=OURS, paper_column="", confirmed=True, note="")
+
+
+def batch_of(value: Any) -> int | None:
+    """A batch size cell as a number (the pixel baseline and some published numbers have none)."""
+    return None if pd.isna(value) else int(value)
+
+
+def _published_for(ours: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """The published rows of a (dataset, method) we have; one of a variant at a batch size
+    (CD-128) only where we ran that variant at that batch size."""
+    have = set(zip(ours["dataset"], ours["method"]))
+    runs = {(d, v, batch_of(b)) for d, v, b in zip(ours["dataset"], ours["variant"], ours["batch_size"])}
+    keep = [(d, m) in have and (v == "" or (d, v, batch_of(b)) in runs)
+            for d, m, v, b in zip(published["dataset"], published["method"], published["variant"],
+                                  published["batch_size"])]
+    return published[keep]
+
+
+def _nothing_published(ours: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, method) of ``NO_PUBLISHED`` that we ran, saying so."""
+    pairs = dict.fromkeys((d, m) for d, m in zip(ours["dataset"], ours["method"]) if m in NO_PUBLISHED)
+    return pd.DataFrame([{"dataset": d, "method": m, "variant": "", "source": NONE, "paper_column": "",
+                          "stage": "", "stage_role": "", "metric": "", "confirmed": True, "note": NO_PUBLISHED[m]}
+                         for d, m in pairs], columns=CSV_COLUMNS)
+
+
+def _labels(frame: pd.DataFrame, results: ProfileResults) -> dict[tuple[str, str], str]:
+    """(method, variant) -> the row label: the method's label, and the variant where the table
+    has several variants of the method (none needed for the variant named as its method)."""
+    ours = frame[(frame["source"] == OURS) & (frame["variant"] != BASELINE_VARIANT)]
+    pairs = list(dict.fromkeys(zip(ours["method"], ours["variant"])))
+    counts = pd.Series([m for m, _ in pairs]).value_counts().to_dict()
+    labels = {("", BASELINE_VARIANT): PIXELS_LABEL}
+    for method, variant in pairs:
+        label = results.method_label(variant, method)
+        labels[(method, variant)] = label if counts[method] == 1 or variant == method else f"{label} ({variant})"
+    return labels
+
+
+def _method_label(method: str, variant: str, labels: Mapping[tuple[str, str], str]) -> str:
+    if (method, variant) in labels:
+        return labels[(method, variant)]
+    if method == "":
+        return PIXELS_LABEL
+    return METHODS[method].label if method in METHODS else method
+
+
+def _source_label(source: str, paper_column: str) -> str:
+    if source in (OURS, NONE):
+        return "Ours" if source == OURS else "published"
+    if source == CC_PAPER:
+        return SOURCE_LABELS[source]
+    column = "no-head model" if source == AUTHORS_REPO else paper_column
+    return f"{SOURCE_LABELS[source]}: {column}"
+
+
+def _sort_keys(frame: pd.DataFrame, results: ProfileResults) -> pd.DataFrame:
+    """The frame in table order: dataset, method (pixels first, then the registry's order), our
+    rows before the published ones, variant (the params' order), batch size, stage, metric."""
+    datasets = {d: i for i, d in enumerate(dataset_order(set(frame["dataset"]), results.titles))}
+    methods = {m: i for i, m in enumerate(["", *METHODS, *sorted(set(frame["method"]) - set(METHODS) - {""})])}
+    variants = {v: i for i, v in enumerate([BASELINE_VARIANT, *results.variants])}
+    keys = pd.DataFrame({
+        "d": frame["dataset"].map(datasets), "m": frame["method"].map(methods),
+        "s": frame["source"].map({s: i for i, s in enumerate(SOURCE_ORDER)}),
+        "v": frame["variant"].map(lambda v: variants.get(v, len(variants))),
+        "b": frame["batch_size"].fillna(-1).astype(int), "p": frame["paper_column"],
+        "r": frame["stage_role"].map({r: i for i, r in enumerate(ROLES)}).fillna(-1),
+        "x": frame["metric"].map({m: i for i, m in enumerate(SCORES)}).fillna(-1),
+    })
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def methods_frame(results: ProfileResults, published: pd.DataFrame) -> pd.DataFrame:
+    """Every number of the methods table, long format (``CSV_COLUMNS``), in table order.
+    ``published``: ``results.published_rows(...)``."""
+    ours = _ours(results.frame)
+    parts = [ours, _published_for(ours, published), _nothing_published(ours)]
+    present = [p.reindex(columns=CSV_COLUMNS) for p in parts if len(p)]  # concat warns on empty frames
+    frame = pd.concat(present, ignore_index=True) if present else pd.DataFrame(columns=CSV_COLUMNS)
+    for column in ("variant", "paper_column", "note", "stage", "stage_role", "metric", "seeds", "values"):
+        frame[column] = frame[column].fillna("")
+    frame["batch_size"] = frame["batch_size"].astype("Int64")
+    frame["n_seeds"] = frame["n_seeds"].astype("Int64")
+    labels = _labels(frame, results)
+    frame["method_label"] = [_method_label(m, v, labels) for m, v in zip(frame["method"], frame["variant"])]
+    frame["source_label"] = [_source_label(s, c) for s, c in zip(frame["source"], frame["paper_column"])]
+    frame["dataset_title"] = [dataset_name(d, results.titles) for d in frame["dataset"]]
+    return _sort_keys(frame, results)
