@@ -74,7 +74,7 @@ def toy_profile(embedded_params, tmp_path, monkeypatch, tracked, empty_store):  
     p["figures"]["lime"].update(num_samples=10, images_per_head=2, heads=1)
     p["methods"]["toy"] = {"balance_weight": 0.25}
     p["variants"]["toy_wide"] = {"method": "toy", "toy_dim": 12, "schedule": False}
-    p["runs"] = [vars(CD_RUN).copy(), vars(TOY_RUN).copy()]
+    p["runs"] = [vars(CD_RUN) | {"targets": ["reproduce_tables", "compare_methods"]}, vars(TOY_RUN).copy()]
     store = ProfilePaths.from_params(p).root / tracking.DB_NAME
     store.parent.mkdir(parents=True)
     shutil.copy(empty_store, store)
@@ -110,10 +110,18 @@ def test_a_method_registered_by_a_test_goes_through_the_whole_pipeline(toy_profi
     runs = {r.data.tags[tracking.RUN_ID_TAG]: r for r in mlflow_runs(tracking.tracking_uri(paths), "embedded")}
     logged = runs[toy].data
     assert logged.tags["method"] == "toy" and logged.params["method"] == "toy"
+    assert logged.tags["method_label"] == "Toy" and logged.tags["targets"] == "reproduce_tables"
     assert {"toy_align", "toy_balance", "loss"} <= set(logged.metrics)
     assert {f"{stage}_{score}" for stage in ("backbone", "toy_proj", "toy_vote")
             for score in ("nmi", "ari", "acc")} <= set(logged.metrics)
     assert runs[cd].data.tags["method"] == "cd"
+    # The docs' one filter for the methods table's runs (docs/mlflow.md).
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking.tracking_uri(paths))
+    experiment = client.get_experiment_by_name(tracking.experiment_name("embedded")).experiment_id
+    found = client.search_runs([experiment], "tags.targets LIKE '%compare_methods%'")
+    assert [r.data.tags[tracking.RUN_ID_TAG] for r in found] == [cd]
 
     # Tables: all.csv has the toy's rows at each of its stages, and a table gives it rows.
     cdrepro("tables")

@@ -250,6 +250,14 @@ def runs_of(params: dict[str, Any], target: str | None = None) -> list[Run]:
             if target is None or target in raw.get("targets", TARGETS[:1])]
 
 
+def targets_of(params: dict[str, Any], rid: str) -> list[str]:
+    """The workflow targets a run is for (its ``targets:``, by default the first of TARGETS)."""
+    for raw in params["runs"]:
+        if run_id(_run(raw)) == rid:
+            return list(raw.get("targets", TARGETS[:1]))
+    return []
+
+
 def find_run(params: dict[str, Any], rid: str) -> Run:
     for run in runs_of(params):
         if run_id(run) == rid:

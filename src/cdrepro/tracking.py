@@ -24,7 +24,8 @@ One MLflow run per training run
 
 What a run holds (names come from the method, so a new loss term or stage appears unasked)
     params: the run's settings (``RunSettings.to_dict``), ``method``, and after evaluation
-    ``evaluate.*``. Tags: run id, digest, dataset, batch_size, method, variant, seed, profile,
+    ``evaluate.*``. Tags: run id, digest, dataset, batch_size, method, method_label (the name
+    the tables show), variant, seed, targets (``reproduce_tables,compare_methods``), profile,
     git commit, paths; after evaluation ``final_stage`` (the method's last stage) and
     ``evaluated``. Per-epoch metrics (step = epoch), one per curves.csv column of the row:
     ``loss``, each of the method's loss terms under its own name (CD: ``instance``,
@@ -54,7 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from cdrepro.config import RunSettings
+from cdrepro.config import RunSettings, targets_of
+from cdrepro.methods import METHODS
 from cdrepro.runs import ProfilePaths, parse_run_id, run_id, tracking_name
 
 log = logging.getLogger(__name__)
@@ -282,6 +284,10 @@ class Tracker:
         tags = {
             RUN_ID_TAG: rid, HASH_TAG: s.digest(), "dataset": s.dataset,
             "batch_size": str(s.batch_size), "method": s.method, "variant": s.variant, "seed": str(s.seed),
+            # The name tables show ("CDC (reconstructed)"), and which tables the run is for, so
+            # that one filter (tags.targets LIKE '%compare_methods%') gives the methods table's runs.
+            "method_label": METHODS[s.method].label if s.method in METHODS else s.method,
+            "targets": ",".join(targets_of(self.params, rid)),
             "profile": self.params["profile"], "git_commit": commit, "git_dirty": str(dirty).lower(),
             "mlflow.source.git.commit": commit,
             # checkpoints by reference, never copied
