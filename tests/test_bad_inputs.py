@@ -122,6 +122,55 @@ def no_gpu(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with one
 
 
+def one_class(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    png(tmp / "mine" / "cat" / "a.png")
+    png(tmp / "mine" / "cat" / "b.png")
+
+
+def profile_file(*parts: str) -> Path:
+    return Path("results", "embedded", *parts)  # the tests' working directory is tmp_path
+
+
+def flip_prepared_byte(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    npz = tmp / profile_file("data", "digits.npz")
+    data = bytearray(npz.read_bytes())
+    data[-300] ^= 0x01  # a pixel: np.load alone would read it without complaint
+    npz.write_bytes(bytes(data))
+
+
+def damaged_prepared_metadata(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp / profile_file("data", "digits.json")).write_text('{"name": "digits"')
+
+
+def truncated_checkpoint(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdrepro.checkpoint import save_state
+
+    path = tmp / profile_file("runs", RID, "checkpoint.pt")
+    save_state(path, {"epoch": 1, "model": {"w": torch.zeros(100)}})
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def metrics_file(text: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    def write(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = tmp / profile_file("runs", RID, "metrics.json")
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+    return write
+
+
+def runs_folder_is_a_file(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp / profile_file("runs")).write_text("not a folder")
+
+
+def results_dir_is_a_file(params: dict, tmp: Path) -> None:
+    (tmp / "a-file").write_text("x")
+    params["results_dir"] = str(tmp / "a-file")
+
+
+def add_variant(name: str, **variant: Any) -> Callable[[dict, Path], None]:
+    return lambda params, tmp: params["variants"].update({name: variant})
+
+
 # --- the table -----------------------------------------------------------------------------------
 
 
@@ -174,6 +223,48 @@ CASES: dict[str, Case] = {
         ["prepare", "--dataset", "c10"],
         ["cifar-10-python.tar.gz holds 'cifar-10-batches-py/../../evil'", "refused, nothing was extracted"],
         archive_dataset("c10", download=False), traversal_archive),
+    "whole-number float epochs": Case(PREPARE, ["train.epochs", "2.0 is not of type 'integer'"],
+                                      set_in("train", epochs=2.0)),
+    "whole-number float batch size": Case(PREPARE, ["runs[0].batch_size", "256.0 is not of type 'integer'"],
+                                          set_run(batch_size=256.0)),
+    "whole-number float seed": Case(PREPARE, ["runs[0].seed", "42.0 is not of type 'integer'"], set_run(seed=42.0)),
+    "a profile of dots (outside results_dir)": Case(PREPARE, ["profile", "'..'"],
+                                                    lambda params, tmp: params.update(profile="..")),
+    "results_dir is a file": Case(PREPARE, ["results_dir", "{tmp}/a-file exists and is not a folder"],
+                                  results_dir_is_a_file),
+    "folder dataset of one class": Case(
+        ["prepare", "--dataset", "mine"], ["{tmp}/mine has one class sub-folder (cat)", "at least two classes"],
+        folder_dataset("mine", "folder", "mine"), one_class),
+    "unknown method": Case(PREPARE, ["variants.cd.method", "unknown method 'nope'", "known: cc, cd, cdc"],
+                           lambda params, tmp: params["variants"]["cd"].update(method="nope")),
+    "a CD switch on another method's variant": Case(
+        PREPARE, ["variants.sim.entropy", "'entropy' is an option of cd, not of simclr", "options of simclr: none"],
+        add_variant("sim", method="simclr", entropy=False)),
+    "a method option of the wrong type": Case(PREPARE, ["methods.cd.feature_num", "not valid"],
+                                              lambda params, tmp: params["methods"]["cd"].update(feature_num=-3)),
+    "CLD groups not below the batch": Case(
+        PREPARE, ["runs[1]", "K = 256 groups for a batch of 256", "half_batch"],
+        lambda params, tmp: (params["variants"].update(cld={"method": "cld", "groups": "batch_size"}),
+                             params["runs"].append({"dataset": "digits", "batch_size": 256, "variant": "cld",
+                                                    "seed": 1}))),
+    "a bit-flipped prepared array": Case(
+        ["train", "--run", RID], ["digits.npz is damaged", "SHA-256", "cdrepro prepare --dataset digits"],
+        setup=flip_prepared_byte, prepare_first=True),
+    "damaged prepared metadata": Case(
+        ["train", "--run", RID], ["digits.json is damaged", "cdrepro prepare --dataset digits"],
+        setup=damaged_prepared_metadata, prepare_first=True),
+    "a truncated checkpoint": Case(
+        ["train", "--run", RID], [f"{RID}/checkpoint.pt is damaged", "delete it"],
+        setup=truncated_checkpoint, prepare_first=True),
+    "metrics.json that is not JSON": Case(
+        ["tables"], [f"{RID}/metrics.json", f"cdrepro evaluate --run {RID}"],
+        setup=metrics_file("{"), prepare_first=True),
+    "metrics.json of the wrong shape": Case(
+        ["tables"], [f"{RID}/metrics.json", f"cdrepro evaluate --run {RID}"],
+        setup=metrics_file('{"stages": 3}'), prepare_first=True),
+    "the runs folder is a file": Case(
+        ["train", "--run", RID], ["results/embedded/runs", "check that path"],
+        setup=runs_folder_is_a_file, prepare_first=True),
     "missing GPU demanded by the config": Case(
         ["train", "--run", RID], ["train.device is 'cuda'", "no CUDA GPU", "set train.device to 'auto' or 'cpu'"],
         set_in("train", device="cuda"), no_gpu, prepare_first=True),
@@ -230,6 +321,15 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(params, tmp_pa
         assert expected.format(tmp=tmp_path) in line, f"{expected!r} not in {line!r}"
     assert snapshot(results, downloads) == before, "a failed command changed the results or downloads"
     assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
+
+
+def test_a_key_given_twice_in_the_params_is_refused_naming_both_lines(params, tmp_path, capsys):
+    write_params(params)
+    Path("params.yaml").write_text(Path("params.yaml").read_text() + "profile: other\n")
+    assert main(["validate"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "params.yaml" in line and "found the key 'profile' twice" in line, line
+    assert not (tmp_path / "results").exists()
 
 
 # --- safe loading (issue 5, item 6): checkpoints never run pickled code --------------------------

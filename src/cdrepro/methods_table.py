@@ -29,7 +29,7 @@ from cdrepro.method_comparison import NONE, OURS, ROLES, batch_of, methods_frame
 from cdrepro.results import (AUTHORS_REPO, BASELINE_VARIANT, CC_PAPER, CD_PAPER, SCORES, ProfileResults,
                              load_cc_results, load_paper_results, load_repo_variability, published_rows)
 from cdrepro.tables import (Cell, bold_by_column, dataset_title, default_results_label, latex_escape, latex_row,
-                            render_cells, table_float)
+                            render_cells, table_float, two_stage_header)
 
 UNCONFIRMED = r"$^{\ast}$"
 _NOTE_SYMBOLS = (r"\dagger", r"\ddagger", r"\S", r"\P", r"\|")
@@ -129,14 +129,7 @@ def _dataset_lines(dataset: str, rows: Sequence[tuple[RowKey, pd.DataFrame]], ti
 
 
 def _header() -> list[str]:
-    return [
-        r"\begin{tabular}{llrll" + "c" * 6 + "}",
-        r"\toprule",
-        latex_row(["Dataset", "Method", "Batch", "Source", "Final stage",
-                   r"\multicolumn{3}{c}{Backbone}", r"\multicolumn{3}{c}{Final stage}"]),
-        r"\cmidrule(lr){6-8}\cmidrule(lr){9-11}",
-        latex_row([""] * 5 + [m.upper() for m in SCORES] * 2),
-    ]
+    return two_stage_header("llrll", ["Dataset", "Method", "Batch", "Source", "Final stage"], "Final stage")
 
 
 def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:

@@ -276,6 +276,19 @@ def dataset_title(dataset: str, titles: Mapping[str, str]) -> str:
     return latex_escape(dataset_name(dataset, titles))
 
 
+def two_stage_header(alignment: str, labels: Sequence[str], final_title: str) -> list[str]:
+    """A table's opening lines: its ``labels`` columns (aligned by ``alignment``), then NMI, ARI
+    and ACC under "Backbone" and under ``final_title``."""
+    first = len(labels) + 1
+    return [
+        r"\begin{tabular}{" + alignment + "c" * 6 + "}",
+        r"\toprule",
+        latex_row([*labels, r"\multicolumn{3}{c}{Backbone}", r"\multicolumn{3}{c}{" + final_title + "}"]),
+        rf"\cmidrule(lr){{{first}-{first + 2}}}\cmidrule(lr){{{first + 3}-{first + 5}}}",
+        latex_row([""] * len(labels) + [m.upper() for m in METRICS] * 2),
+    ]
+
+
 def latex_row(cells: Sequence[str]) -> str:
     return " & ".join(cells) + r" \\"
 
@@ -640,15 +653,8 @@ def render_other_table(inputs: TableInputs) -> str | None:
         return None
     order = {d: i for i, d in enumerate(dataset_order({g[0] for g in groups}, inputs.titles))}
     groups.sort(key=lambda g: (order[g[0]], g[1], g[2], g[3]))
-    lines = [
-        r"\begin{tabular}{lrlll" + "c" * 6 + "}",
-        r"\toprule",
-        latex_row(["Dataset", "Batch", "Method", "Variant", "Final stage",
-              r"\multicolumn{3}{c}{Backbone}", r"\multicolumn{3}{c}{Final}"]),
-        r"\cmidrule(lr){6-8}\cmidrule(lr){9-11}",
-        latex_row([""] * 5 + [m.upper() for m in METRICS] * 2),
-        r"\midrule",
-    ]
+    lines = two_stage_header("lrlll", ["Dataset", "Batch", "Method", "Variant", "Final stage"], "Final")
+    lines.append(r"\midrule")
     for dataset, batch_size, method, variant, stage in groups:
         cells = [inputs.all_cells.get((dataset, batch_size, variant, role, m)) for role in ROLES for m in METRICS]
         lead = [dataset_title(dataset, inputs.titles), str(batch_size),

@@ -82,6 +82,15 @@ def test_paper_profile_compare_methods_plans_every_method_and_cc_published_only(
     assert reused == {"stl10-bs128-cd-s42", "imagenet10-bs128-cd-s42"}
 
 
+def test_a_params_error_through_snakemake_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "params.yaml").read_text().replace("\ntrain:", "\ntrian:"))
+    result = snakemake("-n", "--configfile", str(bad), cwd=REPO)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("cdrepro: error: ") and "'trian'" in lines[0], lines[:5]
+
+
 def test_config_overrides_are_refused(tmp_path):
     result = snakemake("-n", "--config", "profile=other", cwd=REPO)
     assert result.returncode != 0
