@@ -117,6 +117,23 @@ def epochs_done(curves: Path) -> int:
 # --------------------------------------------------------------------------- 1. SIGKILL and resume
 
 
+def test_ctrl_c_of_a_training_says_so_in_one_line_and_it_resumes(embedded_params, tmp_path):
+    params_file, params, rid = write_profile(tmp_path / "ctrl-c", embedded_params, epochs=40, n_images=128)
+    files = files_of(params, rid)
+    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid,
+               "--threads", "1"]
+    log = tmp_path / "ctrl-c.log"
+    proc = signal_after_first_epoch(command, tmp_path, files.curves, log, signal.SIGINT)
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text
+    errors = [line for line in text.splitlines() if line.startswith("cdrepro train:")]
+    assert errors == [errors[-1]] and "interrupted" in errors[0] and "resumes" in errors[0], text
+    assert text.rstrip().splitlines()[-1] == errors[0]  # the last word, after the progress lines
+    assert load(files.checkpoint)["epoch"] >= 1 and not files.model.exists()
+
+
+
 def test_training_killed_with_sigkill_mid_epoch_resumes_bit_identical(embedded_params, tmp_path):
     epochs = 5  # 128 images, batch 16: 8 steps an epoch, a few tenths of a second
     params_file, params, rid = write_profile(tmp_path / "killed", embedded_params, epochs=epochs, n_images=128)

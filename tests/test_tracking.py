@@ -199,9 +199,13 @@ def write_one_run(params_file: Path, index: int, barrier) -> None:
     sys.exit(0 if tracker.active else 3)
 
 
-def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, tmp_path, tracked, empty_store):
-    """Eight processes start logging at the same instant on a store with the schema but
-    without the experiment (so they race to create it too); all finish, every metric is there.
+@pytest.mark.parametrize("store", ["with its schema", "not created yet"])
+def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, tmp_path, tracked, empty_store,
+                                                              store):
+    """Eight processes start logging at the same instant on a store without the experiment (so
+    they race to create it too), with its schema or without a database at all (so they race to
+    create and migrate the tables: unserialised, that left the store half-migrated for good);
+    all finish, every metric is there.
 
     The processes are forked from this one, which has imported MLflow already (the
     empty_store fixture): eight fresh interpreters would spend most of the test importing it."""
@@ -213,7 +217,8 @@ def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, t
     params_file.write_text(yaml.safe_dump(embedded_params, sort_keys=False))
     paths = ProfilePaths.from_params(embedded_params)
     paths.root.mkdir(parents=True)
-    shutil.copy(empty_store, paths.root / tracking.DB_NAME)
+    if store == "with its schema":
+        shutil.copy(empty_store, paths.root / tracking.DB_NAME)
 
     fork = multiprocessing.get_context("fork")
     barrier = fork.Barrier(n)
@@ -463,3 +468,10 @@ def test_the_mlflow_ui_shows_every_run_in_headless_chromium(embedded_params, tmp
         server.wait(timeout=30)
     for run in runs:
         assert tracking_name(run) in dom, f"{tracking_name(run)} not on the rendered runs page"
+
+
+def test_a_damaged_store_is_reported_with_the_fix(tmp_path):
+    db = tmp_path / tracking.DB_NAME
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(tracking.TrackingError, match=rf"{db} is damaged .*mv {db} {db}.broken.*cdrepro sync"):
+        tracking.client(f"sqlite:///{db}")

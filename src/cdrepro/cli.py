@@ -57,7 +57,8 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     settings = cfg.dataset_settings(params, args.dataset)
     data = cfg.data_settings(params)
     meta = prepare_dataset(args.dataset, settings, Path(data["download_dir"]), data["download"],
-                           paths.prepared(args.dataset), paths.prepared_meta(args.dataset))
+                           paths.prepared(args.dataset), paths.prepared_meta(args.dataset),
+                           eval_size=params["train"]["image_size"])
     print(f"{args.dataset}: {meta['n_images']} images, {meta['num_classes']} classes -> "
           f"{paths.prepared(args.dataset)}")
 
@@ -363,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cdrepro {args.command}: error: {_os_error(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.verbose:
+            raise
+        # Every output is written atomically, so nothing is torn; training resumes.
+        print(f"cdrepro {args.command}: interrupted; nothing was left half-written: run the same "
+              "command again (training resumes from its last checkpoint)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -43,6 +43,8 @@ Parallel jobs
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import logging
 import os
@@ -76,6 +78,8 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BA
 EPOCH_RENAMED = {"seconds": "epoch_seconds"}
 FINAL_STAGE_TAG = "final_stage"
 
+# What opening a half-created or damaged SQLite store says.
+_BROKEN = re.compile(r"alembic|migrat|no such table|out-of-date database schema|not a database|malformed", re.I)
 _RETRYABLE = re.compile(r"database is locked|database table is locked|table \S+ already exists|"
                         r"out-of-date database schema", re.I)
 
@@ -159,11 +163,33 @@ def client(uri: str):
     _prepare_environment(uri)
     from mlflow.tracking import MlflowClient
 
-    mlflow_client = MlflowClient(tracking_uri=uri)
-    # Opening a SQLite store creates or checks its tables: retried, as a concurrent creator
-    # can hold the lock or leave the schema half-built for a moment.
-    retry(lambda: mlflow_client._tracking_client.store)
+    db = _sqlite_file(uri)
+    # Opening a SQLite store (MlflowClient does it) creates or migrates its tables. Several
+    # processes doing that at once leave it half-migrated for good, so opening is serialised by
+    # a lock beside it (released by the kernel if its holder dies).
+    with _creation_lock(db):
+        try:
+            mlflow_client = retry(MlflowClient, tracking_uri=uri)
+            retry(lambda: mlflow_client._tracking_client.store)
+        except Exception as exc:
+            if db is not None and db.exists() and _BROKEN.search(str(exc)):
+                raise TrackingError(
+                    f"the MLflow store {db} is damaged ({str(exc).splitlines()[0][:200]}): move it "
+                    f"aside (mv {db} {db}.broken) and run `cdrepro sync`, which logs every run's "
+                    "files into a new store") from exc
+            raise
     return mlflow_client
+
+
+@contextlib.contextmanager
+def _creation_lock(db: Path | None):
+    if db is None:  # a server: it creates its own store
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".create-lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def ensure_experiment(mlflow_client, name: str, artifacts: str | None) -> str:

@@ -271,6 +271,23 @@ def test_folder_takes_sorted_class_folders_and_only_image_files(tmp_path: Path) 
     assert raw.images[0, ..., 0].min() == 255 and raw.images[1, ..., 2].min() == 255
 
 
+def test_a_folder_is_stored_at_its_images_own_size_unless_store_size_says(tmp_path: Path) -> None:
+    """32 px images stay 32 px (not blown up to 256: 64 times the bytes, and the raw-pixel
+    baseline would cluster upscaled pixels); mixed sizes take the profile's evaluation size."""
+    for name, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        for i in range(2):
+            path = tmp_path / "same" / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((32, 32, 3), colour, np.uint8)).save(path)
+    assert load_source(settings("folder", path=str(tmp_path / "same")), Path("unused"), False).images.shape == (4, 32, 32, 3)
+    assert load_source(settings("folder", path=str(tmp_path / "same"), store_size=16), Path("unused"), False,
+                       eval_size=64).images.shape == (4, 16, 16, 3)
+    write_png(tmp_path / "mixed" / "a" / "x.png", (1, 2, 3))  # 9 x 12
+    write_png(tmp_path / "mixed" / "b" / "y.png", (4, 5, 6))
+    mixed = load_source(settings("folder", path=str(tmp_path / "mixed")), Path("unused"), False, eval_size=24)
+    assert mixed.images.shape == (2, 24, 24, 3) and mixed.source_info["store_size"] == 24
+
+
 def test_folder_empty_class_is_named(tmp_path: Path) -> None:
     write_png(tmp_path / "full" / "x.png", (1, 2, 3))
     (tmp_path / "empty").mkdir()

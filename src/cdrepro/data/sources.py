@@ -90,10 +90,12 @@ class RawDataset:
     source_info: dict[str, Any]
 
 
-def load_source(settings: dict[str, Any], download_dir: Path, download: bool) -> RawDataset:
+def load_source(settings: dict[str, Any], download_dir: Path, download: bool,
+                eval_size: int | None = None) -> RawDataset:
     """Read the dataset that ``settings`` (one entry of the params file's ``datasets``) describes.
 
     ``download_dir`` holds torchvision archives; ``download`` allows fetching missing ones.
+    ``eval_size`` (the profile's image size) stores a folder of images of several sizes.
     """
     source = settings.get("source")
     download_dir = Path(download_dir).expanduser()
@@ -108,7 +110,7 @@ def load_source(settings: dict[str, Any], download_dir: Path, download: bool) ->
     if source == "imagenet10":
         return _load_imagenet10(_folder_setting(settings), _store_size(settings))
     if source == "folder":
-        return _load_class_folder(_folder_setting(settings), _store_size(settings))
+        return _load_class_folder(_folder_setting(settings), settings.get("store_size"), eval_size)
     known = "digits, cifar10, cifar100_20, stl10, imagenet10, folder"
     raise ValueError(f"unknown dataset source {source!r} (known: {known})")
 
@@ -120,12 +122,13 @@ def prepare_dataset(
     download: bool,
     npz_path: str | Path,
     meta_path: str | Path,
+    eval_size: int | None = None,
 ) -> dict[str, Any]:
     """Load dataset ``name`` from its source and write the prepared pair; return its metadata.
 
     Loading happens completely before anything is written, so a failure leaves no file.
     """
-    raw = load_source(settings, Path(download_dir), download)
+    raw = load_source(settings, Path(download_dir), download, eval_size)
     return save_prepared(npz_path, meta_path, name, raw.images, raw.labels, raw.class_names, raw.source_info)
 
 
@@ -444,9 +447,30 @@ def _folder_info(source: str, root: Path, size: int, counts: list[int]) -> dict[
     }
 
 
-def _load_class_folder(root: Path, size: int) -> RawDataset:
+def _native_size(paths: Sequence[Path], eval_size: int | None) -> int:
+    """The images' own side when they are all squares of one size (CIFAR's 32 px: stored as
+    they are, not blown up), else the profile's evaluation size (DEFAULT_STORE_SIZE without
+    one). Reads headers only."""
+    from PIL import Image
+
+    sizes = set()
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.add(image.size)
+        except Exception as error:
+            raise ImageFolderError(f"cannot read image {path}: {error}") from error
+        if len(sizes) > 1:
+            break
+    if len(sizes) == 1 and len({side for size in sizes for side in size}) == 1:
+        return next(iter(sizes))[0]
+    return eval_size or DEFAULT_STORE_SIZE
+
+
+def _load_class_folder(root: Path, size: int | None, eval_size: int | None = None) -> RawDataset:
     """A user's own images, laid out ``<root>/<class>/<image>``; classes are the sorted folder names.
 
+    ``size`` None (no ``store_size`` in the params): the images' own size (``_native_size``).
     Each image is decoded, converted to RGB and squashed (no crop) to ``size`` x ``size`` with
     PIL's bilinear filter, which antialiases when shrinking. That is the paper's evaluation
     transform (Resize to a square) done once, at a lower resolution, so the stored array is
@@ -466,8 +490,10 @@ def _load_class_folder(root: Path, size: int) -> RawDataset:
     for folder, files in zip(class_folders, files_per_class):
         if not files:
             raise ImageFolderError(f"class folder {folder} holds no images: {layout}")
+    if size is None:
+        size = _native_size([path for files in files_per_class for path in files], eval_size)
     return _decode_classes(
-        "folder", root, size, [folder.name for folder in class_folders], files_per_class, extra_info={}
+        "folder", root, int(size), [folder.name for folder in class_folders], files_per_class, extra_info={}
     )
 
 
