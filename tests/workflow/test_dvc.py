@@ -441,7 +441,7 @@ def test_dvc_repro_in_a_fresh_clone_gives_the_snakemake_tables(origin, snakemake
     smk, dvc_ = (ProfilePaths(root / "results" / "tiny") for root in (snakemake_clone, dvc_clone.root))
     assert set(re.findall(r"Running stage '([^']+)'", dvc_clone.repro)) == {
         "prepare@digits", "baseline@digits", "train@0", "train@1", "evaluate@0", "evaluate@1", "tables",
-        "tsne@0", "tsne@1", "figures"}
+        "methods_table", "tsne@0", "tsne@1", "figures"}
 
     # Training and evaluation are deterministic on the CPU: every number is bit-identical.
     ours = [row for row in numbers(dvc_.tables_dir() / "all.csv") if "ours" in row]
@@ -469,7 +469,8 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
     result = output(dvc(root, base, "exp", "run", "--name", "two-epochs", "-S", "train.epochs=2"))
     ran = set(re.findall(r"Running stage '([^']+)'", result))
     skipped = set(re.findall(r"Stage '([^']+)' didn't change, skipping", result))
-    assert ran == {"train@0", "train@1", "evaluate@0", "evaluate@1", "tables", "tsne@0", "tsne@1", "figures"}
+    assert ran == {"train@0", "train@1", "evaluate@0", "evaluate@1", "tables", "methods_table", "tsne@0", "tsne@1",
+                   "figures"}
     assert skipped == {"prepare@digits", "baseline@digits"}
 
     # dvc exp show lists the experiment with its param and every run's metrics.
@@ -482,7 +483,7 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
     for run in runs_of(load_params(root / "params.yaml")):
         path = str(ProfilePaths(Path("results/tiny")).metrics(run_id(run)))
         metrics = data["metrics"][path]["data"]
-        assert set(metrics["stages"]["backbone"]) == set(metrics["stages"]["feature"]) == {"nmi", "ari", "acc"}
+        assert set(metrics["stages"]["backbone"]) == set(metrics["stages"][metrics["final_stage"]]) == {"nmi", "ari", "acc"}
     curves = list(csv.DictReader((root / "results/tiny/runs/digits-bs128-cd-s42/curves.csv").open()))
     assert [row["epoch"] for row in curves] == ["1", "2"]
 
@@ -493,7 +494,7 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
     # directly (their downstream stages follow through the data).
     assert dvc_changes(root, base) == {}
     original = (root / "params.yaml").read_text()
-    for key, value, reached in [("variants.no_head.views", 1, {"train@1"}),
+    for key, value, reached in [("variants.no_head.views", 1, {"train@1", "methods_table"}),  # labels read variants
                                 ("evaluate.kmeans_n_init", 3, {"baseline@digits", "evaluate@0", "evaluate@1"}),
                                 ("model.backbone_width", 4, {"train@0", "train@1"})]:
         params = yaml.safe_load(original)

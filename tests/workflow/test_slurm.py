@@ -117,7 +117,8 @@ def cluster(tmp_path_factory):
 def two_run_params(folder: Path) -> Path:
     path = tiny_params(folder)
     params = yaml.safe_load(path.read_text())
-    params["runs"] = [r for r in params["runs"] if run_id(Run(**r)) in RUNS]
+    params["runs"] = [r for r in params["runs"]
+                      if run_id(Run(r["dataset"], r["batch_size"], r["variant"], r["seed"])) in RUNS]
     assert len(params["runs"]) == len(RUNS)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -160,8 +161,8 @@ def test_tiny_pipeline_runs_through_slurm(cluster, tmp_path):
     paths = ProfilePaths(tmp_path / "results" / "tiny")
     ours = {(row["variant"], row["stage"]) for row in csv.DictReader((paths.tables_dir() / "all.csv").open())
             if row["source"] == "ours"}
-    assert ours == {(variant, stage) for variant in ("cd", "no_head") for stage in ("backbone", "feature")} | {
-        ("kmeans_pixels", "backbone")}  # the baseline job's
+    assert ours == {("cd", "backbone"), ("cd", "feature"), ("no_head", "backbone"), ("no_head", "projector"),
+                    ("kmeans_pixels", "pixels")}  # the baseline job's
     assert r"\toprule" in (paths.tables_dir() / "table2.tex").read_text()
     for rid in RUNS:
         assert paths.metrics(rid).is_file() and (paths.logs_dir() / "train" / f"{rid}.log").is_file()

@@ -170,5 +170,6 @@ def assert_mlflow_has_every_run(params: dict, paths: ProfilePaths) -> None:
         assert {k: logged.data.params[k] for k in settings.to_dict()} == {k: str(v) for k, v in settings.to_dict().items()}
         assert (logged.data.tags["variant"], logged.data.tags["params_hash"]) == (run.variant, settings.digest())
         metrics = json.loads(paths.metrics(run_id(run)).read_text())
-        assert {f"{stage}_{score}": metrics[stage][score] for stage in ("backbone", "feature")
-                for score in ("nmi", "ari", "acc")}.items() <= logged.data.metrics.items()
+        assert {f"{stage}_{score}": value for stage, scores in metrics["stages"].items()
+                for score, value in scores.items()}.items() <= logged.data.metrics.items()
+        assert logged.data.tags["method"] == settings.method
