@@ -7,6 +7,11 @@
 #                                     # train.py with compile=all, determinism
 #   bash bench/gpu_session.sh final   # the defaults (compiled augmentation) in one process each:
 #                                     # CIFAR-size input + K-means, ImageNet-10 input with blur
+#   bash bench/gpu_session.sh quick   # the quick profile (docs/evidence.md): every method's step
+#                                     # throughput at its size, then every run of it shortened to
+#                                     # QUICK_EPOCHS (default 5) epochs on the 50,000 CIFAR-10
+#                                     # training images of data/cifar10-train.tar.gz (copy the
+#                                     # shared archive there and carry it: ../shared does not travel)
 # Missing pure-Python dependencies (jsonschema and its needs) come as wheels in .whl/ when
 # present. Everything lands in $OUT (default results/gpu_session), packed as one tarball.
 set -uo pipefail
@@ -74,6 +79,31 @@ final)
   timeout 200 $B --batch-size 256 --steps 20 --warmup 3 --workers 4 --json $F/b256-final.json 2>&1 | tail -8
   section "ImageNet-10 input: 256 px images, s=1.0, blur, batch 256, defaults"
   timeout 200 $B --batch-size 256 --steps 10 --warmup 2 --store-size 256 --n-images 1024 --color-strength 1.0 --blur --workers 4 --no-kmeans --json $F/b256-imagenet-final.json 2>&1 | tail -7
+  ;;
+quick)
+  section machine
+  nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
+  DEVICE=${DEVICE:-cuda}
+  section "step throughput at the quick profile's size: ResNet-18, CIFAR stem, 32 px, batch 256"
+  for method in cd simclr cc cld cdc; do
+    timeout 120 python3 bench/train_throughput.py --device "$DEVICE" --method $method --backbone resnet18 \
+      --stem cifar --image-size 32 --store-size 32 --batch-size 256 --steps ${QUICK_STEPS:-30} --warmup ${QUICK_WARMUP:-3} \
+      --paths ours --no-kmeans --json $F/quick-$method.json 2>&1 | grep "pairs/s"
+  done
+  section "the quick profile, ${QUICK_EPOCHS:=5} epochs, on the unpacked archive"
+  mkdir -p data && tar xzf data/cifar10-train.tar.gz -C data/ || exit 1
+  sed -e "s/^profile: quick/profile: quick-gpu/; s/^  epochs: [0-9]* /  epochs: $QUICK_EPOCHS /" \
+      -e "s|^    source: cifar10 .*|    source: folder\n    path: data/cifar10-train\n    images_per_class: ${QUICK_IMAGES_PER_CLASS:-5000}|" \
+      -e "s/device: auto/device: $DEVICE/" workflow/configs/quick.yaml > $F/quick-gpu.yaml
+  P="--params $F/quick-gpu.yaml"
+  python3 -m cdrepro prepare $P --dataset cifar10 && python3 -m cdrepro baseline $P --dataset cifar10
+  for run in $(python3 -m cdrepro runs $P); do
+    /usr/bin/time -f "$run wall %e s" timeout 150 python3 -m cdrepro train $P --run $run 2>&1 | grep -E "epoch|wall|rror"
+    python3 -m cdrepro evaluate $P --run $run 2>&1 | tail -2
+  done
+  python3 -m cdrepro methods-table $P 2>&1 | tail -2
+  cp -r results/quick-gpu "$F/" 2>/dev/null
+  find "$F/quick-gpu" \( -name '*.pt' -o -name '*.npz' -o -name 'mlflow.db*' \) -delete
   ;;
 esac
 tar -czf "$OUT/session-${1:-bench}.tar.gz" -C "$OUT" files && rm -rf "$F"

@@ -56,7 +56,7 @@ from cdrepro.device import DeviceUnavailable, select_device
 from cdrepro.kmeans import kmeans as torch_kmeans
 from cdrepro.methods import METHODS, build_method
 from cdrepro.runs import Run
-from cdrepro.step import make_optimizer, train_step
+from cdrepro.step import augment_config, make_optimizer, train_step
 
 PATHS = ("reference", "ours", "model_only", "augment_only")
 LABELS = {"reference": "(a) reference: PIL + DataLoader, fp32",
@@ -76,7 +76,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
                                "blur": args.blur, "crop_min_scale": 0.08}},
         "variants": {args.method: {"method": args.method}},
         "methods": {"cd": {"feature_num": "batch_size", "feature_temperature": 1.0, "entropy_weight": 1.0}},
-        "model": {"backbone": args.backbone, "backbone_width": args.width, "hidden_dim": "batch_size"},
+        "model": {"backbone": args.backbone, "backbone_width": args.width, "stem": args.stem,
+                  "hidden_dim": "batch_size"},
         "train": {"epochs": 1, "image_size": args.image_size, "lr": 3.0e-4, "weight_decay": 0.0,
                   "instance_temperature": 0.5, "grad_clip_norm": 1.0, "device": args.device,
                   "precision": "auto"},
@@ -220,9 +221,7 @@ def device_views(args, settings, device, images) -> Callable[[], tuple[torch.Ten
     shuffle_gen = torch.Generator().manual_seed(settings.seed)
     augment_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
     make_view = aug.view_maker(
-        aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
-                          scale=(settings.crop_min_scale, 1.0)),
-        compile=compiles(args, "augment"))
+        augment_config(settings), compile=compiles(args, "augment"))
     steps_per_epoch = n_images // settings.batch_size
     state = {"order": None, "at": steps_per_epoch}
 
@@ -348,6 +347,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the method whose training step is timed (default: cd)")
     p.add_argument("--backbone", choices=("resnet18", "resnet34"), default="resnet34")
     p.add_argument("--width", type=int, default=64, help="backbone_width (64: torchvision's)")
+    p.add_argument("--stem", choices=("imagenet", "cifar"), default="imagenet",
+                   help="model.stem: cifar = 3x3 stride-1 first convolution, no max-pool")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=10, help="timed steps per path")

@@ -100,7 +100,7 @@ def test_runs_lists_every_run_id_in_order(params, capsys):
     ("validate", lambda p: p["train"].update(lr=-1), "train.lr"),
     ("validate", lambda p: p["runs"][0].update(variant="nope"), "runs[0].variant"),
     ("validate", lambda p: p["model"].update(depth=3), "depth"),
-    ("runs", lambda p: p["evaluate"].pop("kmeans_seed"), "kmeans_seed"),
+    ("runs", lambda p: p["train"].pop("epochs"), "epochs"),  # required: it has no default
     ("train", lambda p: p["runs"][0].update(batch_size=1), "runs[0].batch_size"),
 ])
 def test_a_bad_params_file_exits_2_with_one_line_naming_the_key(params, capsys, command, break_params, key):

@@ -62,6 +62,12 @@ def test_load_params_reports_missing_and_malformed_files(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+    # One line naming the file, line and column, and what to do.
+    bad.write_text("profile: x\ntrain:\n  lr: 1\n   epochs: 2\n")
+    with pytest.raises(ParamsError) as excinfo:
+        load_params(bad)
+    assert str(excinfo.value) == (f"{bad} line 4 column 10: not valid YAML: mapping values are not "
+                                  "allowed here; fix the YAML there")
 
 
 def test_resolve_run_applies_switches_and_batch_size_dims(embedded_params):
@@ -125,3 +131,97 @@ def test_batch_sizes_are_checked_against_prepared_datasets(embedded_params, tmp_
     meta.write_text("{")
     with pytest.raises(ParamsError, match="cdrepro prepare --dataset digits"):
         check_against_prepared(embedded_params)
+
+
+# --- defaults: a minimal params file works; the schema's defaults are the code's --------------
+
+# What a minimal file gets, as README.md ("Your own images") and the schema document it.
+DOCUMENTED_DEFAULTS = {
+    "results_dir": "results",
+    "data": {"download_dir": "data/downloads", "download": True},
+    "model": {"backbone_width": 64, "stem": "imagenet", "hidden_dim": "batch_size"},
+    "train": {"lr": 3.0e-4, "weight_decay": 0.0, "instance_temperature": 0.5, "grad_clip_norm": 1.0,
+              "device": "auto", "precision": "auto", "compile": "augment", "deterministic": False,
+              "cpu_threads": 1, "gpus_per_run": 1},
+    "evaluate": {"batch_size": 256, "kmeans_n_init": 10, "kmeans_seed": 42, "kmeans_backend": "auto"},
+    "figures": {"dpi": 150, "tsne": {"sample": 1000, "perplexity": 30, "max_iter": 1000, "seed": 42},
+                "heads": {"thresholds": [0.5, 0.75]},
+                "lime": {"heads": 5, "images_per_head": 6, "threshold": 0.75, "num_samples": 5000,
+                         "num_features": 5, "batch_size": 250, "seed": 42,
+                         "segmentation": {"algorithm": "slic", "options": {"n_segments": 16, "compactness": 10}}}},
+    "methods": {},
+}
+PROFILES = ["params.yaml", "workflow/configs/paper.yaml", "workflow/configs/quick.yaml",
+            "workflow/configs/quick-cpu.yaml"]
+
+
+def readme_params(readme: Path = REPO / "README.md") -> dict:
+    """The minimal params file of README.md's "Your own images" (its first YAML block)."""
+    section = readme.read_text().split("## Your own images", 1)[1]
+    return yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+
+def test_the_readme_minimal_params_file_validates_with_the_documented_defaults(tmp_path):
+    minimal = readme_params()
+    assert len(yaml.safe_dump(minimal).splitlines()) <= 25  # minimal indeed
+    path = tmp_path / "my.yaml"
+    path.write_text(yaml.safe_dump(minimal))
+    params = load_params(path)
+    for section, defaults in DOCUMENTED_DEFAULTS.items():
+        written = minimal.get(section, {})
+        expected = defaults | written if isinstance(defaults, dict) else minimal.get(section, defaults)
+        assert params[section] == expected, section
+    (name, dataset), = params["datasets"].items()
+    assert (dataset["crop_min_scale"], params["runs"][0]["targets"]) == (0.08, ["reproduce_tables"])
+    settings = resolve_run(params, runs_of(params)[0])
+    assert (settings.lr, settings.device, settings.views, settings.method) == (3.0e-4, "auto", 2, "cd")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_filling_defaults_keeps_every_written_value_and_changes_no_run(profile):
+    from cdrepro.config import with_defaults
+
+    raw = yaml.safe_load((REPO / profile).read_text())
+    filled = load_params(REPO / profile)
+
+    def written_values_kept(written, got):
+        if isinstance(written, dict):
+            return all(written_values_kept(value, got[key]) for key, value in written.items())
+        if isinstance(written, list):  # the run entries get their default targets
+            return len(written) == len(got) and all(map(written_values_kept, written, got))
+        return written == got
+
+    assert written_values_kept(raw, filled) and with_defaults(filled) == filled
+    assert filled["variants"] == raw["variants"]  # switches apply per run, never filled in
+    for run in runs_of(filled):
+        assert resolve_run(raw, run) == resolve_run(filled, run)
+
+
+# Digests of the embedded profile's runs (they key checkpoints: a change retrains everything).
+# Computed before the schema had defaults; a deliberate change of params.yaml updates them.
+EMBEDDED_DIGESTS = {
+    "digits-bs128-cd-s42": "88d8c627eb0c4acd", "digits-bs256-cd-s42": "f3c36f161e3b7179",
+    "digits-bs128-no_ne-s42": "de68186c602bba89", "digits-bs128-no_bn-s42": "694b00206b631ecf",
+    "digits-bs128-no_ne_no_bn-s42": "f69a2f127d884181", "digits-bs128-no_sched-s42": "16dbb0c2b53674e7",
+    "digits-bs128-no_head-s42": "cb065c93ce2fa629", "digits-bs128-single_view-s42": "09d78d59ad11a4bb",
+    "digits-bs128-simclr-s42": "a847f8b0366b44bd", "digits-bs128-cc-s42": "96dad96dba1977a6",
+    "digits-bs128-cld-s42": "681bdad7edac203c", "digits-bs128-cdc-s42": "194d6cab16ca7102",
+}
+
+
+def test_the_embedded_runs_keep_their_digests():
+    params = load_params(REPO / "params.yaml")
+    assert {run_id(r): resolve_run(params, r).digest() for r in runs_of(params)} == EMBEDDED_DIGESTS
+
+
+def test_the_schema_defaults_are_the_codes():
+    """Defaults the code applies itself (per variant, per run entry) equal the schema's."""
+    from cdrepro.config import DEFAULT_STEM, TARGETS, VARIANT_DEFAULTS, load_schema
+    from cdrepro.methods import DEFAULT_METHOD
+
+    schema = load_schema()
+    switches = {key: sub["default"] for key, sub in schema["$defs"]["switches"]["properties"].items()}
+    assert switches == {"method": DEFAULT_METHOD, **VARIANT_DEFAULTS}
+    assert schema["properties"]["model"]["properties"]["stem"]["default"] == DEFAULT_STEM
+    targets = schema["properties"]["runs"]["items"]["properties"]["targets"]
+    assert targets["default"] == list(TARGETS[:1])

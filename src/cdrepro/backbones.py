@@ -1,4 +1,9 @@
-"""The backbones every method shares: ImageNet-style ResNets without their fc (SPEC: Method)."""
+"""The backbones every method shares: ResNets without their fc (SPEC: Method).
+
+Two stems: ``imagenet`` (torchvision's 7x7 stride-2 convolution + max-pool, the paper's, which
+expects 224 px inputs) and ``cifar`` (3x3 stride-1 convolution, no max-pool: the usual choice for
+32 px images trained at their own size, where the ImageNet stem would leave 8x8 maps after it).
+"""
 
 from __future__ import annotations
 
@@ -9,34 +14,45 @@ from torchvision.models.resnet import BasicBlock, conv1x1
 BACKBONES = {"resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50}
 BASIC_BLOCK_LAYOUT = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 TORCHVISION_WIDTH = 64
+STEMS = ("imagenet", "cifar")
 
 
-def make_backbone(name: str, width: int = TORCHVISION_WIDTH) -> nn.Module:
-    """ImageNet-style ResNet (7x7 stride-2 stem + max-pool), random init, no fc.
+def make_backbone(name: str, width: int = TORCHVISION_WIDTH, stem: str = "imagenet") -> nn.Module:
+    """A ResNet with the given stem, random init, no fc.
 
-    At width 64 this is torchvision's own model. Other widths build the same layout from
-    torchvision's BasicBlock with widths (w, 2w, 4w, 8w): the embedded profile uses a narrow
-    ResNet-18 so that it trains on two CPU cores in minutes.
+    At width 64 this is torchvision's own model (its stem swapped for ``cifar``). Other widths
+    build the same layout from torchvision's BasicBlock with widths (w, 2w, 4w, 8w): the
+    embedded profile uses a narrow ResNet-18 so that it trains on two CPU cores in minutes.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
+    if stem not in STEMS:
+        raise ValueError(f"unknown model.stem '{stem}' (choose from {', '.join(STEMS)})")
     if width == TORCHVISION_WIDTH:
         resnet = BACKBONES[name](weights=None)
         resnet.fc = nn.Identity()
+        if stem == "cifar":
+            # Same names (conv1, bn1, maxpool) so state dicts keep their keys.
+            resnet.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+            resnet.maxpool = nn.Identity()
         return resnet
     if name not in BASIC_BLOCK_LAYOUT:
         raise ValueError(f"model.backbone_width {width} is only supported for "
                          f"{' and '.join(BASIC_BLOCK_LAYOUT)} (use 64 for {name})")
-    return _narrow_resnet(BASIC_BLOCK_LAYOUT[name], width)
+    return _narrow_resnet(BASIC_BLOCK_LAYOUT[name], width, stem)
 
 
-def _narrow_resnet(blocks: tuple[int, ...], width: int) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False),
-        nn.BatchNorm2d(width),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-    ]
+def _stem_layers(width: int, stem: str) -> list[nn.Module]:
+    if stem == "cifar":
+        return [nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False),
+                nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    return [nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1)]
+
+
+def _narrow_resnet(blocks: tuple[int, ...], width: int, stem: str) -> nn.Sequential:
+    layers = _stem_layers(width, stem)
     in_planes = width
     for stage, n_blocks in enumerate(blocks):
         planes, stride = width * 2**stage, (1 if stage == 0 else 2)

@@ -213,17 +213,41 @@ def cmd_methods_table(args: argparse.Namespace) -> None:
 def cmd_tracking_init(args: argparse.Namespace) -> None:
     from cdrepro import tracking
 
-    params, _ = _context(args)
+    params, paths = _context(args)
     if not tracking.enabled():
         print("tracking is off (CDREPRO_TRACKING); nothing to create")
         return
     try:
         uri, name, experiment_id = tracking.init_store(params)
     except Exception as exc:  # tracking never stops the workflow: the jobs will warn again
-        log.warning("MLflow store not ready (%s: %s); jobs will run without tracking if it stays so",
-                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        log.debug("tracking-init failed", exc_info=True)
+        log.warning("MLflow store not ready, so jobs will run without tracking if it stays so: %s",
+                    tracking.store_problem(exc, tracking.tracking_uri(paths)))
         return
-    print(f"MLflow experiment '{name}' (id {experiment_id}) in {uri}")
+    print(f"MLflow experiment '{name}' (id {experiment_id}) in {uri}; its runs: "
+          f"{tracking.ui_address(uri, tracking.runs_page(experiment_id))}")
+
+
+def cmd_tracking_summary(args: argparse.Namespace) -> None:
+    from cdrepro import tracking
+    from cdrepro.tracking_summary import log_summary
+
+    params, paths = _context(args)
+    if not tracking.enabled():
+        print("tracking is off (CDREPRO_TRACKING); no summary run logged")
+        return
+    try:
+        summary = log_summary(params)
+    except Exception as exc:  # tracking never stops the workflow
+        log.debug("tracking-summary failed", exc_info=True)
+        log.warning("MLflow summary run not logged: %s. Once fixed, log it with: cdrepro tracking-summary",
+                    tracking.store_problem(exc, tracking.tracking_uri(paths)))
+        return
+    if summary is None:
+        print(f"no tables or figures under {paths.root} yet; no summary run logged")
+        return
+    print(f"summary run {summary.mlflow_run_id} ({summary.files} files; {summary.replaced} older replaced) "
+          f"in {summary.uri}: {tracking.ui_address(summary.uri, summary.page())}")
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
@@ -263,14 +287,17 @@ def cmd_ui(args: argparse.Namespace) -> None:
     if uri.startswith(("http://", "https://")):
         print(f"MLFLOW_TRACKING_URI is a server: open {uri}")
         return
-    _, name, experiment_id = tracking.init_store(params)
+    try:
+        _, name, experiment_id = tracking.init_store(params)
+    except Exception as exc:  # MLflow's errors are no RuntimeError: one line, as main() gives those
+        raise RuntimeError(tracking.store_problem(exc, uri)) from exc
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     artifacts = tracking.artifact_location(uri)
     if artifacts:
         command += ["--artifacts-destination", artifacts]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); the runs of '{name}': "
-          f"http://127.0.0.1:{args.port}/#/experiments/{experiment_id}/runs; Ctrl-C stops it", flush=True)
+          f"http://127.0.0.1:{args.port}/{tracking.runs_page(experiment_id)}; Ctrl-C stops it", flush=True)
     # Replaced by the server, so that Ctrl-C and kill reach it (and its workers) directly.
     os.execve(sys.executable, command, dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
 
@@ -316,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the summary table of every run", threads=True)
     add("tracking-init", cmd_tracking_init,
         "create the MLflow store and the profile's experiment (once, before parallel jobs)")
+    add("tracking-summary", cmd_tracking_summary,
+        "log the profile's tables and figures as one MLflow run named summary (replacing the last)")
     add("sync", cmd_sync, "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure")
     sub.choices["sync"].add_argument("--run", default=None, help="one run id (default: every run)")
     add("compare", cmd_compare, "the profile's runs from MLflow: method and variant vs every "

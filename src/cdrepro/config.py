@@ -9,6 +9,8 @@ read.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -22,6 +24,8 @@ import yaml
 from cdrepro.backbones import rep_dim_of
 from cdrepro.methods import DEFAULT_METHOD, METHODS
 from cdrepro.runs import ProfilePaths, Run, run_id
+
+DEFAULT_STEM = "imagenet"  # model.stem: the paper's (torchvision's) ResNet stem
 
 # What every variant may set whatever its method (the shared protocol's switches).
 VARIANT_DEFAULTS: dict[str, Any] = {"views": 2, "schedule": True, "grad_clip": True}
@@ -43,6 +47,10 @@ _Validator = jsonschema.validators.extend(
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer))
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping; the message says what to do."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
 
@@ -51,7 +59,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
+                raise _DuplicateKey(
                     "while reading a mapping", node.start_mark,
                     f"found the key '{key}' twice (first on line {seen[key].line + 1}); "
                     "remove one of them", key_node.start_mark)
@@ -64,9 +72,73 @@ def read_yaml(handle: Any) -> Any:
     return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+def _yaml_error_line(path: Path, exc: yaml.YAMLError) -> str:
+    """A YAML error as one line naming the file, line and column (PyYAML's own message spans
+    several lines, with a snippet and a caret)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, _DuplicateKey):
+        return f"{path}{where}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark and context_mark is not mark:
+        problem += f" ({context} at line {context_mark.line + 1} column {context_mark.column + 1})"
+    return f"{path}{where}: not valid YAML: {problem}; fix the YAML there"
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """The params file's mapping as written (no defaults, not validated). ParamsError, one
+    line, if it is missing, not YAML (naming line and column) or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}; check the path")
+    try:
+        with path.open() as handle:  # a stream, so YAML errors name the file and line
+            params = read_yaml(handle)
+    except yaml.YAMLError as exc:
+        raise ParamsError(_yaml_error_line(path, exc)) from exc
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+    return params
+
+
+@functools.cache
 def load_schema() -> dict[str, Any]:
+    """The params schema (parsed once: callers must not modify it)."""
     text = resources.files("cdrepro").joinpath("schemas/params.schema.yaml").read_text()
     return yaml.safe_load(text)
+
+
+def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``params`` with every default of the schema filled in where its key is
+    missing, the default blocks' own defaults too (``figures: {}`` gets ``tsne``, and that its
+    ``sample``...). Filled once at load time, so that every reader sees the same values.
+    Variants are not filled: a variant's switches (``$ref`` to ``switches``) apply per run."""
+    return _fill_defaults(copy.deepcopy(params), load_schema())
+
+
+def _fill_defaults(value: Any, schema: dict[str, Any]) -> Any:
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            _fill_defaults(item, schema["items"])
+    if not isinstance(value, dict):
+        return value  # not what the schema says: validation names it
+    for key, sub in schema.get("properties", {}).items():
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+        if key in value:
+            _fill_defaults(value[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict) and "$ref" not in extra:
+        for key in value.keys() - schema.get("properties", {}).keys():
+            _fill_defaults(value[key], extra)
+    return value
+
+
+def dataset_defaults() -> dict[str, Any]:
+    """The schema's defaults of a dataset's keys (``crop_min_scale``...)."""
+    dataset = load_schema()["properties"]["datasets"]["additionalProperties"]
+    return {key: sub["default"] for key, sub in dataset["properties"].items() if "default" in sub}
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -75,7 +147,8 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def validate_params(params: Any, source: str = "params") -> dict[str, Any]:
-    """Check ``params`` against the schema and the cross-field rules; return it unchanged.
+    """Check ``params`` against the schema and the cross-field rules; return a copy with the
+    schema's defaults filled in (``params`` itself is left as it is).
 
     Raises ParamsError naming the bad key (``train.lr``, ``runs[3].variant``, ...).
     """
@@ -91,9 +164,10 @@ def validate_params(params: Any, source: str = "params") -> dict[str, Any]:
             hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
             raise ParamsError(f"{source}: {key}: unknown key — {error.message}{hint}")
         raise ParamsError(f"{source}: {key}: {error.message}")
-    _check_cross_fields(params, source)
-    _check_results_dir(params, source)
-    return params
+    filled = with_defaults(params)  # the checks below read the values every step will use
+    _check_cross_fields(filled, source)
+    _check_results_dir(filled, source)
+    return filled
 
 
 def _check_results_dir(params: dict[str, Any], source: str) -> None:
@@ -105,7 +179,7 @@ def _check_results_dir(params: dict[str, Any], source: str) -> None:
 
 
 def _check_cross_fields(params: dict[str, Any], source: str) -> None:
-    for name, options in params.get("methods", {}).items():
+    for name, options in params["methods"].items():
         _check_method_options(name, options, f"methods.{name}", source)
     for name, variant in params["variants"].items():
         method = variant.get("method", DEFAULT_METHOD)
@@ -116,7 +190,7 @@ def _check_cross_fields(params: dict[str, Any], source: str) -> None:
         if problem:
             raise ParamsError(f"{source}: variants.{name}: {problem}")
     model = params["model"]
-    if model.get("backbone_width", 64) != 64 and model["backbone"] == "resnet50":
+    if model["backbone_width"] != 64 and model["backbone"] == "resnet50":
         raise ParamsError(f"{source}: model.backbone_width: only resnet18 and resnet34 can be "
                           "narrowed; use 64 (torchvision's width) with resnet50")
     for name, dataset in params["datasets"].items():
@@ -124,6 +198,11 @@ def _check_cross_fields(params: dict[str, Any], source: str) -> None:
             raise ParamsError(
                 f"{source}: datasets.{name}.path: required for source '{dataset['source']}' "
                 "(a folder laid out as <path>/<class>/<image>)"
+            )
+        if "images_per_class" in dataset and dataset["source"] != "folder":
+            raise ParamsError(
+                f"{source}: datasets.{name}.images_per_class: only a 'folder' source can be "
+                f"subsampled (this one is '{dataset['source']}'); remove the key"
             )
     seen: dict[str, int] = {}
     for i, raw in enumerate(params["runs"]):
@@ -137,7 +216,7 @@ def _check_cross_fields(params: dict[str, Any], source: str) -> None:
                 f"{source}: runs[{i}].variant: unknown variant '{raw['variant']}' "
                 f"(defined under variants: {', '.join(sorted(params['variants']))})"
             )
-        gpus = params["train"].get("gpus_per_run", 1)
+        gpus = params["train"]["gpus_per_run"]
         if raw["batch_size"] % gpus:
             raise ParamsError(
                 f"{source}: runs[{i}].batch_size: {raw['batch_size']} does not split evenly "
@@ -188,16 +267,8 @@ def method_options(params: dict[str, Any], variant: str) -> dict[str, Any]:
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
-    """Read and validate a params file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"params file not found: {path}")
-    try:
-        with path.open() as handle:  # a stream, so YAML errors name the file and line
-            params = read_yaml(handle)
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-    return validate_params(params, source=str(path))
+    """Read and validate a params file; the schema's defaults are filled in."""
+    return validate_params(read_params_file(path), source=str(path))
 
 
 def check_batch_sizes(params: dict[str, Any], dataset: str, n_images: int, source: str = "params") -> None:
@@ -300,17 +371,21 @@ class RunSettings:
     compile: str = "augment"
     deterministic: bool = False
     gpus_per_run: int = 1
+    stem: str = DEFAULT_STEM
+    hflip: bool = True
     # the method and its own options, resolved (cdrepro.methods)
     method: str = DEFAULT_METHOD
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat: the method's options sit beside the shared settings. ``method`` is left out
-        for CD, so the settings (and digests) of runs made before there were methods stay."""
+        """Flat: the method's options sit beside the shared settings. Settings added later are
+        left out at the value every earlier run had (``method`` cd, ``stem`` imagenet,
+        ``hflip`` true), so the settings (and digests) of earlier runs stay."""
         flat = asdict(self)
         flat.update(flat.pop("options"))
-        if flat["method"] == DEFAULT_METHOD:
-            del flat["method"]
+        for key, default in (("method", DEFAULT_METHOD), ("stem", DEFAULT_STEM), ("hflip", True)):
+            if flat[key] == default:
+                del flat[key]
         return flat
 
     @classmethod
@@ -353,12 +428,13 @@ def _resolve_options(method: str, options: dict[str, Any], batch_size: int) -> d
 
 
 def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
+    params = with_defaults(params)  # loaded params have them already; a test's dict may not
     dataset = params["datasets"][run.dataset]
     variant = VARIANT_DEFAULTS | params["variants"][run.variant]
     method = method_of(params, run.variant)
     model = params["model"]
     train = params["train"]
-    width = int(model.get("backbone_width", 64))
+    width = int(model["backbone_width"])
     return RunSettings(
         run_id=run_id(run),
         dataset=run.dataset,
@@ -367,7 +443,7 @@ def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
         seed=run.seed,
         color_strength=float(dataset["color_strength"]),
         blur=bool(dataset["blur"]),
-        crop_min_scale=float(dataset.get("crop_min_scale", 0.08)),
+        crop_min_scale=float(dataset["crop_min_scale"]),
         backbone=model["backbone"],
         backbone_width=width,
         rep_dim=rep_dim_of(model["backbone"], width),
@@ -382,10 +458,12 @@ def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
         instance_temperature=float(train["instance_temperature"]),
         grad_clip_norm=float(train["grad_clip_norm"]),
         device=train["device"],
-        precision=train.get("precision", "auto"),
-        compile=train.get("compile", "augment"),
-        deterministic=bool(train.get("deterministic", False)),
-        gpus_per_run=int(train.get("gpus_per_run", 1)),
+        precision=train["precision"],
+        compile=train["compile"],
+        deterministic=bool(train["deterministic"]),
+        gpus_per_run=int(train["gpus_per_run"]),
+        stem=model.get("stem", DEFAULT_STEM),
+        hflip=bool(dataset.get("hflip", True)),
         method=method,
         options=_resolve_options(method, method_options(params, run.variant), run.batch_size),
     )
@@ -399,6 +477,5 @@ def dataset_settings(params: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def data_settings(params: dict[str, Any]) -> dict[str, Any]:
-    data = params.get("data", {})
-    return {"download_dir": data.get("download_dir", "data/downloads"),
-            "download": data.get("download", True)}
+    data = with_defaults(params)["data"]
+    return {"download_dir": data["download_dir"], "download": data["download"]}

@@ -8,6 +8,7 @@ functions; none of them has a copy of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,7 +17,17 @@ from cdrepro import distributed as ddp
 from cdrepro.device import autocast
 from cdrepro.methods import Method
 
+if TYPE_CHECKING:
+    from cdrepro.config import RunSettings
+
 ViewMaker = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def augment_config(settings: "RunSettings") -> aug.AugmentConfig:
+    """The views' augmentation for a run: the paper's pipeline at the dataset's settings."""
+    return aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
+                             scale=(settings.crop_min_scale, 1.0),
+                             flip_p=0.5 if settings.hflip else 0.0)
 
 
 def make_views(x: torch.Tensor, views: int, image_size: int, make_view: ViewMaker,

@@ -2,8 +2,9 @@
 
 The run's own files (curves.csv, train.json, metrics.json) are the source of truth. MLflow is a
 side channel for browsing and comparing runs, so a tracking failure (store unreachable, disk
-full, a locked database that stays locked) never stops training: the tracker warns once, stops
-tracking for the rest of the process, and ``cdrepro sync`` logs the run's files later.
+full, a locked database that stays locked) never stops training: the tracker warns once, in
+one line naming the store and what to do (``store_problem``), stops tracking for the rest of
+the process, and ``cdrepro sync`` logs the run's files later.
 
 Where runs go
     ``sqlite:///<results_dir>/<profile>/mlflow.db`` with artifacts in ``mlartifacts/`` next to
@@ -15,7 +16,9 @@ One experiment per profile (``cdrepro/<profile>``)
     all its ablations sit side by side in one table and every number in it is comparable; the
     dataset is a tag and a column to filter on. Per-dataset experiments would split Table 2's
     comparisons across pages, and mixing profiles would put a 15-epoch toy next to 1000-epoch
-    paper runs.
+    paper runs. The experiment is a model-training one (MLflow 3 would open a GenAI overview)
+    and carries the runs table's columns as a shared view (``experiment_tags``, ``runs_page``).
+    The profile's tables and figures are in one more run, ``summary`` (cdrepro.tracking_summary).
 
 One MLflow run per training run
     named ``cdrepro.runs.tracking_name`` (``stl10/bs128/no_ne/seed42``) and tagged with the run
@@ -31,7 +34,8 @@ What a run holds (names come from the method, so a new loss term or stage appear
     ``loss``, each of the method's loss terms under its own name (CD: ``instance``,
     ``feature``, ``entropy``), ``lr``, ``epoch_seconds`` (the ``seconds`` column) and
     ``pairs_per_s``. Final metrics: ``<stage>_<score>`` for every stage of metrics.json and
-    score nmi, ari, acc (CD: ``backbone_nmi`` ... ``feature_acc``).
+    score nmi, ari, acc (CD: ``backbone_nmi`` ... ``feature_acc``), and the final stage's
+    again as ``final_nmi``, ``final_ari``, ``final_acc``, one column for every method.
 
 Parallel jobs
     ``cdrepro tracking-init`` (the workflow's ``onstart``) creates the SQLite tables and the
@@ -44,8 +48,10 @@ Parallel jobs
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
+import json
 import logging
 import os
 import random
@@ -77,9 +83,36 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BA
 # which is the step) under its own. "seconds" alone would not say of what.
 EPOCH_RENAMED = {"seconds": "epoch_seconds"}
 FINAL_STAGE_TAG = "final_stage"
+# The final stage's scores again under one name for every method (CD's feature_acc is CC's
+# cluster_acc), so that one set of columns compares every run.
+FINAL_PREFIX = "final"
+
+# MLflow 3 opens an experiment by its kind: a GenAI one on its (here empty) overview, a
+# model-training one on the runs table. Set at creation, and on an experiment that lacks it;
+# a kind the user chose in the UI is kept. (MLflow 3.17's UI takes the kind from its own
+# GenAI / Model training switch instead: hence ``workflowType`` in runs_page.)
+KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+TRAINING_SIDE = "workflowType=machine_learning"  # in a UI address: the switch on Model training
+# The runs table's columns and order, as an MLflow "shared view": the UI applies the JSON in
+# the experiment tag mlflow.sharedViewState.<key> when the page's URL has viewStateShareKey=<key>.
+VIEW_KEY = "cdrepro"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+# The columns a comparison needs, in this order (MLflow would group them by kind, metrics first):
+# the final stage's scores are final_* whatever the method (see FINAL_PREFIX).
+VIEW_COLUMNS = ["tags.`method`", "tags.`variant`", *(f"metrics.`{FINAL_PREFIX}_{s}`" for s in ("acc", "nmi", "ari")),
+                "metrics.`backbone_acc`", "tags.`dataset`", "tags.`batch_size`", "tags.`seed`", f"tags.`{FINAL_STAGE_TAG}`"]
+VIEW_STATE = {"selectedColumns": VIEW_COLUMNS, "columnOrder": VIEW_COLUMNS,
+              "columnWidths": {column: 110 if column.startswith("metrics.") else 90 for column in VIEW_COLUMNS},
+              "orderByKey": "attributes.start_time", "orderByAsc": False, "runsHiddenMode": "SHOW_ALL"}
 
 # What opening a half-created or damaged SQLite store says.
 _BROKEN = re.compile(r"alembic|migrat|no such table|out-of-date database schema|not a database|malformed", re.I)
+# What a store says when it cannot be written, or its disk is full, or its server is away.
+_READ_ONLY = re.compile(r"readonly database|read-only file system|permission denied|unable to open database", re.I)
+_FULL = re.compile(r"database or disk is full|disk i/o error|no space left", re.I)
+_AWAY = re.compile(r"connection refused|max retries exceeded|failed to establish|timed out|"
+                   r"name or service not known", re.I)
 _RETRYABLE = re.compile(r"database is locked|database table is locked|table \S+ already exists|"
                         r"out-of-date database schema", re.I)
 
@@ -103,6 +136,8 @@ def _sqlite_file(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     path = uri.removeprefix("sqlite:///")
+    if path.startswith("file:"):  # SQLite's own URI form: sqlite:///file:/path/mlflow.db?mode=ro&uri=true
+        path = path.removeprefix("file:").split("?", 1)[0]
     return None if path in ("", ":memory:") else Path(path)
 
 
@@ -142,6 +177,40 @@ def git_commit() -> tuple[str, bool]:
 # --------------------------------------------------------------------------- store calls
 
 
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def store_problem(exc: BaseException, uri: str) -> str:
+    """A failed store call as one line: what is wrong with which store, and what to do."""
+    if isinstance(exc, TrackingError):  # already says both
+        return first_line(exc)
+    where = _sqlite_file(uri) or uri
+    code, text = getattr(exc, "errno", None), str(exc)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or _FULL.search(text):
+        advice = f"the disk holding the MLflow store {where} is full or failing: free some space there"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS) or _READ_ONLY.search(text):
+        advice = (f"the MLflow store {where} is not writable: make it and its folder writable for this "
+                  "user, or point MLFLOW_TRACKING_URI at a store that is")
+    elif code in (errno.EEXIST, errno.ENOTDIR):
+        advice = (f"the MLflow store {where} lies under a file, not a folder: point MLFLOW_TRACKING_URI "
+                  "(or results_dir in the params) at a folder")
+    elif uri.startswith(("http://", "https://")) and _AWAY.search(text):
+        advice = (f"the MLflow server {uri} does not answer: start it, or unset MLFLOW_TRACKING_URI to "
+                  "log to the profile's own SQLite file")
+    else:
+        advice = (f"the MLflow store {where} failed: check it (MLFLOW_TRACKING_URI, or results_dir "
+                  "in the params)")
+    return f"{advice} ({type(exc).__name__}: {first_line(exc)[:200]})"
+
+
+def _not_our_report(record: logging.LogRecord) -> bool:
+    """False for MLflow's traceback of a failed SQL session: MLflow raises it on to the caller,
+    and the caller here reports it in one line (store_problem)."""
+    return not str(record.msg).startswith("SQLAlchemy database error")
+
+
 def retry(call: Callable[..., Any], *args: Any, attempts: int = 10, **kwargs: Any) -> Any:
     """``call(*args)``, retried with jittered backoff while SQLite reports a lock or a
     concurrent schema creation (up to about a minute in all); other errors propagate."""
@@ -163,6 +232,9 @@ def client(uri: str):
     _prepare_environment(uri)
     from mlflow.tracking import MlflowClient
 
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    if _not_our_report not in store_log.filters:
+        store_log.addFilter(_not_our_report)
     db = _sqlite_file(uri)
     # Opening a SQLite store (MlflowClient does it) creates or migrates its tables. Several
     # processes doing that at once leave it half-migrated for good, so opening is serialised by
@@ -192,30 +264,68 @@ def _creation_lock(db: Path | None):
         yield
 
 
+def experiment_tags(have: dict[str, str]) -> dict[str, str]:
+    """The tags an experiment of ours needs that ``have`` lacks or has otherwise: its kind
+    (unless one is set: the user may have chosen another in the UI) and the runs table's view."""
+    wanted = {VIEW_TAG: json.dumps(VIEW_STATE)} | ({} if have.get(KIND_TAG) else {KIND_TAG: TRAINING_KIND})
+    return {key: value for key, value in wanted.items() if have.get(key) != value}
+
+
 def ensure_experiment(mlflow_client, name: str, artifacts: str | None) -> str:
     """The experiment's id, created if missing (tolerating a concurrent creator) and restored
-    if deleted."""
+    if deleted; an existing one gets the tags of ``experiment_tags`` it lacks."""
     experiment = retry(mlflow_client.get_experiment_by_name, name)
     if experiment is None:
         try:
-            return retry(mlflow_client.create_experiment, name, artifact_location=artifacts,
-                         tags={"cdrepro.profile": name.split("/", 1)[-1]})
+            tags = {"cdrepro.profile": name.split("/", 1)[-1]} | experiment_tags({})
+            return retry(mlflow_client.create_experiment, name, artifact_location=artifacts, tags=tags)
         except Exception:
             experiment = retry(mlflow_client.get_experiment_by_name, name)
             if experiment is None:
                 raise
     if experiment.lifecycle_stage == "deleted":
         retry(mlflow_client.restore_experiment, experiment.experiment_id)
+    _tag_experiment(mlflow_client, experiment)
     return experiment.experiment_id
+
+
+def _tag_experiment(mlflow_client, experiment) -> None:
+    """Set the tags ``experiment_tags`` says it lacks; one that a concurrent job set meanwhile
+    (its insert then collides with ours) is no failure."""
+    for key, value in experiment_tags(experiment.tags).items():
+        try:
+            retry(mlflow_client.set_experiment_tag, experiment.experiment_id, key, value)
+        except Exception:
+            now = retry(mlflow_client.get_experiment, experiment.experiment_id)
+            if key in experiment_tags(now.tags):
+                raise
+
+
+def runs_page(experiment_id: str) -> str:
+    """The UI's address (after the server's) of the experiment's runs table with our columns."""
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&{TRAINING_SIDE}"
+
+
+def ui_address(uri: str, page: str) -> str:
+    """Where a browser finds ``page``: on the tracking server, else on ``cdrepro ui`` (its
+    default port) serving the SQLite store."""
+    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{server}/{page}"
 
 
 def init_store(params: dict[str, Any]) -> tuple[str, str, str]:
     """Create the store and the profile's experiment; return (uri, experiment name, id)."""
-    paths = ProfilePaths.from_params(params)
-    uri = tracking_uri(paths)
+    uri, name, _, experiment_id = open_experiment(params)
+    return uri, name, experiment_id
+
+
+def open_experiment(params: dict[str, Any]) -> tuple[str, str, Any, str]:
+    """(uri, experiment name, an MlflowClient, experiment id) of the profile's experiment,
+    created with its store if new."""
+    uri = tracking_uri(ProfilePaths.from_params(params))
     name = experiment_name(params["profile"])
     mlflow_client = client(uri)
-    return uri, name, ensure_experiment(mlflow_client, name, artifact_location(uri))
+    return uri, name, mlflow_client, ensure_experiment(mlflow_client, name, artifact_location(uri))
 
 
 def find_run(mlflow_client, experiment_id: str, rid: str, digest: str | None = None):
@@ -243,6 +353,12 @@ def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
             for stage, scores in metrics["stages"].items() for score, value in scores.items()}
 
 
+def final_stage_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """``final_<score>``: the final stage's scores of a metrics.json record, whatever the stage."""
+    scores = metrics["stages"][metrics["final_stage"]]
+    return {f"{FINAL_PREFIX}_{score}": float(value) for score, value in scores.items()}
+
+
 # --------------------------------------------------------------------------- the tracker
 
 
@@ -268,13 +384,12 @@ class Tracker:
             return call()
         except Exception as exc:  # anything: tracking must never stop training
             self.active = False
-            uri = tracking_uri(self.paths)
+            rid = self.settings.run_id
+            log.debug("MLflow tracking of %s failed", rid, exc_info=True)  # --verbose: the traceback
             log.warning(
-                "MLflow tracking of %s failed while %s, so it stops here (%s: %s). Training and "
-                "evaluation go on; their numbers are in %s. Log them later with: cdrepro sync "
-                "--run %s (store: %s)", self.settings.run_id, what, type(exc).__name__,
-                str(exc).splitlines()[0] if str(exc) else "", self.paths.run_dir(self.settings.run_id),
-                self.settings.run_id, uri)
+                "MLflow tracking of %s stopped while %s: %s. Training and evaluation go on (their "
+                "numbers are in %s); once fixed, log them with: cdrepro sync --run %s", rid, what,
+                store_problem(exc, tracking_uri(self.paths)), self.paths.run_dir(rid), rid)
             return None
 
     # ------------------------------------------------------------------ opening the run
@@ -397,7 +512,8 @@ class Tracker:
 
         self._open(reuse=True)
         now = int(time.time() * 1000)
-        finals = [Metric(name, value, now, 0) for name, value in final_metrics(metrics).items()]
+        scores = final_metrics(metrics) | final_stage_metrics(metrics)
+        finals = [Metric(name, value, now, 0) for name, value in scores.items()]
         have = retry(self.client.get_run, self.mlflow_run_id).data.params
         evaluate = {f"evaluate.{k}": str(v) for k, v in self.params["evaluate"].items()}
         retry(self.client.log_batch, self.mlflow_run_id, metrics=finals,
@@ -445,6 +561,7 @@ def _final_columns(metric_names: Iterable[str]) -> list[str]:
 
     names = set(metric_names)
     stages = {name.rsplit("_", 1)[0] for name in names if "_" in name and name.rsplit("_", 1)[1] in SCORES}
+    stages.discard(FINAL_PREFIX)  # final_<score> repeats the run's own final stage
     ordered = sorted(stages, key=lambda stage: (stage != BACKBONE_ROLE, stage))
     return [f"{stage}_{score}" for stage in ordered for score in SCORES if f"{stage}_{score}" in names]
 
@@ -574,7 +691,7 @@ def sync_run(params: dict[str, Any], rid: str) -> tuple[int, bool] | None:
     try:
         Tracker(params, paths, settings).sync(curves, metrics)
     except Exception as exc:
-        raise RuntimeError(f"{rid}: cannot log to {tracking_uri(paths)}: {type(exc).__name__}: {exc}") from exc
+        raise RuntimeError(f"{rid}: {store_problem(exc, tracking_uri(paths))}") from exc
     return len(curves), metrics is not None
 
 

@@ -31,7 +31,7 @@ from cdrepro.config import RunSettings
 from cdrepro.data.prepared import load_prepared
 from cdrepro.device import select_device
 from cdrepro.methods import Method, build_method
-from cdrepro.step import ViewMaker, make_optimizer, make_views, train_step
+from cdrepro.step import ViewMaker, augment_config, make_optimizer, make_views, train_step
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,7 @@ def setup(settings: RunSettings, prepared: Path, ranks: ddp.Ranks) -> Session:
     shuffle_gen = torch.Generator().manual_seed(settings.seed)
     augment_gen = torch.Generator(device=device).manual_seed(ddp.augment_seed(settings.seed, ranks))
     make_view = aug.view_maker(
-        aug.AugmentConfig(settings.image_size, settings.color_strength, settings.blur,
-                          scale=(settings.crop_min_scale, 1.0)),
-        compile=on_gpu and settings.compile in ("augment", "all"))
+        augment_config(settings), compile=on_gpu and settings.compile in ("augment", "all"))
     return Session(settings, ranks, device, images, method, forward, optimizer, scheduler,
                    shuffle_gen, augment_gen, make_view)
 

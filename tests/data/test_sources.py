@@ -401,3 +401,15 @@ def test_a_truncated_archive_with_a_matching_md5_is_reported_as_corrupt(
     monkeypatch.setattr(CIFAR10, "tgz_md5", md5_of(fake_cifar10.archive))  # only the tar reader can tell
     with pytest.raises(DatasetUnavailable, match="checksum mismatch"):
         load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)
+
+
+def test_images_per_class_keeps_the_first_files_of_each_class_in_sorted_order(tmp_path: Path) -> None:
+    for name, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        for i in (2, 0, 1):
+            write_png(tmp_path / name / f"{i}.png", (colour[0], i, colour[2]))
+    raw = load_source(settings("folder", path=str(tmp_path), images_per_class=2), Path("unused"), False)
+    assert raw.labels.tolist() == [0, 0, 1, 1]
+    assert raw.images[:, 0, 0, 1].tolist() == [0, 1, 0, 1]  # 0.png and 1.png of each class
+    assert raw.source_info["images_per_class"] == 2
+    with pytest.raises(ImageFolderError, match=r"holds 3 images, fewer than images_per_class 4"):
+        load_source(settings("folder", path=str(tmp_path), images_per_class=4), Path("unused"), False)

@@ -30,13 +30,16 @@ def stop(message):
 # first, so that an error names the key in one line.
 PARAMS_FILE = os.path.relpath(workflow.configfiles[-1])
 try:
-    if cdconfig.load_params(PARAMS_FILE) != config:
+    PARAMS = cdconfig.load_params(PARAMS_FILE)  # the schema's defaults filled in
+    if cdconfig.with_defaults(config) != PARAMS:
         stop(f"the config differs from {PARAMS_FILE}; put changes in a params file and pass it "
              "with --configfile (--config overrides are not supported)")
 except cdconfig.ParamsError as exc:
     stop(str(exc).replace("\n", " "))
-# The schema once more, as Snakemake's own check (it passes here). set_default=False: defaults
-# filled in would make the config differ from the file.
+# The rules see the values the steps read: the file with the schema's defaults filled in.
+config.update(PARAMS)
+# The schema once more, as Snakemake's own check (it passes here). set_default=False:
+# Snakemake's filler would also fill each variant's switches, which apply per run instead.
 validate(config, "../schemas/params.schema.yaml", set_default=False)
 
 # Jobs find the params file through the environment rather than their command lines: the
@@ -56,8 +59,8 @@ DATASETS = sorted({run.dataset for run in RUNS.values()})
 TABLE_RUNS = [run_id(run) for run in cdconfig.runs_of(config, "reproduce_tables")]
 METHOD_RUNS = [run_id(run) for run in cdconfig.runs_of(config, "compare_methods")] or list(RUNS)
 LOGS = PATHS.logs_dir()
-CPU_THREADS = config["train"].get("cpu_threads", 1)
-GPUS_PER_RUN = config["train"].get("gpus_per_run", 1) if config["train"]["device"] == "cuda" else 0
+CPU_THREADS = config["train"]["cpu_threads"]
+GPUS_PER_RUN = config["train"]["gpus_per_run"] if config["train"]["device"] == "cuda" else 0
 # Evaluation and figures embed with one process: one GPU whatever training used.
 GPUS_PER_EVAL = 1 if config["train"]["device"] == "cuda" else 0
 
@@ -80,8 +83,16 @@ def prepared_of_run(wildcards):
     return str(PATHS.prepared(RUNS[wildcards.run].dataset))
 
 
+DATASET_DEFAULTS = cdconfig.dataset_defaults()
+
+
 def dataset_params(wildcards):
+    """prepare's rerun trigger. A dataset key at its schema default is left out, as files
+    written before the key had a default lack it: filling the default in re-prepares (and so
+    retrains) nothing."""
+    dataset = cdconfig.dataset_settings(config, wildcards.dataset)
     return {
-        "dataset": cdconfig.dataset_settings(config, wildcards.dataset),
+        "dataset": {key: value for key, value in dataset.items()
+                    if key not in DATASET_DEFAULTS or value != DATASET_DEFAULTS[key]},
         "data": cdconfig.data_settings(config),
     }

@@ -110,7 +110,8 @@ def load_source(settings: dict[str, Any], download_dir: Path, download: bool,
     if source == "imagenet10":
         return _load_imagenet10(_folder_setting(settings), _store_size(settings))
     if source == "folder":
-        return _load_class_folder(_folder_setting(settings), settings.get("store_size"), eval_size)
+        return _load_class_folder(_folder_setting(settings), settings.get("store_size"), eval_size,
+                                  settings.get("images_per_class"))
     known = "digits, cifar10, cifar100_20, stl10, imagenet10, folder"
     raise ValueError(f"unknown dataset source {source!r} (known: {known})")
 
@@ -467,8 +468,12 @@ def _native_size(paths: Sequence[Path], eval_size: int | None) -> int:
     return eval_size or DEFAULT_STORE_SIZE
 
 
-def _load_class_folder(root: Path, size: int | None, eval_size: int | None = None) -> RawDataset:
+def _load_class_folder(root: Path, size: int | None, eval_size: int | None = None,
+                       per_class: int | None = None) -> RawDataset:
     """A user's own images, laid out ``<root>/<class>/<image>``; classes are the sorted folder names.
+
+    ``per_class`` (``images_per_class``) keeps the first that many files of each class, in sorted
+    order, so a subset is balanced and the same on every machine.
 
     ``size`` None (no ``store_size`` in the params): the images' own size (``_native_size``).
     Each image is decoded, converted to RGB and squashed (no crop) to ``size`` x ``size`` with
@@ -490,11 +495,25 @@ def _load_class_folder(root: Path, size: int | None, eval_size: int | None = Non
     for folder, files in zip(class_folders, files_per_class):
         if not files:
             raise ImageFolderError(f"class folder {folder} holds no images: {layout}")
+    extra_info: dict[str, Any] = {}
+    if per_class is not None:
+        files_per_class = _first_per_class(class_folders, files_per_class, per_class)
+        extra_info["images_per_class"] = per_class
     if size is None:
         size = _native_size([path for files in files_per_class for path in files], eval_size)
     return _decode_classes(
-        "folder", root, int(size), [folder.name for folder in class_folders], files_per_class, extra_info={}
+        "folder", root, int(size), [folder.name for folder in class_folders], files_per_class, extra_info
     )
+
+
+def _first_per_class(class_folders: list[Path], files_per_class: list[list[Path]],
+                     per_class: int) -> list[list[Path]]:
+    for folder, files in zip(class_folders, files_per_class):
+        if len(files) < per_class:
+            raise ImageFolderError(
+                f"class folder {folder} holds {len(files)} images, fewer than images_per_class "
+                f"{per_class}: lower images_per_class or remove it to use every image")
+    return [files[:per_class] for files in files_per_class]
 
 
 def _decode_classes(source: str, root: Path, size: int, class_names: list[str],

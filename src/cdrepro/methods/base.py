@@ -64,7 +64,7 @@ class Method(nn.Module):
         super().__init__()
         self.settings = settings
         self.num_classes = num_classes
-        self.backbone = make_backbone(settings.backbone, settings.backbone_width)
+        self.backbone = make_backbone(settings.backbone, settings.backbone_width, settings.stem)
 
     # ------------------------------------------------------------ what a method provides
 

@@ -1,0 +1,122 @@
+"""The first hour through Snakemake: a minimal params file plans, with the schema's defaults in
+Snakemake's config; a params file Snakemake cannot read is one line naming its line and column;
+a run prints one line per job started and done, naming its log (the repository's default
+profile: profiles/default, with the cdrepro logger plugin and `cores: all`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_config import readme_params  # tests/ is on sys.path (pytest's rootdir-relative import)
+
+from cdrepro.config import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+# Snakemake prints this first whenever a profile applies; everything after it is ours to check.
+PROFILE_LINE = "Using workflow specific profile"
+
+
+def snakemake(*args: str, cwd: Path, snakefile: Path = SNAKEFILE) -> subprocess.CompletedProcess:
+    """Snakemake as a user with the venv activated runs it (no --cores: the default profile's)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(snakefile), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def said(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (result.stdout + result.stderr).splitlines()
+            if line.strip() and not line.startswith(PROFILE_LINE)]
+
+
+def test_a_minimal_params_file_plans_and_snakemake_sees_the_filled_defaults(tmp_path):
+    minimal = tmp_path / "my.yaml"
+    minimal.write_text(yaml.safe_dump(readme_params()))
+    plan = snakemake("-n", "--configfile", str(minimal), cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert re.search(r"^train\s+1$", plan.stdout, flags=re.M) and "rule figures:" in plan.stdout
+    # The workflow's config as its rules see it: a Snakefile that includes ours and writes it out.
+    dump = tmp_path / "dump.smk"
+    dump.write_text(f'include: "{SNAKEFILE}"\n\nimport json\n\n'
+                    'with open("config.json", "w") as out:\n    json.dump(config, out)\n')
+    listed = snakemake("--list-rules", "--configfile", str(minimal), cwd=tmp_path, snakefile=dump)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert json.loads((tmp_path / "config.json").read_text()) == load_params(minimal)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("profile: x\ntrain:\n  lr: 1\n   epochs: 2\n",
+     "{path} line 4 column 10: not valid YAML: mapping values are not allowed here; fix the YAML there"),
+    ("profile: x\ntrain: [1, 2\n",
+     "{path} line 3 column 1: not valid YAML: expected ',' or ']', but got '<stream end>' (while "
+     "parsing a flow sequence at line 2 column 8); fix the YAML there"),
+    (None, "params file not found: {path}; check the path"),
+], ids=["bad indentation", "unclosed list", "no such file"])
+def test_a_params_file_snakemake_cannot_read_is_one_line_naming_it(tmp_path, content, problem):
+    path = tmp_path / "broken.yaml"
+    if content is not None:
+        path.write_text(content)
+    for args in (["-n", "--configfile", str(path)], ["-n", f"--configfile={path}", "reproduce_tables"]):
+        result = snakemake(*args, cwd=tmp_path)
+        assert result.returncode != 0
+        assert said(result) == [f"cdrepro: error: {problem.format(path=path)}"], result.stderr[-3000:]
+
+
+def test_the_slurm_profile_still_plans_beside_the_default_one():
+    result = snakemake("--profile", "workflow/profiles/slurm", "-n", cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^train\s+12$", result.stdout, flags=re.M)
+
+
+def tiny_params(folder: Path, runs: list[tuple[int, str]]) -> Path:
+    """The embedded profile shrunk to seconds per job, with the given (batch size, variant) runs."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["profile"] = "tiny"
+    params["model"]["backbone_width"] = 4
+    params["train"].update(epochs=1, image_size=16)
+    params["evaluate"]["kmeans_n_init"] = 1
+    params["runs"] = [{"dataset": "digits", "batch_size": b, "variant": v, "seed": 42} for b, v in runs]
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+def test_a_run_prints_one_line_per_job_start_and_end_with_its_log(tmp_path):
+    params = tiny_params(tmp_path, [(128, "cd"), (128, "simclr")])
+    result = snakemake("reproduce_tables", "--configfile", str(params), cwd=tmp_path)
+    lines = said(result)
+    text = "\n".join(lines)
+    assert result.returncode == 0, text[-4000:]
+    assert len(lines) < 30 and "input:" not in text and "Jobs to run: 8 (" in text, text
+    for rid in ("digits-bs128-cd-s42", "digits-bs128-simclr-s42"):
+        assert f"start  train {rid}   log: results/tiny/logs/train/{rid}.log" in text, text
+        assert re.search(rf"^\[[1-8]/8\]\s+done   evaluate {rid} \(\d+ s\)$", text, flags=re.M), text
+    assert re.search(r"^\[8/8\]\s+done   reproduce_tables", text, flags=re.M), text
+    assert "Complete log(s): " in text  # where Snakemake's details went
+
+    # A job that fails is one line: its name, the last line of its log (cdrepro's error), the log.
+    failing = tiny_params(tmp_path, [(128, "cd"), (128, "simclr"), (4096, "cd")])
+    result = snakemake("reproduce_tables", "--configfile", str(failing), cwd=tmp_path)
+    text = "\n".join(said(result))
+    failed = [line for line in said(result) if "FAILED" in line]
+    assert result.returncode != 0 and "CalledProcessError" not in text, text
+    log = "results/tiny/logs/train/digits-bs4096-cd-s42.log"
+    assert len(failed) == 1 and "FAILED train digits-bs4096-cd-s42: cdrepro train: error:" in failed[0], text
+    assert "batch size 4096" in failed[0] and failed[0].endswith(f"log: {log}"), failed
+
+
+def test_the_logger_finds_the_params_files_on_the_command_line():
+    """Snakemake does not tell its logger which config file failed: the plugin reads argv."""
+    from snakemake_logger_plugin_cdrepro import configfiles
+
+    assert configfiles(["-n", "--configfile", "a.yaml", "b.yaml", "--cores", "2"]) == ["a.yaml", "b.yaml"]
+    assert configfiles(["--configfile=a.yaml", "reproduce_tables"]) == ["a.yaml"]
+    assert configfiles(["-n", "all"]) == []

@@ -1,0 +1,62 @@
+"""The quick profile (one GPU-hour on CIFAR-10) and its CPU rung: planned, and what they set."""
+
+import re
+
+import pytest
+
+from cdrepro.config import ParamsError, load_params, resolve_run, runs_of, validate_params
+from cdrepro.methods import METHODS
+from test_snakemake import REPO, snakemake
+
+PROFILES = {"quick": REPO / "workflow/configs/quick.yaml",
+            "quick-cpu": REPO / "workflow/configs/quick-cpu.yaml"}
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_reproduce_tables_plans_every_method_at_batch_256_with_the_cifar_stem(profile):
+    result = snakemake("-n", "reproduce_tables", "--configfile", str(PROFILES[profile]), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    planned = set(re.findall(r"wildcards: run=(\S+)", result.stdout))
+    params = load_params(PROFILES[profile])
+    settings = [resolve_run(params, run) for run in runs_of(params, "reproduce_tables")]
+    assert {s.method for s in settings} == set(METHODS)
+    assert planned == {s.run_id for s in settings}
+    for s in settings:
+        assert (s.dataset, s.batch_size, s.stem, s.backbone) == ("cifar10", 256, "cifar", "resnet18")
+    assert {s.method for s in (resolve_run(params, r) for r in runs_of(params, "compare_methods"))} == set(METHODS)
+
+
+def test_the_cpu_rung_is_the_quick_profile_at_another_scale():
+    """Only sizes (images, width, epochs) and device differ: the rung's numbers speak for the
+    quick profile's protocol."""
+    quick, rung = (load_params(PROFILES[name]) for name in ("quick", "quick-cpu"))
+    assert rung["datasets"]["cifar10"]["images_per_class"] * 10 == 10_000
+    for key in ("variants", "methods", "runs", "evaluate"):
+        if key == "evaluate":
+            assert {k: v for k, v in quick[key].items() if k != "batch_size"} == \
+                   {k: v for k, v in rung[key].items() if k != "batch_size"}
+        else:
+            assert quick[key] == rung[key], key
+    same_training = ("lr", "weight_decay", "instance_temperature", "grad_clip_norm")
+    assert {k: quick["train"][k] for k in same_training} == {k: rung["train"][k] for k in same_training}
+
+
+def test_stem_and_hflip_change_the_digest_only_when_set_to_something_new(embedded_params):
+    """Runs made before model.stem and datasets.*.hflip existed keep their digests."""
+    run = runs_of(embedded_params)[0]
+    before = resolve_run(embedded_params, run)
+    embedded_params["model"]["stem"] = "imagenet"
+    embedded_params["datasets"]["digits"]["hflip"] = True
+    assert resolve_run(embedded_params, run).digest() == before.digest()
+    embedded_params["model"]["stem"] = "cifar"
+    cifar = resolve_run(embedded_params, run)
+    embedded_params["datasets"]["digits"]["hflip"] = False
+    no_flip = resolve_run(embedded_params, run)
+    assert len({before.digest(), cifar.digest(), no_flip.digest()}) == 3
+    assert (cifar.stem, no_flip.hflip) == ("cifar", False)
+
+
+def test_images_per_class_is_refused_on_a_source_that_cannot_be_subsampled(embedded_params):
+    embedded_params["datasets"]["digits"]["images_per_class"] = 100
+    with pytest.raises(ParamsError, match=r"datasets\.digits\.images_per_class: only a 'folder' source"):
+        validate_params(embedded_params)
