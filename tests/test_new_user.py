@@ -106,6 +106,8 @@ def test_a_bare_snakemake_makes_the_tables_and_figures_and_says_little(first_run
     total = int(re.search(r"^Jobs to run: (\d+)", said, flags=re.M).group(1))
     assert f"[{total}/{total}]" in said
     assert f"start  train {RUN_ID}   log: results/mine/logs/train/{RUN_ID}.log" in said
+    assert re.search(rf"^\[\d+/{total}\]\s+done   evaluate {RUN_ID} \(\d+ s\)$", said, flags=re.M), said
+    assert "Complete log(s): " in said  # where Snakemake's details went
 
 
 @contextlib.contextmanager

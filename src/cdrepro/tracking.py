@@ -235,6 +235,10 @@ def client(uri: str):
     store_log = logging.getLogger("mlflow.store.db.utils")
     if _not_our_report not in store_log.filters:
         store_log.addFilter(_not_our_report)
+    # Its INFO lines ("Creating initial MLflow database tables...") are noise in a workflow's
+    # few lines of progress; its warnings and errors still show.
+    store_log.setLevel(max(store_log.level, logging.WARNING))
+    logging.getLogger("alembic").setLevel(max(logging.getLogger("alembic").level, logging.WARNING))
     db = _sqlite_file(uri)
     # Opening a SQLite store (MlflowClient does it) creates or migrates its tables. Several
     # processes doing that at once leave it half-migrated for good, so opening is serialised by

@@ -31,7 +31,9 @@ def test_the_cpu_rung_is_the_quick_profile_at_another_scale():
     quick profile's protocol."""
     quick, rung = (load_params(PROFILES[name]) for name in ("quick", "quick-cpu"))
     assert rung["datasets"]["cifar10"]["images_per_class"] * 10 == 10_000
-    for key in ("variants", "methods", "runs", "evaluate"):
+    assert {**rung["runs"][0], "seed": 43} in rung["runs"]  # a second seed
+    assert [run for run in rung["runs"] if run["seed"] == 42] == quick["runs"]
+    for key in ("variants", "methods", "evaluate"):
         if key == "evaluate":
             assert {k: v for k, v in quick[key].items() if k != "batch_size"} == \
                    {k: v for k, v in rung[key].items() if k != "batch_size"}
