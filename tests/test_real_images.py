@@ -17,11 +17,11 @@ import yaml
 from cdrepro.cli import main
 from cdrepro.methods import METHODS
 from cdrepro.runs import ProfilePaths
-from conftest import SHARED_DATA
 
-ARCHIVE = SHARED_DATA / "cifar10-train.tar.gz"
+REPO = Path(__file__).resolve().parents[1]
+ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-train.tar.gz"
 IMAGES_PER_CLASS = 30
-QUICK_CPU = Path(__file__).resolve().parents[1] / "workflow/configs/quick-cpu.yaml"
+QUICK_CPU = REPO / "workflow/configs/quick-cpu.yaml"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

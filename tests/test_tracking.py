@@ -428,6 +428,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the server answers /health (MLflow creates its store's schema first: seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"mlflow server not healthy after {timeout:.0f} s")
+
+
+def rendered_ui_page(uri: str, page: str, tmp_path: Path) -> str:
+    """The DOM of the MLflow UI's ``page`` (a ``#/...`` route) on the store ``uri``, rendered by
+    headless Chromium; the server is stopped (its whole process group) whatever happens."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--artifacts-destination", tracking.artifact_location(uri)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server)
+        return subprocess.run(
+            ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--window-size=1600,1000", f"--user-data-dir={tmp_path / 'chromium'}",
+             "--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{port}/{page}"],
+            capture_output=True, text=True, timeout=120).stdout
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
 @pytest.mark.slow
 def test_the_mlflow_ui_shows_every_run_in_headless_chromium(embedded_params, tmp_path, tracked, empty_store):
     skip_unless_installed(None if shutil.which("chromium") else
@@ -443,33 +478,8 @@ def test_the_mlflow_ui_shows_every_run_in_headless_chromium(embedded_params, tmp
             tracker.start([])
             tracker.log_epoch({"epoch": 1, "lr": 0.1, "loss": 1.0})
         assert tracker.active
-    uri = tracking.tracking_uri(paths)
     _, _, experiment_id = tracking.init_store(params)
-
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--artifacts-destination", tracking.artifact_location(uri)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-        page = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
-        dom = subprocess.run(
-            ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000", "--dump-dom", page],
-            capture_output=True, text=True, timeout=120).stdout
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+    dom = rendered_ui_page(tracking.tracking_uri(paths), f"#/experiments/{experiment_id}/runs", tmp_path)
     for run in runs:
         assert tracking_name(run) in dom, f"{tracking_name(run)} not on the rendered runs page"
 

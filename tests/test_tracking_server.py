@@ -17,13 +17,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from test_tracking import cli, free_port, loss_history, mlflow_runs
+from test_tracking import cli, free_port, loss_history, mlflow_runs, wait_healthy
 
 from cdrepro import tracking
 from cdrepro.config import resolve_run
@@ -33,21 +31,6 @@ from cdrepro.runs import ProfilePaths, Run, run_id, tracking_name
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 RUN = Run("digits", 256, "no_ne", 42)
-
-
-def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the server answers /health (MLflow creates its store's schema first: seconds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"mlflow server not healthy after {timeout:.0f} s")
 
 
 @pytest.fixture

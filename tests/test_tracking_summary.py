@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from system_packages import skip_unless_installed
-from test_tracking import cli, empty_store, free_port, mlflow_runs, tracked  # noqa: F401 (fixtures)
-from test_tracking_server import wait_healthy
+from test_tracking import cli, empty_store, mlflow_runs, rendered_ui_page, tracked  # noqa: F401 (fixtures)
 
 from cdrepro import tracking
 from cdrepro.config import resolve_run, validate_params
@@ -244,23 +243,7 @@ def test_the_ui_opens_the_runs_table_with_the_scores_and_the_summary_run(profile
     fake_results(paths)
     assert cli(capsys, "tracking-summary")[0] == 0
     _, _, experiment_id = tracking.init_store(params)
-    uri = tracking.tracking_uri(paths)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--artifacts-destination", tracking.artifact_location(uri)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", server)
-        dom = subprocess.run(
-            ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--window-size=1600,1000", f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000",
-             "--dump-dom",
-             f"http://127.0.0.1:{port}/{tracking.runs_page(experiment_id)}"],
-            capture_output=True, text=True, timeout=120).stdout
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    dom = rendered_ui_page(tracking.tracking_uri(paths), tracking.runs_page(experiment_id), tmp_path)
     # The model-training side's runs table (its columns as the view says; the GenAI overview has
     # no run names), the summary run among the runs. Columns beyond the window are not rendered.
     for text in ("final_acc", "final_nmi", "digits/bs128/cd/seed42", "digits/bs128/cc/seed42", f">{RUN_NAME}<"):
