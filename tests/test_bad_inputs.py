@@ -127,6 +127,22 @@ def one_class(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     png(tmp / "mine" / "cat" / "b.png")
 
 
+def two_small_classes(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a.png", "b.png"):
+        png(tmp / "mine" / "cat" / name)
+    png(tmp / "mine" / "dog" / "a.png")
+
+
+def with_images_per_class(dataset: str, source: str, path: str, count: int) -> Callable[[dict, Path], None]:
+    def add(params: dict, tmp: Path) -> None:
+        if source == "digits":
+            params["datasets"][dataset]["images_per_class"] = count
+        else:
+            folder_dataset(dataset, source, path)(params, tmp)
+            params["datasets"][dataset]["images_per_class"] = count
+    return add
+
+
 def profile_file(*parts: str) -> Path:
     return Path("results", "embedded", *parts)  # the tests' working directory is tmp_path
 
@@ -235,6 +251,13 @@ CASES: dict[str, Case] = {
     "folder dataset of one class": Case(
         ["prepare", "--dataset", "mine"], ["{tmp}/mine has one class sub-folder (cat)", "at least two classes"],
         folder_dataset("mine", "folder", "mine"), one_class),
+    "images_per_class on a source that is not a folder": Case(
+        PREPARE, ["datasets.digits.images_per_class", "only a 'folder' source", "remove the key"],
+        with_images_per_class("digits", "digits", "", 100)),
+    "a class with fewer images than images_per_class": Case(
+        ["prepare", "--dataset", "mine"],
+        ["class folder {tmp}/mine/dog holds 1 image, fewer than images_per_class 2", "lower images_per_class"],
+        with_images_per_class("mine", "folder", "mine", 2), two_small_classes),
     "unknown method": Case(PREPARE, ["variants.cd.method", "unknown method 'nope'", "known: cc, cd, cdc"],
                            lambda params, tmp: params["variants"]["cd"].update(method="nope")),
     "a CD switch on another method's variant": Case(

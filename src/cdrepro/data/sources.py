@@ -511,8 +511,8 @@ def _first_per_class(class_folders: list[Path], files_per_class: list[list[Path]
     for folder, files in zip(class_folders, files_per_class):
         if len(files) < per_class:
             raise ImageFolderError(
-                f"class folder {folder} holds {len(files)} images, fewer than images_per_class "
-                f"{per_class}: lower images_per_class or remove it to use every image")
+                f"class folder {folder} holds {len(files)} image{'' if len(files) == 1 else 's'}, fewer "
+                f"than images_per_class {per_class}: lower images_per_class or remove it to use every image")
     return [files[:per_class] for files in files_per_class]
 
 
