@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from system_packages import skip_unless_installed
-from test_tracking import cli, empty_store, mlflow_runs, rendered_ui_page, tracked  # noqa: F401 (fixtures)
+from test_tracking import cli, empty_store, free_port, mlflow_runs, tracked, wait_healthy  # noqa: F401 (fixtures)
 
 from cdrepro import tracking
 from cdrepro.config import resolve_run, validate_params
@@ -230,6 +230,26 @@ def test_an_unwritable_store_is_one_line_per_command_without_tracebacks(profile,
 
 
 # --------------------------------------------------------------------------- the UI
+
+
+def rendered_ui_page(uri: str, page: str, tmp_path: Path) -> str:
+    """The DOM of the MLflow UI's ``page`` (a ``#/...`` route) on the store ``uri``, rendered by
+    headless Chromium; the server is stopped (its whole process group) whatever happens."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--artifacts-destination", tracking.artifact_location(uri)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server)
+        return subprocess.run(
+            ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--window-size=1600,1000", f"--user-data-dir={tmp_path / 'chromium'}",
+             "--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{port}/{page}"],
+            capture_output=True, text=True, timeout=120).stdout
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 @pytest.mark.slow

@@ -68,7 +68,7 @@ def test_loss_is_instance_plus_cluster_contrast_plus_both_entropies(settings_of)
 
 def test_trainable_parameters_with_resnet34_feature_dim_128_k_10_match_the_layer_list(settings_of):
     def edit(params):
-        params["model"].update(backbone="resnet34", backbone_width=64)
+        params["model"].update(backbone="resnet34", backbone_width=64, stem="imagenet")  # the authors'
         params["variants"]["cc"] = {"method": "cc"}
 
     model = build_method(settings_of("cc", 256, edit=edit), num_classes=10)
@@ -131,7 +131,7 @@ def authors_state(model_backbone: str = "resnet18", k: int = 3) -> dict[str, tor
 
 def test_a_checkpoint_of_the_authors_maps_one_to_one(settings_of, tmp_path):
     def edit(params):
-        params["model"].update(backbone="resnet18", backbone_width=64)
+        params["model"].update(backbone="resnet18", backbone_width=64, stem="imagenet")  # the authors'
         params["variants"]["cc"] = {"method": "cc"}
 
     model = build_method(settings_of("cc", 16, edit=edit), 3)
@@ -146,7 +146,7 @@ def test_a_checkpoint_of_the_authors_maps_one_to_one(settings_of, tmp_path):
 
 def test_a_training_checkpoint_of_the_authors_under_net_loads(settings_of, tmp_path):
     def edit(params):
-        params["model"].update(backbone="resnet18", backbone_width=64)
+        params["model"].update(backbone="resnet18", backbone_width=64, stem="imagenet")  # the authors'
         params["variants"]["cc"] = {"method": "cc"}
 
     model = build_method(settings_of("cc", 16, edit=edit), 3)
