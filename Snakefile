@@ -8,7 +8,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-if not config:
+# params.yaml only when no --configfile is given: a file given that holds nothing (`{}`) is an
+# error (common.smk), not a silent run of the embedded profile.
+if not workflow.configfiles:
 
     configfile: "params.yaml"
 

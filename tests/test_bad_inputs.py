@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -166,6 +167,26 @@ def truncated_checkpoint(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path.write_bytes(path.read_bytes()[:200])
 
 
+def stamped_file(kind: str, **digests: str) -> Callable[[dict, Path], None]:
+    """A run's ``model.pt`` or ``metrics.json`` claiming the run's settings digest under the
+    params, then ``digests`` (``data_digest``, or ``settings_digest`` to claim other settings)."""
+    def write(params: dict, tmp: Path) -> None:
+        from cdrepro.checkpoint import save_state
+        from cdrepro.config import resolve_run
+        from cdrepro.results import write_metrics
+
+        identity = {"settings_digest": resolve_run(params, RUN).digest(), "data_digest": "0" * 16, **digests}
+        paths = ProfilePaths.from_params(params)
+        if kind == "model":
+            save_state(paths.model(RID), {**identity, "model": {}})
+            return
+        write_metrics(paths.metrics(RID), {
+            "run_id": RID, "dataset": "digits", "batch_size": 256, "method": "cd", "variant": "cd", "seed": 42,
+            "n_images": 1797, "num_classes": 10, "stages": {"backbone": {"nmi": 0.5, "ari": 0.4, "acc": 0.6}},
+            "final_stage": "backbone", **identity})
+    return write
+
+
 def metrics_file(text: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
     def write(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path = tmp / profile_file("runs", RID, "metrics.json")
@@ -185,6 +206,36 @@ def results_dir_is_a_file(params: dict, tmp: Path) -> None:
 
 def add_variant(name: str, **variant: Any) -> Callable[[dict, Path], None]:
     return lambda params, tmp: params["variants"].update({name: variant})
+
+
+def after(*commands: list[str], then: Callable[[Path, pytest.MonkeyPatch], Any]) -> Callable:
+    """A setup: these commands first (with the good params), then ``then``."""
+    def setup(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        for command in commands:
+            assert main(command) == 0, command
+        then(tmp, monkeypatch)
+    return setup
+
+
+def disk_full_writing(name: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """Writing ``name`` (its atomic writer's temporary file) fails as on a full disk."""
+    def fill(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        import errno
+        import os
+
+        real = Path.write_text
+
+        def write_text(self: Path, *args: Any, **kwargs: Any) -> int:
+            if self.name.startswith(f".{name}."):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(Path, "write_text", write_text)
+    return fill
+
+
+def header_only_curves(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp / profile_file("runs", RID, "curves.csv")
+    path.write_text(path.read_text().splitlines()[0] + "\n")
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -244,6 +295,37 @@ CASES: dict[str, Case] = {
     "whole-number float batch size": Case(PREPARE, ["runs[0].batch_size", "256.0 is not of type 'integer'"],
                                           set_run(batch_size=256.0)),
     "whole-number float seed": Case(PREPARE, ["runs[0].seed", "42.0 is not of type 'integer'"], set_run(seed=42.0)),
+    "NaN as the temperature (YAML .nan)": Case(PREPARE, ["train.instance_temperature: .nan is not a finite number"],
+                                               set_in("train", instance_temperature=float("nan"))),
+    "infinity as a crop scale": Case(PREPARE, ["datasets.digits.crop_min_scale: .inf is not a finite number"],
+                                     lambda params, tmp: params["datasets"]["digits"].update(crop_min_scale=float("inf"))),
+    "a K-means seed beyond numpy's": Case(PREPARE, ["evaluate.kmeans_seed", "1099511627776", "2**32 - 1"],
+                                          set_in("evaluate", kmeans_seed=2**40)),
+    "a run seed beyond numpy's": Case(PREPARE, ["runs[0].seed", "2**32 - 1"], set_run(seed=2**70)),
+    "the reserved variant name kmeans_pixels": Case(
+        PREPARE, ["variants.kmeans_pixels: the name is reserved", "rename the variant"],
+        add_variant("kmeans_pixels", method="simclr")),
+    "CLD with one group (SimCLR in disguise)": Case(
+        PREPARE, ["variants.cld", "K = 1 group", "exactly 0", "use method simclr"],
+        lambda params, tmp: params["variants"]["cld"].update(groups=1)),
+    "CD with one feature head (SimCLR in disguise)": Case(
+        PREPARE, ["variants.cd", "feature_num gives K = 1 feature head", "use method simclr"],
+        lambda params, tmp: params["variants"]["cd"].update(feature_num=1)),
+    "an unknown LIME segmentation option": Case(
+        PREPARE, ["figures.lime.segmentation.options", "'n_segment' was unexpected", "slic takes only these"],
+        lambda params, tmp: params["figures"]["lime"]["segmentation"]["options"].update(n_segment=16)),
+    "store_size on a digits dataset": Case(
+        PREPARE, ["datasets.digits.store_size", "a 'digits' source ignores it", "remove the key"],
+        lambda params, tmp: params["datasets"]["digits"].update(store_size=16)),
+    "path on a digits dataset": Case(
+        PREPARE, ["datasets.digits.path", "a 'digits' source ignores it", "remove the key"],
+        lambda params, tmp: params["datasets"]["digits"].update(path="data/digits")),
+    "a params file that is a folder": Case(
+        ["validate", "--params", "pdir"], ["pdir is a folder, not a params file", "pdir/params.yaml"],
+        setup=lambda tmp, monkeypatch: (tmp / "pdir").mkdir()),
+    "a params file in Latin-1": Case(
+        [*PREPARE, "--params", "latin1.yaml"], ["latin1.yaml line 1: byte 0xe9 is not UTF-8", "save the file as UTF-8"],
+        setup=lambda tmp, monkeypatch: (tmp / "latin1.yaml").write_bytes("profile: caf\xe9\n".encode("latin-1"))),
     "a profile of dots (outside results_dir)": Case(PREPARE, ["profile", "'..'"],
                                                     lambda params, tmp: params.update(profile="..")),
     "results_dir is a file": Case(PREPARE, ["results_dir", "{tmp}/a-file exists and is not a folder"],
@@ -258,6 +340,24 @@ CASES: dict[str, Case] = {
         ["prepare", "--dataset", "mine"],
         ["class folder {tmp}/mine/dog holds 1 image, fewer than images_per_class 2", "lower images_per_class"],
         with_images_per_class("mine", "folder", "mine", 2), two_small_classes),
+    "an image root that is a file": Case(
+        ["prepare", "--dataset", "mine"],
+        ["{tmp}/mine is a file, not a folder of class folders", "point the dataset's path at the folder"],
+        folder_dataset("mine", "folder", "mine"), lambda tmp, monkeypatch: (tmp / "mine").write_text("x")),
+    "a folder dataset of one image per class (every score 1.0)": Case(
+        ["prepare", "--dataset", "mine"],
+        ["{tmp}/mine: every class has one image", "2 clusters scores 1.0", "at least 2 images in every class"],
+        folder_dataset("mine", "folder", "mine"),
+        lambda tmp, monkeypatch: (png(tmp / "mine" / "cat" / "a.png"), png(tmp / "mine" / "dog" / "a.png"))),
+    "images_per_class: 1 (every score 1.0)": Case(
+        ["prepare", "--dataset", "mine"], ["every class has one image", "set images_per_class to 2 or more"],
+        with_images_per_class("mine", "folder", "mine", 1), two_small_classes),
+    "a floating-point image (TIFF data under a .png name)": Case(
+        ["prepare", "--dataset", "mine"],
+        ["cannot read image {tmp}/mine/dog/deep.png", "PIL mode F", "save the images as 8- or 16-bit PNG"],
+        folder_dataset("mine", "folder", "mine"),
+        lambda tmp, monkeypatch: (two_small_classes(tmp, monkeypatch), Image.fromarray(
+            np.full((6, 6), 0.5, np.float32)).save(tmp / "mine" / "dog" / "deep.png", format="TIFF"))),
     "unknown method": Case(PREPARE, ["variants.cd.method", "unknown method 'nope'", "known: cc, cd, cdc"],
                            lambda params, tmp: params["variants"]["cd"].update(method="nope")),
     "a CD switch on another method's variant": Case(
@@ -291,6 +391,20 @@ CASES: dict[str, Case] = {
     "missing GPU demanded by the config": Case(
         ["train", "--run", RID], ["train.device is 'cuda'", "no CUDA GPU", "set train.device to 'auto' or 'cpu'"],
         set_in("train", device="cuda"), no_gpu, prepare_first=True),
+    "a full disk while evaluating (not advised as if training)": Case(
+        ["evaluate", "--run", RID],
+        ["disk is full", f"{RID}/metrics.json", "run cdrepro evaluate again", "the trained model is untouched"],
+        setup=after(["train", "--run", RID], then=disk_full_writing("metrics.json")), prepare_first=True),
+    "a model trained on other data than is prepared now": Case(
+        ["evaluate", "--run", RID], [f"{RID}/model.pt was trained with other data", f"cdrepro train --run {RID}"],
+        stamped_file("model"), prepare_first=True),
+    "metrics made under other settings than the params give now": Case(
+        ["tables"], [f"run {RID}'s metrics were made with other settings", f"cdrepro evaluate --run {RID}"],
+        stamped_file("metrics", settings_digest="0" * 16), prepare_first=True),
+    "a curves.csv of its header only": Case(
+        ["figures"], [f"{RID}/curves.csv holds no epochs", f"write it again with cdrepro train --run {RID}"],
+        setup=after(["baseline", "--dataset", "digits"], ["train", "--run", RID], ["evaluate", "--run", RID],
+                    then=header_only_curves), prepare_first=True),
 }
 
 
@@ -395,13 +509,15 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
     from cdrepro.checkpoint import UnsafeCheckpoint, load_state, resume_or_set_aside
     from cdrepro.config import resolve_run
     from cdrepro.evaluate import load_model
+    from cdrepro.identity import RunIdentity
 
     marker = tmp_path / "code-ran"
     path = tmp_path / "checkpoint.pt"
     torch.save({"settings_digest": "x", "model": {}, "payload": RunsCode(marker)}, path)
     settings = resolve_run(yaml.safe_load((SRC.parents[1] / "params.yaml").read_text()), RUN)
-    loads = (lambda: load_state(path, "x"), lambda: resume_or_set_aside(path, "x"),
-             lambda: load_model(path, settings, 10))
+    identity, data = RunIdentity("x", "y"), SimpleNamespace(digest="y", num_classes=10)
+    loads = (lambda: load_state(path, identity), lambda: resume_or_set_aside(path, identity),
+             lambda: load_model(path, settings, data))
     for load in loads:
         with pytest.raises(UnsafeCheckpoint, match="refused.*delete it") as excinfo:
             load()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cdrepro.checkpoint import DamagedCheckpoint, load_weights_only, resume_or_set_aside, save_state
+from cdrepro.identity import RunIdentity
 
 
 @pytest.mark.parametrize("damage", ["truncated", "emptied", "not a torch file", "directory flipped"])
@@ -16,7 +17,7 @@ def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path, damage):
     damaged = {"truncated": data[: len(data) // 2], "emptied": bytearray(), "not a torch file": bytearray(b"hello"),
                "directory flipped": data[:-400] + bytearray(b ^ 0xFF for b in data[-400:-370]) + data[-370:]}[damage]
     path.write_bytes(bytes(damaged))
-    for load in (lambda: load_weights_only(path), lambda: resume_or_set_aside(path, "x")):
+    for load in (lambda: load_weights_only(path), lambda: resume_or_set_aside(path, RunIdentity("x", "y"))):
         with pytest.raises(DamagedCheckpoint) as info:
             load()
         message = str(info.value)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 from pathlib import Path
 
@@ -221,3 +223,34 @@ def test_evaluate_refuses_a_model_trained_with_other_settings(params, capsys):
     # evaluation accepts the new model.
     assert cli(capsys, "train", "--run", RID, "--threads", "1")[0] == 0
     assert cli(capsys, "evaluate", "--run", RID, "--threads", "1")[0] == 0
+
+
+@pytest.mark.parametrize("command, advice", [
+    ("train", "run cdrepro train again (training resumes from its last checkpoint, which is intact)"),
+    ("evaluate", "run cdrepro evaluate again (the trained model is untouched: only the evaluation runs again)"),
+    ("tables", "run cdrepro tables again"),
+])
+def test_a_full_disk_is_advised_for_the_command_that_failed(command, advice):
+    """Training's advice (it resumes) was given whatever the command (tests/test_bad_inputs.py
+    has the full disk while evaluating, through the CLI)."""
+    from cdrepro.cli import _os_error
+
+    line = _os_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "results/x/metrics.json"), command)
+    assert line.startswith("the disk is full (No space left on device) while writing results/x/metrics.json. ")
+    assert line.endswith(advice)
+    assert ("resumes" in line) == (command == "train")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "tables"])
+def test_ctrl_c_is_advised_for_the_command_that_was_interrupted(command, monkeypatch, capsys):
+    """Ctrl-C of a step other than training does not promise a training's resume."""
+    import cdrepro.cli as cli_module
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, f"cmd_{command}", interrupted)
+    assert cli_module.main([command, *(["--run", RID] if command == "evaluate" else [])]) == 130
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"cdrepro {command}: interrupted; nothing was left half-written: run the same command again")
+    assert "\n" not in line and "training resumes" not in line

@@ -231,3 +231,193 @@ def test_the_schema_defaults_are_the_codes():
     assert schema["properties"]["model"]["properties"]["stem"]["default"] == DEFAULT_STEM
     targets = schema["properties"]["runs"]["items"]["properties"]["targets"]
     assert targets["default"] == list(TARGETS[:1])
+
+
+# --- issue 19: values the schema's bounds let through, and names and keys nothing reads -------
+
+NAN, INF = float("nan"), float("inf")
+
+
+def set_at(path: str, value):
+    """A mutation setting ``value`` at a dotted key path of the params (sections made if missing)."""
+    def mutate(params: dict) -> None:
+        *parents, last = path.split(".")
+        for key in parents:
+            params = params.setdefault(key, {})
+        params[last] = value
+    return mutate
+
+
+@pytest.mark.parametrize(("key", "value", "spelled"), [
+    ("train.lr", NAN, ".nan"),
+    ("train.instance_temperature", NAN, ".nan"),
+    ("train.grad_clip_norm", INF, ".inf"),
+    ("datasets.digits.crop_min_scale", NAN, ".nan"),
+    ("datasets.digits.color_strength", -INF, "-.inf"),
+    ("methods.cd.feature_temperature", NAN, ".nan"),
+    ("variants.cc.instance_temperature_c", INF, ".inf"),  # not even an option: the value is named first
+    ("variants.cld.group_weight", INF, ".inf"),
+    ("evaluate.batch_size", NAN, ".nan"),
+    ("figures.tsne.perplexity", NAN, ".nan"),
+    ("figures.lime.threshold", NAN, ".nan"),
+    ("figures.lime.segmentation.options.compactness", INF, ".inf"),
+])
+def test_nan_and_infinity_are_refused_naming_the_key(embedded_params, key, value, spelled):
+    set_at(key, value)(embedded_params)
+    with pytest.raises(ParamsError) as excinfo:
+        validate_params(embedded_params, source="p.yaml")
+    assert str(excinfo.value) == f"p.yaml: {key}: {spelled} is not a finite number; write a finite number there"
+
+
+def test_nan_written_in_yaml_and_inside_a_list_is_refused(tmp_path):
+    path = tmp_path / "p.yaml"
+    text = (REPO / "params.yaml").read_text()
+    path.write_text(text.replace("crop_min_scale: 0.75", "crop_min_scale: .nan"))
+    assert path.read_text() != text, "params.yaml changed: pick another value to replace"
+    with pytest.raises(ParamsError, match=r"datasets\.digits\.crop_min_scale: \.nan is not a finite number"):
+        load_params(path)
+    params = yaml.safe_load(text)
+    set_at("figures.heads.thresholds", [0.5, -INF])(params)
+    with pytest.raises(ParamsError, match=r"figures\.heads\.thresholds\[1\]: -\.inf is not"):
+        validate_params(params)
+
+
+SEED_KEYS = ["runs.0.seed", "evaluate.kmeans_seed", "figures.tsne.seed", "figures.lime.seed"]
+
+
+def set_seed(params: dict, key: str, value: int) -> None:
+    if key.startswith("runs."):
+        params["runs"][0]["seed"] = value
+    else:
+        set_at(key, value)(params)
+
+
+@pytest.mark.parametrize("key", SEED_KEYS)
+@pytest.mark.parametrize("seed", [2**32, 2**40, 2**70])
+def test_seeds_are_at_most_numpys_limit(embedded_params, key, seed):
+    set_seed(embedded_params, key, seed)
+    with pytest.raises(ParamsError) as excinfo:
+        validate_params(embedded_params, source="p.yaml")
+    message, named = str(excinfo.value), key.replace("runs.0", "runs[0]")
+    assert "\n" not in message and message.startswith(f"p.yaml: {named}: {seed} is greater than the maximum")
+    assert "2**32 - 1 = 4294967295 (numpy's and scikit-learn's limit)" in message
+
+
+@pytest.mark.parametrize("key", SEED_KEYS)
+def test_the_largest_seed_numpy_takes_is_accepted(embedded_params, key):
+    import numpy as np
+
+    set_seed(embedded_params, key, 2**32 - 1)
+    validate_params(embedded_params)
+    np.random.RandomState(2**32 - 1)  # the bound is numpy's: one more fails
+    with pytest.raises(ValueError):
+        np.random.RandomState(2**32)
+
+
+def test_the_pixel_baseline_variant_name_is_reserved(embedded_params):
+    from cdrepro import config, results
+
+    assert results.BASELINE_VARIANT is config.BASELINE_VARIANT == "kmeans_pixels"
+    embedded_params["variants"]["kmeans_pixels"] = {"method": "simclr"}
+    with pytest.raises(ParamsError) as excinfo:
+        validate_params(embedded_params, source="p.yaml")
+    assert str(excinfo.value) == ("p.yaml: variants.kmeans_pixels: the name is reserved for the raw-pixel "
+                                  "K-means rows; rename the variant")
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda p: p["variants"]["cld"].update(groups=1), "variants.cld: cld option groups gives K = 1 group"),
+    (lambda p: p["methods"].update(cld={"groups": 1}), "variants.cld: cld option groups gives K = 1 group"),
+    (lambda p: p["methods"]["cd"].update(feature_num=1), "variants.cd: cd option feature_num gives K = 1"),
+    (lambda p: p["variants"].update(k1={"feature_num": 1}), "variants.k1: cd option feature_num gives K = 1"),
+    # half_batch resolves to 1 at a batch of 2 or 3: refused per run.
+    (lambda p: (p["variants"].update(half={"method": "cld", "groups": "half_batch"}),
+                p["runs"].append({"dataset": "digits", "batch_size": 3, "variant": "half", "seed": 1})),
+     "runs[12]: cld option groups gives K = 1 group"),
+    (lambda p: (p["variants"].update(half={"feature_num": "half_batch"}),
+                p["runs"].append({"dataset": "digits", "batch_size": 2, "variant": "half", "seed": 1})),
+     "runs[12]: cd option feature_num gives K = 1"),
+])
+def test_one_group_or_one_head_is_refused_as_simclr_in_disguise(embedded_params, mutate, expected):
+    assert len(embedded_params["runs"]) == 12
+    mutate(embedded_params)
+    with pytest.raises(ParamsError) as excinfo:
+        validate_params(embedded_params, source="p.yaml")
+    assert str(excinfo.value).startswith(f"p.yaml: {expected}")
+    assert "is exactly 0" in str(excinfo.value) and "use method simclr" in str(excinfo.value)
+
+
+def test_one_head_is_fine_without_the_feature_predictor_and_two_are_fine(embedded_params):
+    embedded_params["variants"]["no_head"]["feature_num"] = 1  # no head: feature_num is unused
+    embedded_params["variants"]["cld"]["groups"] = 2
+    embedded_params["variants"]["cd"]["feature_num"] = 2
+    validate_params(embedded_params)
+
+
+def test_the_degenerate_terms_are_exactly_zero():
+    """Why one head or one group is refused: the extra loss term is exactly 0 (no gradient)."""
+    import torch
+
+    from cdrepro.losses import cross_level_loss, feature_loss
+
+    torch.manual_seed(0)
+    f1, f2 = torch.rand(8, 1, requires_grad=True), torch.rand(8, 1)
+    assert feature_loss(f1, f2).item() == 0.0
+    g1, g2 = torch.nn.functional.normalize(torch.randn(8, 4), dim=1), torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
+    assert cross_level_loss(g1, g2, 1).item() == 0.0
+
+
+@pytest.mark.parametrize(("segmentation", "unknown", "algorithm"), [
+    ({"algorithm": "slic", "options": {"n_segment": 16}}, "n_segment", "slic"),
+    ({"algorithm": "quickshift", "options": {"kernel_size": 4, "n_segments": 16}}, "n_segments", "quickshift"),
+    ({"algorithm": "felzenszwalb", "options": {"compactness": 10}}, "compactness", "felzenszwalb"),
+])
+def test_unknown_lime_segmentation_options_are_refused(embedded_params, segmentation, unknown, algorithm):
+    embedded_params["figures"]["lime"]["segmentation"] = segmentation
+    with pytest.raises(ParamsError) as excinfo:
+        validate_params(embedded_params, source="p.yaml")
+    message = str(excinfo.value)
+    assert message.startswith("p.yaml: figures.lime.segmentation.options: unknown key") and "\n" not in message
+    assert f"'{unknown}' was unexpected" in message and f"{algorithm} takes only these" in message
+
+
+def test_the_lime_options_the_schema_allows_are_the_scikit_image_functions_own():
+    """The lists in the schema name real parameters (LIME drops any other without a word)."""
+    import inspect
+
+    import skimage.segmentation
+
+    from cdrepro.config import load_schema
+
+    segmentation = load_schema()["properties"]["figures"]["properties"]["lime"]["properties"]["segmentation"]
+    for rule in segmentation["allOf"]:
+        algorithm = rule["if"]["properties"]["algorithm"]["const"]
+        allowed = set(rule["then"]["properties"]["options"]["properties"])
+        assert allowed <= set(inspect.signature(getattr(skimage.segmentation, algorithm)).parameters), algorithm
+    assert {r["if"]["properties"]["algorithm"]["const"] for r in segmentation["allOf"]} == set(
+        segmentation["properties"]["algorithm"]["enum"])
+
+
+@pytest.mark.parametrize("source", ["digits", "cifar10", "cifar100_20", "stl10"])
+@pytest.mark.parametrize(("key", "value"), [("store_size", 32), ("path", "data/mine")])
+def test_store_size_and_path_are_refused_where_the_source_ignores_them(embedded_params, source, key, value):
+    embedded_params["datasets"]["digits"].update(source=source, **{key: value})
+    with pytest.raises(ParamsError) as excinfo:
+        validate_params(embedded_params, source="p.yaml")
+    assert str(excinfo.value).startswith(f"p.yaml: datasets.digits.{key}: a '{source}' source ignores it")
+    assert str(excinfo.value).endswith("remove the key")
+
+
+def test_a_params_folder_and_a_latin1_params_file_are_named(tmp_path):
+    with pytest.raises(ParamsError) as excinfo:
+        load_params(tmp_path)
+    assert str(excinfo.value).startswith(f"{tmp_path} is a folder, not a params file; give the path")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("profile: x\ndatasets:\n  digits: {source: digits, title: Chiffres écrits}\n".encode("latin-1"))
+    with pytest.raises(ParamsError) as excinfo:
+        load_params(latin1)
+    assert str(excinfo.value) == (f"{latin1} line 3: byte 0xe9 is not UTF-8 text (a file saved as Latin-1 "
+                                  "or Windows-1252?); save the file as UTF-8")
+    latin1.write_text(latin1.read_bytes().decode("latin-1"), encoding="utf-8")  # saved as UTF-8
+    with pytest.raises(ParamsError, match="'model' is a required property"):  # read: on to the schema
+        load_params(latin1)

@@ -437,15 +437,18 @@ def test_cdrepro_train_becomes_torchrun_when_gpus_per_run_is_above_one(embedded_
     params_file, _, rid = digits_profile(tmp_path, embedded_params, epochs=1, gpus_per_run=2)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
 
-    def execv(path, argv):
-        raise Exec(argv)
+    def execve(path, argv, env):
+        raise Exec(argv, env)
 
-    monkeypatch.setattr(cli.os, "execv", execv)
+    monkeypatch.setattr(cli.os, "execve", execve)
     with pytest.raises(Exec) as became:
         cli.main(["train", "--params", str(params_file), "--run", rid, "--threads", "1"])
-    assert became.value.args[0] == [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "cdrepro",
+    argv, env = became.value.args
+    assert argv == [
+        sys.executable, "-m", "cdrepro.distributed", "--standalone", "--nproc-per-node=2", "-m", "cdrepro",
         "--", "train", "--params", str(params_file), "--run", rid, "--threads", "1"]
+    # torchrun keeps this pid (exec): its processes die with it (see test_distributed_kill.py).
+    assert env[ddp.LAUNCHER_ENV] == str(os.getpid()) and ddp.LAUNCHER_ENV not in os.environ
 
 
 def test_cdrepro_train_refuses_a_batch_that_does_not_split_among_gpus_per_run(embedded_params, tmp_path, capsys):

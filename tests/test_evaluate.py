@@ -97,7 +97,9 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
 
     metrics = evaluate(settings, prepared, model_path, params["evaluate"], threads=1)
     assert set(metrics) == {"run_id", "dataset", "batch_size", "method", "variant", "seed", "n_images",
-                            "num_classes", "stages", "final_stage"}
+                            "num_classes", "stages", "final_stage", "settings_digest", "data_digest"}
+    # The identity of the model it scored, which the tables check (cdrepro.results).
+    assert (metrics["settings_digest"], metrics["data_digest"]) == (settings.digest(), load_prepared(prepared).digest)
     assert metrics["run_id"] == settings.run_id
     assert (metrics["dataset"], metrics["batch_size"], metrics["method"], metrics["variant"],
             metrics["seed"]) == ("digits", 16, "cd", variant, 0)
@@ -114,12 +116,21 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
 def test_evaluate_refuses_a_model_trained_with_other_settings(params, prepared, tmp_path):
     settings = settings_of(params, "cd")
     model_path = trained_model(settings, prepared, tmp_path)
-    assert load_model(model_path, settings, NUM_CLASSES) is not None
+    assert load_model(model_path, settings, load_prepared(prepared)) is not None
 
     params["train"]["lr"] = 1e-3
     changed = settings_of(params, "cd")
     with pytest.raises(RuntimeError, match="other settings"):
         evaluate(changed, prepared, model_path, params["evaluate"], threads=1)
+
+
+def test_evaluate_refuses_a_model_trained_on_other_data(params, prepared, tmp_path):
+    settings = settings_of(params, "cd")
+    model_path = trained_model(settings, prepared, tmp_path)
+    data = load_prepared(prepared)
+    write_prepared(prepared, data.images[::-1].copy(), data.labels[::-1].copy())  # same name, other order
+    with pytest.raises(RuntimeError, match=f"other data .*{settings.run_id}.*cdrepro train --run"):
+        evaluate(settings, prepared, model_path, params["evaluate"], threads=1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

@@ -24,6 +24,7 @@ from cdrepro.evaluate import embed, load_model
 from cdrepro.figures import ablation, curves, heads, lime_views, tsne
 from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, files_of, head_runs, method_figure_datasets
 from cdrepro.runs import ProfilePaths, Run, run_id
+from stamped import stamped
 
 REPO = Path(__file__).resolve().parents[1]
 CD, NO_HEAD = "digits-bs128-cd-s42", "digits-bs128-no_head-s42"
@@ -68,7 +69,7 @@ def run_outputs(params: dict, paths: ProfilePaths, rid: str) -> np.ndarray:
     """The run's sigmoid heads (CD's f) on every image, computed here as evaluation does."""
     settings = resolve_run(params, find_run(params, rid))
     data = load_prepared(paths.prepared(settings.dataset))
-    model = load_model(paths.model(rid), settings, data.num_classes)
+    model = load_model(paths.model(rid), settings, data)
     return embed(model, data.images, settings.image_size, params["evaluate"]["batch_size"], torch.device("cpu"),
                  outputs=("f",))["f"]
 
@@ -269,6 +270,20 @@ def test_curves_take_a_methods_own_terms_from_curves_csv(tmp_path):
     assert [ax.get_title() for ax in figure.axes] == ["total loss", "instance loss", "cluster_entropy", "learning rate"]
 
 
+@pytest.mark.parametrize("text", ["", "epoch,lr,loss,instance,seconds,pairs_per_s\n"], ids=["empty", "header only"])
+def test_a_curves_file_without_epochs_is_refused_not_left_out_of_the_figure(tmp_path, text):
+    """Left out, the run was missing from its dataset's curves without a word."""
+    good = write_curves(tmp_path / "cd" / "curves.csv", ["instance"])
+    bad = tmp_path / "cc" / "curves.csv"
+    bad.parent.mkdir()
+    bad.write_text(text)
+    runs = [(Run("digits", 128, "cd", 42), good), (Run("digits", 128, "cc", 42), bad)]
+    said = (rf"^{bad} holds no epochs .* digits-bs128-cc-s42 would be missing from the training curves: "
+            r"write it again with cdrepro train --run digits-bs128-cc-s42 ")
+    with pytest.raises(results.ResultsError, match=said):
+        curves.curves_frame(runs)
+
+
 def write_curves(path: Path, terms: list[str]) -> Path:
     """A curves.csv of two epochs with the given terms (values: the term's index + epoch / 10)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,10 +329,10 @@ def fake_results(params: dict, target: str | None) -> None:
         method = variants[run.variant].method
         scores = [{m: round(0.1 + (i * 7 + j * 3 + k) % 80 / 100, 3) for k, m in enumerate(("nmi", "ari", "acc"))}
                   for j in range(2)]
-        results.write_metrics(paths.metrics(run_id(run)), {
+        results.write_metrics(paths.metrics(run_id(run)), stamped(params, {
             "run_id": run_id(run), "dataset": run.dataset, "batch_size": run.batch_size, "method": method,
             "variant": run.variant, "seed": run.seed, "n_images": 100, "num_classes": 10,
-            "stages": {"backbone": scores[0], FINAL_STAGES[method]: scores[1]}, "final_stage": FINAL_STAGES[method]})
+            "stages": {"backbone": scores[0], FINAL_STAGES[method]: scores[1]}, "final_stage": FINAL_STAGES[method]}))
     for dataset in {run.dataset for run in runs_of(params, target)}:
         from cdrepro.atomic import write_json
         write_json(paths.baseline(dataset), {"dataset": dataset, "n_images": 100, "num_classes": 10,
@@ -433,3 +448,18 @@ def test_workflow_figures_and_html_report(tmp_path):
     assert "&quot;profile&quot;" in page and "&quot;tiny&quot;" in page and "&quot;lime&quot;" in page
     # Self-contained: every figure is inside the file as a data URI, not a link to results/.
     assert page.count("data:image/png;") >= 2 + 2 + len(HEAD_FIGURES) and "data:text/html;" in page
+
+
+@pytest.mark.parametrize("algorithm, options", [("slic", {"n_segments": 16, "compactness": 10}),
+                                                ("quickshift", {"kernel_size": 2, "max_dist": 4})])
+def test_lime_superpixels_are_numbered_from_zero_as_lime_switches_them_off(algorithm, options):
+    """LIME switches superpixel z off by masking ``segments == z`` for z in 0..n-1: SLIC's own
+    numbering from 1 would leave one superpixel never switched off, and feature 0 empty."""
+    from lime.wrappers.scikit_image import SegmentationAlgorithm
+
+    image = np.kron(np.random.default_rng(0).random((4, 4, 3)), np.ones((4, 4, 1)))  # 16 flat patches
+    raw = SegmentationAlgorithm(algorithm, **options, random_seed=0)(image)
+    segments = lime_views.segmenter({"algorithm": algorithm, "options": options}, seed=0)(image)
+    n = np.unique(raw).size
+    assert n > 1 and np.array_equal(np.unique(segments), np.arange(n))
+    assert all(len(np.unique(segments[raw == label])) == 1 for label in np.unique(raw))  # same regions

@@ -17,6 +17,7 @@ from cdrepro.atomic import write_json
 from cdrepro.cli import main
 from cdrepro.results import BASELINE_VARIANT, ProfileResults, ResultsError
 from cdrepro.runs import ProfilePaths
+from stamped import stamped
 
 REPO = Path(__file__).resolve().parents[1]
 SCORES = ("nmi", "ari", "acc")
@@ -183,7 +184,7 @@ def profile(tmp_path):
     for run, stages in zip(params["runs"], (("backbone", "feature"), ("backbone", "projector"),
                                             ("backbone", "projector"))):
         method = params["variants"][run["variant"]].get("method", "cd")
-        record = metrics_record(run["variant"], method=method, stages=stages)
+        record = stamped(params, metrics_record(run["variant"], method=method, stages=stages))
         results.write_metrics(paths.metrics(record["run_id"]), record)
     write_json(paths.baseline("digits"), BASELINE)
     return params, paths
@@ -218,6 +219,44 @@ def test_a_profile_with_a_bad_file_fails_in_one_line_naming_it(profile, tmp_path
     assert err.count("\n") == 0 and str(bad) in err and "cdrepro evaluate --run digits-bs128-no_head-s42" in err
 
 
+def tables_error(params: dict, tmp_path: Path, capsys, command: str = "tables") -> str:
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    assert main([command, "--params", str(params_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    return err
+
+
+@pytest.mark.parametrize("command", ["tables", "methods-table", "figures"])
+def test_metrics_made_under_other_settings_are_refused_naming_the_run(profile, tmp_path, capsys, command):
+    """After a change of params, a table printing the old model's numbers would be wrong: the
+    tables, the methods table and the figures refuse the run's metrics."""
+    params, paths = profile
+    params["variants"]["no_head"]["grad_clip"] = False  # only this run's settings change
+    err = tables_error(params, tmp_path, capsys, command)
+    assert "run digits-bs128-no_head-s42's metrics were made with other settings" in err
+    assert "cdrepro train --run digits-bs128-no_head-s42" in err and "cd-s42" not in err
+
+
+def test_metrics_made_on_other_data_are_refused_naming_the_run(profile, tmp_path, capsys):
+    params, paths = profile
+    write_json(paths.prepared_meta("digits"), {"sha256": "f" * 64})  # digits prepared anew, other bytes
+    err = tables_error(params, tmp_path, capsys)
+    assert "run digits-bs128-cd-s42's metrics were made with other data" in err and "f" * 16 in err
+
+
+def test_metrics_from_before_digests_are_named_together_with_one_fix(profile, tmp_path, capsys):
+    params, paths = profile
+    for rid in ("digits-bs128-cd-s42", "digits-bs128-simclr-s42"):
+        record = json.loads(paths.metrics(rid).read_text())
+        del record["settings_digest"], record["data_digest"]
+        results.write_metrics(paths.metrics(rid), record)
+    err = tables_error(params, tmp_path, capsys)
+    assert "of 2 run(s)" in err and "digits-bs128-cd-s42, digits-bs128-simclr-s42" in err
+    assert "snakemake --forcerun evaluate" in err
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -227,7 +266,8 @@ def _write_fake_metrics(params: dict, target: str | None) -> None:
     paths = ProfilePaths.from_params(params)
     for run in cfg.runs_of(params, target):
         method = results.variant_info(params, run.variant).method
-        record = metrics_record(run.variant, run.seed, method, batch_size=run.batch_size, dataset=run.dataset)
+        record = stamped(params, metrics_record(run.variant, run.seed, method, batch_size=run.batch_size,
+                                                dataset=run.dataset))
         results.write_metrics(paths.metrics(record["run_id"]), record)
     for dataset in {run.dataset for run in cfg.runs_of(params, target)}:
         write_json(paths.baseline(dataset), {**BASELINE, "dataset": dataset})

@@ -442,6 +442,17 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> No
     raise RuntimeError(f"mlflow server not healthy after {timeout:.0f} s")
 
 
+def test_a_store_that_is_a_folder_is_reported_at_once_with_the_fix(tmp_path):
+    """Not MLflow's 37 retry lines over 100 s, then "not writable" (the command's one warning
+    line: test_tracking_summary.py, the unwritable-store test)."""
+    db = tmp_path / tracking.DB_NAME
+    db.mkdir()
+    started = time.monotonic()
+    with pytest.raises(tracking.TrackingError, match=rf"{db} is a folder, not a SQLite file: move it aside"):
+        tracking.client(f"sqlite:///{db}")
+    assert time.monotonic() - started < 30
+
+
 def test_a_damaged_store_is_reported_with_the_fix(tmp_path):
     db = tmp_path / tracking.DB_NAME
     db.write_bytes(b"this is not a database" * 100)

@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ from test_tracking import cli, empty_store, free_port, mlflow_runs, tracked, wai
 from cdrepro import tracking
 from cdrepro.config import resolve_run, validate_params
 from cdrepro.runs import ProfilePaths, Run, run_id
-from cdrepro.tracking_summary import KIND, KIND_TAG, NOTE_TAG, RUN_NAME
+from cdrepro.tracking_summary import KIND, KIND_TAG, NOTE_TAG, RUN_NAME, log_summary
 
 RUNS = [Run("digits", 128, "cd", 42), Run("digits", 128, "cc", 42)]
 TABLES = ["all.csv", "methods.csv", "methods.tex", "table2.tex"]
@@ -157,6 +159,29 @@ def test_the_summary_run_holds_the_tables_and_figures_and_is_replaced_not_duplic
     assert sorted(tracking.runs_table(params)["run_id"]) == sorted(run_id(r) for r in RUNS)  # compare ignores it
 
 
+def test_two_summaries_at_once_leave_one_summary_run(profile, monkeypatch):
+    """Two at once (two Snakemakes in one folder, or one by hand) take turns: each would find no
+    older summary run to replace, and both would stay. Threads stand for the two processes (the
+    lock is flock on a file each opens, so they exclude each other as processes do); the wait
+    between the search for older runs and the new run's creation makes the race certain."""
+    params, paths = profile
+    log_evaluated_runs(params, paths)
+    fake_results(paths)
+    tracking.init_store(params)  # as the workflow's onstart does
+    runs_table = tracking.runs_table
+
+    def slowly(*args):
+        time.sleep(1.5)
+        return runs_table(*args)
+
+    monkeypatch.setattr(tracking, "runs_table", slowly)
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: log_summary(params), range(2)))
+    (left,) = summary_runs(tracking.tracking_uri(paths), "embedded")
+    assert sorted(summary.replaced for summary in done) == [0, 1]
+    assert left.info.run_id == max(done, key=lambda summary: summary.replaced).mlflow_run_id  # the later one
+
+
 def test_no_summary_run_before_there_are_tables_or_figures(profile, capsys):
     params, paths = profile
     code, out, _ = cli(capsys, "tracking-summary")
@@ -201,7 +226,8 @@ def run_failing(env_uri: str | None, preexec=None) -> str:
     return result.stderr
 
 
-@pytest.mark.parametrize("failure", ["read-only mlflow.db", "full disk", "read-only folder"])
+@pytest.mark.parametrize("failure", ["read-only mlflow.db", "full disk", "read-only folder",
+                                     pytest.param("mlflow.db a folder", marks=pytest.mark.slow)])
 def test_an_unwritable_store_is_one_line_per_command_without_tracebacks(profile, failure):
     params, paths = profile
     fake_results(paths)
@@ -212,6 +238,11 @@ def test_an_unwritable_store_is_one_line_per_command_without_tracebacks(profile,
     elif failure == "full disk":
         stderr = run_failing(None, preexec=full_disk)
         advice = "is full or failing: free some space"
+    elif failure == "mlflow.db a folder":  # MLflow alone: 37 retry lines over 100 s per command
+        db.unlink()
+        db.mkdir()
+        stderr = run_failing(None)
+        advice = f"is a folder, not a SQLite file: move it aside (mv {db} {db}.aside)"
     else:
         if os.geteuid() == 0:
             pytest.skip("root writes into a read-only folder (the read-only mlflow.db case covers root)")
@@ -221,7 +252,7 @@ def test_an_unwritable_store_is_one_line_per_command_without_tracebacks(profile,
         finally:
             paths.root.chmod(0o755)
         advice = "is not writable"
-    assert "Traceback" not in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr and "will be retried" not in stderr, stderr[-3000:]
     warnings = [line for line in stderr.splitlines() if "WARNING cdrepro" in line]
     assert len(warnings) == 3, stderr[-3000:]  # tracking-init, the summary, the training run
     for line in warnings:

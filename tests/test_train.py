@@ -19,7 +19,8 @@ import cdrepro.train as train_module
 from cdrepro import augment as aug
 from cdrepro.checkpoint import CheckpointMismatch, load_state, save_state
 from cdrepro.config import RunSettings, resolve_run, validate_params
-from cdrepro.data.prepared import meta_path_for, save_prepared
+from cdrepro.data.prepared import load_prepared, meta_path_for, save_prepared
+from cdrepro.identity import RunIdentity
 from cdrepro.device import DeviceUnavailable
 from cdrepro.methods import METHODS, build_method
 from cdrepro.methods.base import LossTermsError
@@ -105,14 +106,15 @@ def test_a_short_run_writes_model_curves_summary_and_checkpoint(params, prepared
         for column in ("lr", "loss", "instance", "feature", "entropy", "seconds", "pairs_per_s"):
             assert math.isfinite(float(row[column])), (column, row)
 
+    data_digest = load_prepared(prepared).digest
     model = load(files.model)
-    assert model["settings_digest"] == settings.digest()
+    assert (model["settings_digest"], model["data_digest"]) == (settings.digest(), data_digest)
     assert model["settings"] == settings.to_dict()
     assert model["model"].keys() == build_method(settings, 4).state_dict().keys()
 
     summary = json.loads(files.summary.read_text())
     assert summary["run_id"] == settings.run_id
-    assert summary["settings_digest"] == settings.digest()
+    assert (summary["settings_digest"], summary["data_digest"]) == (settings.digest(), data_digest)
     assert summary["epochs"] == 2
     assert summary["n_images"] == N_IMAGES
     assert summary["steps_per_epoch"] == STEPS_PER_EPOCH
@@ -121,7 +123,7 @@ def test_a_short_run_writes_model_curves_summary_and_checkpoint(params, prepared
 
     checkpoint = load(files.checkpoint)  # weights_only=True: no pickled code in the file
     assert checkpoint["epoch"] == 2
-    assert checkpoint["settings_digest"] == settings.digest()
+    assert (checkpoint["settings_digest"], checkpoint["data_digest"]) == (settings.digest(), data_digest)
     assert len(checkpoint["history"]) == 2
     for name, tensor in model["model"].items():
         assert torch.equal(tensor, checkpoint["model"][name]), name
@@ -225,8 +227,10 @@ def test_a_checkpoint_of_other_settings_is_refused(params, prepared, tmp_path):
     settings = settings_of(params, "cd", epochs=1)
     files = run(settings, prepared, tmp_path)
     before = files.checkpoint.read_bytes()
-    with pytest.raises(CheckpointMismatch, match=r"(?i)delete"):
-        load_state(files.checkpoint, "0" * 16)
+    data = load_prepared(prepared).digest
+    for other in (RunIdentity("0" * 16, data), RunIdentity(settings.digest(), "0" * 16)):
+        with pytest.raises(CheckpointMismatch, match=r"(?i)other (settings|data).*delete"):
+            load_state(files.checkpoint, other)
     assert files.checkpoint.read_bytes() == before, "the refused checkpoint must be left alone"
 
 
@@ -241,9 +245,79 @@ def test_training_with_other_settings_sets_the_old_checkpoint_aside(params, prep
     saved = watch_checkpoints(monkeypatch)
     train(other, prepared, run_files(tmp_path, other), threads=1, progress=False)
     assert saved, "training must start from scratch, not resume the other settings' state"
-    stale = files.checkpoint.with_name(f"checkpoint.pt.{settings.digest()}.stale")
-    assert stale.read_bytes() == before, "the old state is kept, untouched, under another name"
+    aside = files.checkpoint.with_name(f"checkpoint.pt.{settings.digest()}-{load_prepared(prepared).digest}.aside")
+    assert aside.read_bytes() == before, "the old state is kept, untouched, under another name"
     assert load(files.checkpoint)["settings_digest"] == other.digest()
+
+
+def prepare_tiny(path: Path, n_images: int = N_IMAGES, seed: int = 0) -> Path:
+    """Random 16x16 images in 4 classes at ``path``: another dataset under the same name."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n_images, 16, 16, 3), dtype=np.uint8)
+    save_prepared(path, meta_path_for(path), "tiny", images, np.arange(n_images) % 4, ["a", "b", "c", "d"], {})
+    return path
+
+
+def test_a_changed_dataset_trains_afresh_under_the_same_run_id(params, prepared, tmp_path, monkeypatch):
+    """The data are part of a run's identity: other images under the same dataset name (here
+    more of them, as with a higher images_per_class) are a new training from epoch 0."""
+    settings = settings_of(params, "cd", epochs=1)
+    files = run(settings, prepared, tmp_path)
+    old_model = files.model.read_bytes()
+    prepare_tiny(prepared, n_images=N_IMAGES + 16, seed=1)
+    saved = watch_checkpoints(monkeypatch)
+    train(settings, prepared, files, threads=1, progress=False)
+    assert saved == [1], "the old data's finished checkpoint must not be resumed"
+    assert files.model.read_bytes() != old_model
+    assert json.loads(files.summary.read_text())["data_digest"] == load_prepared(prepared).digest
+    assert len(list(files.checkpoint.parent.glob("checkpoint.pt.*.aside"))) == 1  # the old one, kept
+
+
+def test_params_switched_back_resume_the_finished_checkpoint_set_aside(params, prepared, tmp_path, monkeypatch,
+                                                                       caplog):
+    """Params A, then B, then A again: the third run takes A's finished checkpoint back and
+    trains no step; its model is A's, to the byte."""
+    a = settings_of(params, "cd", epochs=1)
+    files = run(a, prepared, tmp_path)
+    model_a = files.model.read_bytes()
+    params["train"]["lr"] = 1e-3
+    run(settings_of(params, "cd", epochs=1), prepared, tmp_path)
+    saved = watch_checkpoints(monkeypatch)
+    with caplog.at_level("INFO", logger="cdrepro"):
+        train(a, prepared, files, threads=1, progress=False)
+    assert saved == [], "A's finished work must be resumed, not trained again"
+    assert files.model.read_bytes() == model_a
+    assert "taking back the checkpoint set aside as checkpoint.pt." in caplog.text
+    assert [p.name.split(".")[2] for p in files.checkpoint.parent.glob("*.aside")] == [
+        RunIdentity(settings_of(params, "cd", epochs=1).digest(), load_prepared(prepared).digest).key]
+
+
+def test_a_checkpoint_set_aside_is_never_replaced_by_a_lesser_one(tmp_path):
+    """Two checkpoints of one identity: the one further along is kept (an interrupted rerun of
+    params B must not overwrite B's finished checkpoint)."""
+    from cdrepro.checkpoint import aside_path, resume_or_set_aside
+
+    b, a = RunIdentity("b" * 16, "d" * 16), RunIdentity("a" * 16, "d" * 16)
+    path = tmp_path / "checkpoint.pt"
+    save_state(aside_path(path, b), {**b.fields(), "epoch": 5})
+    save_state(path, {**b.fields(), "epoch": 1})
+    assert resume_or_set_aside(path, a) is None
+    assert load(aside_path(path, b))["epoch"] == 5 and not path.exists()
+    assert resume_or_set_aside(path, b)["epoch"] == 5 and load(path)["epoch"] == 5
+
+
+def test_a_checkpoint_from_before_data_digests_still_resumes(params, prepared, tmp_path, monkeypatch, caplog):
+    """A one-time migration: a checkpoint that records only its settings digest (cdrepro before
+    data digests) of these settings is resumed, with a warning, as of the current data."""
+    settings = settings_of(params, "cd", epochs=1)
+    files = run(settings, prepared, tmp_path)
+    state = load(files.checkpoint)
+    del state["data_digest"]
+    save_state(files.checkpoint, state)
+    saved = watch_checkpoints(monkeypatch)
+    with caplog.at_level("WARNING", logger="cdrepro"):
+        train(settings, prepared, files, threads=1, progress=False)
+    assert saved == [] and "predates data digests" in caplog.text
 
 
 def test_saving_the_same_state_gives_the_same_bytes(tmp_path):

@@ -69,6 +69,44 @@ def test_a_params_file_snakemake_cannot_read_is_one_line_naming_it(tmp_path, con
         assert said(result) == [f"cdrepro: error: {problem.format(path=path)}"], result.stderr[-3000:]
 
 
+def test_a_params_file_not_in_utf8_is_one_line_naming_its_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("profile: x\n# caf\xe9 au lait\n".encode("latin-1"))
+    result = snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    assert result.returncode != 0
+    (line,) = said(result)  # not Python's 49-line UnicodeDecodeError
+    assert line.startswith(f"cdrepro: error: {path} line 2: byte 0xe9 is not UTF-8 text"), result.stderr[-3000:]
+    assert "save the file as UTF-8" in line
+
+
+def test_an_empty_params_file_is_refused_not_replaced_by_params_yaml(tmp_path):
+    """`{}` is a mapping Snakemake accepts; the Snakefile read params.yaml (here a copy of the
+    embedded profile) whenever the config was empty, so the embedded profile ran unasked."""
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    result = snakemake("-n", "--configfile", "empty.yaml", cwd=tmp_path)
+    assert result.returncode != 0
+    assert said(result) == ["cdrepro: error: empty.yaml holds no settings: put the params there (cp params.yaml "
+                            "empty.yaml to start from the embedded profile), or leave --configfile out to run "
+                            "params.yaml"], result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_target_after_configfile_is_named_as_such_and_the_advice_works(tmp_path):
+    """--configfile takes several files, so a target after it is read as one more; the line says
+    so, and the form it advises (`--` before the target) plans that target."""
+    params = tiny_params(tmp_path, [(128, "cd")]).name
+    result = snakemake("-n", "--configfile", params, "reproduce_tables", cwd=tmp_path)
+    assert result.returncode != 0
+    assert said(result) == [
+        f"cdrepro: error: reproduce_tables was read as a params file, as it follows --configfile (which "
+        f"takes several files); if it is a target, put it before --configfile (snakemake reproduce_tables "
+        f"--configfile {params}) or end the files with -- (snakemake --configfile {params} -- reproduce_tables)"]
+    advised = snakemake("-n", "--configfile", params, "--", "reproduce_tables", cwd=tmp_path)
+    assert advised.returncode == 0, advised.stderr[-3000:]
+    assert "rule tables:" in advised.stdout and "rule figures:" not in advised.stdout  # that target, not `all`
+
+
 def test_the_slurm_profile_still_plans_beside_the_default_one():
     result = snakemake("--profile", "workflow/profiles/slurm", "-n", cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -108,3 +146,13 @@ def test_the_logger_finds_the_params_files_on_the_command_line():
     assert configfiles(["-n", "--configfile", "a.yaml", "b.yaml", "--cores", "2"]) == ["a.yaml", "b.yaml"]
     assert configfiles(["--configfile=a.yaml", "reproduce_tables"]) == ["a.yaml"]
     assert configfiles(["-n", "all"]) == []
+    assert configfiles(["--configfile", "a.yaml", "--", "all"]) == ["a.yaml"]
+
+
+def test_only_a_word_after_the_first_params_file_is_taken_for_a_target():
+    from snakemake_logger_plugin_cdrepro import taken_target
+
+    assert "put it before --configfile" in taken_target("all", ["--configfile", "a.yaml", "all"])
+    assert taken_target("b.yaml", ["--configfile", "a.yaml", "b.yaml"]) is None  # meant as a params file
+    assert taken_target("all", ["--configfile", "all"]) is None  # the option's own file
+    assert taken_target("all", ["--configfile=a.yaml", "all"]) is None  # not taken: a target

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from cdrepro.atomic import write_bytes
+from cdrepro.identity import RunIdentity, is_legacy
 
 log = logging.getLogger(__name__)
 
@@ -67,36 +68,77 @@ def _damaged(path: Path, exc: BaseException) -> DamagedCheckpoint:
         "trains its run again from the start, a model.pt is written again by training")
 
 
-def load_state(path: Path, expected_digest: str) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` and check it belongs to these settings."""
+def load_state(path: Path, identity: RunIdentity) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and check it belongs to this run's identity
+    (its settings and its data)."""
     state = load_weights_only(path)
-    found = state.get("settings_digest")
-    if found != expected_digest:
+    problem = identity.mismatch(state)
+    if problem:
         raise CheckpointMismatch(
-            f"{path} was written by a run with other settings (hash {found}, expected "
-            f"{expected_digest}); it will not be reused. Delete it (or the run's folder) to "
-            "train this run from scratch."
+            f"{path} was written by a run with {problem}; it will not be reused. Delete it (or the "
+            "run's folder) to train this run from scratch."
         )
+    _warn_if_legacy(path, state, identity)
     return state
 
 
-def resume_or_set_aside(path: Path, expected_digest: str) -> dict[str, Any] | None:
+def _warn_if_legacy(path: Path, state: dict[str, Any], identity: RunIdentity) -> None:
+    if is_legacy(state):
+        log.warning("%s predates data digests; taken as trained on the current data (%s). If the "
+                    "dataset changed since, delete it to train again", path, identity.data)
+
+
+def aside_path(path: Path, identity: RunIdentity) -> Path:
+    """Where a checkpoint of ``identity`` is kept while the run trains under another one."""
+    return path.with_name(f"{path.name}.{identity.key}.aside")
+
+
+def resume_or_set_aside(path: Path, identity: RunIdentity) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None to start afresh.
 
-    A checkpoint written for other settings (the params changed, so the workflow re-runs the
-    run) is never reused: it is renamed to ``<name>.<its hash>.stale`` beside the original, with
-    a warning, and training starts from scratch.
+    Finished work is never thrown away. A checkpoint of another identity (the params or the
+    data changed, so the workflow re-runs the run) is renamed to ``<name>.<its identity>.aside``
+    beside the original, with a warning; one set aside earlier under this run's identity (params
+    switched A, B, A) is taken back and resumed. Of two checkpoints of one identity, the one
+    further along is kept.
     """
-    if not path.exists():
+    if path.exists():
+        state = load_weights_only(path)
+        problem = identity.mismatch(state)
+        if problem is None:
+            _warn_if_legacy(path, state, identity)
+            return state
+        kept = _set_aside(path, state)
+        log.warning("%s was written by a run with %s; kept as %s", path, problem, kept.name)
+    return _take_back(path, identity)
+
+
+def _epoch(state: dict[str, Any]) -> int:
+    return int(state.get("epoch", 0))
+
+
+def _set_aside(path: Path, state: dict[str, Any]) -> Path:
+    """Move ``path`` (holding ``state``) to its identity's aside name, unless a checkpoint
+    already there is further along (then ``path`` is the lesser copy and goes)."""
+    target = aside_path(path, RunIdentity.of(state))
+    if target.exists() and _epoch(load_weights_only(target)) > _epoch(state):
+        path.unlink()
+    else:
+        path.replace(target)
+    return target
+
+
+def _take_back(path: Path, identity: RunIdentity) -> dict[str, Any] | None:
+    aside = aside_path(path, identity)
+    if not aside.exists():
         return None
-    try:
-        return load_state(path, expected_digest)
-    except CheckpointMismatch as exc:
-        found = load_weights_only(path).get("settings_digest")
-        stale = path.with_name(f"{path.name}.{found}.stale")
-        path.replace(stale)
-        log.warning("%s; kept as %s, training from scratch", str(exc).split(";")[0], stale)
+    state = load_weights_only(aside)
+    if identity.mismatch(state) is not None:  # renamed by hand: not ours to resume
         return None
+    aside.replace(path)
+    log.info("taking back the checkpoint set aside as %s (epoch %d) for this run's settings and data",
+             aside.name, _epoch(state))
+    return state
 
 
 def rng_state(shuffle: torch.Generator, augment: torch.Generator) -> dict[str, torch.Tensor]:

@@ -74,12 +74,16 @@ def cmd_baseline(args: argparse.Namespace) -> None:
     print(f"{args.dataset} raw-pixel K-means: {json.dumps(result['pixels'])}")
 
 
-def _start_processes(args: argparse.Namespace, settings: cfg.RunSettings) -> None:
+def _start_processes(args: argparse.Namespace, settings: cfg.RunSettings, lock: Path) -> None:
     """Become torchrun, which starts ``train.gpus_per_run`` copies of this train command.
 
     Replaces this process (exec) rather than waiting on a child, so that a SIGTERM from the
     scheduler or Snakemake reaches torchrun, which passes it on to the training processes.
-    torch is not imported first: torchrun and each process import it anyway."""
+    torchrun runs under ``cdrepro.distributed.launch``: its failures read as one line, and the
+    processes die with it (they know it by its pid, this one's). torch is not imported first:
+    torchrun and each process import it anyway."""
+    from cdrepro.runlock import run_lock
+
     processes = settings.gpus_per_run
     if settings.batch_size % processes:  # said here once, rather than by every process
         raise ValueError(
@@ -87,8 +91,12 @@ def _start_processes(args: argparse.Namespace, settings: cfg.RunSettings) -> Non
             f"under runs:) does not divide among train.gpus_per_run = {processes} processes; "
             "choose a train.gpus_per_run that divides it"
         )
+    # A run being written is said here in one line, not after torchrun's start (tens of
+    # seconds); rank 0 takes the lock for the training.
+    with run_lock(lock, args.run, "training"):
+        pass
     # "--": without it torchrun's own parser takes our --run for an abbreviation of its --run-path.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+    command = [sys.executable, "-m", "cdrepro.distributed", "--standalone",
                f"--nproc-per-node={processes}", "-m", "cdrepro", "--"]
     command += ["--verbose"] if args.verbose else []
     command += ["train", "--params", str(args.params), "--run", args.run]
@@ -96,14 +104,15 @@ def _start_processes(args: argparse.Namespace, settings: cfg.RunSettings) -> Non
     log.info("%s: starting %d training processes: %s", args.run, processes, " ".join(command[1:]))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, command)
+    # distributed.LAUNCHER_ENV (not imported: it imports torch).
+    os.execve(sys.executable, command, dict(os.environ, CDREPRO_LAUNCHER_PID=str(os.getpid())))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     params, paths = _context(args)
     settings = cfg.resolve_run(params, cfg.find_run(params, args.run))
     if settings.gpus_per_run > 1 and "WORLD_SIZE" not in os.environ:  # not under torchrun yet
-        _start_processes(args, settings)
+        _start_processes(args, settings, paths.lock(args.run))
 
     from cdrepro import distributed as ddp
     from cdrepro.device import select_device
@@ -113,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     files = RunFiles(paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run),
                      paths.train_summary(args.run))
-    with ddp.process_group(select_device(settings.device)) as ranks:
+    with ddp.launched_worker(), ddp.process_group(select_device(settings.device)) as ranks:
         if not ranks.is_main:  # rank 0 speaks for the run
             logging.getLogger("cdrepro").setLevel(logging.WARNING)
         # Rank 0 holds the run's lock (one writer per run) and alone tracks; the tracker closes
@@ -362,14 +371,23 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(line for line in lines if line and set(line) != {"^"})
 
 
-def _os_error(exc: OSError) -> str:
-    """A file-system error as one line that names the file and says what to do."""
+# What running a command again redoes (after a full disk, Ctrl-C), where that is worth saying:
+# the advice must fit the command (an evaluation does not resume a training).
+RERUN_NOTES = {
+    "train": " (training resumes from its last checkpoint, which is intact)",
+    "evaluate": " (the trained model is untouched: only the evaluation runs again)",
+}
+
+
+def _os_error(exc: OSError, command: str) -> str:
+    """A file-system error of ``cdrepro <command>`` as one line that names the file and says
+    what to do."""
     where = f" {exc.filename}" if exc.filename else ""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return (f"the disk is full ({exc.strerror}) while writing{where or ' a file'}. Files are "
                 "written to a temporary name and renamed, so the previous version of every output "
-                "(the last checkpoint included) is intact: free some space and run the step again "
-                "(training resumes from its last checkpoint)")
+                f"is intact: free some space and run cdrepro {command} again"
+                f"{RERUN_NOTES.get(command, '')}")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (f"cannot write or read{where}: {exc.strerror}. Make it (and its folder) writable "
                 "for this user, or point results_dir in the params at a folder that is")
@@ -391,14 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if args.verbose:
             raise
-        print(f"cdrepro {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        print(f"cdrepro {args.command}: error: {_os_error(exc, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.verbose:
             raise
         # Every output is written atomically, so nothing is torn; training resumes.
         print(f"cdrepro {args.command}: interrupted; nothing was left half-written: run the same "
-              "command again (training resumes from its last checkpoint)", file=sys.stderr)
+              f"command again{RERUN_NOTES.get(args.command, '')}", file=sys.stderr)
         return 130
     return 0
 

@@ -13,6 +13,7 @@ import copy
 import functools
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,14 @@ DEFAULT_STEM = "imagenet"  # model.stem: the paper's (torchvision's) ResNet stem
 # What every variant may set whatever its method (the shared protocol's switches).
 VARIANT_DEFAULTS: dict[str, Any] = {"views": 2, "schedule": True, "grad_clip": True}
 VARIANT_KEYS = ("method", *VARIANT_DEFAULTS)
+
+# The variant name of the raw-pixel K-means rows in the tables (cdrepro.results): no variant of a
+# params file may take it. Here rather than in results, which imports this module.
+BASELINE_VARIANT = "kmeans_pixels"
+
+# The sources that read an image folder (``path``) and resize it at prepare (``store_size``);
+# the others ignore both keys, so they are refused there rather than silently unused.
+FOLDER_SOURCES = ("imagenet10", "folder")
 
 
 class ParamsError(ValueError):
@@ -88,18 +97,33 @@ def _yaml_error_line(path: Path, exc: yaml.YAMLError) -> str:
 
 def read_params_file(path: str | Path) -> dict[str, Any]:
     """The params file's mapping as written (no defaults, not validated). ParamsError, one
-    line, if it is missing, not YAML (naming line and column) or not a mapping."""
+    line, if it is missing, a folder, not UTF-8, not YAML (naming line and column) or not a
+    mapping."""
     path = Path(path)
+    if path.is_dir():
+        raise ParamsError(f"{path} is a folder, not a params file; give the path of a YAML params "
+                          f"file (such as {path / 'params.yaml'})")
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}; check the path")
     try:
-        with path.open() as handle:  # a stream, so YAML errors name the file and line
-            params = read_yaml(handle)
+        params = read_yaml(_params_text(path))  # YAML errors carry the line and column
     except yaml.YAMLError as exc:
         raise ParamsError(_yaml_error_line(path, exc)) from exc
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping of keys at the top level")
     return params
+
+
+def _params_text(path: Path) -> str:
+    """The file's text, decoded as UTF-8 whatever the locale (YAML files are UTF-8). Decoded
+    whole, so that an undecodable byte is reported with the file and its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ParamsError(f"{path} line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text (a file "
+                          "saved as Latin-1 or Windows-1252?); save the file as UTF-8") from exc
 
 
 @functools.cache
@@ -154,20 +178,57 @@ def validate_params(params: Any, source: str = "params") -> dict[str, Any]:
     """
     if not isinstance(params, dict):
         raise ParamsError(f"{source}: expected a mapping of keys at the top level")
+    _check_finite(params, source)
     validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
-        error = errors[0]
-        key = _key_path(error)
-        if error.validator == "additionalProperties":
-            allowed = sorted(error.schema.get("properties", {}))
-            hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
-            raise ParamsError(f"{source}: {key}: unknown key — {error.message}{hint}")
-        raise ParamsError(f"{source}: {key}: {error.message}")
+        raise ParamsError(f"{source}: {_schema_error_line(errors[0])}")
     filled = with_defaults(params)  # the checks below read the values every step will use
     _check_cross_fields(filled, source)
     _check_results_dir(filled, source)
     return filled
+
+
+def _schema_error_line(error: jsonschema.ValidationError) -> str:
+    """``key: what is wrong``; unknown keys with the allowed ones, and the schema's own
+    ``x-hint`` (what to do, e.g. a seed's range) where the failing part of it has one."""
+    key, schema = _key_path(error), error.schema if isinstance(error.schema, dict) else {}
+    line = f"{key}: {error.message}"
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        line = f"{key}: unknown key — {error.message}"
+        line += f" (allowed here: {', '.join(allowed)})" if allowed else ""
+    return line + (f"; {schema['x-hint']}" if "x-hint" in schema else "")
+
+
+# How a user writes NaN and infinity in YAML, for the message.
+_YAML_SPELLING = {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}
+
+
+def _check_finite(params: dict[str, Any], source: str) -> None:
+    """No NaN or infinity anywhere: the schema's bounds let NaN through (every comparison with
+    it is false), and training or K-means would fail much later without naming the key."""
+    found = _first_non_finite(params, "")
+    if found:
+        key, value = found
+        raise ParamsError(f"{source}: {key}: {_YAML_SPELLING[str(value)]} is not a finite number; "
+                          "write a finite number there")
+
+
+def _first_non_finite(value: Any, key: str) -> tuple[str, float] | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, value
+    if isinstance(value, dict):
+        children = ((f"{key}.{k}" if key else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        children = ((f"{key}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for child_key, child in children:
+        found = _first_non_finite(child, child_key)
+        if found:
+            return found
+    return None
 
 
 def _check_results_dir(params: dict[str, Any], source: str) -> None:
@@ -179,9 +240,23 @@ def _check_results_dir(params: dict[str, Any], source: str) -> None:
 
 
 def _check_cross_fields(params: dict[str, Any], source: str) -> None:
+    _check_variants(params, source)
+    model = params["model"]
+    if model["backbone_width"] != 64 and model["backbone"] == "resnet50":
+        raise ParamsError(f"{source}: model.backbone_width: only resnet18 and resnet34 can be "
+                          "narrowed; use 64 (torchvision's width) with resnet50")
+    for name, dataset in params["datasets"].items():
+        _check_dataset(name, dataset, source)
+    _check_runs(params, source)
+
+
+def _check_variants(params: dict[str, Any], source: str) -> None:
     for name, options in params["methods"].items():
         _check_method_options(name, options, f"methods.{name}", source)
     for name, variant in params["variants"].items():
+        if name == BASELINE_VARIANT:
+            raise ParamsError(f"{source}: variants.{name}: the name is reserved for the raw-pixel "
+                              "K-means rows; rename the variant")
         method = variant.get("method", DEFAULT_METHOD)
         own = {k: v for k, v in variant.items() if k not in VARIANT_KEYS}
         _check_method_options(method, own, f"variants.{name}", source)
@@ -189,21 +264,24 @@ def _check_cross_fields(params: dict[str, Any], source: str) -> None:
         problem = METHODS[method].check_options(merged)
         if problem:
             raise ParamsError(f"{source}: variants.{name}: {problem}")
-    model = params["model"]
-    if model["backbone_width"] != 64 and model["backbone"] == "resnet50":
-        raise ParamsError(f"{source}: model.backbone_width: only resnet18 and resnet34 can be "
-                          "narrowed; use 64 (torchvision's width) with resnet50")
-    for name, dataset in params["datasets"].items():
-        if dataset["source"] in ("imagenet10", "folder") and "path" not in dataset:
-            raise ParamsError(
-                f"{source}: datasets.{name}.path: required for source '{dataset['source']}' "
-                "(a folder laid out as <path>/<class>/<image>)"
-            )
-        if "images_per_class" in dataset and dataset["source"] != "folder":
-            raise ParamsError(
-                f"{source}: datasets.{name}.images_per_class: only a 'folder' source can be "
-                f"subsampled (this one is '{dataset['source']}'); remove the key"
-            )
+
+
+def _check_dataset(name: str, dataset: dict[str, Any], source: str) -> None:
+    kind = dataset["source"]
+    if kind in FOLDER_SOURCES and "path" not in dataset:
+        raise ParamsError(f"{source}: datasets.{name}.path: required for source '{kind}' "
+                          "(a folder laid out as <path>/<class>/<image>)")
+    if "images_per_class" in dataset and kind != "folder":
+        raise ParamsError(f"{source}: datasets.{name}.images_per_class: only a 'folder' source can be "
+                          f"subsampled (this one is '{kind}'); remove the key")
+    for key in ("path", "store_size"):
+        if key in dataset and kind not in FOLDER_SOURCES:
+            raise ParamsError(f"{source}: datasets.{name}.{key}: a '{kind}' source ignores it (only "
+                              f"{' and '.join(FOLDER_SOURCES)} sources read a folder and resize it); "
+                              "remove the key")
+
+
+def _check_runs(params: dict[str, Any], source: str) -> None:
     seen: dict[str, int] = {}
     for i, raw in enumerate(params["runs"]):
         if raw["dataset"] not in params["datasets"]:

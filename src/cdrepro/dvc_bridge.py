@@ -22,6 +22,7 @@ and no source file (code, reference numbers) changed after the outputs of a step
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -86,17 +87,56 @@ def stale_sources(repo) -> list[str]:
     return problems
 
 
-def track(root: Path = Path(".")) -> None:
-    """Snakemake -> DVC: record Snakemake's finished results in dvc.lock and the DVC cache."""
+@contextlib.contextmanager
+def _repo(root: Path):
+    """The DVC repository, its dvc.yaml and dvc.lock read first: a damaged one is one line
+    (DVC's own error is an 80-line traceback), before any slow step."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    pending = snakemake_pending(root)
-    if pending:
-        jobs = ", ".join(f"{rule} x{n}" for rule, n in pending.items())
-        raise BridgeError(f"Snakemake still has jobs to run ({jobs}); run it first "
-                          "(make run) so that DVC records finished results only")
     with Repo(str(root)) as repo:
+        try:
+            repo.index  # noqa: B018 - reads and validates dvc.yaml and dvc.lock
+        except DvcException as exc:
+            raise BridgeError(_unreadable(exc)) from exc
+        yield repo
+
+
+def _unreadable(exc: Exception) -> str:
+    """What a DVC file that DVC cannot read needs, naming it (DVC's message names it too)."""
+    path = os.path.normpath(str(getattr(exc, "path", "") or "dvc.yaml or dvc.lock"))
+    said = f"{str(exc).splitlines()[0]}{_where(exc)}{getattr(exc, 'hint', '')}"
+    if Path(path).name == "dvc.lock":
+        fix = (f"restore it (git checkout -- {path}), or delete it and record Snakemake's finished "
+               "results again (make dvc-track)")
+    else:
+        fix = f"fix it, or restore it (git checkout -- {path})"
+    return f"{path} cannot be read ({said}): {fix}"
+
+
+def _where(exc: BaseException) -> str:
+    """Where in the file DVC's error is: the schema's complaint, or the YAML error's line."""
+    inner = getattr(exc, "exc", None)
+    if type(inner).__name__ == "MultipleInvalid":  # voluptuous: "expected a dictionary @ data['stages']"
+        return f": {inner}"
+    while inner is not None:
+        mark = getattr(inner, "problem_mark", None)
+        if mark is not None:
+            return f" at line {mark.line + 1}"
+        inner = inner.__cause__ or inner.__context__
+    return ""
+
+
+def track(root: Path = Path(".")) -> None:
+    """Snakemake -> DVC: record Snakemake's finished results in dvc.lock and the DVC cache."""
+    from dvc.exceptions import DvcException
+
+    with _repo(root) as repo:
+        pending = snakemake_pending(root)
+        if pending:
+            jobs = ", ".join(f"{rule} x{n}" for rule, n in pending.items())
+            raise BridgeError(f"Snakemake still has jobs to run ({jobs}); run it first "
+                              "(make run) so that DVC records finished results only")
         stale = stale_sources(repo)
         if stale:
             raise BridgeError(
@@ -115,9 +155,7 @@ def track(root: Path = Path(".")) -> None:
 
 def touch(root: Path = Path(".")) -> None:
     """DVC -> Snakemake: mark DVC's up-to-date results as up to date for Snakemake."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
+    with _repo(root) as repo:
         changes = repo.status()
     if changes:
         raise BridgeError(

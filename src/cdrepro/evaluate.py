@@ -6,6 +6,7 @@ embedded and scored.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +19,29 @@ from cdrepro.checkpoint import load_weights_only
 from cdrepro.config import RunSettings
 from cdrepro.data.prepared import PreparedDataset, load_prepared
 from cdrepro.device import autocast, select_device
+from cdrepro.identity import RunIdentity, is_legacy
 from cdrepro.kmeans import kmeans
 from cdrepro.methods import Method, build_method
 from cdrepro.methods.base import ARGMAX
 from cdrepro.metrics import clustering_scores
 
+log = logging.getLogger(__name__)
 
-def load_model(path: Path, settings: RunSettings, num_classes: int) -> Method:
-    """Rebuild the run's model and load its final weights (``weights_only=True``)."""
+
+def load_model(path: Path, settings: RunSettings, data: PreparedDataset) -> Method:
+    """Rebuild the run's model and load its final weights (``weights_only=True``); refused
+    unless it was trained with these settings on this data."""
     state = load_weights_only(path)
-    if state.get("settings_digest") != settings.digest():
+    identity = RunIdentity(settings.digest(), data.digest)
+    problem = identity.mismatch(state)
+    if problem:
         raise RuntimeError(
-            f"{path} was trained with other settings than run {settings.run_id} has now; "
-            "re-run its training (delete the run's folder) before evaluating"
+            f"{path} was trained with {problem} than run {settings.run_id} has now; re-run its "
+            f"training (`cdrepro train --run {settings.run_id}`, or the workflow) before evaluating"
         )
-    model = build_method(settings, num_classes)
+    if is_legacy(state):
+        log.warning("%s predates data digests; taken as trained on the current data (%s)", path, data.digest)
+    model = build_method(settings, data.num_classes)
     model.load_state_dict(state["model"])
     return model
 
@@ -107,8 +116,10 @@ def evaluate(settings: RunSettings, prepared: Path, model_path: Path, eval_param
              threads: int | None = None) -> dict[str, Any]:
     """The metrics of a run's own trained model (``model.pt``)."""
     data = load_prepared(prepared)
-    model = load_model(model_path, settings, data.num_classes)
-    return evaluate_model(model, settings, data, eval_params, threads)
+    model = load_model(model_path, settings, data)
+    metrics = evaluate_model(model, settings, data, eval_params, threads)
+    # The identity the tables check the record against (cdrepro.results).
+    return metrics | RunIdentity(settings.digest(), data.digest).fields()
 
 
 def evaluate_model(model: Method, settings: RunSettings, data: PreparedDataset,

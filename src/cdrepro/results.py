@@ -6,7 +6,11 @@ Records (one schema each, checked on reading):
 
       {"run_id", "dataset", "batch_size", "method", "variant", "seed", "n_images", "num_classes",
        "stages": {"backbone": {"nmi", "ari", "acc"}, ..., "<final stage>": {...}},
-       "final_stage": "<final stage>"}
+       "final_stage": "<final stage>", "settings_digest", "data_digest"}
+
+  The two digests are the identity of the model it scored (``cdrepro.identity``); a profile's
+  tables and figures refuse a record whose digests are not those the params and the prepared
+  data give the run now.
 
   ``stages`` in the method's order: ``backbone`` first, the method's final stage last
   (``write_metrics`` keeps that order in the file; for a file whose writer sorted the keys,
@@ -51,11 +55,13 @@ from cdrepro import config as cfg
 from cdrepro.atomic import write_text
 from cdrepro.methods import method_class
 from cdrepro.methods.base import BACKBONE_STAGE
-from cdrepro.runs import ProfilePaths, run_id
+from cdrepro.data.prepared import data_digest
+from cdrepro.identity import DATA_KEY, SETTINGS_KEY, RunIdentity
+from cdrepro.runs import ProfilePaths, Run, run_id
 
 SCORES: tuple[str, ...] = ("nmi", "ari", "acc")
-BASELINE_VARIANT = "kmeans_pixels"
-"""The variant name of the raw-pixel K-means rows; a training variant may not use it."""
+BASELINE_VARIANT = cfg.BASELINE_VARIANT
+"""The variant name of the raw-pixel K-means rows; validation refuses it as a variant's name."""
 PIXELS_STAGE = "pixels"
 BACKBONE_ROLE, FINAL_ROLE, INTERMEDIATE_ROLE = "backbone", "final", "intermediate"
 REFERENCE_METHOD = "cd"
@@ -179,6 +185,58 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     """A dataset's raw-pixel K-means baseline, checked (its dataset: the file's name)."""
     path = Path(path)
     return check_baseline(_read_json(path, f"cdrepro baseline --dataset {path.stem}"), str(path))
+
+
+class UncheckedMetrics(ResultsError):
+    """A metrics.json written before metrics recorded their settings and data digests."""
+
+
+def current_metrics(params: dict[str, Any], paths: ProfilePaths, run: Run,
+                    data_digest: str | None) -> dict[str, Any]:
+    """A run's metrics.json, refused (one line naming the run) unless it was made under the
+    settings the params now give the run and, where the dataset is prepared (``data_digest``),
+    on that data: a table must never print the numbers of a model trained with other ones."""
+    rid = run_id(run)
+    path = paths.metrics(rid)
+    metrics = read_metrics(path)
+    if SETTINGS_KEY not in metrics:
+        raise UncheckedMetrics(rid)
+    expected = RunIdentity(cfg.resolve_run(params, run).digest(), data_digest or metrics.get(DATA_KEY, ""))
+    problem = expected.mismatch(metrics)
+    if problem:
+        raise ResultsError(f"{path}: run {rid}'s metrics were made with {problem} than the params "
+                           f"and prepared data give now; re-run `cdrepro train --run {rid}` and "
+                           f"`cdrepro evaluate --run {rid}` (or the workflow)")
+    return metrics
+
+
+def checked_metrics(params: dict[str, Any], runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """``current_metrics`` of every run. Records that predate digests are named all in one
+    line, with one command that re-evaluates them (evaluation is minutes, training hours)."""
+    paths = ProfilePaths.from_params(params)
+    data = {d: prepared_digest(paths, d) for d in {run.dataset for run in runs}}
+    checked, unchecked = [], []
+    for run in runs:
+        try:
+            checked.append(current_metrics(params, paths, run, data[run.dataset]))
+        except UncheckedMetrics as exc:
+            unchecked.append(str(exc))
+    if unchecked:
+        shown = ", ".join(unchecked[:5]) + (f" and {len(unchecked) - 5} more" if len(unchecked) > 5 else "")
+        raise UncheckedMetrics(
+            f"the metrics.json of {len(unchecked)} run(s) under {paths.root} ({shown}) predate the "
+            "settings and data digests the tables check; re-evaluate them (their models are kept): "
+            "`snakemake --forcerun evaluate`, or `cdrepro evaluate --run <id>` for each")
+    return checked
+
+
+def prepared_digest(paths: ProfilePaths, dataset: str) -> str | None:
+    """The digest of ``dataset`` as prepared now, from its metadata; None if it is not prepared
+    (or its metadata is unreadable: the step that reads the data says so)."""
+    try:
+        return data_digest(json.loads(paths.prepared_meta(dataset).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,12 +555,13 @@ class ProfileResults:
     @classmethod
     def load(cls, params: dict[str, Any], target: str | None = None) -> "ProfileResults":
         """Read the metrics and baselines of the params' runs for ``target`` (None: every run;
-        FileNotFoundError or ResultsError naming a missing or bad file). Only those files are
-        read, so a run of another target need not exist yet."""
+        FileNotFoundError or ResultsError naming a missing or bad file, or metrics made under
+        other settings or data than the params and prepared data give now: ``checked_metrics``).
+        Only those files are read, so a run of another target need not exist yet."""
         paths = ProfilePaths.from_params(params)
         runs = cfg.runs_of(params, target)
         return cls(
-            metrics=[read_metrics(paths.metrics(run_id(run))) for run in runs],
+            metrics=checked_metrics(params, runs),
             baselines=[read_baseline(paths.baseline(d)) for d in sorted({run.dataset for run in runs})],
             titles=dataset_titles(params),
             variants=variant_infos(params),

@@ -240,6 +240,7 @@ def client(uri: str):
     store_log.setLevel(max(store_log.level, logging.WARNING))
     logging.getLogger("alembic").setLevel(max(logging.getLogger("alembic").level, logging.WARNING))
     db = _sqlite_file(uri)
+    _check_store_file(db)
     # Opening a SQLite store (MlflowClient does it) creates or migrates its tables. Several
     # processes doing that at once leave it half-migrated for good, so opening is serialised by
     # a lock beside it (released by the kernel if its holder dies).
@@ -257,13 +258,32 @@ def client(uri: str):
     return mlflow_client
 
 
+def _check_store_file(db: Path | None) -> None:
+    """A store path that is there but no file (a folder, say): MLflow would retry opening it
+    for about 100 s, 37 lines, then call it not writable. Said at once instead."""
+    if db is not None and db.exists() and not db.is_file():
+        what = "a folder" if db.is_dir() else "not a regular file"
+        raise TrackingError(
+            f"the MLflow store {db} is {what}, not a SQLite file: move it aside (mv {db} {db}.aside), "
+            "or point MLFLOW_TRACKING_URI at a file; then `cdrepro sync` logs every run's files into "
+            "the new store")
+
+
 @contextlib.contextmanager
 def _creation_lock(db: Path | None):
     if db is None:  # a server: it creates its own store
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".create-lock"), "a") as handle:
+    with waiting_lock(db.with_name(db.name + ".create-lock")):
+        yield
+
+
+@contextlib.contextmanager
+def waiting_lock(path: Path):
+    """An exclusive lock on ``path`` for the block, waiting for its holder if need be; the
+    kernel releases it when its process ends, however it ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 

@@ -16,8 +16,10 @@ and a description (the run page's first box) with the final scores as a Markdown
 
 Logging it again replaces it: the new run is made first, then the older summary runs are
 deleted (MLflow keeps deleted runs until ``mlflow gc``), so the experiment has one, the newest:
-first in the runs table, which lists the newest first. Like all tracking, a failure here never
-stops the workflow (the command warns in one line).
+first in the runs table, which lists the newest first. Two at once (two Snakemakes in one folder,
+or one by hand) take turns, by a lock beside the profile's run locks: each would otherwise find
+no older run, and both would stay. Like all tracking, a failure here never stops the workflow
+(the command warns in one line).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ KIND_TAG = "cdrepro.kind"
 KIND = "summary"
 NOTE_TAG = "mlflow.note.content"  # the run's description, rendered as Markdown by the UI
 NOTE_LIMIT = 7500  # characters: MLflow refuses a tag value over 8000
+LOCK_NAME = "tracking-summary"  # locks/tracking-summary.lock, beside the runs' (no run id has this form)
 
 
 @dataclass
@@ -89,6 +92,13 @@ def log_summary(params: dict[str, Any]) -> Summary | None:
     if not any(files.values()):
         return None
     uri, _, mlflow_client, experiment_id = tracking.open_experiment(params)
+    # Waits for another summary of this profile: the later one then replaces it (module docstring).
+    with tracking.waiting_lock(paths.lock(LOCK_NAME)):
+        return _log_summary(params, files, uri, mlflow_client, experiment_id)
+
+
+def _log_summary(params: dict[str, Any], files: dict[str, list[Path]], uri: str, mlflow_client,
+                 experiment_id: str) -> Summary:
     older = tracking.retry(mlflow_client.search_runs, [experiment_id], f"tags.`{KIND_TAG}` = '{KIND}'")
     table = tracking.by_method(tracking.runs_table(params), params)
     commit, _ = tracking.git_commit()

@@ -30,6 +30,7 @@ from cdrepro.checkpoint import restore_rng, resume_or_set_aside, rng_state, save
 from cdrepro.config import RunSettings
 from cdrepro.data.prepared import load_prepared
 from cdrepro.device import select_device
+from cdrepro.identity import RunIdentity
 from cdrepro.methods import Method, build_method
 from cdrepro.step import ViewMaker, augment_config, make_optimizer, make_views, train_step
 
@@ -105,6 +106,7 @@ class Session:
     """One process's training state for one run, built by ``setup``."""
 
     settings: RunSettings
+    identity: RunIdentity  # what the checkpoint and model must match: settings and data
     ranks: ddp.Ranks
     device: torch.device
     images: torch.Tensor  # (N, H, W, 3) uint8, on the device
@@ -164,7 +166,8 @@ def setup(settings: RunSettings, prepared: Path, ranks: ddp.Ranks) -> Session:
     augment_gen = torch.Generator(device=device).manual_seed(ddp.augment_seed(settings.seed, ranks))
     make_view = aug.view_maker(
         augment_config(settings), compile=on_gpu and settings.compile in ("augment", "all"))
-    return Session(settings, ranks, device, images, method, forward, optimizer, scheduler,
+    identity = RunIdentity(settings.digest(), data.digest)
+    return Session(settings, identity, ranks, device, images, method, forward, optimizer, scheduler,
                    shuffle_gen, augment_gen, make_view)
 
 
@@ -172,7 +175,7 @@ def resume(session: Session, checkpoint: Path) -> None:
     """Continue from the run's checkpoint when it has one for these settings."""
     s = session
     # Rank 0 first: it may set a stale checkpoint aside before the others look.
-    state = ddp.main_first(s.ranks, lambda: resume_or_set_aside(checkpoint, s.settings.digest()))
+    state = ddp.main_first(s.ranks, lambda: resume_or_set_aside(checkpoint, s.identity))
     if state is None:
         return
     s.method.load_state_dict(state["model"])
@@ -232,7 +235,7 @@ def write_epoch(session: Session, files: RunFiles, rng: dict[str, torch.Tensor])
     """The checkpoint (everything resume needs) and the curves so far; rank 0 only."""
     s = session
     save_state(files.checkpoint, {
-        "settings_digest": s.settings.digest(),
+        **s.identity.fields(),
         "epoch": s.history[-1]["epoch"],
         "model": s.method.state_dict(),
         "optimizer": s.optimizer.state_dict(),
@@ -246,12 +249,11 @@ def write_epoch(session: Session, files: RunFiles, rng: dict[str, torch.Tensor])
 def finish(session: Session, files: RunFiles) -> dict[str, Any]:
     """The run's summary; rank 0 also writes the final model, curves and train.json."""
     s = session
-    digest = s.settings.digest()
     summary = {
         "run_id": s.settings.run_id,
         "method": s.settings.method,
         "settings": s.settings.to_dict(),
-        "settings_digest": digest,
+        **s.identity.fields(),
         "device": str(s.device),
         "processes": s.ranks.world_size,
         "torch": torch.__version__,
@@ -262,7 +264,7 @@ def finish(session: Session, files: RunFiles) -> dict[str, Any]:
         "train_seconds": round(sum(r["seconds"] for r in s.history), 2),
     }
     if s.ranks.is_main:
-        save_state(files.model, {"settings": s.settings.to_dict(), "settings_digest": digest,
+        save_state(files.model, {"settings": s.settings.to_dict(), **s.identity.fields(),
                                  "model": s.method.state_dict()})
         write_text(files.curves, _curves_csv(s.history, curve_columns(s.method)))
         write_json(files.summary, summary)

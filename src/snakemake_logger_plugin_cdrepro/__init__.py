@@ -12,7 +12,9 @@ profiles/default, selects it for every ``snakemake`` run in the repository) prin
 Snakemake's other messages pass as they are (nothing to be done, warnings, errors, the path of
 its complete log, which keeps every detail). A dry run (``-n``), ``--verbose`` and
 ``--debug-dag`` get Snakemake's usual output. A params file given with ``--configfile`` that
-Snakemake cannot read is named in one line, with the line and column of the YAML error.
+Snakemake cannot read is named in one line (``cdrepro.config.read_params_file``'s: the line and
+column of a YAML error, the line of a byte that is not UTF-8), as is a target that
+``--configfile`` took for one more params file.
 """
 
 from __future__ import annotations
@@ -151,27 +153,48 @@ def config_file_problem(record: logging.LogRecord) -> str | None:
         return None
     from cdrepro.config import ParamsError, read_params_file
 
-    for path in configfiles(sys.argv[1:]) or ["params.yaml"]:
+    argv = sys.argv[1:]
+    for path in configfiles(argv) or ["params.yaml"]:
         try:
-            read_params_file(path)
+            read_params_file(path)  # a missing file, a folder, not UTF-8, not YAML: one line each
         except ParamsError as exc:
-            return str(exc)
+            return taken_target(path, argv) or str(exc)
     return None
+
+
+def taken_target(path: str, argv: list[str]) -> str | None:
+    """The line for a target that ``--configfile`` took for a params file: it takes every word
+    that follows it (``--configfile f.yaml all``), or None if ``path`` looks meant as one: the
+    option's first file, or a name ending in .yaml/.yml/.json."""
+    given = configfile_words(argv)
+    if path.endswith((".yaml", ".yml", ".json")) or (path, False) not in given or (path, True) in given:
+        return None
+    first = next(word for word, is_first in given if is_first)
+    return (f"{path} was read as a params file, as it follows --configfile (which takes several files); "
+            f"if it is a target, put it before --configfile (snakemake {path} --configfile {first}) or "
+            f"end the files with -- (snakemake --configfile {first} -- {path})")
 
 
 def configfiles(argv: list[str]) -> list[str]:
     """The files given with --configfile/--configfiles (several may follow one option)."""
-    files, taking = [], False
+    return [word for word, _ in configfile_words(argv)]
+
+
+def configfile_words(argv: list[str]) -> list[tuple[str, bool]]:
+    """Each word that Snakemake reads as a config file, and whether it is its option's first."""
+    words: list[tuple[str, bool]] = []
+    taking = None  # after the option: None (not taking), "first", then "more"
     for arg in argv:
         option, _, value = arg.partition("=")
         if option in ("--configfile", "--configfiles"):
-            files += [value] if value else []
-            taking = not value
-        elif arg.startswith("-"):
-            taking = False
+            words += [(value, True)] if value else []
+            taking = None if value else "first"
+        elif arg.startswith("-"):  # `--` too: what follows it is a target
+            taking = None
         elif taking:
-            files.append(arg)
-    return files
+            words.append((arg, taking == "first"))
+            taking = "more"
+    return words
 
 
 def shown_path(path: str) -> str:

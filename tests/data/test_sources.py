@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -263,11 +265,12 @@ def write_png(path: Path, colour: tuple[int, int, int]) -> None:
 
 def test_folder_takes_sorted_class_folders_and_only_image_files(tmp_path: Path) -> None:
     write_png(tmp_path / "b_class" / "one.PNG", (0, 0, 255))
+    write_png(tmp_path / "b_class" / "two.png", (0, 0, 254))
     write_png(tmp_path / "a_class" / "x.png", (255, 0, 0))
     (tmp_path / "a_class" / "notes.txt").write_text("not an image")
     (tmp_path / ".cache").mkdir()
     raw = load_source(settings("folder", path=str(tmp_path), store_size=8), Path("unused"), False)
-    assert raw.class_names == ["a_class", "b_class"] and raw.labels.tolist() == [0, 1]
+    assert raw.class_names == ["a_class", "b_class"] and raw.labels.tolist() == [0, 1, 1]
     assert raw.images[0, ..., 0].min() == 255 and raw.images[1, ..., 2].min() == 255
 
 
@@ -284,8 +287,9 @@ def test_a_folder_is_stored_at_its_images_own_size_unless_store_size_says(tmp_pa
                        eval_size=64).images.shape == (4, 16, 16, 3)
     write_png(tmp_path / "mixed" / "a" / "x.png", (1, 2, 3))  # 9 x 12
     write_png(tmp_path / "mixed" / "b" / "y.png", (4, 5, 6))
+    write_png(tmp_path / "mixed" / "b" / "z.png", (7, 8, 9))
     mixed = load_source(settings("folder", path=str(tmp_path / "mixed")), Path("unused"), False, eval_size=24)
-    assert mixed.images.shape == (2, 24, 24, 3) and mixed.source_info["store_size"] == 24
+    assert mixed.images.shape == (3, 24, 24, 3) and mixed.source_info["store_size"] == 24
 
 
 def test_folder_empty_class_is_named(tmp_path: Path) -> None:
@@ -299,6 +303,7 @@ def test_folder_empty_class_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_unreadable_image_is_named(tmp_path: Path, damage: str) -> None:
     write_png(tmp_path / "cat" / "ok.png", (1, 2, 3))
+    write_png(tmp_path / "cat" / "ok2.png", (1, 2, 3))
     bad = tmp_path / "dog" / "bad.jpg"
     write_striped_jpeg(bad)
     content = bad.read_bytes()
@@ -413,3 +418,173 @@ def test_images_per_class_keeps_the_first_files_of_each_class_in_sorted_order(tm
     assert raw.source_info["images_per_class"] == 2
     with pytest.raises(ImageFolderError, match=r"holds 3 images, fewer than images_per_class 4"):
         load_source(settings("folder", path=str(tmp_path), images_per_class=4), Path("unused"), False)
+
+
+# --- high bit depths, oversized images, a file as root, one image per class (issue 19) ----------
+
+
+def png16_bytes(samples: np.ndarray, colour_type: int) -> bytes:
+    """A minimal 16-bit PNG of ``samples`` (H, W[, C]) uint16: PIL writes 16-bit grey only, so
+    grey+alpha (4), RGB (2) and RGBA (6) are written here, by the PNG specification."""
+    import struct
+    import zlib
+
+    height, width = samples.shape[:2]
+    rows = b"".join(b"\x00" + samples[y].astype(">u2").tobytes() for y in range(height))  # filter 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+PNG16_KINDS = {"grey": (1, None), "grey+alpha": (2, 4), "rgb": (3, 2), "rgba": (4, 6)}  # channels, colour type
+
+
+def write_16_and_8_bit_folders(tmp_path: Path, kind: str) -> tuple[Path, Path]:
+    """The same random pictures (2 classes x 2, 10 px) as 8-bit PNGs and as 16-bit ones (v * 257)."""
+    channels, colour_type = PNG16_KINDS[kind]
+    pictures = np.random.default_rng(16).integers(0, 256, size=(4, 10, 10, channels), dtype=np.uint8)
+    if channels == 1:
+        pictures = pictures[..., 0]
+    for index, picture in enumerate(pictures):
+        relative = Path("ab"[index // 2]) / f"{index}.png"
+        for folder in ("eight", "sixteen"):
+            (tmp_path / folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(picture).save(tmp_path / "eight" / relative)  # L, LA, RGB or RGBA
+        wide = picture.astype(np.uint16) * 257
+        if colour_type is None:
+            Image.fromarray(wide).save(tmp_path / "sixteen" / relative)  # PIL's I;16
+        else:
+            (tmp_path / "sixteen" / relative).write_bytes(png16_bytes(wide, colour_type))
+        assert (tmp_path / "sixteen" / relative).read_bytes()[24] == 16  # IHDR bit depth: really 16-bit
+    return tmp_path / "eight", tmp_path / "sixteen"
+
+
+@pytest.mark.parametrize("kind", list(PNG16_KINDS))
+def test_a_16_bit_png_is_stored_as_the_8_bit_image_it_was_made_from(tmp_path: Path, kind: str) -> None:
+    """Before the fix, 16-bit grey PNGs (PIL's I;16) were clipped to 255: blank white data."""
+    eight, sixteen = write_16_and_8_bit_folders(tmp_path, kind)
+    for store_size in ({}, {"store_size": 7}):  # the images' own 10 px, and resized
+        stored = {}
+        for folder in (eight, sixteen):
+            out = tmp_path / "out" / f"{folder.name}{store_size}"
+            prepare_dataset("mine", settings("folder", path=str(folder), **store_size), "unused", False,
+                            out / "mine.npz", out / "mine.json")
+            stored[folder.name] = load_prepared(out / "mine.npz").images
+        assert np.array_equal(stored["sixteen"], stored["eight"])
+        assert len(np.unique(stored["sixteen"])) > 50  # the random pictures, not a blank
+    with Image.open(eight / "a" / "0.png") as first:  # the 8-bit store is PIL's own reading
+        expected = first.convert("RGB").resize((7, 7), Image.Resampling.BILINEAR)
+    assert np.array_equal(stored["eight"][0], np.asarray(expected))
+
+
+def test_16_bit_grey_keeps_its_high_byte_as_pil_does_for_16_bit_rgb(tmp_path: Path) -> None:
+    values = np.array([[0, 255, 256, 32767, 32768, 65280, 65535, 1000]], np.uint16).repeat(8, axis=0)
+    for name, data in (("grey", None), ("rgb", png16_bytes(np.stack([values] * 3, axis=-1), 2))):
+        for index in range(2):
+            path = tmp_path / name / f"class{index}" / "0.png"
+            path.parent.mkdir(parents=True)
+            if data is None:
+                Image.fromarray(values).save(path)  # I;16
+            else:
+                path.write_bytes(data)
+            (path.parent / "1.png").write_bytes(path.read_bytes())
+    grey, rgb = (load_source(settings("folder", path=str(tmp_path / name)), Path("unused"), False).images
+                 for name in ("grey", "rgb"))
+    assert np.array_equal(grey, rgb)
+    assert grey[0, 0, :, 0].tolist() == (values[0] >> 8).tolist()
+
+
+def test_a_16_bit_grey_png_that_an_older_pillow_opens_as_mode_i_is_scaled_too() -> None:
+    from cdrepro.data.sources import _eight_bit
+
+    image = Image.fromarray((np.arange(256, dtype=np.int32) * 257).reshape(16, 16))
+    assert image.mode == "I"
+    image.format = "PNG"  # what Image.open sets for a PNG file
+    assert np.array_equal(np.asarray(_eight_bit(image)), np.arange(256).reshape(16, 16))
+
+
+@pytest.mark.parametrize("dtype, mode", [(np.int32, "I"), (np.float32, "F")])
+def test_32_bit_and_floating_point_pixels_are_refused_naming_the_file(tmp_path: Path, dtype: type,
+                                                                      mode: str) -> None:
+    """No fixed range to map to 8 bits, so refused rather than clipped. PIL reads a file by its
+    content, so a 32-bit TIFF saved under a .png name reaches the decoder."""
+    for name in ("a/0.png", "a/1.png", "b/0.png"):
+        write_png(tmp_path / name, (10, 20, 30))
+    deep = tmp_path / "b" / "1.png"
+    Image.fromarray(np.full((12, 9), 70000, dtype)).save(deep, format="TIFF")
+    with pytest.raises(ImageFolderError, match=rf"cannot read image {re.escape(str(deep))}: .*\(PIL mode {mode}\) "
+                                               r"have no fixed range .*save the images as 8- or 16-bit PNG"):
+        load_source(settings("folder", path=str(tmp_path), store_size=8), Path("unused"), False)
+
+
+def store_size_maximum() -> int:
+    from cdrepro.config import load_schema
+
+    return load_schema()["properties"]["datasets"]["additionalProperties"]["properties"]["store_size"]["maximum"]
+
+
+def test_images_above_store_sizes_maximum_are_stored_at_the_maximum_and_said_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before the fix, a folder of 3000 px squares without store_size was stored at 3000 px."""
+    maximum = store_size_maximum()
+    side = maximum + 8
+    for name, colour in (("a", (200, 10, 10)), ("b", (10, 10, 200))):
+        for index in range(2):
+            (tmp_path / name).mkdir(exist_ok=True)
+            Image.fromarray(np.full((side, side, 3), colour, np.uint8)).save(tmp_path / name / f"{index}.png")
+    with caplog.at_level(logging.WARNING, logger="cdrepro"):
+        raw = load_source(settings("folder", path=str(tmp_path)), Path("unused"), False)
+    assert raw.images.shape == (4, maximum, maximum, 3) and raw.source_info["store_size"] == maximum
+    assert (raw.images[0] == (200, 10, 10)).all() and (raw.images[3] == (10, 10, 200)).all()
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path}: the images are {side} x {side} px, above store_size's maximum: stored at {maximum} x "
+        f"{maximum} (set the dataset's store_size to store them smaller)"]
+    caplog.clear()
+    assert load_source(settings("folder", path=str(tmp_path), store_size=16), Path("unused"),
+                       False).images.shape == (4, 16, 16, 3)
+    assert caplog.records == []  # a store_size that was set is not commented on
+
+
+@pytest.mark.parametrize("source", ["folder", "imagenet10"])
+def test_an_image_root_that_is_a_file_is_called_a_file(tmp_path: Path, source: str) -> None:
+    root = tmp_path / "images.zip"
+    root.write_bytes(b"PK\x03\x04 an archive, not a folder")
+    with pytest.raises(ImageFolderError, match=rf"^{re.escape(str(root))} is a file, not a folder of class "
+                                               r"folders; point the dataset's path at the folder"):
+        load_source(settings(source, path=str(root)), Path("unused"), False)
+
+
+def test_one_image_per_class_is_refused_because_every_score_would_be_one(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        write_png(tmp_path / "images" / name / "only.png", (ord(name), 0, 0))
+    out = tmp_path / "out"
+    with pytest.raises(ImageFolderError, match=r"images: every class has one image, so any clustering of its "
+                                               r"3 images into 3 clusters scores 1\.0: put at least 2 images "
+                                               r"in every class folder$"):
+        prepare_dataset("mine", settings("folder", path=str(tmp_path / "images")), "unused", False,
+                        out / "mine.npz", out / "mine.json")
+    assert not out.exists()
+    write_png(tmp_path / "images" / "a" / "second.png", (1, 2, 3))  # one class of two: a real task
+    assert len(load_source(settings("folder", path=str(tmp_path / "images")), Path("unused"), False).labels) == 4
+
+
+def test_images_per_class_1_is_refused_because_every_score_would_be_one(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        for index in range(3):
+            write_png(tmp_path / name / f"{index}.png", (index, 0, 0))
+    with pytest.raises(ImageFolderError, match=r"every class has one image.*2 images into 2 clusters scores "
+                                               r"1\.0: set images_per_class to 2 or more$"):
+        load_source(settings("folder", path=str(tmp_path), images_per_class=1), Path("unused"), False)
+    assert load_source(settings("folder", path=str(tmp_path), images_per_class=2), Path("unused"),
+                       False).labels.tolist() == [0, 0, 1, 1]
+
+
+def test_imagenet10_with_one_image_per_synset_is_refused(imagenet10_tree: Path) -> None:
+    for synset in IMAGENET10_SYNSETS:
+        (imagenet10_tree / synset / f"{synset}_1.JPEG").unlink()
+    with pytest.raises(ImageFolderError, match="every class has one image, so any clustering of its 10 images"):
+        load_source(settings("imagenet10", path=str(imagenet10_tree)), Path("unused"), False)

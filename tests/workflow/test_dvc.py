@@ -395,6 +395,35 @@ def test_dvc_config_is_offline_and_local(tmp_path):
     assert "export DVC_NO_ANALYTICS := 1" in makefile
 
 
+DAMAGED_LOCKS = {
+    "not YAML": ("schema: '2.0'\nstages:\n  prepare: [unclosed\n", "YAML file structure is corrupted"),
+    "a merge conflict": ("schema: '2.0'\n<<<<<<< HEAD\nstages: {}\n=======\nstages: {}\n>>>>>>> b\n",
+                         "possible merge conflicts"),
+    "not UTF-8": (b"schema: '2.0'\nstages: \xff\xfe\n", "is not valid utf-8"),
+    "not DVC's schema": ("schema: '2.0'\nstages: 5\n", "validation failed"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_LOCKS))
+@pytest.mark.parametrize("action", ["touch", "track"])
+def test_a_damaged_dvc_lock_is_one_line_naming_it_and_the_fix(tmp_path, action, damage):
+    """make dvc-touch / dvc-track on a dvc.lock DVC cannot read: one line, before any slow step
+    (track's Snakemake dry run), instead of DVC's 80-line traceback."""
+    root = tmp_path / "repo"
+    for rel in ("dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, root / rel)
+    git(root, tmp_path, "init", "-q", "-b", "main")
+    text, said = DAMAGED_LOCKS[damage]
+    (root / "dvc.lock").write_bytes(text if isinstance(text, bytes) else text.encode())
+    result = bridge(root, tmp_path, action, check=False)
+    assert result.returncode == 1
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, output(result)
+    line = result.stderr.strip()
+    assert line.startswith(f"cdrepro.dvc_bridge {action}: error: dvc.lock cannot be read ("), line
+    assert said in line and "git checkout -- dvc.lock" in line and "make dvc-track" in line, line
+
+
 # --- runs of a tiny profile in fresh clones (slow) -------------------------------------------
 
 @pytest.fixture(scope="module")

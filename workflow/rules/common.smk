@@ -8,6 +8,7 @@ from snakemake.utils import validate
 try:
     from cdrepro import config as cdconfig
     from cdrepro.runs import ProfilePaths, run_id
+    from cdrepro.data.fingerprint import folder_fingerprint
 except ImportError:
     print("cdrepro: error: this snakemake's Python has no cdrepro package; activate the project's "
           "environment first (source .venv/bin/activate, after `make setup`; or conda activate "
@@ -29,6 +30,9 @@ def stop(message):
 # with --config would reach Snakemake but not the steps it runs. cdrepro.config validates it
 # first, so that an error names the key in one line.
 PARAMS_FILE = os.path.relpath(workflow.configfiles[-1])
+if not config:
+    stop(f"{PARAMS_FILE} holds no settings: put the params there (cp params.yaml {PARAMS_FILE} to "
+         "start from the embedded profile), or leave --configfile out to run params.yaml")
 try:
     PARAMS = cdconfig.load_params(PARAMS_FILE)  # the schema's defaults filled in
     if cdconfig.with_defaults(config) != PARAMS:
@@ -91,8 +95,11 @@ def dataset_params(wildcards):
     written before the key had a default lack it: filling the default in re-prepares (and so
     retrains) nothing."""
     dataset = cdconfig.dataset_settings(config, wildcards.dataset)
-    return {
+    trigger = {
         "dataset": {key: value for key, value in dataset.items()
                     if key not in DATASET_DEFAULTS or value != DATASET_DEFAULTS[key]},
         "data": cdconfig.data_settings(config),
     }
+    if "path" in dataset:  # a folder's files can change without any param: see their fingerprint
+        trigger["files"] = folder_fingerprint(dataset["path"])
+    return trigger

@@ -40,6 +40,18 @@ class PreparedDataset:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def digest(self) -> str:
+        """The data's part of a run's identity (``cdrepro.identity``): the array file's SHA-256,
+        shortened like the settings digest. The same images, labels and class names give the
+        same bytes (``np.savez`` writes no time stamp), so re-preparing unchanged data keeps it."""
+        return data_digest(self.meta)
+
+
+def data_digest(meta: dict[str, Any]) -> str:
+    """A prepared dataset's digest from its metadata (``PreparedDataset.digest``)."""
+    return str(meta["sha256"])[:16]
+
 
 def meta_path_for(npz_path: str | Path) -> Path:
     """The metadata file that belongs to ``npz_path``: same folder and stem, suffix ``.json``."""

@@ -9,7 +9,8 @@ Sources (``settings["source"]``):
   they are extracted here, not by torchvision, so that every member is checked first
   (``safe_extract``: no absolute paths, no ``..``, no links leading out, no device files).
 * ``imagenet10``, ``folder`` — a folder of images that the user points to (ImageNet cannot be
-  downloaded automatically), decoded with PIL and resized once to ``store_size``.
+  downloaded automatically), decoded with PIL (16-bit grey scaled to 8 bits) and resized once
+  to ``store_size``.
 
 Failures that a user must fix outside the pipeline (archive missing, no network, checksum
 mismatch, folder missing) raise ``DatasetUnavailable`` with a message that says what to do;
@@ -19,6 +20,7 @@ a user folder with the wrong contents raises ``ImageFolderError``.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import pickle
 import posixpath
@@ -37,8 +39,14 @@ import numpy as np
 
 from cdrepro.data.prepared import save_prepared
 
+log = logging.getLogger(__name__)
+
 DEFAULT_STORE_SIZE = 256
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+# PIL's modes for 16-bit grey (16-bit PNG and TIFF). ``convert("RGB")`` clips them at 255, which
+# turns a 16-bit PNG into a white square, so they are scaled to 8 bits first.
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 # The ImageNet-10 subset (Chang et al., 2017, "Deep Adaptive Image Clustering"), in label order.
 IMAGENET10_SYNSETS: dict[str, str] = {
@@ -407,10 +415,31 @@ def _decode_resized(path: Path, size: int) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            resized = _eight_bit(image).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     except Exception as error:  # any decoder failure: the user needs to know which file
         raise ImageFolderError(f"cannot read image {path}: {error}") from error
     return np.asarray(resized, dtype=np.uint8)
+
+
+def _eight_bit(image: Any) -> Any:
+    """``image`` with samples of at most 8 bits, ready for ``convert("RGB")``.
+
+    16-bit grey keeps its high byte (v >> 8): PIL itself reads 16-bit RGB(A) PNGs that way, so a
+    grey and a colour file of one picture agree, and a 16-bit copy of an 8-bit image (v * 257)
+    gives exactly that image back. 32-bit integer and floating-point pixels (modes I and F, from
+    TIFF for instance) have no fixed range to map to 0..255; scaling each image by its own range
+    would change contrast silently, image by image, so they are refused instead.
+    """
+    from PIL import Image
+
+    # Older Pillows open 16-bit grey PNGs as mode I (a PNG sample has at most 16 bits).
+    if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+        return Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8))
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise ValueError(f"{kind} pixels (PIL mode {image.mode}) have no fixed range to scale to 8 bits; "
+                         "save the images as 8- or 16-bit PNG or JPEG")
+    return image
 
 
 def _decode_all(paths: Sequence[Path], size: int, description: str) -> np.ndarray:
@@ -448,6 +477,28 @@ def _folder_info(source: str, root: Path, size: int, counts: list[int]) -> dict[
     }
 
 
+def _store_size_maximum() -> int:
+    from cdrepro.config import load_schema
+
+    dataset = load_schema()["properties"]["datasets"]["additionalProperties"]
+    return int(dataset["properties"]["store_size"]["maximum"])
+
+
+def _capped_store_size(root: Path, side: int) -> int:
+    """``side`` (the images' own size), at most store_size's maximum.
+
+    Capped, not refused: train.image_size has the same maximum, so no run can look at more
+    pixels than the cap keeps, and a full-size store would only cost memory (27 MB per
+    3000 px image). The stored size is what the user could have set by hand, and the log says so.
+    """
+    maximum = _store_size_maximum()
+    if side <= maximum:
+        return side
+    log.warning("%s: the images are %d x %d px, above store_size's maximum: stored at %d x %d "
+                "(set the dataset's store_size to store them smaller)", root, side, side, maximum, maximum)
+    return maximum
+
+
 def _native_size(paths: Sequence[Path], eval_size: int | None) -> int:
     """The images' own side when they are all squares of one size (CIFAR's 32 px: stored as
     they are, not blown up), else the profile's evaluation size (DEFAULT_STORE_SIZE without
@@ -475,13 +526,15 @@ def _load_class_folder(root: Path, size: int | None, eval_size: int | None = Non
     ``per_class`` (``images_per_class``) keeps the first that many files of each class, in sorted
     order, so a subset is balanced and the same on every machine.
 
-    ``size`` None (no ``store_size`` in the params): the images' own size (``_native_size``).
+    ``size`` None (no ``store_size`` in the params): the images' own size (``_native_size``), at
+    most store_size's maximum (``_capped_store_size``).
     Each image is decoded, converted to RGB and squashed (no crop) to ``size`` x ``size`` with
     PIL's bilinear filter, which antialiases when shrinking. That is the paper's evaluation
     transform (Resize to a square) done once, at a lower resolution, so the stored array is
     small and training resizes from it on the device.
     """
     layout = f"expected a folder <path>/<class>/<image> with images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+    _refuse_a_file(root, layout)
     if not root.is_dir():
         raise DatasetUnavailable(f"image folder {root} not found: {layout}")
     class_folders = _class_folders(root)
@@ -499,11 +552,32 @@ def _load_class_folder(root: Path, size: int | None, eval_size: int | None = Non
     if per_class is not None:
         files_per_class = _first_per_class(class_folders, files_per_class, per_class)
         extra_info["images_per_class"] = per_class
+    _refuse_one_image_per_class(root, files_per_class, per_class)
     if size is None:
-        size = _native_size([path for files in files_per_class for path in files], eval_size)
+        size = _capped_store_size(root, _native_size([path for files in files_per_class for path in files],
+                                                     eval_size))
     return _decode_classes(
         "folder", root, int(size), [folder.name for folder in class_folders], files_per_class, extra_info
     )
+
+
+def _refuse_a_file(root: Path, layout: str) -> None:
+    """A file given as the image root: said as such (is_dir alone would call it "not found")."""
+    if root.is_file():
+        raise ImageFolderError(f"{root} is a file, not a folder of class folders; point the dataset's "
+                               f"path at the folder that holds them: {layout}")
+
+
+def _refuse_one_image_per_class(root: Path, files_per_class: list[list[Path]], per_class: int | None) -> None:
+    """N images in N classes: K-means with K = N puts each image in its own cluster, so NMI, ARI
+    and ACC are all 1.0 whatever the model learnt, which would look like success."""
+    if any(len(files) > 1 for files in files_per_class):
+        return
+    count = len(files_per_class)
+    remedy = ("set images_per_class to 2 or more" if per_class == 1
+              else "put at least 2 images in every class folder")
+    raise ImageFolderError(f"{root}: every class has one image, so any clustering of its {count} images "
+                           f"into {count} clusters scores 1.0: {remedy}")
 
 
 def _first_per_class(class_folders: list[Path], files_per_class: list[list[Path]],
@@ -544,6 +618,7 @@ def _load_imagenet10(root: Path, size: int) -> RawDataset:
     info. Images are squashed to ``size`` x ``size`` as for ``folder`` (the paper's evaluation
     transform, at lower resolution).
     """
+    _refuse_a_file(root, _imagenet10_layout())
     if not root.is_dir():
         raise DatasetUnavailable(f"imagenet10: folder {root} not found; {_imagenet10_layout()}")
     present = {folder.name for folder in _class_folders(root)}
@@ -560,6 +635,7 @@ def _load_imagenet10(root: Path, size: int) -> RawDataset:
         raise ImageFolderError(
             f"imagenet10: synset folders without images: {', '.join(empty)}; {_imagenet10_layout()}"
         )
+    _refuse_one_image_per_class(root, files_per_class, None)
     off_count = [f"{synset}: {len(files)}" for synset, files in zip(IMAGENET10_SYNSETS, files_per_class)
                  if len(files) != IMAGENET10_IMAGES_PER_CLASS]
     if off_count:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from cdrepro.results import curve_terms, read_curves
+from cdrepro.results import ResultsError, curve_terms, read_curves
 from cdrepro.runs import Run, run_id
 
 # Panel titles of the columns we know; any other term is titled by its own name. NE is
@@ -54,10 +54,23 @@ def run_label(run: Run, seeds: int) -> str:
 
 
 def _plotted(rows: list[dict[str, float]]) -> list[str]:
-    """The columns a run's curves plot: loss, its terms, lr (none for an empty file)."""
-    if not rows:
-        return []
+    """The columns a run's curves plot: loss, its terms, lr."""
     return ["loss", *curve_terms(dict.fromkeys(k for row in rows for k in row)), "lr"]
+
+
+def run_curves(path: Path, rid: str) -> list[dict[str, float]]:
+    """A run's curves.csv rows; ResultsError if it holds none.
+
+    An error, not a warning: the figure's legend reads as the dataset's runs, so one without a
+    run misleads, and a warning in the figures job's log is seen by no one under Snakemake (a
+    failed job's error is on its FAILED line). The fix is cheap and exact: training writes the
+    file again from the finished checkpoint's history, training nothing."""
+    rows = read_curves(path)
+    if not rows:
+        raise ResultsError(f"{path} holds no epochs (empty, or only its header), so run {rid} would be "
+                           f"missing from the training curves: write it again with cdrepro train --run "
+                           f"{rid} (a finished run's checkpoint.pt holds every epoch: nothing is retrained)")
+    return rows
 
 
 def curves_frame(runs: Sequence[tuple[Run, Path]], methods: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -67,7 +80,7 @@ def curves_frame(runs: Sequence[tuple[Run, Path]], methods: Mapping[str, str] | 
     seeds = len({run.seed for run, _ in runs})
     records = []
     for run, path in runs:
-        rows = read_curves(path)
+        rows = run_curves(path, run_id(run))
         method = (methods or {}).get(run.variant, "")
         lead = {"run": run_id(run), "label": run_label(run, seeds), "method": method, "variant": run.variant,
                 "batch_size": run.batch_size}

@@ -50,11 +50,11 @@ class EmbeddedRun:
 
 def embed_run(settings: RunSettings, data: PreparedDataset, model_path: Path, batch_size: int,
               indices: np.ndarray | None = None) -> EmbeddedRun:
-    """Load the run's model (refused if trained with other settings) and embed the images at
+    """Load the run's model (refused if trained with other settings or data) and embed the images at
     ``indices`` (every image when None) with the evaluation transform: every output a stage
     reads, and the sigmoid heads if the method has them."""
     device = select_device(settings.device)
-    model = load_model(model_path, settings, data.num_classes)
+    model = load_model(model_path, settings, data)
     stages = model.stages()
     heads = method_class(settings.method).sigmoid_heads(settings.options)
     names = tuple(dict.fromkeys([stage.output for stage in stages.values()] + ([heads] if heads else [])))

@@ -15,6 +15,7 @@ rule ("some other heads produced fewer than six images that met the 0.75 thresho
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -74,13 +75,26 @@ def head_outputs(run: EmbeddedRun):
     return predict
 
 
+def segmenter(segmentation: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The superpixel segmentation LIME perturbs, its labels renumbered 0..n-1.
+
+    LIME takes the superpixels as features 0..n-1 and switches feature z off by masking
+    ``segments == z``; SLIC numbers its superpixels from 1, so feature 0 masked nothing and
+    the last superpixel was never switched off. Renumbering suits every algorithm."""
+    segment = SegmentationAlgorithm(segmentation["algorithm"], **segmentation.get("options", {}),
+                                    random_seed=seed)
+
+    def zero_based(image: np.ndarray) -> np.ndarray:
+        segments = segment(image)
+        return np.unique(segments, return_inverse=True)[1].reshape(segments.shape)
+    return zero_based
+
+
 def explain(run: EmbeddedRun, image: np.ndarray, head: int, lime_params: dict[str, Any]) -> tuple[np.ndarray, int]:
     """The mask of the superpixels that raise ``head`` most (at most ``num_features`` of them,
     positive weights only) and the number of superpixels the image was cut into."""
     seed = lime_params["seed"]
-    segmentation = lime_params["segmentation"]
-    segment = SegmentationAlgorithm(segmentation["algorithm"], **segmentation.get("options", {}),
-                                    random_seed=seed)
+    segment = segmenter(lime_params["segmentation"], seed)
     explainer = lime_image.LimeImageExplainer(random_state=seed)
     explanation = explainer.explain_instance(
         image, head_outputs(run), labels=(head,), top_labels=None, num_samples=lime_params["num_samples"],

@@ -33,6 +33,17 @@ def feature_predictor(hidden_dim: int, rep_dim: int, feature_num: int, last_bn: 
     return nn.Sequential(*layers)
 
 
+def one_head_problem(options: Mapping[str, Any]) -> str | None:
+    """Why one feature head is refused, or None. The feature loss contrasts the K heads with one
+    another: with K = 1 the only head has no negative, so the loss is exactly 0 and CD is SimCLR
+    (plus the entropy term, when on). Widths as written (1) or resolved per run."""
+    if options["head"] and options["feature_num"] == 1:
+        return ("cd option feature_num gives K = 1 feature head: the feature loss contrasts heads "
+                "with one another, so with one head it is exactly 0 and CD reduces to SimCLR (plus "
+                "one head's entropy term); use method simclr, or feature_num of at least 2")
+    return None
+
+
 class ContrastiveDisentangling(SimCLR):
     name = "cd"
     label = "CD"
@@ -54,7 +65,11 @@ class ContrastiveDisentangling(SimCLR):
         if not options["head"] and (options["entropy"] or options["last_bn"]):
             return ("head is false, so entropy and last_bn must be false too (both act on the "
                     "feature predictor, which a no-head variant does not have)")
-        return None
+        return one_head_problem(options)
+
+    @staticmethod
+    def check_run(options: Mapping[str, Any], batch_size: int) -> str | None:
+        return one_head_problem(options)  # half_batch gives 1 head at a batch of 2 or 3
 
     @classmethod
     def sigmoid_heads(cls, options: Mapping[str, Any]) -> str | None:

@@ -48,6 +48,16 @@ def group_head(kind: str, rep_dim: int, group_dim: int) -> nn.Module:
     raise ValueError(f"cld: unknown group_head '{kind}' (normed_linear or linear)")
 
 
+def one_group_problem(groups: int | str) -> str | None:
+    """Why one group is refused, or None: every instance then picks the one centroid, so the
+    cross-level loss is exactly 0, the group head never trains, and CLD is SimCLR."""
+    if groups == 1:
+        return ("cld option groups gives K = 1 group: every instance picks its one centroid, so "
+                "the group loss is exactly 0 and CLD reduces to SimCLR; use method simclr, or "
+                "groups of at least 2")
+    return None
+
+
 def groups_problem(groups: int, batch_size: int) -> str | None:
     """Why K groups cannot split a batch of B (K >= B leaves a group per instance: instance
     discrimination again), or None."""
@@ -79,8 +89,13 @@ class CrossLevelDiscrimination(SimCLR):
     authors_layout = {}
 
     @staticmethod
+    def check_options(options: Mapping[str, Any]) -> str | None:
+        return one_group_problem(options["groups"])  # as written; half_batch is checked per run
+
+    @staticmethod
     def check_run(options: Mapping[str, Any], batch_size: int) -> str | None:
-        return groups_problem(options["groups"], batch_size)
+        # One group is refused by validation only: the model itself can be built and trained.
+        return groups_problem(options["groups"], batch_size) or one_group_problem(options["groups"])
 
     def __init__(self, settings, num_classes: int) -> None:
         super().__init__(settings, num_classes)
