@@ -195,7 +195,7 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
     code, out, _ = cli(capsys, "tables")
     assert code == 0
     written = [Path(line) for line in out.split()]
-    expected = {f"table{n}.tex" for n in range(2, 11)} | {"table_other.tex", "all.csv"}
+    expected = {f"table{n}.tex" for n in range(2, 11)} | {"table_other.tex", "all.csv", "differences.csv"}
     assert {p.name for p in written} == expected
     assert all(p.parent == paths.tables_dir() and p.is_file() for p in written)
     all_csv = paths.tables_dir().joinpath("all.csv").read_text().splitlines()

@@ -380,7 +380,7 @@ def test_the_method_figure_is_written_with_the_methods_tables_numbers(tmp_path):
     assert set(ours["label"]) == {"CD, bs 128", "SimCLR, bs 128", "CC, bs 128", "CC (cc_published), bs 256",
                                   "CLD, bs 128", "CDC (reconstructed), bs 128"}
     assert plotted[plotted["source"] == "kmeans_pixels"]["value"].tolist() == [0.11, 0.05, 0.2]
-    refs = plotted[~plotted["source"].isin(["ours", "kmeans_pixels"])]
+    refs = plotted[~plotted["source"].isin(["ours", "kmeans_pixels", methods.DIFFERENCE])]
     assert set(refs["label"]) == {"CD's paper: K-means", "CD's paper: CD-128", "CD's paper: CC", "CC's paper",
                                   "CD authors' repository: no-head model"}
     cc = refs[(refs["label"] == "CC's paper")]
@@ -395,6 +395,52 @@ def test_the_method_figure_is_written_with_the_methods_tables_numbers(tmp_path):
         "CD's paper: K-means", "CD, bs 128", "CD's paper: CD-128", "SimCLR, bs 128",
         "CD authors' repository: no-head model", "CC, bs 128", "CC (cc_published), bs 256", "CD's paper: CC",
         "CC's paper", "CLD, bs 128", "CDC (reconstructed), bs 128"]
+
+
+def test_the_method_figure_draws_95_intervals_over_seeds_and_the_paired_differences():
+    from matplotlib.container import BarContainer
+    from scipy import stats
+
+    from cdrepro.figures import methods
+    from cdrepro.method_comparison import methods_frame
+
+    nmi = {"cd": {1: 0.60, 2: 0.64, 3: 0.61}, "simclr": {1: 0.50, 2: 0.55, 3: 0.52}, "cc": {1: 0.45}}
+    metrics = [{"run_id": f"digits-bs128-{m}-s{seed}", "dataset": "digits", "batch_size": 128, "method": m,
+                "variant": m, "seed": seed, "n_images": 100, "num_classes": 10, "final_stage": FINAL_STAGES[m],
+                "stages": {"backbone": {"nmi": v, "ari": v, "acc": v}, FINAL_STAGES[m]: {"nmi": v, "ari": v, "acc": v}}}
+               for m, seeds in nmi.items() for seed, v in seeds.items()]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    loaded = results.ProfileResults(metrics, [], {"digits": "Digits"}, results.variant_infos(params))
+    published = results.published_rows(results.load_paper_results(), results.load_cc_results(),
+                                       results.load_repo_variability())
+    frame = methods.chart_frame(methods_frame(loaded, published), "digits")
+
+    ours = frame[(frame["source"] == "ours") & (frame["stage_role"] == "final") & (frame["metric"] == "nmi")]
+    cd = ours[ours["method"] == "cd"].iloc[0]
+    values = list(nmi["cd"].values())
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert (cd["ci_low"], cd["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    differences = frame[frame["source"] == methods.DIFFERENCE]
+    assert set(differences["stage_role"]) == {"final"}
+    assert list(dict.fromkeys(differences["label"])) == [
+        "CD − SimCLR, bs 128", "CD − CC, bs 128 (one seed)", "SimCLR − CC, bs 128 (one seed)"]
+    pair = differences[(differences["label"] == "CD − SimCLR, bs 128") & (differences["metric"] == "nmi")].iloc[0]
+    test = stats.ttest_rel(values, list(nmi["simclr"].values()))
+    assert (pair["ci_low"], pair["ci_high"]) == tuple(pytest.approx(x) for x in test.confidence_interval(0.95))
+    assert pair["value"] == pytest.approx(np.mean(values) - np.mean(list(nmi["simclr"].values())))
+
+    figure = methods.plot_methods(frame, "Digits")
+    axes = {ax.get_title(): ax for ax in figure.axes}
+    bars = next(c for c in axes["final stage: NMI"].containers if isinstance(c, BarContainer))
+    (segments,) = [line.get_segments() for line in bars.errorbar.lines[2]]
+    labels = [t.get_text() for t in axes["backbone: NMI"].get_yticklabels()]
+    assert labels == ["CD, bs 128", "SimCLR, bs 128", "CC, bs 128"]
+    assert [segments[0][0][0], segments[0][1][0]] == [pytest.approx(low), pytest.approx(high)]
+    assert segments[2][0][0] == segments[2][1][0]  # CC: one seed, no bar
+    assert "final stage: NMI difference" in axes
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert any("95% CI over seeds" in t and "no bar: one seed" in t for t in legend), legend
+    assert any("no interval" in t for t in legend), legend
 
 
 def test_head_figures_are_for_runs_whose_method_has_sigmoid_heads(embedded_params):

@@ -329,7 +329,8 @@ def test_the_commands_read_their_targets_runs(profile, tmp_path, capsys):
     params_file.write_text(yaml.safe_dump(params))
     assert main(["methods-table", "--params", str(params_file)]) == 0
     out = capsys.readouterr().out.split()
-    assert out[-2:] == [str(paths.tables_dir() / "methods.tex"), str(paths.tables_dir() / "methods.csv")]
+    assert out[-3:] == [str(paths.tables_dir() / name) for name in ("methods.tex", "methods.csv",
+                                                                     "methods_differences.csv")]
     methods_csv = (paths.tables_dir() / "methods.csv").read_text()
     assert "simclr" in methods_csv and "no_head" not in methods_csv
 

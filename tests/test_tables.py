@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 from system_packages import skip_unless_installed
 
 from cdrepro import atomic, methods_table, tables
@@ -135,6 +136,27 @@ def expected(dataset, batch_size, variant, stage, metric, seeds) -> list[float]:
     return [value(dataset, batch_size, variant, s, stage, metric) for s in seeds]
 
 
+def interval_cell(values: list[float]) -> str:
+    """A cell of several seeds as the tables print it: mean $\\pm$ the half-width of scipy's
+    95 % Student t interval of the mean."""
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=statistics.fmean(values), scale=stats.sem(values))
+    return f"{statistics.fmean(values):.3f} $\\pm$ {(high - low) / 2:.3f}"
+
+
+def unbold(cell: str) -> str:
+    return re.sub(r"\\textbf\{([^}]*)\}", r"\1", cell)
+
+
+def is_difference(row: list[str]) -> bool:
+    """A "Delta from all on" row of an ablation table (its label spans the switch columns)."""
+    return any("from all on" in cell for cell in row)
+
+
+def run_rows(block: list[list[str]]) -> list[list[str]]:
+    """An ablation block's rows of runs (ours and the authors'), without the difference rows."""
+    return [row for row in block if not is_difference(row)]
+
+
 # ---------------------------------------------------------------------------------- mapping
 
 
@@ -161,11 +183,10 @@ def test_table2_has_the_papers_cd128_for_cifar10(written):
 
 def test_our_numbers_land_in_their_cells(written):
     t2, t3 = written["table2.tex"].read_text(), written["table3.tex"].read_text()
-    # several seeds: mean +- sample std
+    # several seeds: mean +- the half-width of the 95 % interval
     vals = expected("stl10", 128, "cd", "backbone", "nmi", (42, 43, 44))
     cell = comparison_cell(t2, "STL-10", "nmi", "Ours CD-128")
-    assert re.sub(r"\\textbf\{([^}]*)\}", r"\1", cell) == (
-        f"{statistics.fmean(vals):.3f} $\\pm$ {statistics.stdev(vals):.3f}")
+    assert unbold(cell) == interval_cell(vals)
     # one seed: the plain value
     cell = comparison_cell(t3, "STL-10", "acc", "Ours CD-256")
     assert number(cell) == round(value("stl10", 256, "cd", 42, "feature", "acc"), 3)
@@ -212,16 +233,17 @@ def test_bold_can_go_to_our_column(tmp_path):
 def test_table4_rows_follow_the_ne_bn_layout(written):
     blocks = data_rows_by_dataset(written["table4.tex"].read_text(), header_rows=2)
     assert list(blocks) == ["STL-10", "Digits"]
-    digits = blocks["Digits"]
+    digits = run_rows(blocks["Digits"])
     marks = [(row[1], row[2]) for row in digits]
     check = r"$\checkmark$"
     assert marks == [("--", "--"), (check, "--"), ("--", check), (check, check)]
+    assert [row[3] for row in digits] == ["one seed", "one seed", "one seed", "2"]
     variants = ["no_ne_no_bn", "no_bn", "no_ne", "cd"]
     for row, variant in zip(digits, variants):
         seeds = (42, 43) if variant == "cd" else (42,)
         for j, (stage, metric) in enumerate((s, m) for s in ("backbone", "feature") for m in METRICS):
             want = statistics.fmean(expected("digits", 128, variant, stage, metric, seeds))
-            assert number(row[3 + j]) == round(want, 3), (variant, stage, metric)
+            assert number(row[4 + j]) == round(want, 3), (variant, stage, metric)
 
 
 def test_ablation_marks_are_the_variants_switches_in_the_params(tmp_path):
@@ -233,11 +255,11 @@ def test_ablation_marks_are_the_variants_switches_in_the_params(tmp_path):
     out = {p.name: p for p in tables.write_tables(results(make_metrics(runs), titles=TITLES, variants=variants),
                                                   tmp_path)}
     check = r"$\checkmark$"
-    t4 = data_rows_by_dataset(out["table4.tex"].read_text(), header_rows=2)["Digits"]
+    t4 = run_rows(data_rows_by_dataset(out["table4.tex"].read_text(), header_rows=2)["Digits"])
     assert [(row[1], row[2]) for row in t4] == [("--", "--"), (check, check), ("?", "?"), (check, check)]
-    t5 = data_rows_by_dataset(out["table5.tex"].read_text(), header_rows=2)["Digits"]
+    t5 = run_rows(data_rows_by_dataset(out["table5.tex"].read_text(), header_rows=2)["Digits"])
     assert [row[1] for row in t5] == ["--", check]  # schedule and clipping must both be on
-    t7 = data_rows_by_dataset(out["table7.tex"].read_text(), header_rows=2)["Digits"]
+    t7 = run_rows(data_rows_by_dataset(out["table7.tex"].read_text(), header_rows=2)["Digits"])
     assert [(row[1], row[2]) for row in t7] == [("--", check), (check, check)]  # views: 1, then 2
 
 
@@ -265,9 +287,9 @@ def test_runs_of_another_method_go_to_table_other_and_all_csv(written, tmp_path)
 def test_ablation_bold_is_the_best_of_each_column_within_a_dataset(written):
     for name in ("table4.tex", "table5.tex", "table6.tex", "table9.tex"):
         tex = written[name].read_text()
-        first = 4 if "Source" in rows_of(tex)[0] else (3 if name == "table4.tex" else 2)
+        first = rows_of(tex)[0].index("Seeds") + 1
         for block in data_rows_by_dataset(tex, header_rows=2).values():
-            ours = [row for row in block if "Authors' repo" not in row]
+            ours = [row for row in run_rows(block) if "Authors' repo" not in row]
             for col in range(first, len(block[0])):
                 numbers = {i: number(row[col]) for i, row in enumerate(ours) if number(row[col]) is not None}
                 bold = {i for i, row in enumerate(ours) if is_bold(row[col])}
@@ -279,21 +301,21 @@ def test_ablation_bold_is_the_best_of_each_column_within_a_dataset(written):
 def test_tables_6_and_9_carry_the_authors_reference_rows(written):
     t6 = data_rows_by_dataset(written["table6.tex"].read_text(), header_rows=2)
     stl = [row for row in t6["STL-10"] if row[1] == "Authors' repo"]
-    assert [row[3:] for row in stl] == [
+    assert [row[4:] for row in stl] == [
         ["0.599 $\\pm$ 0.029", "0.458 $\\pm$ 0.043", "0.649 $\\pm$ 0.053"],
         ["0.679 $\\pm$ 0.007", "0.564 $\\pm$ 0.023", "0.720 $\\pm$ 0.026"],
     ]
     assert not any(row[1] == "Authors' repo" for row in t6["Digits"])
     t9 = data_rows_by_dataset(written["table9.tex"].read_text(), header_rows=2)
-    assert [row[3] for row in t9["STL-10"] if row[1] == "Authors' repo"] == ["0.659 $\\pm$ 0.016", "0.674 $\\pm$ 0.015"]
+    assert [row[4] for row in t9["STL-10"] if row[1] == "Authors' repo"] == ["0.659 $\\pm$ 0.016", "0.674 $\\pm$ 0.015"]
     assert "projector" in written["table6.tex"].read_text()
 
 
 def test_table5_and_8_use_the_feature_and_backbone_stage(written):
     t5 = data_rows_by_dataset(written["table5.tex"].read_text(), header_rows=2)["STL-10"]
     t8 = data_rows_by_dataset(written["table8.tex"].read_text(), header_rows=2)["STL-10"]
-    assert number(t5[0][2]) == round(value("stl10", 128, "no_sched", 42, "feature", "nmi"), 3)
-    assert number(t8[0][2]) == round(value("stl10", 128, "no_sched", 42, "backbone", "nmi"), 3)
+    assert number(t5[0][3]) == round(value("stl10", 128, "no_sched", 42, "feature", "nmi"), 3)
+    assert number(t8[0][3]) == round(value("stl10", 128, "no_sched", 42, "backbone", "nmi"), 3)
     assert "Digits" not in data_rows_by_dataset(written["table5.tex"].read_text(), header_rows=2)
 
 
@@ -302,8 +324,9 @@ def test_table5_and_8_use_the_feature_and_backbone_stage(written):
 
 def test_missing_runs_show_as_dashes_and_are_reported(written, tmp_path, caplog):
     t4 = written["table4.tex"].read_text()
-    no_bn_row = data_rows_by_dataset(t4, header_rows=2)["STL-10"][1]
-    assert no_bn_row[3:] == ["--"] * 6
+    no_bn_row = run_rows(data_rows_by_dataset(t4, header_rows=2)["STL-10"])[1]
+    assert no_bn_row[3:] == [""] + ["--"] * 6  # no seeds, no difference row under it
+    assert not is_difference(data_rows_by_dataset(t4, header_rows=2)["STL-10"][3])
     assert r"Not run: no\_bn on STL-10." in t4
     t7 = written["table7.tex"].read_text()
     assert r"\begin{tabular}" not in t7 and "not reproduced" in t7 and r"single\_view" in t7
@@ -312,7 +335,8 @@ def test_missing_runs_show_as_dashes_and_are_reported(written, tmp_path, caplog)
     assert "STL-10" not in not_run  # stl10 has its pixel K-means, CD-128 and CD-256
     with caplog.at_level(logging.WARNING, logger="cdrepro.tables"):
         paths = tables.write_tables(results([]), tmp_path / "empty")
-    assert sorted(p.name for p in paths) == sorted([f"table{n}.tex" for n in range(2, 11)] + ["all.csv", "table_other.tex"])
+    assert sorted(p.name for p in paths) == sorted([f"table{n}.tex" for n in range(2, 11)]
+                                                   + ["all.csv", "differences.csv", "table_other.tex"])
     assert any("table 4" in r.getMessage() for r in caplog.records)
 
 
@@ -320,8 +344,9 @@ def test_unknown_variants_and_batch_sizes_go_to_table_other(written, tmp_path):
     rows = rows_of(written["table_other.tex"].read_text())[2:]
     assert [tuple(r[:5]) for r in rows] == [("Digits", "64", "CD", "cd", "feature"),
                                             ("Digits", "128", "CD", r"wide\_head", "feature")]
-    assert number(rows[1][5]) == round(value("digits", 128, "wide_head", 42, "backbone", "nmi"), 3)
-    assert number(rows[1][8]) == round(value("digits", 128, "wide_head", 42, "feature", "nmi"), 3)
+    assert rows[1][5] == "one seed"
+    assert number(rows[1][6]) == round(value("digits", 128, "wide_head", 42, "backbone", "nmi"), 3)
+    assert number(rows[1][9]) == round(value("digits", 128, "wide_head", 42, "feature", "nmi"), 3)
     for n in range(2, 11):
         assert "wide" not in written[f"table{n}.tex"].read_text()
     paths = tables.write_tables(results(make_metrics([("stl10", 128, "cd", (1,))])), tmp_path / "t")
@@ -389,6 +414,90 @@ def test_all_csv_holds_the_papers_and_the_authors_numbers(written):
                & (repo.metric == "ari")].iloc[0]
     assert (hit["mean"], hit["std"], hit["stage"], hit["method"]) == (0.413, 0.060, "projector", "cd")
     assert set(repo[repo.stage_role == "final"]["table"]) == {"6"}
+
+
+# ------------------------------------------------------------------------- seed statistics
+
+
+def hand_made(variant: str, final: dict[int, float]) -> list[dict]:
+    """Digits runs at batch 128 of CD's ``variant``, one per seed, with these final-stage NMIs."""
+    runs = make_metrics([("digits", 128, variant, tuple(final))])
+    for run in runs:
+        run["stages"]["feature"]["nmi"] = final[run["seed"]]
+    return runs
+
+
+# cd and no_ne share seeds 1-3 (seed 4: cd only); no_bn differs from cd well beyond the noise.
+CD_NMI = {1: 0.60, 2: 0.64, 3: 0.61, 4: 0.90}
+NO_NE_NMI = {1: 0.62, 2: 0.61, 3: 0.63}
+NO_BN_NMI = {1: 0.50, 2: 0.55, 3: 0.52}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> dict[str, Path]:
+    metrics = hand_made("cd", CD_NMI) + hand_made("no_ne", NO_NE_NMI) + hand_made("no_bn", NO_BN_NMI)
+    out = tmp_path_factory.mktemp("s") / "results" / "embedded" / "tables"
+    return {p.name: p for p in tables.write_tables(results(metrics, titles=TITLES), out)}
+
+
+def paired_interval(first: dict[int, float], second: dict[int, float]) -> tuple[float, float, float]:
+    """Mean and scipy's paired t interval of first - second over the seeds both have."""
+    shared = sorted(first.keys() & second.keys())
+    a, b = [first[s] for s in shared], [second[s] for s in shared]
+    low, high = stats.ttest_rel(a, b).confidence_interval(0.95)
+    return statistics.fmean(a) - statistics.fmean(b), low, high
+
+
+def test_ablation_tables_print_the_interval_and_each_ablations_difference_from_all_on(seeded):
+    block = data_rows_by_dataset(seeded["table4.tex"].read_text(), header_rows=2)["Digits"]
+    feature_nmi = 7  # Dataset, NE, BN, Seeds, then backbone NMI/ARI/ACC, then the feature's
+    cd = next(row for row in run_rows(block) if (row[1], row[2]) == (r"$\checkmark$",) * 2)
+    assert cd[3] == "4" and unbold(cd[feature_nmi]) == interval_cell(list(CD_NMI.values()))
+    for variant, nmi, noise in (("no_ne", NO_NE_NMI, True), ("no_bn", NO_BN_NMI, False)):
+        row = block[block.index(next(r for r in block if r[3] == "3" and unbold(r[feature_nmi]) == interval_cell(
+            list(nmi.values())))) + 1]
+        assert is_difference(row) and row[2] == "3", row  # the seeds both share: 1-3
+        mean, low, high = paired_interval(nmi, CD_NMI)
+        cell = rf"${mean:+.3f} \pm {(high - low) / 2:.3f}$"
+        assert row[feature_nmi - 1] == cell + (r"$^{\approx}$" if noise else ""), (variant, row)
+    caption = seeded["table4.tex"].read_text().split(r"\caption{", 1)[1]
+    assert "95\\% confidence interval" in caption and "within noise" in caption and "one seed" in caption
+
+
+def test_differences_csv_and_all_csv_carry_the_intervals_and_the_paired_differences(seeded):
+    differences = pd.read_csv(seeded["differences.csv"], keep_default_na=False, na_values=[""])
+    row = differences[(differences.variant == "no_ne") & (differences.stage_role == "final")
+                      & (differences.metric == "nmi")].iloc[0]
+    mean, low, high = paired_interval(NO_NE_NMI, CD_NMI)
+    assert (row.vs_variant, row.comparison, row.n_seeds, row.seeds) == ("cd", "ablation", 3, "1;2;3")
+    assert (row["mean"], row.ci_low, row.ci_high) == (pytest.approx(mean), pytest.approx(low), pytest.approx(high))
+    assert bool(row.within_noise) is True
+    assert not differences[differences.variant == "no_bn"].within_noise.astype(bool).any()
+    assert set(differences.variant) == {"no_ne", "no_bn"}  # two ablations are not compared with each other
+
+    frame = pd.read_csv(seeded["all.csv"], keep_default_na=False, na_values=[""])
+    for column in ("ci_low", "ci_high", "within_noise", "vs_variant", "comparison"):
+        assert column in frame.columns, column
+    cd = frame[(frame.source == "ours") & (frame.variant == "cd") & (frame.stage == "feature")
+               & (frame.metric == "nmi")]
+    low, high = stats.t.interval(0.95, 3, loc=statistics.fmean(CD_NMI.values()), scale=stats.sem(list(CD_NMI.values())))
+    assert (cd.iloc[0].ci_low, cd.iloc[0].ci_high) == (pytest.approx(low), pytest.approx(high))
+    paired = frame[frame.source == "difference"]
+    assert len(paired) == len(differences) and set(paired.table.astype(str)) == {"4"}
+    assert paired[["variant", "vs_variant", "stage_role", "metric", "mean"]].values.tolist() == \
+        differences[["variant", "vs_variant", "stage_role", "metric", "mean"]].values.tolist()
+
+
+def test_a_single_seed_says_one_seed_and_prints_no_interval(written):
+    frame = pd.read_csv(written["all.csv"], keep_default_na=False, na_values=[""])
+    ours = frame[frame.source == "ours"]
+    single = ours[ours.n_seeds == 1]
+    assert len(single) and single.ci_low.isna().all() and (single.note == "one seed").all()
+    assert ours[ours.n_seeds > 1].note.isna().all() and ours[ours.n_seeds > 1].ci_low.notna().all()
+    digits = data_rows_by_dataset(written["table4.tex"].read_text(), header_rows=2)["Digits"]
+    no_ne = digits[digits.index(next(r for r in digits if (r[1], r[2]) == ("--", r"$\checkmark$"))) + 1]
+    assert is_difference(no_ne) and no_ne[2] == "one seed"  # no_ne: seed 42; cd: seeds 42 and 43
+    assert not any(r"\pm" in cell for cell in no_ne) and all(re.fullmatch(r"\$[+-][0-9.]+\$", c) for c in no_ne[3:])
 
 
 # -------------------------------------------------------------------------------- writing
@@ -462,8 +571,7 @@ def test_tables_2_and_3_have_ours_cc_beside_the_papers_cc_only_where_a_cc_run_ex
             value("digits", 128, "cc", 42, stage, "ari"), 3)
         vals = expected("stl10", 256, "cc_published", stage, "nmi", (42, 43))
         cell = comparison_cell(tex, "STL-10", "nmi", r"Ours CC-256 (cc\_published)")
-        assert re.sub(r"\\textbf\{([^}]*)\}", r"\1", cell) == (
-            f"{statistics.fmean(vals):.3f} $\\pm$ {statistics.stdev(vals):.3f}")
+        assert unbold(cell) == interval_cell(vals)
         assert comparison_cell(tex, "STL-10", "nmi", "Ours CC-128") == "--"
         caption = tex.split(r"\caption{", 1)[1]
         assert r"Ours CC-128 is our CC (variant \texttt{cc}) at batch size 128 under CD's protocol" in caption
@@ -526,7 +634,7 @@ def methods_written(tmp_path_factory) -> dict[str, Path]:
 
 
 def methods_block(tex: str, title: str) -> list[list[str]]:
-    """The rows of one dataset's block of methods.tex (5 lead columns, then 6 numbers)."""
+    """The rows of one dataset's block of methods.tex (6 lead columns, then 6 numbers)."""
     return data_rows_by_dataset(tex, header_rows=2)[title]
 
 
@@ -538,22 +646,22 @@ def test_the_methods_table_has_a_row_per_method_and_the_pixel_row(methods_writte
         assert ours == ["K-means (raw pixels)", "CD", "SimCLR", *cc_rows, "CLD", "CDC (reconstructed)"], ours
     stl = methods_block(tex, "STL-10")
     pixels = next(row for row in stl if row[1] == "K-means (raw pixels)")
-    assert pixels[5:8] == ["0.991", "0.992", "0.993"]  # a reference: not bold, although the highest
-    assert pixels[8:] == ["--"] * 3
+    assert pixels[6:9] == ["0.991", "0.992", "0.993"]  # a reference: not bold, although the highest
+    assert pixels[9:] == ["--"] * 3 and pixels[5] == ""
     cd = next(row for row in stl if row[1] == "CD")
-    assert (cd[2], cd[4]) == ("128", "feature")
+    assert (cd[2], cd[4], cd[5]) == ("128", "feature", "2")
     vals = expected("stl10", 128, "cd", "feature", "acc", (42, 43))
-    assert re.sub(r"\\textbf\{([^}]*)\}", r"\1", cd[10]) == (
-        f"{statistics.fmean(vals):.3f} $\\pm$ {statistics.stdev(vals):.3f}")
+    assert unbold(cd[11]) == interval_cell(vals)
     cdc = next(row for row in stl if row[1] == "CDC (reconstructed)")
-    assert cdc[4] == "cluster" and number(cdc[8]) == round(value("stl10", 128, "cdc", 42, "feature", "nmi"), 3)
+    assert cdc[4] == "cluster" and number(cdc[9]) == round(value("stl10", 128, "cdc", 42, "feature", "nmi"), 3)
+    assert cdc[5] == "one seed" and not any(r"\pm" in cell for cell in cdc)
 
 
 def test_methods_table_bold_is_the_best_method_per_column_not_a_reference(methods_written):
     for title in ("STL-10", "Digits"):
         block = methods_block(methods_written["methods.tex"].read_text(), title)
         methods = [row for row in block if row[3] == "Ours" and row[1] != "K-means (raw pixels)"]
-        for col in range(5, 11):
+        for col in range(6, 12):
             numbers = {i: number(row[col]) for i, row in enumerate(methods) if number(row[col]) is not None}
             top = max(numbers.values())
             assert {i for i, row in enumerate(methods) if is_bold(row[col])} == {
@@ -579,13 +687,13 @@ def test_the_methods_table_puts_the_published_numbers_beside_ours_with_their_sou
     stl = methods_block(tex, "STL-10")
     # CD: its paper's CD-128 (we ran CD at 128 only).
     (cd,) = _published(stl, "CD")
-    assert cd[3] == "CD's paper: CD-128" and [number(c) for c in cd[5:]] == [0.670, 0.523, 0.684, 0.687, 0.549, 0.702]
+    assert cd[3] == "CD's paper: CD-128" and [number(c) for c in cd[6:]] == [0.670, 0.523, 0.684, 0.687, 0.549, 0.702]
     # CC: CC's own paper (final stage) and CD's paper's CC column (both stages), each labelled.
     cc = {re.sub(r"\$\^\{.*\}\$", "", row[3]): row for row in _published(stl, r"CC (cc\_published)")}
     assert set(cc) == {"CD's paper: CC", "CC's paper"}
-    assert [number(c) for c in cc["CD's paper: CC"][5:]] == [0.608, 0.443, 0.594, 0.622, 0.539, 0.670]
-    assert cc["CC's paper"][5:8] == ["--"] * 3 and [number(c) for c in cc["CC's paper"][8:]] == [0.764, 0.726, 0.850]
-    assert cc["CC's paper"][9].endswith(r"$^{\ast}$") and not cc["CC's paper"][8].endswith(r"$^{\ast}$")
+    assert [number(c) for c in cc["CD's paper: CC"][6:]] == [0.608, 0.443, 0.594, 0.622, 0.539, 0.670]
+    assert cc["CC's paper"][6:9] == ["--"] * 3 and [number(c) for c in cc["CC's paper"][9:]] == [0.764, 0.726, 0.850]
+    assert cc["CC's paper"][10].endswith(r"$^{\ast}$") and not cc["CC's paper"][9].endswith(r"$^{\ast}$")
     assert cc["CC's paper"][2] == "256" and cc["CC's paper"][4] == "cluster"
     # Where the two disagree (STL-10), both rows carry the same mark, and the caption says so.
     caption = tex.split(r"\caption{", 1)[1].split(r"\label", 1)[0]
@@ -594,14 +702,14 @@ def test_the_methods_table_puts_the_published_numbers_beside_ours_with_their_sou
     assert r"$^{\ast}$: not confirmed" in caption and "unlabeled" in caption
     # SimCLR: the CD authors' repository's no-head model, mean +- std.
     (simclr,) = _published(stl, "SimCLR")
-    assert simclr[3].startswith("CD authors' repository: no-head model") and simclr[8] == "0.599 $\\pm$ 0.029"
+    assert simclr[3].startswith("CD authors' repository: no-head model") and simclr[9] == "0.599 $\\pm$ 0.029"
     # CLD and CDC: a row that says there is nothing published.
     for method, says in (("CLD", "no published NMI/ARI/ACC"), ("CDC (reconstructed)", "no published numbers")):
         (row,) = _published(stl, method)
-        assert row[3] == "published" and says in row[5], row
+        assert row[3] == "published" and says in row[6], row
     # The pixel baseline: CD's paper's K-means beside ours.
     (kmeans,) = _published(stl, "K-means (raw pixels)")
-    assert kmeans[3] == "CD's paper: K-means" and [number(c) for c in kmeans[5:8]] == [0.125, 0.061, 0.192]
+    assert kmeans[3] == "CD's paper: K-means" and [number(c) for c in kmeans[6:9]] == [0.125, 0.061, 0.192]
     # Digits: nothing published but the "none" rows.
     assert [row[3] for row in methods_block(tex, "Digits") if not row[1]] == ["published", "published"]
 
@@ -626,6 +734,46 @@ def test_the_methods_csv_has_one_row_per_number_and_source(methods_written):
     assert sorted(set(none.method)) == ["cdc", "cld"] and none.metric.isna().all()
 
 
+def test_the_methods_table_and_its_csvs_carry_intervals_and_paired_differences(tmp_path):
+    runs = {"cd": [("stl10", 128, "cd", (1, 2, 3))], "simclr": [("stl10", 128, "simclr", (2, 3, 4))],
+            "cc": [("stl10", 128, "cc", (1,))]}
+    nmi = {"cd": {1: 0.60, 2: 0.64, 3: 0.61}, "simclr": {2: 0.55, 3: 0.57, 4: 0.90}, "cc": {1: 0.50}}
+    metrics = method_metrics(runs)
+    for run in metrics:
+        run["stages"][run["final_stage"]]["nmi"] = nmi[run["method"]][run["seed"]]
+    out = {p.name: p for p in methods_table.write_methods_table(
+        results(metrics, METHOD_BASELINES[:1], TITLES, CC_VARIANTS), tmp_path)}
+
+    frame = pd.read_csv(out["methods.csv"], keep_default_na=False, na_values=[""])
+    final_nmi = frame[(frame.source == "ours") & (frame.stage_role == "final") & (frame.metric == "nmi")]
+    cd = final_nmi[final_nmi.method == "cd"].iloc[0]
+    values = list(nmi["cd"].values())
+    low, high = stats.t.interval(0.95, 2, loc=statistics.fmean(values), scale=stats.sem(values))
+    assert (cd.ci_low, cd.ci_high) == (pytest.approx(low), pytest.approx(high)) and pd.isna(cd.note)
+    cc = final_nmi[final_nmi.method == "cc"].iloc[0]
+    assert pd.isna(cc.ci_low) and cc.note == "one seed"
+
+    differences = pd.read_csv(out["methods_differences.csv"], keep_default_na=False, na_values=[""])
+    row = differences[(differences.method == "cd") & (differences.vs_method == "simclr")
+                      & (differences.stage_role == "final") & (differences.metric == "nmi")].iloc[0]
+    mean, low, high = paired_interval(nmi["cd"], nmi["simclr"])
+    assert (row.seeds, row["mean"], row.ci_low, row.ci_high) == ("2;3", pytest.approx(mean), pytest.approx(low),
+                                                                 pytest.approx(high))
+    assert (row.method_label, row.vs_method_label) == ("CD", "SimCLR")
+
+    tex = out["methods.tex"].read_text()
+    (part,) = [part for part in tex.split(r"\end{table}") if "tab:cdrepro-methods-differences" in part]
+    rows = {row[2]: row for row in rows_of(part)[2:]}
+    assert list(rows) == ["CD $-$ SimCLR", "CD $-$ CC", "SimCLR $-$ CC"]
+    assert low < 0 < high  # two shared seeds: t has one degree of freedom, the interval is wide
+    assert rows["CD $-$ SimCLR"][3] == "2"
+    assert rows["CD $-$ SimCLR"][7] == rf"${mean:+.3f} \pm {(high - low) / 2:.3f}$$^{{\approx}}$"
+    assert rows["CD $-$ CC"][3] == "one seed" and not any(r"\pm" in cell for cell in rows["CD $-$ CC"])
+    assert rows["SimCLR $-$ CC"][3] == "no shared seed" and rows["SimCLR $-$ CC"][4:] == ["--"] * 6
+    caption = tex.split(r"\caption{", 1)[1]
+    assert r"95\% confidence interval" in caption and "one seed: the plain value" in caption
+
+
 def test_the_methods_table_compiles_with_pdflatex(tmp_path):
     """A paper-sized methods.tex (four datasets, every method, CC's two recipes, two seeds: the
     widest cells and the most rows) in the preamble of docs/img/tables.tex (landscape A4):
@@ -646,12 +794,16 @@ def test_the_methods_table_compiles_with_pdflatex(tmp_path):
     for problem in ("Undefined control sequence", "Overfull \\hbox", "Float too large"):
         assert problem not in log, (problem, log[-3000:])
     tex = (tmp_path / "methods.tex").read_text()
-    tabulars = [rows_of(part) for part in tex.split(r"\end{table}")[:-1]]
+    floats = tex.split(r"\end{table}")[:-1]
+    tabulars = [rows_of(part) for part in floats if "cdrepro-methods-differences" not in part]
     assert len(tabulars) == 2 and sum(len(rows) - 2 for rows in tabulars) > 50  # continued, not cut
     assert tabulars[1][0] == tabulars[0][0] and r"\label{tab:cdrepro-methods-2}" in tex
+    # The paired differences: 10 pairs of 5 methods on each of 4 datasets, in floats of their own.
+    differences = [rows_of(part) for part in floats if "cdrepro-methods-differences" in part]
+    assert len(differences) >= 2 and sum(len(rows) - 2 for rows in differences) == 40
 
 
 def test_a_methods_table_without_runs_is_a_note(tmp_path):
     paths = methods_table.write_methods_table(results([]), tmp_path)
-    assert [p.name for p in paths] == ["methods.tex", "methods.csv"]
+    assert [p.name for p in paths] == ["methods.tex", "methods.csv", "methods_differences.csv"]
     assert "tabular" not in paths[0].read_text() and "no run" in paths[0].read_text()

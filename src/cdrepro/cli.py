@@ -344,8 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None,
         help="with --checkpoint: where the metrics go (default: "
              "<results_dir>/<profile>/released/<run>/<checkpoint name>.metrics.json)")
-    add("tables", cmd_tables, "LaTeX tables (paper Tables 2-10) and all.csv from the runs for reproduce_tables")
-    add("methods-table", cmd_methods_table, "the methods table (methods.tex, methods.csv): every method "
+    add("tables", cmd_tables, "LaTeX tables (paper Tables 2-10), all.csv and differences.csv from the runs for "
+        "reproduce_tables")
+    add("methods-table", cmd_methods_table, "the methods table (methods.tex, methods.csv, methods_differences.csv): "
+        "every method "
         "beside its published numbers, from the runs for compare_methods (every run if none is)")
     add("tsne", cmd_tsne, "t-SNE figure of one run's backbone and final outputs", run=True, threads=True)
     add("figures", cmd_figures, "training curves, ablation charts, head statistics, LIME views and "

@@ -16,6 +16,10 @@ number goes with which of our rows, so that nothing is compared silently across 
 - SimCLR: the CD authors' repository's no-head model (the same model), mean +- std;
 - CLD and CDC: nothing published on these datasets (``NO_PUBLISHED``).
 
+Our rows carry, over seeds, the mean, the sample std and the 95 % interval of the mean
+(``ci_low``, ``ci_high``; "one seed" in ``note`` where there is none); ``methods_differences``
+gives the paired differences between them (``cdrepro.seed_statistics``).
+
 Order: dataset (the paper's first), the pixel baseline, then each method in the registry's
 order (``cdrepro.methods.METHODS``; an unknown one after them, by name), our rows (variant in the
 params' order, batch size) before the published ones. A row's label is the method's label
@@ -33,6 +37,7 @@ import pandas as pd
 from cdrepro.methods import METHODS
 from cdrepro.results import (AUTHORS_REPO, BACKBONE_ROLE, BASELINE_VARIANT, CC_PAPER, CD_PAPER, FINAL_ROLE,
                              SCORES, SOURCE_LABELS, ProfileResults, dataset_name, dataset_order)
+from cdrepro.seed_statistics import interval_note, paired_differences, with_intervals
 
 ROLES: tuple[str, ...] = (BACKBONE_ROLE, FINAL_ROLE)
 OURS, NONE = "ours", "none"
@@ -45,15 +50,16 @@ NO_PUBLISHED: dict[str, str] = {
 """The methods with no published clustering number on any of our datasets, and why."""
 CSV_COLUMNS: list[str] = [
     "dataset", "dataset_title", "method", "method_label", "variant", "batch_size", "source",
-    "source_label", "paper_column", "stage", "stage_role", "metric", "mean", "std", "n_seeds", "seeds", "values",
-    "confirmed", "note",
+    "source_label", "paper_column", "stage", "stage_role", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
+    "seeds", "values", "confirmed", "note",
 ]
 
 
 def _ours(frame: pd.DataFrame) -> pd.DataFrame:
-    """Our backbone and final-stage rows (and the pixel baseline's)."""
+    """Our backbone and final-stage rows (and the pixel baseline's); "one seed" in the note of
+    a row with no interval."""
     ours = frame[frame["stage_role"].isin(ROLES)]
-    return ours.assign(source=OURS, paper_column="", confirmed=True, note="")
+    return ours.assign(source=OURS, paper_column="", confirmed=True, note=[interval_note(n) for n in ours["n_seeds"]])
 
 
 def batch_of(value: Any) -> int | None:
@@ -131,7 +137,7 @@ def _sort_keys(frame: pd.DataFrame, results: ProfileResults) -> pd.DataFrame:
 def methods_frame(results: ProfileResults, published: pd.DataFrame) -> pd.DataFrame:
     """Every number of the methods table, long format (``CSV_COLUMNS``), in table order.
     ``published``: ``results.published_rows(...)``."""
-    ours = _ours(results.frame)
+    ours = _ours(with_intervals(results.frame))
     parts = [ours, _published_for(ours, published), _nothing_published(ours)]
     present = [p.reindex(columns=CSV_COLUMNS) for p in parts if len(p)]  # concat warns on empty frames
     frame = pd.concat(present, ignore_index=True) if present else pd.DataFrame(columns=CSV_COLUMNS)
@@ -144,3 +150,15 @@ def methods_frame(results: ProfileResults, published: pd.DataFrame) -> pd.DataFr
     frame["source_label"] = [_source_label(s, c) for s, c in zip(frame["source"], frame["paper_column"])]
     frame["dataset_title"] = [dataset_name(d, results.titles) for d in frame["dataset"]]
     return _sort_keys(frame, results)
+
+
+def methods_differences(table: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences of our rows of ``methods_frame`` (every two methods, each ablation
+    against its full model, at one dataset and batch size; ``seed_statistics``), in the
+    table's order, with each side's row label (``method_label``, ``vs_method_label``), so the
+    LaTeX and the chart name a pair as the table names its rows."""
+    differences = paired_differences(table, ROLES)
+    labels = dict(zip(zip(table["method"], table["variant"]), table["method_label"]))
+    return differences.assign(
+        method_label=[labels[key] for key in zip(differences["method"], differences["variant"])],
+        vs_method_label=[labels[key] for key in zip(differences["vs_method"], differences["vs_variant"])])

@@ -3,17 +3,24 @@ published numbers.
 
 Input: ``cdrepro.method_comparison.methods_frame`` of a profile's results for the
 ``compare_methods`` target (``cdrepro methods-table`` loads them; every run where no run is
-tagged for it). Output (``write_methods_table``): ``methods.tex`` and ``methods.csv`` (that
-frame) in ``<results_dir>/<profile>/tables/``.
+tagged for it). Output (``write_methods_table``): ``methods.tex``, ``methods.csv`` (that frame)
+and ``methods_differences.csv`` (``method_comparison.methods_differences``: the paired
+differences of our rows) in ``<results_dir>/<profile>/tables/``.
 
 Layout: one block per dataset, in the frame's order (the pixel baseline, then each method: our
 rows, then its published rows, each labelled with its source; a method with nothing published
 says so in a row of its own). Columns: the backbone stage (K-means on h) and the method's final
-stage, NMI/ARI/ACC, mean +- sample std over seeds. A published number no reachable source
-confirms carries an asterisk; the notes of the published rows (CC's STL-10 with its unlabeled
-images, where CC's paper and CD's paper disagree, ...) are footnote marks on their source. Bold:
-the best of our methods per column within a dataset; the raw-pixel row and the published rows
-are references, not ranked.
+stage, NMI/ARI/ACC, mean +- the half-width of its 95 % interval over seeds (``tables.Cell``; the
+std and the interval's ends are in the CSV), and the number of seeds ("one seed": a plain
+number, no interval). A published number no reachable source confirms carries an asterisk; the
+notes of the published rows (CC's STL-10 with its unlabeled images, where CC's paper and CD's
+paper disagree, ...) are footnote marks on their source. Bold: the best of our methods per
+column within a dataset; the raw-pixel row and the published rows are references, not ranked.
+
+Then a compact table of the paired differences of our rows (``tab:cdrepro-methods-differences``):
+one row per dataset, batch size and pair ("CD - SimCLR"; "CD (no_ne) - CD"), its shared seeds,
+and the difference at the backbone and the final stage, NMI/ARI/ACC, mean +- half-width,
+marked where within noise (``tables.difference_latex``).
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from cdrepro import atomic
-from cdrepro.method_comparison import NONE, OURS, ROLES, batch_of, methods_frame
+from cdrepro.method_comparison import NONE, OURS, ROLES, batch_of, methods_differences, methods_frame
 from cdrepro.results import (AUTHORS_REPO, BASELINE_VARIANT, CC_PAPER, CD_PAPER, SCORES, ProfileResults,
                              load_cc_results, load_paper_results, load_repo_variability, published_rows)
-from cdrepro.tables import (Cell, bold_by_column, dataset_title, default_results_label, latex_escape, latex_row,
-                            render_cells, table_float, two_stage_header)
+from cdrepro.tables import (Cell, bold_by_column, dataset_title, default_results_label, difference_latex,
+                            difference_words, half_width, latex_escape, latex_row, render_cells, row_seeds,
+                            seeds_text, spread_words, table_float, two_stage_header)
 
 UNCONFIRMED = r"$^{\ast}$"
 _NOTE_SYMBOLS = (r"\dagger", r"\ddagger", r"\S", r"\P", r"\|")
@@ -64,19 +72,21 @@ def table_rows(frame: pd.DataFrame) -> dict[RowKey, pd.DataFrame]:
     return {key: frame.iloc[rows] for key, rows in groups.items()}
 
 
+def _cell(rec: Mapping[str, Any]) -> Cell:
+    """Ours: the mean, the half-width of its interval over seeds and their count; a published
+    number: its std where the source gives one (the authors' repository)."""
+    if rec["source"] == OURS:
+        return Cell(float(rec["mean"]), half_width(rec["ci_low"], rec["ci_high"]), int(rec["n_seeds"]))
+    return Cell(float(rec["mean"]), None if pd.isna(rec["std"]) else float(rec["std"]))
+
+
 def _cells(part: pd.DataFrame) -> list[Cell | None]:
-    """Backbone then final stage, NMI/ARI/ACC; a std only where it summarises several values."""
+    """Backbone then final stage, NMI/ARI/ACC."""
     cells: list[Cell | None] = []
     for role in ROLES:
         for metric in SCORES:
             hit = part[(part["stage_role"] == role) & (part["metric"] == metric)]
-            if hit.empty:
-                cells.append(None)
-                continue
-            rec = hit.iloc[0]
-            several = rec["source"] != OURS or (not pd.isna(rec["n_seeds"]) and int(rec["n_seeds"]) > 1)
-            std = float(rec["std"]) if several and not pd.isna(rec["std"]) else None
-            cells.append(Cell(float(rec["mean"]), std))
+            cells.append(None if hit.empty else _cell(hit.iloc[0]))
     return cells
 
 
@@ -99,14 +109,17 @@ def note_marks(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def _lead(key: RowKey, part: pd.DataFrame, marks: Mapping[str, str]) -> list[str]:
-    """Method (our rows only), batch size, source (with its notes' marks), final stage."""
+    """Method (our rows only), batch size, source (with its notes' marks), final stage, seeds
+    (our runs only: the pixel baseline is one K-means, a reference like the published rows)."""
     rec = part.iloc[0]
     method = latex_escape(rec["method_label"]) if key.source == OURS else ""
     notes = [note for note in _notes(part["note"]) if note in marks]
     source = latex_escape(rec["source_label"]) + (f"$^{{{','.join(marks[n] for n in notes)}}}$" if notes else "")
     finals = part.loc[part["stage_role"] == ROLES[-1], "stage"]
     batch = "" if key.batch_size is None else str(key.batch_size)
-    return [method, batch, source, latex_escape(finals.iloc[0]) if len(finals) else ""]
+    run = key.source == OURS and key.variant != BASELINE_VARIANT
+    seeds = seeds_text(row_seeds(_cells(part))) if run else ""
+    return [method, batch, source, latex_escape(finals.iloc[0]) if len(finals) else "", seeds]
 
 
 def _dataset_lines(dataset: str, rows: Sequence[tuple[RowKey, pd.DataFrame]], titles: Mapping[str, str],
@@ -129,7 +142,7 @@ def _dataset_lines(dataset: str, rows: Sequence[tuple[RowKey, pd.DataFrame]], ti
 
 
 def _header() -> list[str]:
-    return two_stage_header("llrll", ["Dataset", "Method", "Batch", "Source", "Final stage"], "Final stage")
+    return two_stage_header("llrllr", ["Dataset", "Method", "Batch", "Source", "Final stage", "Seeds"], "Final stage")
 
 
 def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:
@@ -140,9 +153,9 @@ def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:
         "Every method trained here under one protocol (the same images, backbone, augmentation, "
         rf"optimizer, epochs, seeds and evaluation), from \texttt{{{latex_escape(label)}}}: K-means "
         "NMI/ARI/ACC on the backbone output h and on each method's final stage (CC and CDC: the "
-        r"argmax of their cluster head, no K-means), mean $\pm$ sample std where a run has several "
-        "seeds. Beside ours, the published numbers where there are any, each labelled with its "
-        "source: CD's paper (Tables 2-3) at our CD run's batch size; CC's own paper (its recipe: "
+        rf"argmax of their cluster head, no K-means), {spread_words('methods.csv')}. Beside ours, the "
+        "published numbers where there are any, each labelled with its source: CD's paper (Tables "
+        "2-3) at our CD run's batch size; CC's own paper (its recipe: "
         "batch size 256, no schedule or clipping, 1000 epochs) and CD's paper's CC column, both "
         "shown; the CD authors' repository's no-head model, which is SimCLR's model (mean $\\pm$ "
         "std over several runs). CDC is reconstructed from its abstract (docs/methods.md). Bold: "
@@ -168,8 +181,23 @@ def _floats(blocks: Sequence[list[str]]) -> list[list[list[str]]]:
     return floats
 
 
-def render_methods_table(frame: pd.DataFrame, titles: Mapping[str, str], label: str) -> str:
-    """``methods.tex`` from ``methods_frame``'s rows; a one-line note when there is no run."""
+def _paged(blocks: Sequence[list[str]], header: list[str], name: str, caption: str) -> list[str]:
+    """The floats of one table (``tab:cdrepro-<name>``, then ``<name>-2``, ...), its dataset
+    blocks packed by ``_floats``; the caption in full on the first only."""
+    floats = []
+    for i, group in enumerate(_floats(blocks)):
+        lines = header + [line for block in group for line in block] + [r"\bottomrule", r"\end{tabular}"]
+        text = caption if i == 0 else f"Continued from Table~\\ref{{tab:cdrepro-{name}}} (the same columns and marks)."
+        floats.append(table_float(name if i == 0 else f"{name}-{i + 1}", text, lines, small=True,
+                                  generator=__name__, font=r"\footnotesize"))
+    return floats
+
+
+def render_methods_table(frame: pd.DataFrame, titles: Mapping[str, str], label: str,
+                         differences: pd.DataFrame | None = None) -> str:
+    """``methods.tex`` from ``methods_frame``'s rows, then the table of their paired differences
+    (``differences``: ``methods_differences(frame)``, computed when not given); a one-line note
+    when there is no run."""
     if not (frame["source"] == OURS).any():
         note = f"Methods table: no run in \\texttt{{{latex_escape(label)}}}."
         return f"% Generated by cdrepro.methods_table.\n\\noindent\\textit{{{note}}}\\par\n"
@@ -177,14 +205,49 @@ def render_methods_table(frame: pd.DataFrame, titles: Mapping[str, str], label: 
     marks = note_marks(frame)
     blocks = [_dataset_lines(dataset, [(k, p) for k, p in rows.items() if k.dataset == dataset], titles, marks)
               for dataset in dict.fromkeys(key.dataset for key in rows)]
-    floats = []
-    for i, group in enumerate(_floats(blocks)):
-        lines = _header() + [line for block in group for line in block] + [r"\bottomrule", r"\end{tabular}"]
-        caption = _caption(frame, label, marks) if i == 0 else \
-            "The methods table, continued (the same columns, sources and marks)."
-        floats.append(table_float("methods" if i == 0 else f"methods-{i + 1}", caption, lines, small=True,
-                                  generator=__name__, font=r"\footnotesize"))
+    floats = _paged(blocks, _header(), "methods", _caption(frame, label, marks))
+    differences = methods_differences(frame) if differences is None else differences
+    if len(differences):
+        blocks = [_difference_block(dataset, part, titles)
+                  for dataset, part in differences.groupby("dataset", sort=False)]
+        floats += _paged(blocks, _difference_header(), "methods-differences", _difference_caption(label))
     return "\n".join(floats)
+
+
+# --------------------------------------------------------------------------------------------
+# The paired differences
+
+# Where a number has no interval the LaTeX says "one seed"; the CSV's note says so too. A
+# difference's table is the compact one: the pair, its shared seeds and six cells; its std and
+# the interval's ends are in methods_differences.csv.
+
+
+def _difference_header() -> list[str]:
+    return two_stage_header("lrlr", ["Dataset", "Batch", "Difference", "Seeds"], "Final stage")
+
+
+def _difference_block(dataset: str, part: pd.DataFrame, titles: Mapping[str, str]) -> list[str]:
+    """One dataset's pairs, in the table's order: a row per (batch size, pair)."""
+    lines = [r"\midrule"]
+    keys = ["batch_size", "method", "variant", "vs_method", "vs_variant"]
+    for i, (_, pair) in enumerate(part.groupby(keys, sort=False)):
+        found = {(r["stage_role"], r["metric"]): r for r in pair.to_dict("records")}
+        first = pair.iloc[0]
+        lead = [dataset_title(dataset, titles) if i == 0 else "", str(int(first["batch_size"])),
+                f"{latex_escape(first['method_label'])} $-$ {latex_escape(first['vs_method_label'])}",
+                seeds_text(int(first["n_seeds"]))]
+        cells = [difference_latex(found.get((role, metric))) for role in ROLES for metric in SCORES]
+        lines.append(latex_row(lead + cells))
+    return lines
+
+
+def _difference_caption(label: str) -> str:
+    return (
+        rf"Paired differences of our rows of Table~\ref{{tab:cdrepro-methods}}, from \texttt{{{latex_escape(label)}}}: "
+        "every two methods and each ablation against its full model (the variant named as its method), at "
+        "the same dataset and batch size; backbone with backbone, final stage with final stage. "
+        + difference_words("methods\\_differences.csv", "the first row minus the second")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,15 +255,17 @@ def render_methods_table(frame: pd.DataFrame, titles: Mapping[str, str], label: 
 
 
 def write_methods_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
-    """Write ``methods.tex`` and ``methods.csv`` (atomically) into ``out_dir``; return their
-    paths. ``results_label``: the folder the caption names (default ``results/<profile>``)."""
+    """Write ``methods.tex``, ``methods.csv`` and ``methods_differences.csv`` (atomically) into
+    ``out_dir``; return their paths. ``results_label``: the folder the caption names (default ``results/<profile>``)."""
     out_dir = Path(out_dir)
     published = published_rows(load_paper_results(), load_cc_results(), load_repo_variability())
     frame = methods_frame(results, published)
+    differences = methods_differences(frame)
     label = results_label or default_results_label(out_dir)
     written = []
-    for name, text in (("methods.tex", render_methods_table(frame, results.titles, label)),
-                       ("methods.csv", frame.to_csv(index=False))):
+    for name, text in (("methods.tex", render_methods_table(frame, results.titles, label, differences)),
+                       ("methods.csv", frame.to_csv(index=False)),
+                       ("methods_differences.csv", differences.to_csv(index=False))):
         atomic.write_text(out_dir / name, text)
         written.append(out_dir / name)
     return written

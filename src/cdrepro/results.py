@@ -385,6 +385,9 @@ def collect(metrics: Iterable[Mapping[str, Any]], baselines: Iterable[Mapping[st
     with the method, the stage's role, mean, sample std (NaN for a single seed), n_seeds, the
     seeds and the per-seed values (``;``-joined, in seed order, so no input number is lost);
     plus one row per (dataset, metric) for the pixel baseline (variant ``kmeans_pixels``).
+    The interval of each mean and the paired differences are taken from the per-seed values
+    by the tables and figures (``cdrepro.seed_statistics``), not here: evaluation and t-SNE
+    import this module, and DVC would re-run them whenever the statistics change.
     """
     rows: list[dict[str, Any]] = []
     for key, runs in sorted(group_runs(metrics).items()):

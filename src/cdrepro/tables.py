@@ -3,7 +3,8 @@
 Input: a profile's results (``cdrepro.results.ProfileResults``: every run's ``metrics.json``,
 the raw-pixel K-means baseline of each dataset, each variant's switches). Output
 (``write_tables``): ``table2.tex`` ... ``table10.tex``, ``table_other.tex`` (only a comment line
-when every run fits a paper table) and ``all.csv``.
+when every run fits a paper table), ``all.csv`` and ``differences.csv`` (the paired differences
+of the tables' runs: ``cdrepro.seed_statistics.paired_differences``).
 
 How runs map to tables (the only place this mapping lives):
 
@@ -32,7 +33,16 @@ Choices, so a reader of the tables knows what they see:
   dataset with a number in our columns (its paper columns "--"). Tables 4-10 get a block per dataset that has at least one of
   the table's non-``cd`` variants at batch 128; a table with no such dataset is still written,
   as a one-line note (so a document that ``\\input``s every table always compiles).
-- Several seeds: mean $\\pm$ sample std (ddof=1); one seed: the plain value.
+- Several seeds: mean $\\pm$ the half-width of its 95 % confidence interval over the seeds
+  (Student t, ``cdrepro.seed_statistics``), not the std: the interval is what says whether two
+  rows differ, the std is not (with 2 seeds the half-width is 9 times the std). The std and the
+  interval's ends are in ``all.csv``; one seed: the plain value, "one seed" in the Seeds column
+  (Tables 4-10, ``table_other``) and in ``all.csv``'s note. Printing the half-width keeps the
+  paper's "a ± b" cells; columns for the interval's ends would double the tables' width.
+- Tables 4-10: under each ablation's row, a "$\\Delta$ from all on" row: its paired difference
+  from ``cd`` over the seeds both share, with its interval, marked $\\approx$ where the interval
+  contains 0 (within noise). ``all.csv`` also holds every paired difference (``source``
+  ``difference``), as does ``differences.csv``.
 - The LaTeX needs ``booktabs`` and ``amssymb`` (for ``$\\checkmark$``); plain ``tabular``, no
   ``multirow``. Names from the data (dataset titles, variant names) are escaped.
 """
@@ -54,6 +64,7 @@ from cdrepro.results import (BACKBONE_ROLE, BASELINE_VARIANT, DISAGREE_NOTE, FIN
                              load_cc_results, load_paper_results, load_repo_variability, paper_rows,
                              published_rows)
 from cdrepro.results import SCORES as METRICS
+from cdrepro.seed_statistics import interval_note, paired_differences, with_intervals
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +82,15 @@ MISSING = "--"
 CHECK = r"$\checkmark$"
 UNKNOWN = "?"  # the mark of a switch a variant does not have (or a variant the params lack)
 
+DIFFERENCE_SOURCE = "difference"
+"""all.csv's ``source`` of a paired difference of two of our rows (its ``vs_*`` columns name the second)."""
 ALL_COLUMNS: list[str] = [
     "source", "table", "dataset", "method", "batch_size", "variant", "stage", "stage_role",
-    "metric", "mean", "std", "n_seeds", "seeds", "values", "note",
+    "metric", "mean", "std", "ci_low", "ci_high", "n_seeds", "seeds", "values",
+    "comparison", "vs_method", "vs_variant", "vs_stage", "within_noise", "note",
 ]
+WITHIN_NOISE = r"$^{\approx}$"
+"""The mark of a paired difference whose interval contains 0."""
 
 # dataset_order, dataset_name and the paper's datasets live in cdrepro.results (the figures order
 # their datasets the same way and may not import this LaTeX module); named here for the tables.
@@ -175,10 +191,13 @@ def paper_tables(batch_size: int | None, method: str, variant: str, role: str) -
 
 @dataclass(frozen=True)
 class Cell:
-    """A number as a table shows it: a mean, and a std when it summarises several runs."""
+    """A number as a table shows it: a mean and, after its ``±``, a spread where it has one:
+    for ours, the half-width of the 95 % interval over seeds; for a reference, its published
+    std (the authors' repository gives no seed count, so no interval can be made of it)."""
 
     mean: float
-    std: float | None = None
+    spread: float | None = None
+    n_seeds: int | None = None  # ours: the seeds the mean is over
 
     @property
     def shown(self) -> float:
@@ -189,8 +208,8 @@ class Cell:
         value = f"{self.mean:.3f}"
         if bold:
             value = rf"\textbf{{{value}}}"
-        if self.std is not None:
-            value += rf" $\pm$ {self.std:.3f}"
+        if self.spread is not None:
+            value += rf" $\pm$ {self.spread:.3f}"
         return value
 
 
@@ -211,6 +230,42 @@ def render_cells(cells: Sequence[Cell | None], bold: set[int]) -> list[str]:
     return [MISSING if cell is None else cell.latex(i in bold) for i, cell in enumerate(cells)]
 
 
+def seeds_text(n_seeds: int | None) -> str:
+    """A Seeds cell: how many seeds a row is over; "one seed" (or "no shared seed") where it
+    has no interval; empty for a reference."""
+    return "" if n_seeds is None else interval_note(n_seeds) or str(n_seeds)
+
+
+def row_seeds(cells: Iterable[Cell | None]) -> int | None:
+    """The seeds of a row of our cells (one run group: every cell is over the same seeds)."""
+    return next((cell.n_seeds for cell in cells if cell is not None and cell.n_seeds is not None), None)
+
+
+def difference_latex(rec: Mapping[str, Any] | None) -> str:
+    """A paired difference's cell: its signed mean $\\pm$ the half-width of its interval,
+    ``WITHIN_NOISE`` where that contains 0; one shared seed: the plain signed value (no interval);
+    no shared seed, or no pair: "--"."""
+    if rec is None or int(rec["n_seeds"]) == 0:
+        return MISSING
+    if int(rec["n_seeds"]) == 1:
+        return f"${rec['mean']:+.3f}$"
+    half = (float(rec["ci_high"]) - float(rec["ci_low"])) / 2
+    return rf"${rec['mean']:+.3f} \pm {half:.3f}$" + (WITHIN_NOISE if bool(rec["within_noise"]) else "")
+
+
+def spread_words(csv_name: str) -> str:
+    """The captions' words on what follows a ``±`` of ours (``csv_name``: where the rest is)."""
+    return (r"mean $\pm$ the half-width of its 95\% confidence interval over its seeds, Student t "
+            rf"({csv_name} has the std and the interval's ends); one seed: the plain value")
+
+
+def difference_words(csv_name: str, subject: str) -> str:
+    """The captions' sentence on the paired differences (``subject``: which minus which)."""
+    return (rf"$\Delta$, {subject}: the paired difference over the seeds both rows share, mean $\pm$ the "
+            r"half-width of its 95\% confidence interval; $^{\approx}$: within noise (the interval contains 0); "
+            rf"a plain $\Delta$: one shared seed, no interval; ``--'': no shared seed. {csv_name} has them all.")
+
+
 Key = tuple[str, int | None, str, str, str]  # dataset, batch_size, variant, stage role, metric
 
 
@@ -220,9 +275,14 @@ def ours_cells(ours: pd.DataFrame) -> dict[Key, Cell]:
     cells: dict[Key, Cell] = {}
     for row in ours[ours["stage_role"].isin(ROLES)].itertuples(index=False):
         batch_size = None if pd.isna(row.batch_size) else int(row.batch_size)
-        std = None if int(row.n_seeds) < 2 or pd.isna(row.std) else float(row.std)
-        cells[(row.dataset, batch_size, row.variant, row.stage_role, row.metric)] = Cell(float(row.mean), std)
+        cells[(row.dataset, batch_size, row.variant, row.stage_role, row.metric)] = Cell(
+            float(row.mean), half_width(row.ci_low, row.ci_high), int(row.n_seeds))
     return cells
+
+
+def half_width(low: Any, high: Any) -> float | None:
+    """The half-width of an interval; None where there is none (one seed)."""
+    return None if pd.isna(low) or pd.isna(high) else (float(high) - float(low)) / 2
 
 
 @dataclass(frozen=True)
@@ -239,9 +299,10 @@ class TableInputs:
     def titles(self) -> Mapping[str, str]:
         return self.results.titles
 
-    @property
+    @cached_property
     def frame(self) -> pd.DataFrame:
-        return self.results.frame
+        """Our long frame, with the interval of each mean (``seed_statistics.with_intervals``)."""
+        return with_intervals(self.results.frame)
 
     @cached_property
     def paper_cells(self) -> dict[Key, Cell]:
@@ -260,6 +321,17 @@ class TableInputs:
     @cached_property
     def all_cells(self) -> dict[Key, Cell]:
         return ours_cells(self.frame)
+
+    @cached_property
+    def differences(self) -> pd.DataFrame:
+        """Every paired difference of our runs (``seed_statistics.paired_differences``)."""
+        return paired_differences(self.frame, ROLES)
+
+    @cached_property
+    def difference_records(self) -> dict[tuple[str, int, str, str, str, str], dict[str, Any]]:
+        """The differences by (dataset, batch size, variant, vs variant, stage role, metric)."""
+        return {(r["dataset"], int(r["batch_size"]), r["variant"], r["vs_variant"], r["stage_role"], r["metric"]): r
+                for r in self.differences.to_dict("records")}
 
 
 def latex_escape(text: str) -> str:
@@ -423,8 +495,8 @@ def render_comparison_table(number: int, inputs: TableInputs) -> tuple[str, list
     caption = (
         f"Table {number} of the paper ({_COMPARISON_SUBJECT[number]}), NMI/ARI/ACC. "
         r"The paper's columns are from \texttt{reference\_results.csv}; the ``Ours'' columns are "
-        rf"from \texttt{{{latex_escape(inputs.label)}}} (mean $\pm$ sample std where a run has "
-        "several seeds). Bold: the best value of each row over all columns, ours included. "
+        rf"from \texttt{{{latex_escape(inputs.label)}}} ({spread_words('all.csv')}). "
+        "Bold: the best value of each row over all columns, ours included. "
         "``--'': not in the paper (a dataset it did not use) or not run by us."
     )
     caption += (" " + notes if notes else "") + _cc_caption(number, inputs) + _not_run(missing)
@@ -532,6 +604,7 @@ def bold_by_column(rows: Sequence[Sequence[Cell | None]]) -> list[set[int]]:
 def _ablation_header(table: AblationTable) -> list[str]:
     """Two header rows: the stage groups over their metric columns, then the metric names."""
     lead = ["Dataset"] + (["Source"] if table.authors_reference else []) + [c.header for c in table.columns]
+    lead.append("Seeds")
     first_metric = len(lead) + 1
     groups, rules = [], []
     for i, role in enumerate(table.roles):
@@ -551,19 +624,36 @@ def _marks(table: AblationTable, variant: str, inputs: TableInputs) -> list[str]
     return [column.mark(info.switches if info is not None else None) for column in table.columns]
 
 
+def _difference_line(table: AblationTable, dataset: str, variant: str, inputs: TableInputs) -> str | None:
+    """The "Delta from all on" row under an ablation's row: its paired difference from ``cd``
+    per column; None where the two have no column in common (either was not run)."""
+    found = [inputs.difference_records.get((dataset, ABLATION_BATCH_SIZE, variant, CD, role, metric))
+             for role in table.roles for metric in METRICS]
+    shared = next((int(rec["n_seeds"]) for rec in found if rec is not None), None)
+    if variant == CD or shared is None:
+        return None
+    width = len(table.columns) + (1 if table.authors_reference else 0)
+    lead = ["", rf"\multicolumn{{{width}}}{{r}}{{$\Delta$ from all on}}", seeds_text(shared)]
+    return latex_row(lead + [difference_latex(rec) for rec in found])
+
+
 def _ablation_block(table: AblationTable, dataset: str, inputs: TableInputs) -> list[str]:
-    """The rows of one dataset: our variants (ranked per column), then the authors' references."""
+    """The rows of one dataset: our variants (ranked per column), each ablation followed by its
+    difference from the all-on row, then the authors' references."""
     ours_rows = [_ablation_cells(dataset, variant, table.roles, inputs.paper_cells) for variant in table.variants]
     lines = []
     for i, (variant, cells, bold) in enumerate(zip(table.variants, ours_rows, bold_by_column(ours_rows))):
         lead = [dataset_title(dataset, inputs.titles) if i == 0 else ""]
         lead += ["Ours"] if table.authors_reference else []
-        lines.append(latex_row(lead + _marks(table, variant, inputs) + render_cells(cells, bold)))
+        lead += [*_marks(table, variant, inputs), seeds_text(row_seeds(cells))]
+        lines.append(latex_row(lead + render_cells(cells, bold)))
+        difference = _difference_line(table, dataset, variant, inputs)
+        lines += [difference] if difference else []
     if table.authors_reference:
         for variant in table.variants:
             cells = _authors_cells(dataset, variant, table.roles, inputs.repo)
             if cells is not None:
-                lead = ["", "Authors' repo"] + _marks(table, variant, inputs)
+                lead = ["", "Authors' repo", *_marks(table, variant, inputs), ""]
                 lines.append(latex_row(lead + render_cells(cells, set())))
     return lines
 
@@ -604,7 +694,7 @@ def render_ablation_table(table: AblationTable, inputs: TableInputs) -> tuple[st
 
     missing = ablation_missing(table, datasets, inputs.paper_cells, inputs.titles)
     switch_cols = len(table.columns) + (1 if table.authors_reference else 0)
-    lines = [r"\begin{tabular}{l" + "c" * switch_cols + "c" * (3 * len(table.roles)) + "}", r"\toprule"]
+    lines = [r"\begin{tabular}{l" + "c" * switch_cols + "r" + "c" * (3 * len(table.roles)) + "}", r"\toprule"]
     lines += _ablation_header(table)
     for dataset in datasets:
         lines.append(r"\midrule")
@@ -614,9 +704,10 @@ def render_ablation_table(table: AblationTable, inputs: TableInputs) -> tuple[st
     caption = (
         f"Table {table.number} of the paper: ablation of {table.subject}, {stage_words} stage, "
         f"batch size {ABLATION_BATCH_SIZE}. Our numbers, from \\texttt{{{label}}} "
-        r"(mean $\pm$ sample std where a run has several seeds). The paper's own numbers for this "
+        f"({spread_words('all.csv')}). The paper's own numbers for this "
         r"table are not available in our copy of the paper, so they are not shown. "
-        "Bold: the best of our rows per column within a dataset. ``--'' in a number column: not run."
+        "Bold: the best of our rows per column within a dataset. ``--'' in a number column: not run. "
+        + difference_words("differences.csv", "under each ablation, the ablation minus the all-on row")
     )
     if table.authors_reference:
         caption += (" Authors' repo: mean $\\pm$ std over several runs published in the authors' "
@@ -653,19 +744,19 @@ def render_other_table(inputs: TableInputs) -> str | None:
         return None
     order = {d: i for i, d in enumerate(dataset_order({g[0] for g in groups}, inputs.titles))}
     groups.sort(key=lambda g: (order[g[0]], g[1], g[2], g[3]))
-    lines = two_stage_header("lrlll", ["Dataset", "Batch", "Method", "Variant", "Final stage"], "Final")
+    lines = two_stage_header("lrlllr", ["Dataset", "Batch", "Method", "Variant", "Final stage", "Seeds"], "Final")
     lines.append(r"\midrule")
     for dataset, batch_size, method, variant, stage in groups:
         cells = [inputs.all_cells.get((dataset, batch_size, variant, role, m)) for role in ROLES for m in METRICS]
         lead = [dataset_title(dataset, inputs.titles), str(batch_size),
                 latex_escape(inputs.results.method_label(variant, method)), latex_escape(variant),
-                latex_escape(stage)]
+                latex_escape(stage), seeds_text(row_seeds(cells))]
         lines.append(latex_row(lead + render_cells(cells, set())))
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = (
         "Runs that none of the paper's tables shows (other methods, variants or batch sizes), from "
-        rf"\texttt{{{latex_escape(inputs.label)}}}; mean $\pm$ sample std where a run has several "
-        "seeds. ``Final stage'' is the stage the Final numbers come from; all.csv has every stage."
+        rf"\texttt{{{latex_escape(inputs.label)}}}; {spread_words('all.csv')}. ``Final stage'' is the "
+        "stage the Final numbers come from; all.csv has every stage, differences.csv their paired differences."
     )
     return table_float("other", caption, lines)
 
@@ -682,13 +773,21 @@ def _authors_with_tables(repo: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def all_numbers(frame: pd.DataFrame, paper: pd.DataFrame, repo: pd.DataFrame) -> pd.DataFrame:
-    """Every number, long format, ``source`` = ours / paper / authors_repo."""
-    ours = frame.copy()
-    ours["table"] = [";".join(paper_tables(None if pd.isna(b) else int(b), m, v, r))
-                     for b, m, v, r in zip(ours["batch_size"], ours["method"], ours["variant"], ours["stage_role"])]
-    ours["note"] = ""
-    merged = pd.concat([ours, paper_rows(paper), _authors_with_tables(repo)], ignore_index=True)
+def _tables_of(rows: pd.DataFrame) -> list[str]:
+    """``all.csv``'s ``table`` cell of each of our rows (of a difference: its first row's tables)."""
+    return [";".join(paper_tables(None if pd.isna(b) else int(b), m, v, r))
+            for b, m, v, r in zip(rows["batch_size"], rows["method"], rows["variant"], rows["stage_role"])]
+
+
+def all_numbers(frame: pd.DataFrame, paper: pd.DataFrame, repo: pd.DataFrame,
+                differences: pd.DataFrame) -> pd.DataFrame:
+    """Every number, long format, ``source`` = ours / difference / paper / authors_repo.
+    ``differences``: ``seed_statistics.paired_differences`` of ``frame``; our rows say "one
+    seed" in ``note`` where they have no interval."""
+    ours = frame.assign(table=_tables_of(frame), note=[interval_note(n) for n in frame["n_seeds"]])
+    paired = differences.assign(source=DIFFERENCE_SOURCE, table=_tables_of(differences))
+    parts = [part for part in (ours, paired) if len(part)]  # concat warns on empty frames
+    merged = pd.concat([*parts, paper_rows(paper), _authors_with_tables(repo)], ignore_index=True)
     merged = merged.reindex(columns=ALL_COLUMNS)
     merged["batch_size"] = merged["batch_size"].astype("Int64")
     merged["n_seeds"] = merged["n_seeds"].astype("Int64")
@@ -720,12 +819,15 @@ def render_tables(inputs: TableInputs) -> list[tuple[str, str]]:
     # Always written, so the set of outputs is fixed for Snakemake and DVC.
     documents.append(("table_other.tex", other if other is not None else
                       "% No run outside the paper's tables (other variants or batch sizes).\n"))
-    documents.append(("all.csv", all_numbers(inputs.frame, inputs.paper, inputs.repo).to_csv(index=False)))
+    documents.append(("all.csv", all_numbers(inputs.frame, inputs.paper, inputs.repo,
+                                             inputs.differences).to_csv(index=False)))
+    documents.append(("differences.csv", inputs.differences.to_csv(index=False)))
     return documents
 
 
 def write_tables(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
-    """Write table2.tex ... table10.tex, table_other.tex and all.csv of a profile's results.
+    """Write table2.tex ... table10.tex, table_other.tex, all.csv and differences.csv of a
+    profile's results.
 
     Every file is written atomically. Tables 2 and 3 always have the paper's numbers; Tables
     4-10 without runs are written as a one-line note. Missing runs are logged as warnings and

@@ -6,7 +6,8 @@ profile is done) logs them into one more run of the profile's experiment, named 
 tagged ``cdrepro.kind=summary``:
 
     tables/   every file of results/<profile>/tables/ (table2.tex ... table10.tex,
-              table_other.tex, all.csv, methods.tex, methods.csv): whatever was made
+              table_other.tex, all.csv, differences.csv, methods.tex, methods.csv,
+              methods_differences.csv): whatever was made
     figures/  every file directly in results/<profile>/figures/ (curves_*, ablation_*,
               methods_*: PNG, PDF and CSV; summary.html)
     runs.csv  every training run's final scores as MLflow has them (``cdrepro compare``'s

@@ -1,5 +1,5 @@
-TABLES = [f"table{n}.tex" for n in range(2, 11)] + ["table_other.tex", "all.csv"]
-METHOD_TABLES = ["methods.tex", "methods.csv"]
+TABLES = [f"table{n}.tex" for n in range(2, 11)] + ["table_other.tex", "all.csv", "differences.csv"]
+METHOD_TABLES = ["methods.tex", "methods.csv", "methods_differences.csv"]
 
 
 rule tables:
