@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 # DVC's site cache (hash and index databases) inside the project; see docs/dvc.md.
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site
 
-.PHONY: setup run report tables-pdf test test-fast lint paper-dryrun clean dvc-repro dvc-track dvc-touch dvc-pull
+.PHONY: setup run report tables-pdf test test-fast lint paper-dryrun clean dvc-repro dvc-track dvc-touch dvc-pull dvc-yaml
 
 setup: $(STAMP)
 
@@ -59,6 +59,10 @@ clean:
 
 # DVC (docs/dvc.md). dvc.yaml runs the same steps on params.yaml; these keep DVC and Snakemake
 # agreeing about finished results without re-running anything.
+
+## dvc-yaml: write dvc.yaml from the steps' contract (src/cdrepro/steps.py); a test fails when it is stale
+dvc-yaml: $(STAMP)
+	$(BIN)/python -m cdrepro.dvc_stages
 
 ## dvc-repro: the pipeline with DVC (dvc repro), then mark its results current for Snakemake
 dvc-repro: $(STAMP)

@@ -24,7 +24,12 @@ include: "workflow/rules/tracking.smk"
 include: "workflow/rules/figures.smk"
 
 
-# snakemake --report report.html: the tables, the figures and the params files, captioned.
+# snakemake --report report.html: it opens on what ran, the methods table and the key figures,
+# the params file one click away (workflow/report/workflow.rst, whose cdrepro-* reST directives
+# this import registers); then the tables and the figures, captioned, in its menu.
+import cdrepro.report_page
+
+
 report: "workflow/report/workflow.rst"
 
 

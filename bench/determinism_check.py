@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from cdrepro.checkpoint import load_weights_only
-from cdrepro.config import find_run, load_params, resolve_run
+from cdrepro.config import load_params
+from cdrepro.run_settings import find_run, resolve_run
 from cdrepro.runs import ProfilePaths
 from cdrepro.train import RunFiles, train
 

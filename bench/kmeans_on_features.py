@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 from sklearn.cluster import KMeans
 
-from cdrepro.config import find_run, load_params, resolve_run
+from cdrepro.config import load_params
 from cdrepro.data.prepared import load_prepared
 from cdrepro.device import select_device
 from cdrepro.evaluate import embed, load_model
 from cdrepro.kmeans import kmeans
 from cdrepro.metrics import clustering_scores
+from cdrepro.run_settings import find_run, resolve_run
 from cdrepro.runs import ProfilePaths
 
 

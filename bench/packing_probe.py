@@ -32,6 +32,7 @@ import torch
 from cdrepro import augment as aug
 from cdrepro import config as cfg
 from cdrepro import distributed as ddp
+from cdrepro import run_settings as rs
 from cdrepro.data.prepared import meta_path_for, save_prepared
 from cdrepro.step import make_views, train_step
 from cdrepro.train import Session, setup
@@ -77,7 +78,7 @@ def barrier(sync_dir: Path, name: str, rank: int, count: int, timeout: float) ->
 
 def synthetic_prepared(params: dict[str, Any], rids: list[str], folder: Path) -> Path:
     """Random uint8 images at the runs' size (the step's cost does not depend on the pixels)."""
-    runs = [cfg.resolve_run(params, cfg.find_run(params, rid)) for rid in rids]
+    runs = [rs.resolve_run(params, rs.find_run(params, rid)) for rid in rids]
     size, batch = runs[0].image_size, max(s.batch_size for s in runs)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(batch * 4, size, size, 3), dtype=np.uint8)
@@ -239,7 +240,7 @@ def probe(args: argparse.Namespace, params: dict[str, Any], report: dict[str, An
                           ("cuda" if torch.cuda.is_available() else "cpu"))
     with tempfile.TemporaryDirectory() as folder:
         prepared = synthetic_prepared(params, args.runs, Path(folder))
-        sessions = {rid: setup(cfg.resolve_run(params, cfg.find_run(params, rid)), prepared, ddp.SINGLE)
+        sessions = {rid: setup(rs.resolve_run(params, rs.find_run(params, rid)), prepared, ddp.SINGLE)
                     for rid in args.runs}
     first_step_s = None
     for s in sessions.values():  # compiles the augmentation and tunes cuDNN once

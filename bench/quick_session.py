@@ -387,10 +387,11 @@ def curves_figure(s: Session, done: list[str]) -> dict[str, Any]:
         from cdrepro import config as cfg
         from cdrepro.figures import curves
         from cdrepro.figures.output import save_figure
+        from cdrepro.run_settings import runs_of
         from cdrepro.runs import ProfilePaths, run_id
 
         paths = ProfilePaths.from_params(s.params)
-        runs = [run for run in cfg.runs_of(s.params) if run_id(run) in done]
+        runs = [run for run in runs_of(s.params) if run_id(run) in done]
         methods = {v: cfg.method_of(s.params, v) for v in s.params["variants"]}
         frame = curves.curves_frame([(run, paths.curves(run_id(run))) for run in runs], methods)
         written = save_figure(curves.plot_curves(frame, "CIFAR-10, 50,000 images, one H200"),

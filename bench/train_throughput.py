@@ -51,10 +51,10 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
 from cdrepro import augment as aug
-from cdrepro.config import RunSettings, resolve_run
 from cdrepro.device import DeviceUnavailable, select_device
 from cdrepro.kmeans import kmeans as torch_kmeans
 from cdrepro.methods import METHODS, build_method
+from cdrepro.run_settings import RunSettings, resolve_run
 from cdrepro.runs import Run
 from cdrepro.step import augment_config, make_optimizer, train_step
 

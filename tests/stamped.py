@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdrepro.config import resolve_run
+from cdrepro.run_settings import resolve_run
 from cdrepro.runs import Run
 
 # No prepared data in these tests: the tables then check the settings digest alone.

@@ -172,7 +172,7 @@ def stamped_file(kind: str, **digests: str) -> Callable[[dict, Path], None]:
     params, then ``digests`` (``data_digest``, or ``settings_digest`` to claim other settings)."""
     def write(params: dict, tmp: Path) -> None:
         from cdrepro.checkpoint import save_state
-        from cdrepro.config import resolve_run
+        from cdrepro.run_settings import resolve_run
         from cdrepro.results import write_metrics
 
         identity = {"settings_digest": resolve_run(params, RUN).digest(), "data_digest": "0" * 16, **digests}
@@ -507,7 +507,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
     import pickle
 
     from cdrepro.checkpoint import UnsafeCheckpoint, load_state, resume_or_set_aside
-    from cdrepro.config import resolve_run
+    from cdrepro.run_settings import resolve_run
     from cdrepro.evaluate import load_model
     from cdrepro.identity import RunIdentity
 

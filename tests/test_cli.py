@@ -98,6 +98,30 @@ def test_runs_lists_every_run_id_in_order(params, capsys):
     assert out.split() == ["digits-bs128-single_view-s7", "digits-bs256-cd-s42"]
 
 
+def test_methods_prints_each_methods_evaluation_stages_as_its_help_promises(embedded_params, capsys):
+    """`cdrepro methods --help` says "their evaluation stages": each method's block names the
+    stages a run of it is evaluated at, as the built model declares them (CD's no-head ablation
+    on the line of the switch that changes them)."""
+    from cdrepro.methods import build_method
+    from cdrepro.run_settings import resolve_run
+
+    with pytest.raises(SystemExit):
+        main(["methods", "--help"])
+    assert "evaluation stages" in capsys.readouterr().out
+    code, out, _ = cli(capsys, "methods")
+    assert code == 0
+    blocks = {block.split(":", 1)[0]: block.splitlines() for block in re.split(r"\n(?=\S)", out.strip())}
+    embedded_params["model"]["backbone_width"] = 4
+    for variant in ("cd", "no_head", "simclr", "cc", "cld", "cdc"):
+        settings = resolve_run(embedded_params, Run("digits", 128, variant, 42))
+        stages = build_method(settings, num_classes=10).stages()
+        words = ", ".join(f"{name} ({'argmax of' if stage.assign == 'argmax' else 'K-means on'} {stage.output})"
+                          for name, stage in stages.items())
+        lead = "    with head false: " if variant == "no_head" else "  evaluation stages (the last is the final stage): "
+        assert lead + words in blocks[settings.method], (variant, blocks[settings.method])
+    assert "cluster (argmax of y)" in "\n".join(blocks["cc"])
+
+
 @pytest.mark.parametrize(("command", "break_params", "key"), [
     ("validate", lambda p: p["train"].update(lr=-1), "train.lr"),
     ("validate", lambda p: p["runs"][0].update(variant="nope"), "runs[0].variant"),

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdrepro.config import ParamsError, load_params, resolve_run, runs_of, validate_params
+from cdrepro.config import ParamsError, load_params, validate_params
+from cdrepro.run_settings import resolve_run, runs_of
 from cdrepro.runs import Run, parse_run_id, run_id, tracking_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,17 +221,39 @@ def test_the_embedded_runs_keep_their_digests():
     assert {run_id(r): resolve_run(params, r).digest() for r in runs_of(params)} == EMBEDDED_DIGESTS
 
 
-def test_the_schema_defaults_are_the_codes():
-    """Defaults the code applies itself (per variant, per run entry) equal the schema's."""
-    from cdrepro.config import DEFAULT_STEM, TARGETS, VARIANT_DEFAULTS, load_schema
-    from cdrepro.methods import DEFAULT_METHOD
+def test_the_per_run_defaults_are_the_schemas(embedded_params):
+    """A variant's switches and a run entry's targets are defaulted per run (the variants are
+    never filled in), from the schema's own defaults."""
+    from cdrepro.config import VARIANT_KEYS, load_schema, variant_switches
+    from cdrepro.run_settings import TARGETS, targets_of
 
     schema = load_schema()
     switches = {key: sub["default"] for key, sub in schema["$defs"]["switches"]["properties"].items()}
-    assert switches == {"method": DEFAULT_METHOD, **VARIANT_DEFAULTS}
-    assert schema["properties"]["model"]["properties"]["stem"]["default"] == DEFAULT_STEM
+    embedded_params["variants"]["bare"] = {}
+    assert variant_switches(embedded_params, "bare") == switches and tuple(switches) == VARIANT_KEYS
     targets = schema["properties"]["runs"]["items"]["properties"]["targets"]
-    assert targets["default"] == list(TARGETS[:1])
+    assert targets["items"]["enum"] == list(TARGETS)
+    untagged = next(raw for raw in embedded_params["runs"] if "targets" not in raw)
+    assert targets_of(embedded_params, run_id(Run(**untagged))) == targets["default"]
+
+
+def test_settings_added_later_are_left_out_at_their_historical_value_only(embedded_params):
+    """``SETTINGS_ADDED_LATER``: a run at the value every earlier run had keeps the settings and
+    digest it had before the setting existed; any other value is in the settings and the digest."""
+    import dataclasses
+
+    from cdrepro.run_settings import SETTINGS_ADDED_LATER, RunSettings
+
+    other = {"method": "simclr", "stem": "cifar", "hflip": False}
+    assert set(SETTINGS_ADDED_LATER) == set(other)
+    base = resolve_run(embedded_params, Run("digits", 128, "cd", 42))
+    historical = dataclasses.replace(base, **SETTINGS_ADDED_LATER)
+    assert not set(SETTINGS_ADDED_LATER) & set(historical.to_dict())
+    assert RunSettings.from_dict(historical.to_dict()) == historical
+    for key, value in other.items():
+        changed = dataclasses.replace(historical, **{key: value})
+        assert changed.to_dict()[key] == value and changed.digest() != historical.digest(), key
+        assert RunSettings.from_dict(changed.to_dict()) == changed
 
 
 # --- issue 19: values the schema's bounds let through, and names and keys nothing reads -------

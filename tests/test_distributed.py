@@ -34,9 +34,10 @@ import cdrepro.train as train_module
 from cdrepro import augment as aug
 from cdrepro import cli
 from cdrepro import distributed as ddp
-from cdrepro.config import resolve_run, validate_params
+from cdrepro.config import validate_params
 from cdrepro.methods import METHODS, build_method
 from cdrepro.methods.cd import ContrastiveDisentangling
+from cdrepro.run_settings import resolve_run
 from cdrepro.runs import Run
 from cdrepro.step import make_optimizer, train_step
 from cdrepro.train import NonFiniteLoss, train

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from cdrepro.config import RunSettings, resolve_run, validate_params
+from cdrepro.config import validate_params
 from cdrepro.data.prepared import load_prepared, meta_path_for, save_prepared
 from cdrepro.device import DeviceUnavailable
 from cdrepro.evaluate import embed, evaluate, kmeans_scores, load_model, pixel_baseline
 from cdrepro.methods import build_method
+from cdrepro.run_settings import RunSettings, resolve_run
 from cdrepro.runs import ProfilePaths, Run
 from cdrepro.train import RunFiles, train
 
@@ -71,7 +72,7 @@ def test_embed_returns_every_image_at_both_stages(params, prepared, variant):
     images = load_prepared(prepared).images
     head = settings.options["head"]
 
-    outputs = embed(model, images, settings.image_size, EVAL_BATCH, torch.device("cpu"))
+    outputs = embed(model, images, settings.image_size, EVAL_BATCH, torch.device("cpu"), settings.precision)
     assert list(outputs) == (["h", "f"] if head else ["h", "z"])  # what the stages read
     h, final = outputs.values()
     assert h.shape == (N_IMAGES, settings.rep_dim)
@@ -82,7 +83,8 @@ def test_embed_returns_every_image_at_both_stages(params, prepared, variant):
         assert ((final >= 0) & (final <= 1)).all()  # sigmoid outputs
 
     # Evaluation mode: an image's embedding does not depend on the batch it is in.
-    h_one, final_one = embed(model, images, settings.image_size, N_IMAGES, torch.device("cpu")).values()
+    h_one, final_one = embed(model, images, settings.image_size, N_IMAGES, torch.device("cpu"),
+                             settings.precision).values()
     np.testing.assert_allclose(h, h_one, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(final, final_one, rtol=1e-4, atol=1e-5)
 

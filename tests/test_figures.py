@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +20,15 @@ import yaml
 
 from cdrepro import results
 from cdrepro.cli import main
-from cdrepro.config import find_run, load_params, resolve_run, runs_of
+from cdrepro.config import load_params
 from cdrepro.data.prepared import load_prepared
 from cdrepro.evaluate import embed, load_model
 from cdrepro.figures import ablation, curves, heads, lime_views, tsne
 from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, files_of, head_runs, method_figure_datasets
+from cdrepro.run_settings import find_run, resolve_run, runs_of
 from cdrepro.runs import ProfilePaths, Run, run_id
 from stamped import stamped
+from system_packages import skip_unless_installed
 
 REPO = Path(__file__).resolve().parents[1]
 CD, NO_HEAD = "digits-bs128-cd-s42", "digits-bs128-no_head-s42"
@@ -71,7 +75,7 @@ def run_outputs(params: dict, paths: ProfilePaths, rid: str) -> np.ndarray:
     data = load_prepared(paths.prepared(settings.dataset))
     model = load_model(paths.model(rid), settings, data)
     return embed(model, data.images, settings.image_size, params["evaluate"]["batch_size"], torch.device("cpu"),
-                 outputs=("f",))["f"]
+                 settings.precision, outputs=("f",))["f"]
 
 
 # --------------------------------------------------------------------------- the files
@@ -490,10 +494,24 @@ def test_workflow_figures_and_html_report(tmp_path):
                  "head_correlation.png", "lime.png", "summary.html", "table2.tex", "all.csv"]:
         assert name in page, name
     assert "Contrastive Disentangling reproduction, profile" in page
-    # The params, as a highlighted JSON block in the workflow description.
-    assert "&quot;profile&quot;" in page and "&quot;tiny&quot;" in page and "&quot;lime&quot;" in page
+    # The first screen (the workflow description): what ran, the methods table, the key figures;
+    # the params file folded into one line, not dumped (tests/workflow/test_report_page.py: the rest).
+    first = json.loads(re.search(r"var workflow_desc = (.*);\n", page).group(1))
+    assert "<strong>Profile</strong> <tt class=\"docutils literal\">tiny</tt>: 2 runs on Digits" in first
+    assert "<td>CD (no_head)</td><td>128</td><td>Ours</td><td>projector</td><td>one seed</td>" in first
+    assert first.index('<table class="cdrepro-methods">') < first.index('alt="curves_digits.png" src="data:image/png;')
+    assert '"profile":' not in first and "&quot;profile&quot;" not in first and "System Message" not in first
+    assert "profile: tiny" in first.split('<details class="cdrepro-params">', 1)[1]
     # Self-contained: every figure is inside the file as a data URI, not a link to results/.
     assert page.count("data:image/png;") >= 2 + 2 + len(HEAD_FIGURES) and "data:text/html;" in page
+    # In a browser, the report opens on it: the methods table is in the page Snakemake's app draws.
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    skip_unless_installed(None if chromium else "no chromium: the report's first screen is not drawn")
+    drawn = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                            f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=5000", "--dump-dom",
+                            (tmp_path / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert '<table class="cdrepro-methods">' in drawn.stdout, drawn.stdout[-3000:] + drawn.stderr[-2000:]
 
 
 @pytest.mark.parametrize("algorithm, options", [("slic", {"n_segments": 16, "compactness": 10}),

@@ -28,9 +28,10 @@ import torch
 import yaml
 
 import cdrepro.train as train_module
-from cdrepro.config import resolve_run, validate_params
+from cdrepro.config import validate_params
 from cdrepro.data.prepared import meta_path_for, save_prepared
 from cdrepro.methods import METHODS
+from cdrepro.run_settings import resolve_run
 from cdrepro.runs import ProfilePaths, Run
 from cdrepro.train import RunFiles, train
 

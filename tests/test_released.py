@@ -15,10 +15,11 @@ import yaml
 from cdrepro import released
 from cdrepro.checkpoint import save_state
 from cdrepro.cli import main
-from cdrepro.config import find_run, load_params, resolve_run
+from cdrepro.config import load_params
 from cdrepro.data.prepared import meta_path_for, save_prepared
 from cdrepro.methods import build_method
 from cdrepro.methods.cd import ContrastiveDisentangling
+from cdrepro.run_settings import find_run, resolve_run
 from cdrepro.runs import ProfilePaths, Run, run_id
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

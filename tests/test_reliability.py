@@ -27,11 +27,12 @@ import yaml
 
 from cdrepro import atomic, cli, tables
 from cdrepro.checkpoint import load_weights_only, save_state
-from cdrepro.config import resolve_run, validate_params
+from cdrepro.config import validate_params
 from cdrepro.data.prepared import meta_path_for, save_prepared
 from cdrepro.methods import METHODS
 from cdrepro.methods.cd import ContrastiveDisentangling
 from cdrepro.results import ProfileResults
+from cdrepro.run_settings import resolve_run
 from cdrepro.runs import ProfilePaths, Run
 from cdrepro.train import NonFiniteLoss, RunFiles, train
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdrepro import config as cfg
 from cdrepro import results
+from cdrepro import run_settings as rs
 from cdrepro.atomic import write_json
 from cdrepro.cli import main
 from cdrepro.results import BASELINE_VARIANT, ProfileResults, ResultsError
@@ -264,12 +264,12 @@ def _write_fake_metrics(params: dict, target: str | None) -> None:
     """metrics.json of every run of ``target`` (a CD-shaped record whatever the method: loading
     does not look further) and the baselines."""
     paths = ProfilePaths.from_params(params)
-    for run in cfg.runs_of(params, target):
+    for run in rs.runs_of(params, target):
         method = results.variant_info(params, run.variant).method
         record = stamped(params, metrics_record(run.variant, run.seed, method, batch_size=run.batch_size,
                                                 dataset=run.dataset))
         results.write_metrics(paths.metrics(record["run_id"]), record)
-    for dataset in {run.dataset for run in cfg.runs_of(params, target)}:
+    for dataset in {run.dataset for run in rs.runs_of(params, target)}:
         write_json(paths.baseline(dataset), {**BASELINE, "dataset": dataset})
 
 
@@ -295,7 +295,7 @@ def test_the_target_picks_the_runs_and_reads_only_their_files(tmp_path):
 
 def test_the_methods_target_is_every_run_where_no_run_is_tagged(embedded_params):
     assert results.methods_target(embedded_params) == "compare_methods"
-    assert len(cfg.runs_of(embedded_params, results.methods_target(embedded_params))) == 5
+    assert len(rs.runs_of(embedded_params, results.methods_target(embedded_params))) == 5
     for run in embedded_params["runs"]:
         run.pop("targets", None)
     assert results.methods_target(embedded_params) is None

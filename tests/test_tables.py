@@ -515,6 +515,18 @@ def test_every_file_is_written_atomically_and_returned(tmp_path, monkeypatch):
     assert "tab:cdrepro-other" in (out / "table_other.tex").read_text()
 
 
+def test_every_csv_a_caption_cites_is_written_beside_it_or_ships_with_the_package(written, methods_written):
+    """A caption's \\texttt{...csv} is a file of the same step or one of the package's
+    cdrepro/references/ (Table 2's once cited a reference_results.csv that exists nowhere)."""
+    shipped = {p.name for p in (REPO / "src" / "cdrepro" / "references").iterdir()}
+    for files in (written, methods_written):
+        for name, path in files.items():
+            for cited in re.findall(r"\\texttt\{([^}]*\.csv)\}", path.read_text() if name.endswith(".tex") else ""):
+                cited = cited.replace(r"\_", "_")
+                assert cited in files or cited.removeprefix("cdrepro/references/") in shipped, (name, cited)
+    assert r"\texttt{cdrepro/references/paper\_results.csv}" in written["table2.tex"].read_text()
+
+
 def test_all_tables_compile_with_pdflatex(written, tmp_path):
     """docs/img/tables.tex (the document `make tables-pdf` compiles) \\inputs every table the
     code writes (and may input the methods table), and compiles with them without errors,
@@ -807,3 +819,21 @@ def test_a_methods_table_without_runs_is_a_note(tmp_path):
     paths = methods_table.write_methods_table(results([]), tmp_path)
     assert [p.name for p in paths] == ["methods.tex", "methods.csv", "methods_differences.csv"]
     assert "tabular" not in paths[0].read_text() and "no run" in paths[0].read_text()
+
+
+def test_a_new_table_file_is_one_entry_of_the_declaration(monkeypatch, tmp_path):
+    """TABLE_FILES is the tables step's declaration: an entry added there is written by the CLI's
+    step, declared by the workflow's rule (cdrepro.steps) and by DVC's stage (dvc.yaml, generated
+    from the same steps), with no other edit (the Snakemake-DVC agreement itself is
+    tests/workflow/test_dvc.py::test_dvc_stages_are_the_snakemake_jobs)."""
+    from cdrepro.dvc_stages import render
+    from cdrepro.runs import ProfilePaths
+    from cdrepro.steps import STEPS
+
+    monkeypatch.setitem(tables.TABLE_FILES, "extra.csv", lambda inputs: "a,b\n1,2\n")
+    out = tmp_path / "results" / "embedded" / "tables"
+    written = tables.write_tables(results(make_metrics(), BASELINES, TITLES), out)
+    assert out / "extra.csv" in written and (out / "extra.csv").read_text() == "a,b\n1,2\n"
+    rule = STEPS["tables"].output(ProfilePaths(tmp_path / "results" / "embedded"))
+    assert sorted(Path(p) for p in rule.values()) == sorted(written)
+    assert "      - ${results_dir}/${profile}/tables/extra.csv\n" in render()

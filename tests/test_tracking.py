@@ -28,8 +28,9 @@ import yaml
 import cdrepro.train as train_module
 from cdrepro import tracking
 from cdrepro.cli import main
-from cdrepro.config import load_params, resolve_run, runs_of, validate_params
+from cdrepro.config import load_params, validate_params
 from cdrepro.data.prepared import meta_path_for, save_prepared
+from cdrepro.run_settings import resolve_run, runs_of
 from cdrepro.runs import ProfilePaths, Run, run_id, tracking_name
 from cdrepro.train import RunFiles, train
 

@@ -24,7 +24,7 @@ import yaml
 from test_tracking import cli, free_port, loss_history, mlflow_runs, wait_healthy
 
 from cdrepro import tracking
-from cdrepro.config import resolve_run
+from cdrepro.run_settings import resolve_run
 from cdrepro.runs import ProfilePaths, Run, run_id, tracking_name
 
 # Slow: about 25 s on the 2-core CI machine, half of it the server's start.

@@ -26,7 +26,8 @@ from system_packages import skip_unless_installed
 from test_tracking import cli, empty_store, free_port, mlflow_runs, tracked, wait_healthy  # noqa: F401 (fixtures)
 
 from cdrepro import tracking
-from cdrepro.config import resolve_run, validate_params
+from cdrepro.config import validate_params
+from cdrepro.run_settings import resolve_run
 from cdrepro.runs import ProfilePaths, Run, run_id
 from cdrepro.tracking_summary import KIND, KIND_TAG, NOTE_TAG, RUN_NAME, log_summary
 
@@ -198,7 +199,8 @@ FAILING_COMMANDS = textwrap.dedent("""
     import logging, sys
     from cdrepro import tracking
     from cdrepro.cli import main
-    from cdrepro.config import load_params, resolve_run
+    from cdrepro.config import load_params
+    from cdrepro.run_settings import resolve_run
     from cdrepro.runs import ProfilePaths, Run
     assert main(["tracking-init"]) == 0 and main(["tracking-summary"]) == 0
     params = load_params("params.yaml")

@@ -18,13 +18,14 @@ import torch
 import cdrepro.train as train_module
 from cdrepro import augment as aug
 from cdrepro.checkpoint import CheckpointMismatch, load_state, save_state
-from cdrepro.config import RunSettings, resolve_run, validate_params
+from cdrepro.config import validate_params
 from cdrepro.data.prepared import load_prepared, meta_path_for, save_prepared
 from cdrepro.identity import RunIdentity
 from cdrepro.device import DeviceUnavailable
 from cdrepro.methods import METHODS, build_method
 from cdrepro.methods.base import LossTermsError
 from cdrepro.methods.cd import ContrastiveDisentangling
+from cdrepro.run_settings import RunSettings, resolve_run
 from cdrepro.runs import ProfilePaths, Run
 from cdrepro.train import NonFiniteLoss, RunFiles, train
 

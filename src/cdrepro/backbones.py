@@ -17,8 +17,9 @@ TORCHVISION_WIDTH = 64
 STEMS = ("imagenet", "cifar")
 
 
-def make_backbone(name: str, width: int = TORCHVISION_WIDTH, stem: str = "imagenet") -> nn.Module:
-    """A ResNet with the given stem, random init, no fc.
+def make_backbone(name: str, width: int, stem: str) -> nn.Module:
+    """A ResNet with the given stem, random init, no fc (a run's ``model.backbone``,
+    ``backbone_width`` and ``stem``: their defaults are the params schema's).
 
     At width 64 this is torchvision's own model (its stem swapped for ``cifar``). Other widths
     build the same layout from torchvision's BasicBlock with widths (w, 2w, 4w, 8w): the

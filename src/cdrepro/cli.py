@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from cdrepro import config as cfg
+from cdrepro import run_settings as rs
 from cdrepro.runs import ProfilePaths, run_id
 
 log = logging.getLogger("cdrepro")
@@ -46,7 +47,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
 
 def cmd_runs(args: argparse.Namespace) -> None:
     params, _ = _context(args)
-    for run in cfg.runs_of(params):
+    for run in rs.runs_of(params):
         print(run_id(run))
 
 
@@ -74,7 +75,7 @@ def cmd_baseline(args: argparse.Namespace) -> None:
     print(f"{args.dataset} raw-pixel K-means: {json.dumps(result['pixels'])}")
 
 
-def _start_processes(args: argparse.Namespace, settings: cfg.RunSettings, lock: Path) -> None:
+def _start_processes(args: argparse.Namespace, settings: rs.RunSettings, lock: Path) -> None:
     """Become torchrun, which starts ``train.gpus_per_run`` copies of this train command.
 
     Replaces this process (exec) rather than waiting on a child, so that a SIGTERM from the
@@ -110,7 +111,7 @@ def _start_processes(args: argparse.Namespace, settings: cfg.RunSettings, lock: 
 
 def cmd_train(args: argparse.Namespace) -> None:
     params, paths = _context(args)
-    settings = cfg.resolve_run(params, cfg.find_run(params, args.run))
+    settings = rs.resolve_run(params, rs.find_run(params, args.run))
     if settings.gpus_per_run > 1 and "WORLD_SIZE" not in os.environ:  # not under torchrun yet
         _start_processes(args, settings, paths.lock(args.run))
 
@@ -146,7 +147,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from cdrepro.tracking import Tracker
 
     params, paths = _context(args)
-    settings = cfg.resolve_run(params, cfg.find_run(params, args.run))
+    settings = rs.resolve_run(params, rs.find_run(params, args.run))
     if args.checkpoint is not None:
         _evaluate_checkpoint(args, params, paths, settings)
         return
@@ -163,7 +164,7 @@ def _stage_scores(metrics: dict) -> str:
 
 
 def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfilePaths,
-                         settings: cfg.RunSettings) -> None:
+                         settings: rs.RunSettings) -> None:
     """``evaluate --checkpoint``: a checkpoint from elsewhere (the authors' released models, say)
     in the run's architecture and on its dataset. Not logged to MLflow, and written beside the
     profile's runs (unless --out says otherwise): it is not the run's own training."""
@@ -263,7 +264,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
     from cdrepro import tracking
 
     params, paths = _context(args)
-    rids = [args.run] if args.run else [run_id(r) for r in cfg.runs_of(params)]
+    rids = [args.run] if args.run else [run_id(r) for r in rs.runs_of(params)]
     synced = 0
     for rid in rids:
         logged = tracking.sync_run(params, rid)

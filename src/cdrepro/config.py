@@ -1,20 +1,19 @@
-"""Load and validate params files; resolve one run's settings.
+"""Load and validate params files.
 
 Everything the pipeline does is decided by one params file (``params.yaml`` or a profile such
-as ``workflow/configs/paper.yaml``). This module checks it against the JSON schema, adds the
-cross-field checks a schema cannot express, and turns a run (dataset, batch size, variant,
-seed; its variant names the method) into the flat settings the training and evaluation code
-read.
+as ``workflow/configs/paper.yaml``). This module reads it, checks it against the JSON schema
+(``schemas/params.schema.yaml``), adds the cross-field checks a schema cannot express, and fills
+in the schema's defaults, the only place defaults are written: code reads a loaded params file
+as ``params[section][key]``. It also says what a variant's settings are (its switches and its
+method's options). A run's resolved settings and their digest are ``cdrepro.run_settings``.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from cdrepro.backbones import rep_dim_of
-from cdrepro.methods import DEFAULT_METHOD, METHODS
-from cdrepro.runs import ProfilePaths, Run, run_id
-
-DEFAULT_STEM = "imagenet"  # model.stem: the paper's (torchvision's) ResNet stem
-
-# What every variant may set whatever its method (the shared protocol's switches).
-VARIANT_DEFAULTS: dict[str, Any] = {"views": 2, "schedule": True, "grad_clip": True}
-VARIANT_KEYS = ("method", *VARIANT_DEFAULTS)
+from cdrepro.methods import METHODS
+from cdrepro.runs import ProfilePaths, run_id, run_of
 
 # The variant name of the raw-pixel K-means rows in the tables (cdrepro.results): no variant of a
 # params file may take it. Here rather than in results, which imports this module.
@@ -131,6 +123,22 @@ def load_schema() -> dict[str, Any]:
     """The params schema (parsed once: callers must not modify it)."""
     text = resources.files("cdrepro").joinpath("schemas/params.schema.yaml").read_text()
     return yaml.safe_load(text)
+
+
+def _switch_schema() -> dict[str, Any]:
+    return load_schema()["$defs"]["switches"]["properties"]
+
+
+# What every variant may set whatever its method: ``method`` and the shared protocol's switches
+# (``views``, ``schedule``, ``grad_clip``); the schema's ``switches``.
+VARIANT_KEYS = tuple(_switch_schema())
+
+
+def variant_switches(params: dict[str, Any], variant: str) -> dict[str, Any]:
+    """A variant's switches (``VARIANT_KEYS``): the schema's defaults, then the variant's own.
+    Applied per run, never filled into the params (``with_defaults``)."""
+    declared = params["variants"][variant]
+    return {key: declared[key] if key in declared else sub["default"] for key, sub in _switch_schema().items()}
 
 
 def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
@@ -257,7 +265,7 @@ def _check_variants(params: dict[str, Any], source: str) -> None:
         if name == BASELINE_VARIANT:
             raise ParamsError(f"{source}: variants.{name}: the name is reserved for the raw-pixel "
                               "K-means rows; rename the variant")
-        method = variant.get("method", DEFAULT_METHOD)
+        method = variant_switches(params, name)["method"]
         own = {k: v for k, v in variant.items() if k not in VARIANT_KEYS}
         _check_method_options(method, own, f"variants.{name}", source)
         merged = method_options(params, name)
@@ -301,11 +309,11 @@ def _check_runs(params: dict[str, Any], source: str) -> None:
                 f"among train.gpus_per_run = {gpus} processes; make it a multiple of {gpus}"
             )
         method = METHODS[method_of(params, raw["variant"])]
-        options = _resolve_options(method.name, method_options(params, raw["variant"]), raw["batch_size"])
+        options = resolve_options(method.name, method_options(params, raw["variant"]), raw["batch_size"])
         problem = method.check_run(options, raw["batch_size"])
         if problem:
             raise ParamsError(f"{source}: runs[{i}]: {problem}")
-        rid = run_id(_run(raw))
+        rid = run_id(run_of(raw))
         if rid in seen:
             raise ParamsError(f"{source}: runs[{i}]: duplicate of runs[{seen[rid]}] ({rid})")
         seen[rid] = i
@@ -331,7 +339,7 @@ def _check_method_options(method: str, options: dict[str, Any], where: str, sour
 
 
 def method_of(params: dict[str, Any], variant: str) -> str:
-    return params["variants"][variant].get("method", DEFAULT_METHOD)
+    return variant_switches(params, variant)["method"]
 
 
 def method_options(params: dict[str, Any], variant: str) -> dict[str, Any]:
@@ -339,9 +347,33 @@ def method_options(params: dict[str, Any], variant: str) -> dict[str, Any]:
     variant's own (unresolved: ``batch_size`` widths stay as written)."""
     method = method_of(params, variant)
     options = {key: spec["default"] for key, spec in METHODS[method].options.items()}
-    options.update(params.get("methods", {}).get(method, {}))
+    if "methods" not in params:  # a dict not filled yet (a test's): loaded params have the section
+        params = with_defaults(params)
+    options.update(params["methods"].get(method, {}))
     options.update({k: v for k, v in params["variants"][variant].items() if k not in VARIANT_KEYS})
     return options
+
+
+def resolve_dim(value: int | str, batch_size: int) -> int:
+    """A width as written (``#/$defs/dim``: a number, ``batch_size`` or ``half_batch``) at a
+    run's batch size."""
+    if value == "batch_size":
+        return batch_size
+    return batch_size // 2 if value == "half_batch" else int(value)
+
+
+def resolve_options(method: str, options: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """Widths given as ``batch_size`` become numbers, and numbers the type the method declares
+    (1 and 1.0 must give one digest)."""
+    resolved = {}
+    for key, value in options.items():
+        spec = METHODS[method].options[key]
+        if spec.get("$ref") == "#/$defs/dim":
+            value = resolve_dim(value, batch_size)
+        elif spec.get("type") == "number":
+            value = float(value)
+        resolved[key] = value
+    return resolved
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -382,169 +414,6 @@ def check_against_prepared(params: dict[str, Any], source: str = "params") -> li
         check_batch_sizes(params, name, n_images, source)
         checked.append(name)
     return checked
-
-
-# The workflow's targets a run can be for; a run without ``targets:`` is for the first.
-TARGETS = ("reproduce_tables", "compare_methods")
-
-
-def _run(raw: dict[str, Any]) -> Run:
-    return Run(raw["dataset"], raw["batch_size"], raw["variant"], raw["seed"])
-
-
-def runs_of(params: dict[str, Any], target: str | None = None) -> list[Run]:
-    """The run list, in the order of the params file: every run, or those for ``target``
-    (``reproduce_tables``: the paper's tables; ``compare_methods``: the methods table)."""
-    return [_run(raw) for raw in params["runs"]
-            if target is None or target in raw.get("targets", TARGETS[:1])]
-
-
-def targets_of(params: dict[str, Any], rid: str) -> list[str]:
-    """The workflow targets a run is for (its ``targets:``, by default the first of TARGETS)."""
-    for raw in params["runs"]:
-        if run_id(_run(raw)) == rid:
-            return list(raw.get("targets", TARGETS[:1]))
-    return []
-
-
-def find_run(params: dict[str, Any], rid: str) -> Run:
-    for run in runs_of(params):
-        if run_id(run) == rid:
-            return run
-    known = ", ".join(run_id(r) for r in runs_of(params))
-    raise ParamsError(f"run '{rid}' is not in the params' runs (known: {known})")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything one training run reads, flattened. Its hash keys checkpoints."""
-
-    run_id: str
-    dataset: str
-    batch_size: int
-    variant: str
-    seed: int
-    # dataset
-    color_strength: float
-    blur: bool
-    crop_min_scale: float
-    # model
-    backbone: str
-    backbone_width: int
-    rep_dim: int
-    hidden_dim: int
-    # the protocol's switches
-    views: int
-    schedule: bool
-    grad_clip: bool
-    # optimisation
-    epochs: int
-    image_size: int
-    lr: float
-    weight_decay: float
-    instance_temperature: float
-    grad_clip_norm: float
-    device: str
-    precision: str
-    compile: str = "augment"
-    deterministic: bool = False
-    gpus_per_run: int = 1
-    stem: str = DEFAULT_STEM
-    hflip: bool = True
-    # the method and its own options, resolved (cdrepro.methods)
-    method: str = DEFAULT_METHOD
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Flat: the method's options sit beside the shared settings. Settings added later are
-        left out at the value every earlier run had (``method`` cd, ``stem`` imagenet,
-        ``hflip`` true), so the settings (and digests) of earlier runs stay."""
-        flat = asdict(self)
-        flat.update(flat.pop("options"))
-        for key, default in (("method", DEFAULT_METHOD), ("stem", DEFAULT_STEM), ("hflip", True)):
-            if flat[key] == default:
-                del flat[key]
-        return flat
-
-    @classmethod
-    def from_dict(cls, flat: dict[str, Any]) -> "RunSettings":
-        """The inverse of ``to_dict`` (settings as saved in train.json or model.pt)."""
-        shared = {f.name for f in fields(cls)}
-        own = {k: v for k, v in flat.items() if k not in shared}
-        return cls(**{k: v for k, v in flat.items() if k in shared}, options=own)
-
-    def digest(self) -> str:
-        """A short hash of every setting that changes what training computes."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in HOW_NOT_WHAT}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# Settings that change how training runs, not what it computes: a checkpoint written under one
-# value resumes under another.
-# gpus_per_run too: the global batch and the loss are the same with one process or many.
-HOW_NOT_WHAT = ("device", "precision", "compile", "deterministic", "gpus_per_run")
-
-
-def _resolve_dim(value: int | str, batch_size: int) -> int:
-    if value == "batch_size":
-        return batch_size
-    return batch_size // 2 if value == "half_batch" else int(value)
-
-
-def _resolve_options(method: str, options: dict[str, Any], batch_size: int) -> dict[str, Any]:
-    """Widths given as ``batch_size`` become numbers, and numbers the type the method declares
-    (1 and 1.0 must give one digest)."""
-    resolved = {}
-    for key, value in options.items():
-        spec = METHODS[method].options[key]
-        if spec.get("$ref") == "#/$defs/dim":
-            value = _resolve_dim(value, batch_size)
-        elif spec.get("type") == "number":
-            value = float(value)
-        resolved[key] = value
-    return resolved
-
-
-def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
-    params = with_defaults(params)  # loaded params have them already; a test's dict may not
-    dataset = params["datasets"][run.dataset]
-    variant = VARIANT_DEFAULTS | params["variants"][run.variant]
-    method = method_of(params, run.variant)
-    model = params["model"]
-    train = params["train"]
-    width = int(model["backbone_width"])
-    return RunSettings(
-        run_id=run_id(run),
-        dataset=run.dataset,
-        batch_size=run.batch_size,
-        variant=run.variant,
-        seed=run.seed,
-        color_strength=float(dataset["color_strength"]),
-        blur=bool(dataset["blur"]),
-        crop_min_scale=float(dataset["crop_min_scale"]),
-        backbone=model["backbone"],
-        backbone_width=width,
-        rep_dim=rep_dim_of(model["backbone"], width),
-        hidden_dim=_resolve_dim(model["hidden_dim"], run.batch_size),
-        views=variant["views"],
-        schedule=variant["schedule"],
-        grad_clip=variant["grad_clip"],
-        epochs=train["epochs"],
-        image_size=train["image_size"],
-        lr=float(train["lr"]),
-        weight_decay=float(train["weight_decay"]),
-        instance_temperature=float(train["instance_temperature"]),
-        grad_clip_norm=float(train["grad_clip_norm"]),
-        device=train["device"],
-        precision=train["precision"],
-        compile=train["compile"],
-        deterministic=bool(train["deterministic"]),
-        gpus_per_run=int(train["gpus_per_run"]),
-        stem=model.get("stem", DEFAULT_STEM),
-        hflip=bool(dataset.get("hflip", True)),
-        method=method,
-        options=_resolve_options(method, method_options(params, run.variant), run.batch_size),
-    )
 
 
 def dataset_settings(params: dict[str, Any], name: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans
 
 from cdrepro import augment as aug
 from cdrepro.checkpoint import load_weights_only
-from cdrepro.config import RunSettings
+from cdrepro.run_settings import RunSettings
 from cdrepro.data.prepared import PreparedDataset, load_prepared
 from cdrepro.device import autocast, select_device
 from cdrepro.identity import RunIdentity, is_legacy
@@ -48,7 +48,7 @@ def load_model(path: Path, settings: RunSettings, data: PreparedDataset) -> Meth
 
 @torch.no_grad()
 def embed(model: Method, images: np.ndarray, image_size: int, batch_size: int,
-          device: torch.device, precision: str = "auto",
+          device: torch.device, precision: str,
           outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """The model's named outputs for every image, as float32 arrays (N, width).
 
@@ -131,7 +131,7 @@ def evaluate_model(model: Method, settings: RunSettings, data: PreparedDataset,
     device = select_device(settings.device)
     outputs = embed(model, data.images, settings.image_size, eval_params["batch_size"], device,
                     settings.precision)
-    on = kmeans_device(eval_params.get("kmeans_backend", "auto"), device)
+    on = kmeans_device(eval_params["kmeans_backend"], device)
     return {
         "run_id": settings.run_id,
         "dataset": settings.dataset,

@@ -254,6 +254,10 @@ def _difference_caption(label: str) -> str:
 # Writing
 
 
+METHOD_TABLE_FILES: tuple[str, ...] = ("methods.tex", "methods.csv", "methods_differences.csv")
+"""The methods-table step's files: what its rule and DVC stage declare (``cdrepro.steps``)."""
+
+
 def write_methods_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
     """Write ``methods.tex``, ``methods.csv`` and ``methods_differences.csv`` (atomically) into
     ``out_dir``; return their paths. ``results_label``: the folder the caption names (default ``results/<profile>``)."""
@@ -262,13 +266,15 @@ def write_methods_table(results: ProfileResults, out_dir: Path, *, results_label
     frame = methods_frame(results, published)
     differences = methods_differences(frame)
     label = results_label or default_results_label(out_dir)
+    texts = {"methods.tex": render_methods_table(frame, results.titles, label, differences),
+             "methods.csv": frame.to_csv(index=False),
+             "methods_differences.csv": differences.to_csv(index=False)}
+    assert tuple(texts) == METHOD_TABLE_FILES, "METHOD_TABLE_FILES is the declaration: keep them one"
     written = []
-    for name, text in (("methods.tex", render_methods_table(frame, results.titles, label, differences)),
-                       ("methods.csv", frame.to_csv(index=False)),
-                       ("methods_differences.csv", differences.to_csv(index=False))):
+    for name, text in texts.items():
         atomic.write_text(out_dir / name, text)
         written.append(out_dir / name)
     return written
 
 
-__all__ = ["render_methods_table", "write_methods_table"]
+__all__ = ["METHOD_TABLE_FILES", "render_methods_table", "write_methods_table"]

@@ -52,6 +52,7 @@ from typing import Any
 import pandas as pd
 
 from cdrepro import config as cfg
+from cdrepro import run_settings as rs
 from cdrepro.atomic import write_text
 from cdrepro.methods import method_class
 from cdrepro.methods.base import BACKBONE_STAGE
@@ -68,7 +69,7 @@ REFERENCE_METHOD = "cd"
 """The method the paper's CD-128/CD-256 and the authors' repository numbers are of."""
 AUTHORS_BATCH_SIZE = 128
 """The batch size of the authors' repository runs (``references/README.md``)."""
-TABLES_TARGET, METHODS_TARGET = cfg.TARGETS
+TABLES_TARGET, METHODS_TARGET = rs.TARGETS
 """The workflow targets: the paper's tables, and the methods table."""
 
 FRAME_COLUMNS: list[str] = [
@@ -201,7 +202,7 @@ def current_metrics(params: dict[str, Any], paths: ProfilePaths, run: Run,
     metrics = read_metrics(path)
     if SETTINGS_KEY not in metrics:
         raise UncheckedMetrics(rid)
-    expected = RunIdentity(cfg.resolve_run(params, run).digest(), data_digest or metrics.get(DATA_KEY, ""))
+    expected = RunIdentity(rs.resolve_run(params, run).digest(), data_digest or metrics.get(DATA_KEY, ""))
     problem = expected.mismatch(metrics)
     if problem:
         raise ResultsError(f"{path}: run {rid}'s metrics were made with {problem} than the params "
@@ -282,8 +283,7 @@ class VariantInfo:
 def variant_info(params: dict[str, Any], variant: str) -> VariantInfo:
     method = method_class(cfg.method_of(params, variant))
     options = cfg.method_options(params, variant)
-    declared = params["variants"][variant]
-    protocol = {key: declared.get(key, default) for key, default in cfg.VARIANT_DEFAULTS.items()}
+    protocol = {key: value for key, value in cfg.variant_switches(params, variant).items() if key != "method"}
     return VariantInfo(method.name, method.label, {**protocol, **options}, method.sigmoid_heads(options))
 
 
@@ -562,7 +562,7 @@ class ProfileResults:
         other settings or data than the params and prepared data give now: ``checked_metrics``).
         Only those files are read, so a run of another target need not exist yet."""
         paths = ProfilePaths.from_params(params)
-        runs = cfg.runs_of(params, target)
+        runs = rs.runs_of(params, target)
         return cls(
             metrics=checked_metrics(params, runs),
             baselines=[read_baseline(paths.baseline(d)) for d in sorted({run.dataset for run in runs})],
@@ -594,7 +594,7 @@ class ProfileResults:
 def methods_target(params: dict[str, Any]) -> str | None:
     """The target whose runs the methods table and figures show: ``compare_methods``, or None
     (every run) where no run is tagged for it, as in a profile that predates the target."""
-    return METHODS_TARGET if cfg.runs_of(params, METHODS_TARGET) else None
+    return METHODS_TARGET if rs.runs_of(params, METHODS_TARGET) else None
 
 
 PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100_20", "stl10", "imagenet10")

@@ -23,6 +23,11 @@ class Run:
     seed: int
 
 
+def run_of(entry: dict[str, Any]) -> Run:
+    """A run entry of a params file (an item of ``runs:``) as a Run."""
+    return Run(entry["dataset"], entry["batch_size"], entry["variant"], entry["seed"])
+
+
 def run_id(run: Run) -> str:
     """``stl10-bs128-no_ne-s42``: folder name and Snakemake wildcard."""
     return f"{run.dataset}-bs{run.batch_size}-{run.variant}-s{run.seed}"

@@ -18,7 +18,7 @@ from cdrepro.device import autocast
 from cdrepro.methods import Method
 
 if TYPE_CHECKING:
-    from cdrepro.config import RunSettings
+    from cdrepro.run_settings import RunSettings
 
 ViewMaker = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 

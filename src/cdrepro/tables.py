@@ -94,7 +94,7 @@ WITHIN_NOISE = r"$^{\approx}$"
 
 # dataset_order, dataset_name and the paper's datasets live in cdrepro.results (the figures order
 # their datasets the same way and may not import this LaTeX module); named here for the tables.
-__all__ = ["BASELINE_VARIANT", "METRICS", "PAPER_DATASETS", "PAPER_TITLES", "dataset_name", "dataset_order",
+__all__ = ["BASELINE_VARIANT", "METRICS", "TABLE_FILES", "PAPER_DATASETS", "PAPER_TITLES", "dataset_name", "dataset_order",
            "load_paper_results", "load_repo_variability", "write_tables"]
 
 
@@ -494,7 +494,7 @@ def render_comparison_table(number: int, inputs: TableInputs) -> tuple[str, list
                      if note in table_notes)
     caption = (
         f"Table {number} of the paper ({_COMPARISON_SUBJECT[number]}), NMI/ARI/ACC. "
-        r"The paper's columns are from \texttt{reference\_results.csv}; the ``Ours'' columns are "
+        r"The paper's columns are from \texttt{cdrepro/references/paper\_results.csv}; the ``Ours'' columns are "
         rf"from \texttt{{{latex_escape(inputs.label)}}} ({spread_words('all.csv')}). "
         "Bold: the best value of each row over all columns, ours included. "
         "``--'': not in the paper (a dataset it did not use) or not run by us."
@@ -804,30 +804,49 @@ def default_results_label(out_dir: Path) -> str:
     return "/".join(parent.parts[-2:]) if len(parent.parts) >= 2 else str(parent)
 
 
-def render_tables(inputs: TableInputs) -> list[tuple[str, str]]:
-    """(file name, text) of every output, in order; what a table lacks is logged as a warning."""
-    documents: list[tuple[str, str]] = []
-    for number in (2, 3):
+def _comparison(number: int) -> Callable[[TableInputs], str]:
+    def render(inputs: TableInputs) -> str:
         text, missing = render_comparison_table(number, inputs)
         _warn_missing(number, missing)
-        documents.append((f"table{number}.tex", text))
-    for table in ABLATION_TABLES:
+        return text
+    return render
+
+
+def _ablation(table: AblationTable) -> Callable[[TableInputs], str]:
+    def render(inputs: TableInputs) -> str:
         text, missing = render_ablation_table(table, inputs)
         _warn_missing(table.number, missing)
-        documents.append((f"table{table.number}.tex", text))
+        return text
+    return render
+
+
+def _other(inputs: TableInputs) -> str:
     other = render_other_table(inputs)
     # Always written, so the set of outputs is fixed for Snakemake and DVC.
-    documents.append(("table_other.tex", other if other is not None else
-                      "% No run outside the paper's tables (other variants or batch sizes).\n"))
-    documents.append(("all.csv", all_numbers(inputs.frame, inputs.paper, inputs.repo,
-                                             inputs.differences).to_csv(index=False)))
-    documents.append(("differences.csv", inputs.differences.to_csv(index=False)))
-    return documents
+    return other if other is not None else "% No run outside the paper's tables (other variants or batch sizes).\n"
+
+
+TABLE_FILES: dict[str, Callable[[TableInputs], str]] = {
+    **{f"table{number}.tex": _comparison(number) for number in (2, 3)},
+    **{f"table{table.number}.tex": _ablation(table) for table in ABLATION_TABLES},
+    "table_other.tex": _other,
+    "all.csv": lambda inputs: all_numbers(inputs.frame, inputs.paper, inputs.repo,
+                                          inputs.differences).to_csv(index=False),
+    "differences.csv": lambda inputs: inputs.differences.to_csv(index=False),
+}
+"""The tables step's files and what writes each: the declaration the workflow's rule, DVC's
+stage (``cdrepro.steps``) and ``write_tables`` all read. A new table is one entry here."""
+
+
+def render_tables(inputs: TableInputs) -> list[tuple[str, str]]:
+    """(file name, text) of every file of ``TABLE_FILES``, in order; what a table lacks is
+    logged as a warning."""
+    return [(name, render(inputs)) for name, render in TABLE_FILES.items()]
 
 
 def write_tables(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
-    """Write table2.tex ... table10.tex, table_other.tex, all.csv and differences.csv of a
-    profile's results.
+    """Write the files of ``TABLE_FILES`` (table2.tex ... table10.tex, table_other.tex, all.csv,
+    differences.csv) of a profile's results.
 
     Every file is written atomically. Tables 2 and 3 always have the paper's numbers; Tables
     4-10 without runs are written as a one-line note. Missing runs are logged as warnings and

@@ -63,8 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from cdrepro.config import RunSettings, targets_of
 from cdrepro.methods import METHODS
+from cdrepro.run_settings import SETTINGS_ADDED_LATER, RunSettings, targets_of
 from cdrepro.runs import ProfilePaths, parse_run_id, run_id, tracking_name
 
 log = logging.getLogger(__name__)
@@ -621,7 +621,7 @@ def _table_row(rid: str, run, finals: list[str]) -> dict[str, Any]:
     tags, metrics = run.data.tags, run.data.metrics
     # MLflow runs logged before there were methods have no method tag: they are CD's.
     row = {"run_id": rid, "dataset": tags.get("dataset"), "batch_size": int(tags.get("batch_size", 0)),
-           "method": tags.get("method", "cd"), "variant": tags.get("variant"), "seed": int(tags.get("seed", 0)),
+           "method": tags.get("method", SETTINGS_ADDED_LATER["method"]), "variant": tags.get("variant"), "seed": int(tags.get("seed", 0)),
            FINAL_STAGE_TAG: tags.get(FINAL_STAGE_TAG, "")}
     row.update({name: metrics.get(name, float("nan")) for name in finals})
     return row | {"status": run.info.status, "mlflow_run_id": run.info.run_id}
@@ -658,7 +658,7 @@ def by_method(table, params: dict[str, Any]):
     """``table``'s rows grouped by method (the registry's order: cd, simclr, cc, cld, cdc; any
     other after, by name), then by variant (the params' order), then in the params' run order,
     as the methods table groups its rows."""
-    from cdrepro.config import runs_of
+    from cdrepro.run_settings import runs_of
     from cdrepro.methods import METHODS
 
     methods = {name: i for i, name in enumerate(METHODS)}
@@ -678,7 +678,7 @@ def compare_with_files(params: dict[str, Any]) -> Comparison:
     """The params' runs in MLflow, grouped by method then variant (``by_method``), each checked
     against its metrics.json; an evaluated run MLflow lacks is a problem too (``cdrepro sync``
     logs it)."""
-    from cdrepro.config import runs_of
+    from cdrepro.run_settings import runs_of
     from cdrepro.results import read_metrics
 
     paths = ProfilePaths.from_params(params)
@@ -703,7 +703,7 @@ def compare_with_files(params: dict[str, Any]) -> Comparison:
 def sync_run(params: dict[str, Any], rid: str) -> tuple[int, bool] | None:
     """Log run ``rid``'s files to MLflow (``Tracker.sync``). None if it is not trained yet, else
     (the epochs in its curves.csv, whether it had a metrics.json). A failure raises."""
-    from cdrepro.config import find_run, resolve_run
+    from cdrepro.run_settings import find_run, resolve_run
     from cdrepro.results import read_curves, read_metrics
 
     paths = ProfilePaths.from_params(params)

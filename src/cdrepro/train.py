@@ -27,7 +27,7 @@ from cdrepro import augment as aug
 from cdrepro import distributed as ddp
 from cdrepro.atomic import write_json, write_text
 from cdrepro.checkpoint import restore_rng, resume_or_set_aside, rng_state, save_state
-from cdrepro.config import RunSettings
+from cdrepro.run_settings import RunSettings
 from cdrepro.data.prepared import load_prepared
 from cdrepro.device import select_device
 from cdrepro.identity import RunIdentity

@@ -1,6 +1,6 @@
 import pytest
 
-from cdrepro.config import resolve_run
+from cdrepro.run_settings import resolve_run
 from cdrepro.runs import Run
 
 

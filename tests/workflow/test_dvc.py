@@ -12,7 +12,6 @@ sockets to other hosts refused and logged, and the tests check that none was att
 
 from __future__ import annotations
 
-import ast
 import configparser
 import csv
 import json
@@ -28,15 +27,12 @@ import pytest
 import torch
 import yaml
 
-from cdrepro.config import load_params, runs_of
+from cdrepro.config import load_params
+from cdrepro.run_settings import runs_of
 from cdrepro.runs import ProfilePaths, run_id
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-# The modules a stage's code deps leave out: glue and side channels that do not change what a
-# step computes (dvc.yaml's header says the same).
-PLUMBING = {"__init__.py", "__main__.py", "cli.py", "runs.py", "atomic.py", "tracking.py", "runlock.py",
-            "dvc_bridge.py"}
 # Outputs DVC has and Snakemake has not (docs/dvc.md, "The checkpoint").
 DVC_ONLY = re.compile(r"/runs/[^/]+/checkpoint\.pt$")
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -295,58 +291,42 @@ def test_stages_read_only_their_params(profile_snapshot):
         assert stage["params"] == expected, stage["name"]
 
 
-def _module_file(name: str) -> Path | None:
-    path = REPO / "src" / Path(*name.split("."))
-    for candidate in (path / "__init__.py", path.with_suffix(".py")):
-        if candidate.is_file():
-            return candidate
-    return None
+def test_dvc_yaml_is_generated_from_the_steps_contract():
+    """dvc.yaml is what `make dvc-yaml` writes from cdrepro.steps: never edited by hand."""
+    from cdrepro.dvc_stages import render
+
+    assert (REPO / "dvc.yaml").read_text() == render(), "dvc.yaml is stale: run `make dvc-yaml`"
 
 
-def _imported_files(modules: set[str]) -> set[str]:
-    """The files of ``modules`` and of every cdrepro module they import when loaded (imports at
-    module level, read from the source: no torch import needed), parent packages included."""
-    seen: set[str] = set()
-    todo = list(modules)
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        new = {".".join(parts[:i]) for i in range(1, len(parts) + 1)} - seen
-        seen |= new
-        for module in new:
-            statements = list(ast.parse(_module_file(module).read_text()).body)
-            while statements:
-                node = statements.pop()
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    continue  # imported when called, not when loaded
-                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-                elif isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                else:
-                    statements.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt))
-                    continue
-                todo += [n for n in names if n.split(".")[0] == "cdrepro" and _module_file(n)]
-    return {_module_file(m).relative_to(REPO).as_posix() for m in seen}
-
-
-def test_stage_code_deps_are_the_modules_their_command_imports(tmp_path, monkeypatch):
+def test_stage_code_deps_cover_every_module_their_command_loads(tmp_path, monkeypatch):
     """Each ``cdrepro <rule>`` command imports its step's modules inside ``cmd_<rule>`` in
-    cli.py; those modules and everything they import, less PLUMBING, are the stage's code deps."""
+    cli.py; those modules and everything they load, less the plumbing, are covered by the stage's
+    code deps, the methods package as one folder (a new method needs no list edited)."""
+    from cdrepro.code_deps import PLUMBING, SRC, command_modules, imported_files
+
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc-site-cache"))
-    cli = ast.parse((REPO / "src" / "cdrepro" / "cli.py").read_text())
-    commands = {node.name.removeprefix("cmd_"): node for node in ast.walk(cli)
-                if isinstance(node, ast.FunctionDef) and node.name.startswith("cmd_")}
     stages = dvc_stages(REPO)
     for stage in stages:
-        entry = {node.module for node in ast.walk(commands[stage["rule"]])
-                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cdrepro.")}
-        expected = {f for f in _imported_files(entry) if Path(f).name not in PLUMBING}
-        code = {d for d in stage["deps"] if d.startswith("src/") and d.endswith(".py")}
-        assert code == expected, (stage["name"], code ^ expected)
+        loaded = {f"src/{p.relative_to(SRC).as_posix()}" for p in imported_files(command_modules(stage["rule"]))
+                  if p.name not in PLUMBING}
+        assert loaded, stage["name"]
+        assert [f for f in loaded if not covered(f, stage["deps"])] == [], stage["name"]
+        assert not any(d.startswith("src/cdrepro/methods/") for d in stage["deps"]), stage["name"]
+        assert any(d == "src/cdrepro/methods" for d in stage["deps"]) == any(
+            f.startswith("src/cdrepro/methods/") for f in loaded), stage["name"]
     references = {f"src/cdrepro/references/{p.name}" for p in (REPO / "src/cdrepro/references").glob("*.csv")}
     tables = next(st for st in stages if st["name"] == "tables")
     assert references and references <= tables["deps"]
+
+
+def test_no_list_of_method_files_outside_the_methods_package():
+    """The registry (cdrepro/methods/__init__.py) is the one list of methods: no workflow file,
+    DVC file or test names the method modules one by one."""
+    files = [REPO / "dvc.yaml", REPO / "Snakefile", *(REPO / "workflow").rglob("*.smk"), *(REPO / "tests").rglob("*.py")]
+    pattern = re.compile(r"methods/(cd|cc|cld|cdc|simclr)\.py")
+    listed = [f"{f.relative_to(REPO)}" for f in files if len(set(pattern.findall(f.read_text()))) > 1
+              and f != Path(__file__)]
+    assert listed == []
 
 
 def test_paper_profile_plans_with_dvc(tmp_path):

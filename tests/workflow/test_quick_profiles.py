@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from cdrepro.config import ParamsError, load_params, resolve_run, runs_of, validate_params
+from cdrepro.config import ParamsError, load_params, validate_params
 from cdrepro.methods import METHODS
+from cdrepro.run_settings import resolve_run, runs_of
 from test_snakemake import REPO, snakemake
 
 PROFILES = {"quick": REPO / "workflow/configs/quick.yaml",

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdrepro.config import load_params, resolve_run, runs_of
+from cdrepro.config import load_params
+from cdrepro.run_settings import resolve_run, runs_of
 from cdrepro.runs import ProfilePaths, run_id
 
 REPO = Path(__file__).resolve().parents[2]

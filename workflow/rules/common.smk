@@ -7,8 +7,11 @@ from snakemake.utils import validate
 
 try:
     from cdrepro import config as cdconfig
+    from cdrepro import run_settings as cdruns
     from cdrepro.runs import ProfilePaths, run_id
     from cdrepro.data.fingerprint import folder_fingerprint
+    from cdrepro.results import methods_target
+    from cdrepro.steps import DATASET, RUN, STEPS, Item
 except ImportError:
     print("cdrepro: error: this snakemake's Python has no cdrepro package; activate the project's "
           "environment first (source .venv/bin/activate, after `make setup`; or conda activate "
@@ -57,11 +60,11 @@ envvars:
 
 
 PATHS = ProfilePaths.from_params(config)
-RUNS = {run_id(run): run for run in cdconfig.runs_of(config)}
+RUNS = {run_id(run): run for run in cdruns.runs_of(config)}
 DATASETS = sorted({run.dataset for run in RUNS.values()})
 # What each target builds (a run's `targets:`): the paper's tables, the methods table.
-TABLE_RUNS = [run_id(run) for run in cdconfig.runs_of(config, "reproduce_tables")]
-METHOD_RUNS = [run_id(run) for run in cdconfig.runs_of(config, "compare_methods")] or list(RUNS)
+TABLE_RUNS = [run_id(run) for run in cdruns.runs_of(config, "reproduce_tables")]
+METHOD_RUNS = [run_id(run) for run in cdruns.runs_of(config, methods_target(config))]
 LOGS = PATHS.logs_dir()
 CPU_THREADS = config["train"]["cpu_threads"]
 GPUS_PER_RUN = config["train"]["gpus_per_run"] if config["train"]["device"] == "cuda" else 0
@@ -76,7 +79,7 @@ wildcard_constraints:
 
 def run_settings(wildcards):
     """Everything a run's training reads: a change re-runs it (params rerun trigger)."""
-    return cdconfig.resolve_run(config, RUNS[wildcards.run]).to_dict()
+    return cdruns.resolve_run(config, RUNS[wildcards.run]).to_dict()
 
 
 def datasets_of(rids):
@@ -103,3 +106,30 @@ def dataset_params(wildcards):
     if "path" in dataset:  # a folder's files can change without any param: see their fingerprint
         trigger["files"] = folder_fingerprint(dataset["path"])
     return trigger
+
+
+# Each rule's outputs and params come from its step's contract (cdrepro.steps), which DVC's
+# stages are generated from too: the two cannot drift.
+WILDCARD_ITEMS = {DATASET: Item("{dataset}", "{dataset}"), RUN: Item("{run}")}
+
+
+def step_output(name):
+    """The rule's outputs, by name, with the item's wildcard in their paths."""
+    step = STEPS[name]
+    return step.output(PATHS, WILDCARD_ITEMS.get(step.over, Item()))
+
+
+def step_params(name):
+    """The params sections the step reads, as its rule's rerun trigger (for every job)."""
+    step = STEPS[name]
+
+    def trigger(wildcards):
+        if step.over == RUN:
+            run = RUNS[wildcards.run]
+            return step.trigger(config, Item(wildcards.run, run.dataset, run.variant))
+        if step.over == DATASET:
+            return step.trigger(config, Item(wildcards.dataset, wildcards.dataset))
+        return step.trigger(config)
+
+    return trigger
+

@@ -1,8 +1,9 @@
 rule prepare:
     output:
-        images=str(PATHS.prepared("{dataset}")),
-        meta=str(PATHS.prepared_meta("{dataset}")),
+        **step_output("prepare"),
     params:
+        # The sections it reads (datasets.<name>, data), less keys at their default, plus the
+        # folder's fingerprint: see dataset_params.
         settings=dataset_params,
     log:
         str(LOGS / "prepare" / "{dataset}.log"),
@@ -17,9 +18,9 @@ rule baseline:
         images=rules.prepare.output.images,
         meta=rules.prepare.output.meta,
     output:
-        str(PATHS.baseline("{dataset}")),
+        **step_output("baseline"),
     params:
-        evaluate=config["evaluate"],
+        sections=step_params("baseline"),
     log:
         str(LOGS / "baseline" / "{dataset}.log"),
     conda:

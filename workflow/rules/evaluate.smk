@@ -3,9 +3,9 @@ rule evaluate:
         model=rules.train.output.model,
         prepared=prepared_of_run,
     output:
-        str(PATHS.metrics("{run}")),
+        **step_output("evaluate"),
     params:
-        evaluate=config["evaluate"],
+        sections=step_params("evaluate"),
     threads: CPU_THREADS
     resources:
         gpu=GPUS_PER_EVAL,

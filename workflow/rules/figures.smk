@@ -12,9 +12,7 @@ rule tsne:
     output:
         figure_files(FIGURES.tsne("{run}"), "../report/tsne.rst", "t-SNE", "{run}"),
     params:
-        tsne=config["figures"]["tsne"],
-        dpi=config["figures"]["dpi"],
-        batch_size=config["evaluate"]["batch_size"],
+        sections=step_params("tsne"),
     threads: CPU_THREADS
     resources:
         gpu=GPUS_PER_EVAL,
@@ -44,11 +42,7 @@ rule figures:
             for name in HEAD_FIGURES
         ],
     params:
-        dpi=config["figures"]["dpi"],
-        heads=config["figures"]["heads"],
-        lime=config["figures"]["lime"],
-        batch_size=config["evaluate"]["batch_size"],
-        titles={name: ds.get("title", name) for name, ds in config["datasets"].items()},
+        sections=step_params("figures"),
     threads: CPU_THREADS
     resources:
         gpu=GPUS_PER_EVAL,

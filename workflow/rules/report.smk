@@ -1,5 +1,7 @@
-TABLES = [f"table{n}.tex" for n in range(2, 11)] + ["table_other.tex", "all.csv", "differences.csv"]
-METHOD_TABLES = ["methods.tex", "methods.csv", "methods_differences.csv"]
+# The files each step writes: its declaration (cdrepro.steps, from cdrepro.tables.TABLE_FILES and
+# cdrepro.methods_table.METHOD_TABLE_FILES), which DVC's stages are generated from too.
+TABLES = list(step_output("tables").values())
+METHOD_TABLES = list(step_output("methods_table").values())
 
 
 rule tables:
@@ -9,11 +11,11 @@ rule tables:
     output:
         # In the HTML report (snakemake --report) as files to open or download.
         [
-            report(str(PATHS.tables_dir() / name), caption="../report/tables.rst", category="Tables")
-            for name in TABLES
+            report(path, caption="../report/tables.rst", category="Tables")
+            for path in TABLES
         ],
     params:
-        titles={name: ds.get("title", name) for name, ds in config["datasets"].items()},
+        sections=step_params("tables"),
     log:
         str(LOGS / "tables.log"),
     conda:
@@ -29,12 +31,11 @@ rule methods_table:
         baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(METHOD_RUNS)),
     output:
         [
-            report(str(PATHS.tables_dir() / name), caption="../report/methods_table.rst", category="Tables")
-            for name in METHOD_TABLES
+            report(path, caption="../report/methods_table.rst", category="Tables")
+            for path in METHOD_TABLES
         ],
     params:
-        titles={name: ds.get("title", name) for name, ds in config["datasets"].items()},
-        variants=config["variants"],
+        sections=step_params("methods_table"),
     log:
         str(LOGS / "methods_table.log"),
     conda:

@@ -4,10 +4,12 @@ rule train:
     input:
         prepared_of_run,
     output:
-        model=str(PATHS.model("{run}")),
-        curves=str(PATHS.curves("{run}")),
-        summary=str(PATHS.train_summary("{run}")),
+        **step_output("train"),
     params:
+        # The run's resolved settings: a function of exactly the sections it reads (datasets.<its
+        # dataset>, model, methods, variants.<its variant>, train), finer than the sections
+        # themselves, so that a change nothing of this run reads (another run's variant, a
+        # dataset's title) re-runs nothing.
         settings=run_settings,
     threads: CPU_THREADS
     resources:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cdrepro.config import RunSettings
+from cdrepro.run_settings import RunSettings
 from cdrepro.data.prepared import PreparedDataset
 from cdrepro.device import select_device
 from cdrepro.evaluate import embed, load_model

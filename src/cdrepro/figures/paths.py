@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdrepro.config import runs_of
 from cdrepro.results import methods_target, variant_infos
+from cdrepro.run_settings import runs_of
 from cdrepro.runs import ProfilePaths, Run
 
 FORMATS: tuple[str, ...] = ("png", "pdf")
@@ -45,7 +45,8 @@ def method_figure_datasets(params: dict[str, Any]) -> list[str]:
 
 def files_of(stem: Path) -> list[Path]:
     """Every file of a figure: its images, then its data."""
-    return [stem.with_suffix(f".{fmt}") for fmt in FORMATS] + [stem.with_suffix(".csv")]
+    # Appended, not with_suffix: a stem's name may hold a dot (dvc.yaml's ``${item.seed}``).
+    return [stem.with_name(f"{stem.name}.{ext}") for ext in (*FORMATS, "csv")]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from cdrepro import config as cfg
+from cdrepro import run_settings as rs
 from cdrepro.atomic import write_text
 from cdrepro.data.prepared import PreparedDataset, load_prepared
 from cdrepro.figures import ablation, curves, heads, lime_views, methods, summary
@@ -37,7 +37,7 @@ def profile_figures(params: dict[str, Any], results: ProfileResults, threads: in
     paths = ProfilePaths.from_params(params)
     where = FigurePaths.of(paths)
     dpi = params["figures"]["dpi"]
-    runs = cfg.runs_of(params)
+    runs = rs.runs_of(params)
     paper, repo = load_paper_results(), load_repo_variability()
 
     written: list[Path] = []
@@ -69,7 +69,7 @@ def method_figures(params: dict[str, Any], results: ProfileResults, where: Figur
     datasets = method_figure_datasets(params)
     if not datasets:
         return []
-    target = results.restricted(run_id(run) for run in cfg.runs_of(params, methods_target(params)))
+    target = results.restricted(run_id(run) for run in rs.runs_of(params, methods_target(params)))
     table = methods_frame(target, published_rows(load_paper_results(), load_cc_results(), load_repo_variability()))
     written: list[Path] = []
     for dataset in datasets:
@@ -82,7 +82,7 @@ def method_figures(params: dict[str, Any], results: ProfileResults, where: Figur
 def head_figures(params: dict[str, Any], rid: str, data: PreparedDataset, paths: ProfilePaths) -> list[Path]:
     """Activity and correlation of every head over every image, and LIME views of a few heads."""
     where = FigurePaths.of(paths)
-    settings = cfg.resolve_run(params, cfg.find_run(params, rid))
+    settings = rs.resolve_run(params, rs.find_run(params, rid))
     figures = params["figures"]
     run = embed_run(settings, data, paths.model(rid), params["evaluate"]["batch_size"])
     thresholds = figures["heads"]["thresholds"]

@@ -19,7 +19,7 @@ import torch
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from cdrepro import config as cfg
+from cdrepro import run_settings as rs
 from cdrepro.data.prepared import load_prepared
 from cdrepro.figures.embedding import EmbeddedRun, embed_run
 from cdrepro.figures.output import save_figure
@@ -93,7 +93,7 @@ def tsne_figure(params: dict[str, Any], rid: str, threads: int | None = None) ->
     if threads:
         torch.set_num_threads(threads)
     paths = ProfilePaths.from_params(params)
-    settings = cfg.resolve_run(params, cfg.find_run(params, rid))
+    settings = rs.resolve_run(params, rs.find_run(params, rid))
     tsne_params = params["figures"]["tsne"]
     data = load_prepared(paths.prepared(settings.dataset))
     sample = sample_indices(len(data), tsne_params["sample"], tsne_params["seed"])

@@ -49,7 +49,7 @@ class LossTermsError(RuntimeError):
 
 
 class Method(nn.Module):
-    """Backbone -> heads. ``settings`` is the run's ``cdrepro.config.RunSettings``; its
+    """Backbone -> heads. ``settings`` is the run's ``cdrepro.run_settings.RunSettings``; its
     ``options`` hold this method's own parameters, resolved and validated."""
 
     name: ClassVar[str]
