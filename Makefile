@@ -47,7 +47,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+## lint: ruff (lint and format), mypy on src/, snakefmt and Snakemake's own lint on the rules; CI runs it
 lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 ## paper-dryrun: what the paper's configuration would run

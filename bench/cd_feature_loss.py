@@ -118,10 +118,32 @@ PROBE_BATCHES = 4  # fixed probe batches per measurement (the same images and vi
 PROBE_SEED = 1234
 
 PROBE_COLUMNS = [
-    "epoch", "feature_loss", "feature_loss_tau1", "ne", "cos_pos_mean", "cos_pos_min",
-    "cos_neg_mean", "cos_neg_p01", "cos_neg_min", "cos_neg_max", "logit_span", "cv_rms", "cbar",
-    "rho_pos", "rho_neg", "drho", "pre_kurtosis", "near_half", "gamma_rms", "beta_rms",
-    "beta_mean", "bound_jensen", "bound_nonneg", "bound_ne", "quadratic", "threshold_drho",
+    "epoch",
+    "feature_loss",
+    "feature_loss_tau1",
+    "ne",
+    "cos_pos_mean",
+    "cos_pos_min",
+    "cos_neg_mean",
+    "cos_neg_p01",
+    "cos_neg_min",
+    "cos_neg_max",
+    "logit_span",
+    "cv_rms",
+    "cbar",
+    "rho_pos",
+    "rho_neg",
+    "drho",
+    "pre_kurtosis",
+    "near_half",
+    "gamma_rms",
+    "beta_rms",
+    "beta_mean",
+    "bound_jensen",
+    "bound_nonneg",
+    "bound_ne",
+    "quadratic",
+    "threshold_drho",
 ]
 
 
@@ -140,7 +162,7 @@ def bound_nonneg(k: int, tau: float) -> float:
 
 def bound_cbar(k: int, tau: float, cbar: float) -> float:
     """Bound (3): Jensen + the columns' common component (cbar = mean cosine with the constant)."""
-    return chance(k) - 2 * k / (2 * k - 1) * (1 - cbar ** 2) / tau
+    return chance(k) - 2 * k / (2 * k - 1) * (1 - cbar**2) / tau
 
 
 def bound_ne(k: int, tau: float, ne: float) -> float:
@@ -148,14 +170,16 @@ def bound_ne(k: int, tau: float, ne: float) -> float:
     return chance(k) - 2 * math.log(2) * (1 - ne) / tau
 
 
-def gaussian_heads_optimum(k: int, tau: float, entropy_weight: float,
-                           free_beta: bool = True) -> tuple[float, float, float, float]:
+def gaussian_heads_optimum(
+    k: int, tau: float, entropy_weight: float, free_beta: bool = True
+) -> tuple[float, float, float, float]:
     """(6): heads p = sigmoid(gamma x + beta), x ~ N(0, 1) (the last BatchNorm's output),
     identical in the two views, centred parts uncorrelated across heads, so that
     cos_neg = m^2 / E[p^2]. The (gamma, beta) minimising L_F - lambda NE on a grid
     (beta = 0 only, if not ``free_beta``): returns gamma, beta, NE, L_F."""
-    import numpy as np
     from statistics import NormalDist
+
+    import numpy as np
 
     x = np.array([NormalDist().inv_cdf((i + 0.5) / 1000) for i in range(1000)])
     gammas = np.linspace(0.05, 4, 80)  # a grid: an optimum on its edge (gamma 4 or beta -4) means
@@ -163,7 +187,7 @@ def gaussian_heads_optimum(k: int, tau: float, entropy_weight: float,
     u = gammas[:, None, None] * x[None, None, :] + betas[None, :, None]
     p = np.clip(1 / (1 + np.exp(-u)), 1e-12, 1 - 1e-12)
     ne = ((-p * np.log(p) - (1 - p) * np.log(1 - p)) / math.log(2)).mean(axis=2)
-    cos_neg = p.mean(axis=2) ** 2 / (p ** 2).mean(axis=2)
+    cos_neg = p.mean(axis=2) ** 2 / (p**2).mean(axis=2)
     lf = np.log(math.exp(1 / tau) + (2 * k - 2) * np.exp(cos_neg / tau)) - 1 / tau
     i, j = np.unravel_index(np.argmin(lf - entropy_weight * ne), lf.shape)
     return float(gammas[i]), float(betas[j]), float(ne[i, j]), float(lf[i, j])
@@ -195,7 +219,7 @@ def head_statistics(f1: torch.Tensor, f2: torch.Tensor, tau: float) -> dict[str,
     rho_pos = corr[torch.arange(2 * k), pos_index]
     rho_neg = corr[neg_mask]
     mean, sd = cols.mean(dim=1), cols.std(dim=1, unbiased=False)
-    c = mean / torch.sqrt(mean ** 2 + sd ** 2)  # cosine of each column with the constant vector
+    c = mean / torch.sqrt(mean**2 + sd**2)  # cosine of each column with the constant vector
     cbar = float(c.mean())
     # the widest logit span any row has: its largest minus smallest cosine (self excluded)
     off = cos.masked_fill(torch.eye(2 * k, dtype=torch.bool), float("nan"))
@@ -204,12 +228,17 @@ def head_statistics(f1: torch.Tensor, f2: torch.Tensor, tau: float) -> dict[str,
         "feature_loss": float(feature_loss(f1, f2, tau)),
         "feature_loss_tau1": float(feature_loss(f1, f2, 1.0)),
         "ne": float(normalized_entropy(f1, f2)),
-        "cos_pos_mean": float(cos_pos.mean()), "cos_pos_min": float(cos_pos.min()),
-        "cos_neg_mean": float(cos_neg.mean()), "cos_neg_p01": float(torch.quantile(cos_neg, 0.01)),
-        "cos_neg_min": float(cos_neg.min()), "cos_neg_max": float(cos_neg.max()),
+        "cos_pos_mean": float(cos_pos.mean()),
+        "cos_pos_min": float(cos_pos.min()),
+        "cos_neg_mean": float(cos_neg.mean()),
+        "cos_neg_p01": float(torch.quantile(cos_neg, 0.01)),
+        "cos_neg_min": float(cos_neg.min()),
+        "cos_neg_max": float(cos_neg.max()),
         "logit_span": float(span) / tau,
-        "cv_rms": float(torch.sqrt(((sd / mean) ** 2).mean())), "cbar": cbar,
-        "rho_pos": float(rho_pos.mean()), "rho_neg": float(rho_neg.mean()),
+        "cv_rms": float(torch.sqrt(((sd / mean) ** 2).mean())),
+        "cbar": cbar,
+        "rho_pos": float(rho_pos.mean()),
+        "rho_neg": float(rho_neg.mean()),
         "drho": float(rho_pos.mean() - rho_neg.mean()),
     }
 
@@ -230,8 +259,7 @@ def probe_batches(settings, images: torch.Tensor) -> list[tuple[torch.Tensor, to
     return batches
 
 
-def probe_model(settings, num_classes: int, state: dict[str, torch.Tensor],
-                batches, epoch: int) -> dict[str, float]:
+def probe_model(settings, num_classes: int, state: dict[str, torch.Tensor], batches, epoch: int) -> dict[str, float]:
     """The probe's row for the weights ``state``: statistics averaged over the probe batches."""
     from cdrepro.methods import build_method
 
@@ -249,7 +277,7 @@ def probe_model(settings, num_classes: int, state: dict[str, torch.Tensor],
             stats = head_statistics(out1["f"], out2["f"], tau)
             u = torch.cat([pre_sigmoid(out1["z"]), pre_sigmoid(out2["z"])], dim=0).double()  # (2B, K)
             u = u - u.mean(dim=0)
-            stats["pre_kurtosis"] = float(((u ** 4).mean(dim=0) / (u ** 2).mean(dim=0) ** 2).mean())
+            stats["pre_kurtosis"] = float(((u**4).mean(dim=0) / (u**2).mean(dim=0) ** 2).mean())
             f = torch.cat([out1["f"], out2["f"]], dim=0)
             stats["near_half"] = float(((f - 0.5).abs() < 0.1).double().mean())
             rows.append(stats)
@@ -284,6 +312,7 @@ def _context(params_file: str, run_id: str):
     from cdrepro import config as cfg
     from cdrepro.data.prepared import load_prepared
     from cdrepro.runs import ProfilePaths
+
     try:
         from cdrepro.run_settings import find_run, resolve_run
     except ImportError:  # before run_settings was split out of config
@@ -311,6 +340,7 @@ class ProbeSink:
             sys.exit(f"{self.checkpoint} exists: the probe needs a run trained from the start")
         with torch.random.fork_rng(devices=[]):  # the initial weights, as setup() drew them
             from cdrepro.methods import build_method
+
             torch.manual_seed(self.settings.seed)
             init = build_method(self.settings, self.data.num_classes).state_dict()
         self.rows.append(probe_model(self.settings, self.data.num_classes, init, self.batches, 0))
@@ -319,25 +349,34 @@ class ProbeSink:
         from cdrepro.checkpoint import load_weights_only
 
         state = load_weights_only(self.checkpoint)["model"]
-        self.rows.append(probe_model(self.settings, self.data.num_classes, state, self.batches,
-                                     int(row["epoch"])))
+        self.rows.append(probe_model(self.settings, self.data.num_classes, state, self.batches, int(row["epoch"])))
         _write_rows(self.out, self.rows)
 
 
 def _two_group_adam(multiplier: float):
+    from cdrepro.step import run_settings_of
+
     def make_optimizer(method, fused: bool = False) -> torch.optim.Adam:
-        s = method.settings
+        settings = run_settings_of(method)
         head = list(method.feature_predictor.parameters())
         ids = {id(p) for p in head}
         rest = [p for p in method.parameters() if id(p) not in ids]
-        return torch.optim.Adam([{"params": rest}, {"params": head, "lr": s.lr * multiplier}],
-                                lr=s.lr, weight_decay=s.weight_decay, fused=fused)
+        return torch.optim.Adam(
+            [{"params": rest}, {"params": head, "lr": settings.lr * multiplier}],
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            fused=fused,
+        )
+
     return make_optimizer
 
 
 VARIANTS = {  # name: CD's options on top of the cd variant
-    "cd": {}, "no_ne": {"entropy": False}, "ew025": {"entropy_weight": 0.25},
-    "ew05": {"entropy_weight": 0.5}, "tf05": {"feature_temperature": 0.5},
+    "cd": {},
+    "no_ne": {"entropy": False},
+    "ew025": {"entropy_weight": 0.25},
+    "ew05": {"entropy_weight": 0.5},
+    "tf05": {"feature_temperature": 0.5},
     "tf02": {"feature_temperature": 0.2},
 }
 
@@ -350,16 +389,16 @@ def cmd_params(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     root = Path(__file__).resolve().parent.parent
 
-    def write(name: str, base: str, results: str, epochs: int | None, variants: list[str],
-              dataset: str, batch: int, edit=None) -> None:
+    def write(
+        name: str, base: str, results: str, epochs: int | None, variants: list[str], dataset: str, batch: int, edit=None
+    ) -> None:
         p = yaml.safe_load((root / base).read_text())
         p["results_dir"] = str(out / results)
         if epochs:
             p["train"]["epochs"] = epochs
         cd = {k: v for k, v in p["variants"]["cd"].items()}
         p["variants"] = {v: {**cd, **VARIANTS[v]} for v in variants}
-        p["runs"] = [{"dataset": dataset, "batch_size": batch, "variant": v, "seed": 42}
-                     for v in variants]
+        p["runs"] = [{"dataset": dataset, "batch_size": batch, "variant": v, "seed": 42} for v in variants]
         if edit:
             edit(p)
         (out / f"{name}.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
@@ -375,14 +414,37 @@ def cmd_params(args: argparse.Namespace) -> None:
     write("digits-75ep", "params.yaml", "results-75ep", 75, ["cd"], "digits", 128)
     write("digits-headlr10", "params.yaml", "results-headlr10", None, ["cd", "no_ne"], "digits", 128)
     write("digits-75ep-headlr10", "params.yaml", "results-75ep-headlr10", 75, ["cd"], "digits", 128)
-    write("cifar", "workflow/configs/quick-cpu.yaml", "results-cifar", 40, cifar_variants,
-          "cifar10", 256, cifar_subset)
-    write("cifar-120ep", "workflow/configs/quick-cpu.yaml", "results-cifar-120ep", 120, ["cd"],
-          "cifar10", 256, cifar_subset)
-    write("cifar-headlr10", "workflow/configs/quick-cpu.yaml", "results-cifar-headlr10", 40, ["cd"],
-          "cifar10", 256, cifar_subset)
-    write("cifar-120ep-headlr10", "workflow/configs/quick-cpu.yaml", "results-cifar-120ep-headlr10",
-          120, ["cd"], "cifar10", 256, cifar_subset)
+    write("cifar", "workflow/configs/quick-cpu.yaml", "results-cifar", 40, cifar_variants, "cifar10", 256, cifar_subset)
+    write(
+        "cifar-120ep",
+        "workflow/configs/quick-cpu.yaml",
+        "results-cifar-120ep",
+        120,
+        ["cd"],
+        "cifar10",
+        256,
+        cifar_subset,
+    )
+    write(
+        "cifar-headlr10",
+        "workflow/configs/quick-cpu.yaml",
+        "results-cifar-headlr10",
+        40,
+        ["cd"],
+        "cifar10",
+        256,
+        cifar_subset,
+    )
+    write(
+        "cifar-120ep-headlr10",
+        "workflow/configs/quick-cpu.yaml",
+        "results-cifar-120ep-headlr10",
+        120,
+        ["cd"],
+        "cifar10",
+        256,
+        cifar_subset,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -390,18 +452,19 @@ def cmd_train(args: argparse.Namespace) -> None:
     from cdrepro.train import RunFiles
 
     params, paths, settings, data = _context(args.params, args.run)
-    files = RunFiles(paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run),
-                     paths.train_summary(args.run))
+    files = RunFiles(
+        paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run), paths.train_summary(args.run)
+    )
     files.model.parent.mkdir(parents=True, exist_ok=True)
     if files.checkpoint.exists() or files.model.exists():
         sys.exit(f"{files.model.parent} already holds a run: the probe needs a fresh one")
     if args.head_lr_mult != 1.0:
         tr.make_optimizer = _two_group_adam(args.head_lr_mult)  # this process only
     sink = ProbeSink(settings, data, files.checkpoint, files.model.parent / "feature_probe.csv")
-    summary = tr.train(settings, paths.prepared(settings.dataset), files, threads=args.threads,
-                       progress=False, sink=sink)
-    print(f"{args.run}: trained {summary['epochs']} epochs in {summary['train_seconds']} s; "
-          f"probe -> {sink.out}")
+    summary = tr.train(
+        settings, paths.prepared(settings.dataset), files, threads=args.threads, progress=False, sink=sink
+    )
+    print(f"{args.run}: trained {summary['epochs']} epochs in {summary['train_seconds']} s; probe -> {sink.out}")
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -419,20 +482,26 @@ def cmd_bound(args: argparse.Namespace) -> None:
     for k in args.k:
         print(f"K = {k}: chance ln(2K-1) = {chance(k):.4f}")
         for tau in args.tau:
-            print(f"  tau {tau}: non-negative bound {bound_nonneg(k, tau):.4f}; "
-                  + "; ".join(f"NE {ne}: {bound_ne(k, tau, ne):.4f}" for ne in (0.84, 0.87, 0.96)))
+            print(
+                f"  tau {tau}: non-negative bound {bound_nonneg(k, tau):.4f}; "
+                + "; ".join(f"NE {ne}: {bound_ne(k, tau, ne):.4f}" for ne in (0.84, 0.87, 0.96))
+            )
     for lam in (1.0, 0.5, 0.25):
-        print(f"lambda {lam}: drho threshold " +
-              ", ".join(f"tau {tau}: {threshold_drho(lam, tau):.3f}" for tau in args.tau))
+        print(
+            f"lambda {lam}: drho threshold "
+            + ", ".join(f"tau {tau}: {threshold_drho(lam, tau):.3f}" for tau in args.tau)
+        )
     print("ideal case (6): the optimum of L_F - lambda NE for Gaussian heads sigmoid(gamma x + beta)")
     for k in args.k:
         for tau in args.tau:
             for lam in (1.0, 0.5, 0.25, 0.0):
                 g0, _, ne0, lf0 = gaussian_heads_optimum(k, tau, lam, free_beta=False)
                 g, b, ne, lf = gaussian_heads_optimum(k, tau, lam)
-                print(f"  K {k} tau {tau} lambda {lam}: beta = 0: gamma {g0:.2f}, NE {ne0:.3f}, "
-                      f"chance - {chance(k) - lf0:.3f}; free beta: gamma {g:.2f}, beta {b:.2f}, "
-                      f"NE {ne:.3f}, chance - {chance(k) - lf:.3f}")
+                print(
+                    f"  K {k} tau {tau} lambda {lam}: beta = 0: gamma {g0:.2f}, NE {ne0:.3f}, "
+                    f"chance - {chance(k) - lf0:.3f}; free beta: gamma {g:.2f}, beta {b:.2f}, "
+                    f"NE {ne:.3f}, chance - {chance(k) - lf:.3f}"
+                )
 
 
 # ----------------------------------------------------------------------------- the figure
@@ -448,6 +517,7 @@ def cmd_figure(args: argparse.Namespace) -> None:
     import json
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -458,44 +528,57 @@ def cmd_figure(args: argparse.Namespace) -> None:
         folder = Path(folder)
         settings = json.loads((folder / "train.json").read_text())["settings"]
         probe = folder / "feature_probe.csv"
-        runs.append((label, settings, _read_csv(folder / "curves.csv"),
-                     _read_csv(probe) if probe.exists() else None, style or "-"))
+        runs.append(
+            (
+                label,
+                settings,
+                _read_csv(folder / "curves.csv"),
+                _read_csv(probe) if probe.exists() else None,
+                style or "-",
+            )
+        )
     groups: dict[tuple[str, int], list] = {}
     for run in runs:
         groups.setdefault((run[1]["dataset"], run[1]["feature_num"]), []).append(run)
-    fig, axes = plt.subplots(2, len(groups), figsize=(args.width / args.dpi, args.height / args.dpi),
-                             dpi=args.dpi, squeeze=False, sharex="col",
-                             gridspec_kw={"height_ratios": [1.6, 1]})
+    fig, axes = plt.subplots(
+        2,
+        len(groups),
+        figsize=(args.width / args.dpi, args.height / args.dpi),
+        dpi=args.dpi,
+        squeeze=False,
+        sharex="col",
+        gridspec_kw={"height_ratios": [1.6, 1]},
+    )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colour_of = {label: colours[i % len(colours)]
-                 for i, label in enumerate(dict.fromkeys(r[0] for r in runs))}
+    colour_of = {label: colours[i % len(colours)] for i, label in enumerate(dict.fromkeys(r[0] for r in runs))}
     for col, ((dataset, k), members) in enumerate(groups.items()):
         top, bottom = axes[0][col], axes[1][col]
         top.axhline(chance(k), color="black", lw=1.2, label="chance ln(2K-1)")
-        top.axhline(bound_nonneg(k, 1.0), color="grey", lw=1, ls="--",
-                    label="bound (2): cos in [0,1], tau 1")
-        for label, s, curves, probe, style in members:
+        top.axhline(bound_nonneg(k, 1.0), color="grey", lw=1, ls="--", label="bound (2): cos in [0,1], tau 1")
+        for label, _settings, curves, probe, style in members:
             colour = colour_of[label]
             epochs = [r["epoch"] for r in curves]
-            top.plot(epochs, [r["feature"] for r in curves], color=colour, lw=1.5, ls=style,
-                     label=label)
+            top.plot(epochs, [r["feature"] for r in curves], color=colour, lw=1.5, ls=style, label=label)
             if probe:  # bound (3) from the measured columns, at the run's own tau
-                top.plot([r["epoch"] for r in probe], [r["bound_jensen"] for r in probe],
-                         color=colour, lw=0.8, ls=":")
+                top.plot([r["epoch"] for r in probe], [r["bound_jensen"] for r in probe], color=colour, lw=0.8, ls=":")
             bottom.plot(epochs, [r["entropy"] for r in curves], color=colour, lw=1.5, ls=style)
-        top.set_title(f"{dataset}, K = {k}: feature loss at the run's tau_F (chance "
-                      f"{chance(k):.2f}, bound (2) {bound_nonneg(k, 1.0):.2f});\n"
-                      "dotted: each run's bound (3) from its measured columns", fontsize=8.3)
+        top.set_title(
+            f"{dataset}, K = {k}: feature loss at the run's tau_F (chance "
+            f"{chance(k):.2f}, bound (2) {bound_nonneg(k, 1.0):.2f});\n"
+            "dotted: each run's bound (3) from its measured columns",
+            fontsize=8.3,
+        )
         top.tick_params(labelsize=7.5)
         bottom.set_title("heads' normalised entropy", fontsize=8.5)
         bottom.set_xlabel("epoch", fontsize=8)
         bottom.tick_params(labelsize=7.5)
     handles: dict[str, Any] = {}
     for ax in axes[0]:  # one legend for all panels, below them: the lines stay visible
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=6, fontsize=6.8,
-               frameon=False, handlelength=2.6)
+    fig.legend(
+        list(handles.values()), list(handles), loc="lower center", ncol=6, fontsize=6.8, frameon=False, handlelength=2.6
+    )
     fig.tight_layout(pad=0.6, h_pad=0.4, w_pad=0.8, rect=(0, 0.075, 1, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=args.dpi)
@@ -510,8 +593,12 @@ def main() -> None:
     p.add_argument("--params", required=True)
     p.add_argument("--run", required=True)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--head-lr-mult", type=float, default=1.0,
-                   help="experiment only: the feature predictor's lr x this (temporary patch)")
+    p.add_argument(
+        "--head-lr-mult",
+        type=float,
+        default=1.0,
+        help="experiment only: the feature predictor's lr x this (temporary patch)",
+    )
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("params", help="write the params files of the runs in docs/evidence.md")
     p.add_argument("--out", default="/tmp/cdfeat")
@@ -525,8 +612,12 @@ def main() -> None:
     p.add_argument("--tau", type=float, nargs="+", default=[1.0, 0.5, 0.2])
     p.set_defaults(func=cmd_bound)
     p = sub.add_parser("figure", help="feature loss and NE per epoch, with chance and bounds")
-    p.add_argument("--run", action="append", required=True,
-                   help="LABEL=RUN_FOLDER[@LINESTYLE] (repeat; runs are grouped by dataset and K)")
+    p.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        help="LABEL=RUN_FOLDER[@LINESTYLE] (repeat; runs are grouped by dataset and K)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--width", type=int, default=900)
     p.add_argument("--height", type=int, default=540)

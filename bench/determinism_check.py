@@ -25,8 +25,7 @@ from cdrepro.train import RunFiles, train
 
 
 def train_once(settings, prepared: Path, folder: Path) -> dict[str, torch.Tensor]:
-    files = RunFiles(folder / "checkpoint.pt", folder / "model.pt", folder / "curves.csv",
-                     folder / "train.json")
+    files = RunFiles(folder / "checkpoint.pt", folder / "model.pt", folder / "curves.csv", folder / "train.json")
     train(settings, prepared, files, progress=False)
     return load_weights_only(files.model)["model"]
 
@@ -47,16 +46,19 @@ def main() -> None:
     prepared = ProfilePaths.from_params(params).prepared(base.dataset)
     report = {}
     for deterministic in (True, False):
-        settings = dataclasses.replace(base, epochs=args.epochs, deterministic=deterministic,
-                                       compile="none")
+        settings = dataclasses.replace(base, epochs=args.epochs, deterministic=deterministic, compile="none")
         with tempfile.TemporaryDirectory() as tmp:
             first = train_once(settings, prepared, Path(tmp) / "a")
             second = train_once(settings, prepared, Path(tmp) / "b")
         identical = all(torch.equal(first[k], second[k]) for k in first)
         report["deterministic" if deterministic else "default"] = {
-            "bit_identical": identical, "max_abs_difference": largest_difference(first, second)}
-        print(f"deterministic={deterministic}: bit-identical {identical}, "
-              f"largest weight difference {largest_difference(first, second):.3g}")
+            "bit_identical": identical,
+            "max_abs_difference": largest_difference(first, second),
+        }
+        print(
+            f"deterministic={deterministic}: bit-identical {identical}, "
+            f"largest weight difference {largest_difference(first, second):.3g}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 

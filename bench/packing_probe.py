@@ -23,8 +23,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,11 +38,12 @@ from cdrepro.data.prepared import meta_path_for, save_prepared
 from cdrepro.step import make_views, train_step
 from cdrepro.train import Session, setup
 
-GIB = 2 ** 30
+GIB = 2**30
 Step = Callable[[], torch.Tensor]
 
 
 # --------------------------------------------------------------------------- timing
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -58,8 +60,13 @@ def time_for(seconds: float, device: torch.device, one_step: Step, batch: int) -
         steps += 1
     sync(device)
     elapsed = time.perf_counter() - started
-    return {"steps": steps, "seconds": round(elapsed, 4), "pairs_per_s": round(steps * batch / elapsed, 1),
-            "ms_per_step": round(elapsed * 1e3 / steps, 3), "last_loss": float(loss)}
+    return {
+        "steps": steps,
+        "seconds": round(elapsed, 4),
+        "pairs_per_s": round(steps * batch / elapsed, 1),
+        "ms_per_step": round(elapsed * 1e3 / steps, 3),
+        "last_loss": float(loss),
+    }
 
 
 def barrier(sync_dir: Path, name: str, rank: int, count: int, timeout: float) -> None:
@@ -76,10 +83,11 @@ def barrier(sync_dir: Path, name: str, rank: int, count: int, timeout: float) ->
 
 # --------------------------------------------------------------------------- the runs' steps
 
+
 def synthetic_prepared(params: dict[str, Any], rids: list[str], folder: Path) -> Path:
     """Random uint8 images at the runs' size (the step's cost does not depend on the pixels)."""
     runs = [rs.resolve_run(params, rs.find_run(params, rid)) for rid in rids]
-    size, batch = runs[0].image_size, max(s.batch_size for s in runs)
+    size, batch = runs[0].image_size, max(run.batch_size for run in runs)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(batch * 4, size, size, 3), dtype=np.uint8)
     npz = folder / "probe.npz"
@@ -99,7 +107,7 @@ def real_step(s: Session) -> Step:
     def one() -> torch.Tensor:
         first = (state["at"] % s.steps_per_epoch) * b
         state["at"] += 1
-        x = aug.to_float(s.images[order[first:first + b]])
+        x = aug.to_float(s.images[order[first : first + b]])
         view1, view2 = make_views(x, s.settings.views, s.settings.image_size, s.make_view, s.augment_gen)
         terms = train_step(s.method, s.forward, s.optimizer, view1, view2)
         for name, value in terms.items():  # as run_epoch: sums on the device, no host sync
@@ -131,6 +139,7 @@ def augment_only_step(s: Session) -> Step:
 
 # --------------------------------------------------------------------------- what bounds the step
 
+
 def kernel_profile(device: torch.device, one_step: Step, steps: int = 5) -> dict[str, Any]:
     """Kernels per step and GPU time per step under torch.profiler (CUDA only)."""
     if device.type != "cuda":
@@ -150,9 +159,13 @@ def kernel_profile(device: torch.device, one_step: Step, steps: int = 5) -> dict
     if not kernels:  # a torch that keeps device time on the host ops only
         busy_us = sum(getattr(e, "self_device_time_total", 0) for e in prof.key_averages())
         source = "self_device_time_total of the host ops"
-    return {"steps": steps, "kernels_per_step": round(len(kernels) / steps, 1) if kernels else None,
-            "gpu_ms_per_step": round(busy_us / 1e3 / steps, 3),
-            "mean_kernel_us": round(busy_us / len(kernels), 2) if kernels else None, "source": source}
+    return {
+        "steps": steps,
+        "kernels_per_step": round(len(kernels) / steps, 1) if kernels else None,
+        "gpu_ms_per_step": round(busy_us / 1e3 / steps, 3),
+        "mean_kernel_us": round(busy_us / len(kernels), 2) if kernels else None,
+        "source": source,
+    }
 
 
 def flops_per_pair(s: Session) -> float | None:
@@ -168,15 +181,18 @@ def flops_per_pair(s: Session) -> float | None:
 
 def ceilings(device: torch.device) -> dict[str, float]:
     """What this device does at best: a bf16 matrix product (TFLOP/s) and a copy (GB/s)."""
-    n, copy_bytes = (8192, GIB) if device.type == "cuda" else (256, 2 ** 24)
+    n, copy_bytes = (8192, GIB) if device.type == "cuda" else (256, 2**24)
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     src = torch.empty(copy_bytes // 4, device=device, dtype=torch.float32)
     dst = torch.empty_like(src)
     matmul = time_for(0.5, device, lambda: (a @ a)[0, 0], 1)
     copy = time_for(0.5, device, lambda: dst.copy_(src)[0], 1)
-    return {"bf16_matmul_tflops": round(2 * n ** 3 * matmul["pairs_per_s"] / 1e12, 1),
-            "copy_gb_per_s": round(2 * copy_bytes * copy["pairs_per_s"] / 1e9, 1),
-            "matmul_n": n, "copy_bytes": copy_bytes}
+    return {
+        "bf16_matmul_tflops": round(2 * n**3 * matmul["pairs_per_s"] / 1e12, 1),
+        "copy_gb_per_s": round(2 * copy_bytes * copy["pairs_per_s"] / 1e9, 1),
+        "matmul_n": n,
+        "copy_bytes": copy_bytes,
+    }
 
 
 def guarded(measure: Callable[[], Any]) -> Any:
@@ -187,30 +203,40 @@ def guarded(measure: Callable[[], Any]) -> Any:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def session_anatomy(s: Session, device: torch.device, seconds: float) -> dict[str, Any]:
+    """One run's model-only step rate, kernel profile and FLOPs per pair."""
+    return {
+        "model_only": guarded(lambda: time_for(seconds, device, model_only_step(s), s.settings.batch_size)),
+        "profile": guarded(lambda: kernel_profile(device, real_step(s))),
+        "flops_per_pair": guarded(lambda: flops_per_pair(s)),
+    }
+
+
 def anatomy(sessions: dict[str, Session], seconds: float, device: torch.device) -> dict[str, Any]:
     """Rank 0, alone on the device: every run's model-only step, profile and FLOPs; the input
     path alone; the device's ceilings."""
     first = next(iter(sessions.values()))
     report: dict[str, Any] = {
         "ceilings": guarded(lambda: ceilings(device)),
-        "augment_only": guarded(lambda: time_for(seconds, device, augment_only_step(first),
-                                                 first.settings.batch_size))}
+        "augment_only": guarded(lambda: time_for(seconds, device, augment_only_step(first), first.settings.batch_size)),
+    }
     for rid, s in sessions.items():
-        b = s.settings.batch_size
-        report[rid] = {"model_only": guarded(lambda: time_for(seconds, device, model_only_step(s), b)),
-                       "profile": guarded(lambda: kernel_profile(device, real_step(s))),
-                       "flops_per_pair": guarded(lambda: flops_per_pair(s))}
+        report[rid] = session_anatomy(s, device, seconds)
     return report
 
 
 # --------------------------------------------------------------------------- the probe
 
+
 def memory(device: torch.device) -> dict[str, float]:
     if device.type != "cuda":
         return {}
     free, total = torch.cuda.mem_get_info(device)
-    return {"peak_allocated_gib": round(torch.cuda.max_memory_allocated(device) / GIB, 3),
-            "device_used_gib": round((total - free) / GIB, 3), "device_total_gib": round(total / GIB, 3)}
+    return {
+        "peak_allocated_gib": round(torch.cuda.max_memory_allocated(device) / GIB, 3),
+        "device_used_gib": round((total - free) / GIB, 3),
+        "device_total_gib": round(total / GIB, 3),
+    }
 
 
 def measure_pack(p: int, sessions: dict[str, Session], args: argparse.Namespace, device: torch.device) -> dict:
@@ -236,21 +262,29 @@ def write(report: dict[str, Any], path: Path) -> None:
 
 
 def probe(args: argparse.Namespace, params: dict[str, Any], report: dict[str, Any]) -> None:
-    device = torch.device(params["train"]["device"] if params["train"]["device"] != "auto" else
-                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(
+        params["train"]["device"]
+        if params["train"]["device"] != "auto"
+        else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     with tempfile.TemporaryDirectory() as folder:
         prepared = synthetic_prepared(params, args.runs, Path(folder))
-        sessions = {rid: setup(rs.resolve_run(params, rs.find_run(params, rid)), prepared, ddp.SINGLE)
-                    for rid in args.runs}
+        sessions = {
+            rid: setup(rs.resolve_run(params, rs.find_run(params, rid)), prepared, ddp.SINGLE) for rid in args.runs
+        }
     first_step_s = None
     for s in sessions.values():  # compiles the augmentation and tunes cuDNN once
         real_step(s)()
         sync(device)
         # From launch to a first step done: about a training process's start-up (cold cache).
         first_step_s = first_step_s or round(time.time() - args.launched_at, 2)
-    report.update(device=str(device), device_name=torch.cuda.get_device_name(device) if device.type == "cuda"
-                  else "cpu", first_step_s=first_step_s, ready_s=round(time.time() - args.launched_at, 2),
-                  packs={})
+    report.update(
+        device=str(device),
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        first_step_s=first_step_s,
+        ready_s=round(time.time() - args.launched_at, 2),
+        packs={},
+    )
     barrier(args.sync_dir, "ready", args.rank, args.processes, args.timeout)
     for p in args.packs:
         if args.anatomy and args.rank == 0 and p == 1:
@@ -288,8 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     params = cfg.load_params(args.params)
-    report: dict[str, Any] = {"rank": args.rank, "torch": torch.__version__, "runs": args.runs,
-                              "packs_asked": args.packs, "seconds": args.seconds, "warmup": args.warmup}
+    report: dict[str, Any] = {
+        "rank": args.rank,
+        "torch": torch.__version__,
+        "runs": args.runs,
+        "packs_asked": args.packs,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+    }
     try:
         probe(args, params, report)
     except BaseException:

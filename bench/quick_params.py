@@ -40,9 +40,17 @@ def set_dotted(params: dict[str, Any], assignment: str) -> None:
     node[last] = yaml.safe_load(value)
 
 
-def derive(base: dict[str, Any], folder: str, epochs: int, device: str, images_per_class: int | None,
-           profile: str = "quick-gpu", results_dir: str | None = None,
-           sets: tuple[str, ...] = (), batch_size: int | None = None) -> dict[str, Any]:
+def derive(
+    base: dict[str, Any],
+    folder: str,
+    epochs: int,
+    device: str,
+    images_per_class: int | None,
+    profile: str = "quick-gpu",
+    results_dir: str | None = None,
+    sets: tuple[str, ...] = (),
+    batch_size: int | None = None,
+) -> dict[str, Any]:
     """quick.yaml's params with the changes named in the module's docstring."""
     params = copy.deepcopy(base)
     params["profile"] = profile
@@ -81,14 +89,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from cdrepro.config import validate_params  # refuses a setting the pipeline would refuse
 
-    params = derive(yaml.safe_load(Path(args.base).read_text()), args.folder, args.epochs, args.device,
-                    args.images_per_class, args.profile, args.results_dir, tuple(args.sets),
-                    args.batch_size)
+    params = derive(
+        yaml.safe_load(Path(args.base).read_text()),
+        args.folder,
+        args.epochs,
+        args.device,
+        args.images_per_class,
+        args.profile,
+        args.results_dir,
+        tuple(args.sets),
+        args.batch_size,
+    )
     validate_params(copy.deepcopy(params))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# Derived from {Path(args.base).name} by bench/quick_params.py\n"
-                   + yaml.safe_dump(params, sort_keys=False))
+    out.write_text(
+        f"# Derived from {Path(args.base).name} by bench/quick_params.py\n" + yaml.safe_dump(params, sort_keys=False)
+    )
     print(out)
     return 0
 

@@ -101,6 +101,7 @@ def wait_or_stop(proc: subprocess.Popen, timeout: float) -> int | None:
 
 # --------------------------------------------------------------------------- 1. setup
 
+
 @dataclass
 class Session:
     args: argparse.Namespace
@@ -123,25 +124,35 @@ def unpack(args: argparse.Namespace, data_dir: Path) -> Path:
     return folder
 
 
-def write_params(s_args: argparse.Namespace, folder: Path, epochs: int, path: Path,
-                 runs: list[str] | None = None) -> dict[str, Any]:
+def write_params(
+    s_args: argparse.Namespace, folder: Path, epochs: int, path: Path, runs: list[str] | None = None
+) -> dict[str, Any]:
     """quick.yaml's params for this session (bench/quick_params.py), ``runs`` only if given."""
     base = yaml.safe_load(quick_params.BASE.read_text())
-    params = quick_params.derive(base, str(folder), epochs, s_args.device, s_args.images_per_class,
-                                 results_dir=str(s_args.work), sets=tuple(s_args.sets),
-                                 batch_size=s_args.batch_size)
+    params = quick_params.derive(
+        base,
+        str(folder),
+        epochs,
+        s_args.device,
+        s_args.images_per_class,
+        results_dir=str(s_args.work),
+        sets=tuple(s_args.sets),
+        batch_size=s_args.batch_size,
+    )
     if runs is not None:
         params["runs"] = [r for r in params["runs"] if run_id_of(r) in runs]
     # Atomic: the background baseline may be reading this file when the plan rewrites it.
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"# Derived from {quick_params.BASE.name} by bench/quick_session.py\n"
-                   + yaml.safe_dump(params, sort_keys=False))
+    tmp.write_text(
+        f"# Derived from {quick_params.BASE.name} by bench/quick_session.py\n" + yaml.safe_dump(params, sort_keys=False)
+    )
     os.replace(tmp, path)
     return params
 
 
 def run_id_of(raw: dict[str, Any]) -> str:
     from cdrepro.runs import Run, run_id
+
     return run_id(Run(raw["dataset"], raw["batch_size"], raw["variant"], raw["seed"]))
 
 
@@ -152,11 +163,16 @@ def prepare_in_background(s: Session) -> threading.Thread:
     env = dict(os.environ, OMP_NUM_THREADS=str(s.args.baseline_threads))
 
     def work() -> None:
-        s.background["prepare"] = run_logged(cdrepro("prepare", *params, "--dataset", "cifar10"),
-                                             s.logs / "prepare.log", CLOCK.until(s.args.budget))
+        s.background["prepare"] = run_logged(
+            cdrepro("prepare", *params, "--dataset", "cifar10"), s.logs / "prepare.log", CLOCK.until(s.args.budget)
+        )
         if s.background["prepare"]["status"] == 0:
-            s.background["baseline"] = run_logged(cdrepro("baseline", *params, "--dataset", "cifar10"),
-                                                  s.logs / "baseline.log", CLOCK.until(s.args.budget), env)
+            s.background["baseline"] = run_logged(
+                cdrepro("baseline", *params, "--dataset", "cifar10"),
+                s.logs / "baseline.log",
+                CLOCK.until(s.args.budget),
+                env,
+            )
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
@@ -180,24 +196,41 @@ def setup(args: argparse.Namespace) -> tuple[Session, threading.Thread]:
 
 # --------------------------------------------------------------------------- 2. probe
 
+
 def probe(s: Session) -> dict[str, Any]:
     """Start the probe's processes together; merge what they wrote by the probe's deadline."""
     a = s.args
     sync_dir = s.out / "probe-sync"
     shutil.rmtree(sync_dir, ignore_errors=True)
     sync_dir.mkdir()
-    procs, logs = [], []
+    procs = []
     for rank in range(max(a.packs)):
-        command = [PY, str(BENCH / "packing_probe.py"), "--params", str(s.params_path), "--runs", ",".join(s.runs),
-                   "--rank", str(rank), "--packs", ",".join(map(str, a.packs)), "--sync-dir", str(sync_dir),
-                   "--seconds", str(a.probe_seconds), "--warmup", str(a.probe_warmup), "--launched-at",
-                   str(time.time()), "--json", str(s.out / f"probe-rank{rank}.json")]
+        command = [
+            PY,
+            str(BENCH / "packing_probe.py"),
+            "--params",
+            str(s.params_path),
+            "--runs",
+            ",".join(s.runs),
+            "--rank",
+            str(rank),
+            "--packs",
+            ",".join(map(str, a.packs)),
+            "--sync-dir",
+            str(sync_dir),
+            "--seconds",
+            str(a.probe_seconds),
+            "--warmup",
+            str(a.probe_warmup),
+            "--launched-at",
+            str(time.time()),
+            "--json",
+            str(s.out / f"probe-rank{rank}.json"),
+        ]
         command += ["--anatomy"] * (rank == 0) + (["--threads", str(a.threads)] if a.threads else [])
-        logs.append(open(s.logs / f"probe-rank{rank}.log", "wb"))
-        procs.append(subprocess.Popen(command, stdout=logs[-1], stderr=subprocess.STDOUT, start_new_session=True))
+        with open(s.logs / f"probe-rank{rank}.log", "wb") as out:  # the process keeps its own copy
+            procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
     statuses = [wait_or_stop(proc, CLOCK.until(a.probe_max_s)) for proc in procs]
-    for handle in logs:
-        handle.close()
     shutil.rmtree(sync_dir, ignore_errors=True)
     rates = merge_probe([s.out / f"probe-rank{r}.json" for r in range(len(procs))], statuses)
     (s.out / "rates.json").write_text(json.dumps(rates, indent=2) + "\n")
@@ -221,28 +254,39 @@ def merge_probe(paths: list[Path], statuses: list[int | None]) -> dict[str, Any]
         for p, runs in rank.get("packs", {}).items():
             for rid, result in runs.items():
                 packs.setdefault(p, {}).setdefault(rid, []).append(result)
-    merged = {p: {rid: summarize_run(results) for rid, results in runs.items()}
-              for p, runs in packs.items()}
-    complete = {p: runs for p, runs in merged.items()
-                if runs and all(r["processes"] == int(p) for r in runs.values())}
-    totals = {p: round(sum(r["total_pairs_per_s"] for r in runs.values()) / len(runs), 1)
-              for p, runs in sorted(complete.items(), key=lambda kv: int(kv[0]))}
-    return {"statuses": statuses, "ranks": ranks, "packs": merged, "total_pairs_per_s": totals,
-            "anatomy": ranks[0].get("anatomy", {}) if ranks else {},
-            "ready_s": [r.get("ready_s") for r in ranks], "first_step_s": [r.get("first_step_s") for r in ranks]}
+    merged = {p: {rid: summarize_run(results) for rid, results in runs.items()} for p, runs in packs.items()}
+    complete = {p: runs for p, runs in merged.items() if runs and all(r["processes"] == int(p) for r in runs.values())}
+    totals = {
+        p: round(sum(r["total_pairs_per_s"] for r in runs.values()) / len(runs), 1)
+        for p, runs in sorted(complete.items(), key=lambda kv: int(kv[0]))
+    }
+    return {
+        "statuses": statuses,
+        "ranks": ranks,
+        "packs": merged,
+        "total_pairs_per_s": totals,
+        "anatomy": ranks[0].get("anatomy", {}) if ranks else {},
+        "ready_s": [r.get("ready_s") for r in ranks],
+        "first_step_s": [r.get("first_step_s") for r in ranks],
+    }
 
 
 def summarize_run(results: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [r["pairs_per_s"] for r in results]
     peaks = [r.get("peak_allocated_gib") for r in results if r.get("peak_allocated_gib") is not None]
     used = [r.get("device_used_gib") for r in results if r.get("device_used_gib") is not None]
-    return {"processes": len(results), "per_process_pairs_per_s": rates,
-            "total_pairs_per_s": round(sum(rates), 1), "ms_per_step": [r["ms_per_step"] for r in results],
-            "peak_allocated_gib_per_process": max(peaks) if peaks else None,
-            "device_used_gib": max(used) if used else None}
+    return {
+        "processes": len(results),
+        "per_process_pairs_per_s": rates,
+        "total_pairs_per_s": round(sum(rates), 1),
+        "ms_per_step": [r["ms_per_step"] for r in results],
+        "peak_allocated_gib_per_process": max(peaks) if peaks else None,
+        "device_used_gib": max(used) if used else None,
+    }
 
 
 # --------------------------------------------------------------------------- 3. plan
+
 
 def spread(costs: dict[str, float], slots: int) -> list[list[str]]:
     """Runs over ``slots`` by cost, dearest first, each to the least loaded slot."""
@@ -258,22 +302,29 @@ def plan_for(p: int, epoch_s: dict[str, float], available: float, a: argparse.Na
     """The epochs E that fit ``available`` seconds with p runs at once: per slot, start-up per
     run, E epochs of each, the last evaluation; times the margin."""
     slots = spread(epoch_s, p)
-    fits = [a.margin * (available - len(runs) * a.startup_s - a.eval_s) / sum(epoch_s[r] for r in runs)
-            for runs in slots]
+    fits = [
+        a.margin * (available - len(runs) * a.startup_s - a.eval_s) / sum(epoch_s[r] for r in runs) for runs in slots
+    ]
     epochs = max(a.min_epochs, min(a.max_epochs, math.floor(min(fits))))
-    predicted = max(len(runs) * a.startup_s + epochs * sum(epoch_s[r] for r in runs) + a.eval_s
-                    for runs in slots)
-    return {"packing": p, "slots": slots, "epochs": epochs, "epochs_that_fit": round(min(fits), 2),
-            "epoch_s": {r: round(v, 2) for r, v in epoch_s.items()}, "predicted_s": round(predicted, 1)}
+    predicted = max(len(runs) * a.startup_s + epochs * sum(epoch_s[r] for r in runs) + a.eval_s for runs in slots)
+    return {
+        "packing": p,
+        "slots": slots,
+        "epochs": epochs,
+        "epochs_that_fit": round(min(fits), 2),
+        "epoch_s": {r: round(v, 2) for r, v in epoch_s.items()},
+        "predicted_s": round(predicted, 1),
+    }
 
 
-def epoch_seconds(rates: dict[str, Any], p: str, pairs_per_epoch: int, a: argparse.Namespace) -> dict[str, float] | None:
+def epoch_seconds(
+    rates: dict[str, Any], p: str, pairs_per_epoch: int, a: argparse.Namespace
+) -> dict[str, float] | None:
     """Each run's predicted seconds per epoch at packing ``p`` (its slowest process's rate)."""
     runs = rates["packs"].get(p, {})
     if not runs or rates["total_pairs_per_s"].get(p) is None:
         return None
-    return {rid: pairs_per_epoch / min(r["per_process_pairs_per_s"]) + a.epoch_overhead_s
-            for rid, r in runs.items()}
+    return {rid: pairs_per_epoch / min(r["per_process_pairs_per_s"]) + a.epoch_overhead_s for rid, r in runs.items()}
 
 
 def plan(s: Session, rates: dict[str, Any], n_images: int) -> dict[str, Any]:
@@ -288,22 +339,36 @@ def plan(s: Session, rates: dict[str, Any], n_images: int) -> dict[str, Any]:
             options.append(plan_for(int(p), epoch_s, available, a))
     fallback = not options
     if fallback:  # the probe measured nothing usable: one at a time, at an assumed rate
-        options = [plan_for(1, {r: pairs_per_epoch / a.fallback_rate + a.epoch_overhead_s for r in s.runs},
-                            available, a)]
+        options = [
+            plan_for(1, {r: pairs_per_epoch / a.fallback_rate + a.epoch_overhead_s for r in s.runs}, available, a)
+        ]
     best = max(options, key=lambda o: (o["epochs"], -o["predicted_s"]))  # most epochs, then soonest done
-    chosen = {**best, "options": options, "available_s": round(available, 1), "n_images": n_images,
-              "pairs_per_epoch": pairs_per_epoch, "fallback_rate_used": fallback,
-              "startup_s": a.startup_s, "eval_s": a.eval_s, "margin": a.margin, "report_s": a.report_s,
-              "budget_s": a.budget, "at_s": round(CLOCK.elapsed(), 1)}
+    chosen = {
+        **best,
+        "options": options,
+        "available_s": round(available, 1),
+        "n_images": n_images,
+        "pairs_per_epoch": pairs_per_epoch,
+        "fallback_rate_used": fallback,
+        "startup_s": a.startup_s,
+        "eval_s": a.eval_s,
+        "margin": a.margin,
+        "report_s": a.report_s,
+        "budget_s": a.budget,
+        "at_s": round(CLOCK.elapsed(), 1),
+    }
     (s.out / "plan.json").write_text(json.dumps(chosen, indent=2) + "\n")
-    log(f"plan: packing {best['packing']}, {best['epochs']} epochs (fits {best['epochs_that_fit']}), "
-        f"slots {best['slots']}, predicted {best['predicted_s']} s of {available:.0f} s")
+    log(
+        f"plan: packing {best['packing']}, {best['epochs']} epochs (fits {best['epochs_that_fit']}), "
+        f"slots {best['slots']}, predicted {best['predicted_s']} s of {available:.0f} s"
+    )
     return chosen
 
 
 def prepared_images(s: Session) -> int:
     """The prepared dataset's size, once ``prepare`` has written it (waits for it)."""
     from cdrepro.runs import ProfilePaths
+
     meta = ProfilePaths.from_params(s.params).prepared_meta("cifar10")
     deadline = time.time() + CLOCK.until(s.args.budget - s.args.report_s)
     while "prepare" not in s.background and time.time() < deadline:
@@ -315,8 +380,10 @@ def prepared_images(s: Session) -> int:
 
 # --------------------------------------------------------------------------- 4. train
 
-def train_slot(s: Session, runs: list[str], epoch_s: dict[str, float], epochs: int,
-               outcomes: dict[str, Any], evaluations: list) -> None:
+
+def train_slot(
+    s: Session, runs: list[str], epoch_s: dict[str, float], epochs: int, outcomes: dict[str, Any], evaluations: list
+) -> None:
     """The slot's runs one after another; each trained run's evaluation starts in the background."""
     a = s.args
     deadline = a.budget - a.report_s
@@ -329,22 +396,35 @@ def train_slot(s: Session, runs: list[str], epoch_s: dict[str, float], epochs: i
             log(f"train {rid}: skipped, {needed:.0f} s needed")
             continue
         log(f"train {rid}")
-        outcomes[rid] = {"train": run_logged(cdrepro("train", *params, "--run", rid), s.logs / f"train-{rid}.log",
-                                             CLOCK.until(deadline))}
+        outcomes[rid] = {
+            "train": run_logged(
+                cdrepro("train", *params, "--run", rid), s.logs / f"train-{rid}.log", CLOCK.until(deadline)
+            )
+        }
         if outcomes[rid]["train"]["status"] == 0:
             with open(s.logs / f"evaluate-{rid}.log", "wb") as handle:  # the child keeps its own copy
-                evaluations.append((rid, time.time(), subprocess.Popen(
-                    cdrepro("evaluate", *params, "--run", rid), stdout=handle, stderr=subprocess.STDOUT,
-                    start_new_session=True)))
+                evaluations.append(
+                    (
+                        rid,
+                        time.time(),
+                        subprocess.Popen(
+                            cdrepro("evaluate", *params, "--run", rid),
+                            stdout=handle,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        ),
+                    )
+                )
         log(f"train {rid}: {outcomes[rid]['train']}")
 
 
 def train_all(s: Session, chosen: dict[str, Any]) -> dict[str, Any]:
     outcomes: dict[str, Any] = {}
     evaluations: list = []
-    threads = [threading.Thread(target=train_slot, args=(s, runs, chosen["epoch_s"], chosen["epochs"],
-                                                         outcomes, evaluations))
-               for runs in chosen["slots"]]
+    threads = [
+        threading.Thread(target=train_slot, args=(s, runs, chosen["epoch_s"], chosen["epochs"], outcomes, evaluations))
+        for runs in chosen["slots"]
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -358,12 +438,14 @@ def train_all(s: Session, chosen: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- 5. report
 
+
 def evaluated(outcomes: dict[str, Any]) -> list[str]:
     return [rid for rid, o in outcomes.items() if o.get("evaluate", {}).get("status") == 0]
 
 
-def report(s: Session, chosen: dict[str, Any], outcomes: dict[str, Any], rates: dict[str, Any],
-           prep: threading.Thread) -> None:
+def report(
+    s: Session, chosen: dict[str, Any], outcomes: dict[str, Any], rates: dict[str, Any], prep: threading.Thread
+) -> None:
     """The methods table and curves of the evaluated runs, their files, and the summary."""
     a = s.args
     prep.join(timeout=max(CLOCK.until(a.budget - 20), 0))
@@ -372,11 +454,15 @@ def report(s: Session, chosen: dict[str, Any], outcomes: dict[str, Any], rates: 
     if done:
         table_params = s.out / "quick-gpu-evaluated.yaml"
         write_params(a, Path(s.background["folder"]), chosen["epochs"], table_params, runs=done)
-        s.background["methods_table"] = run_logged(cdrepro("methods-table", "--params", str(table_params)),
-                                                   s.logs / "methods-table.log", CLOCK.until(a.budget - 12))
+        s.background["methods_table"] = run_logged(
+            cdrepro("methods-table", "--params", str(table_params)),
+            s.logs / "methods-table.log",
+            CLOCK.until(a.budget - 12),
+        )
         s.background["curves"] = curves_figure(s, done)
     copy_results(results, s.out, s.runs)
     import quick_summary  # noqa: E402  (bench/)
+
     quick_summary.write(s.out, rates, chosen, outcomes, s.background, time_s=round(CLOCK.elapsed(), 1))
     log(f"report: {len(done)} runs evaluated; files in {s.out}")
 
@@ -394,8 +480,12 @@ def curves_figure(s: Session, done: list[str]) -> dict[str, Any]:
         runs = [run for run in runs_of(s.params) if run_id(run) in done]
         methods = {v: cfg.method_of(s.params, v) for v in s.params["variants"]}
         frame = curves.curves_frame([(run, paths.curves(run_id(run))) for run in runs], methods)
-        written = save_figure(curves.plot_curves(frame, "CIFAR-10, 50,000 images, one H200"),
-                              s.out / "curves_cifar10", frame, s.params["figures"]["dpi"])
+        written = save_figure(
+            curves.plot_curves(frame, "CIFAR-10, 50,000 images, one H200"),
+            s.out / "curves_cifar10",
+            frame,
+            s.params["figures"]["dpi"],
+        )
         return {"status": 0, "files": [p.name for p in written]}
     except Exception as exc:  # the report goes on without the figure; the summary says why
         return {"status": 1, "error": f"{type(exc).__name__}: {exc}"}
@@ -415,6 +505,7 @@ def copy_results(results: Path, out: Path, runs: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------- main
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -443,8 +534,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-threads", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads of every process")
     p.add_argument("--batch-size", type=int, default=None, help="every run's (CPU test only)")
-    p.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE",
-                   help="a params override (CPU test only)")
+    p.add_argument(
+        "--set", action="append", default=[], dest="sets", metavar="KEY=VALUE", help="a params override (CPU test only)"
+    )
     args = p.parse_args(argv)
     args.packs = sorted({int(x) for x in args.packs.split(",") if x})
     if args.max_epochs is None:

@@ -33,11 +33,16 @@ def packing_rows(rates: dict[str, Any]) -> list[dict[str, Any]]:
         per_process = [x for r in runs for x in r["per_process_pairs_per_s"]]
         used = [r["device_used_gib"] for r in runs if r.get("device_used_gib") is not None]
         peaks = [r["peak_allocated_gib_per_process"] for r in runs if r.get("peak_allocated_gib_per_process")]
-        rows.append({"packing": int(p), "total_pairs_per_s": total,
-                     "per_process_pairs_per_s": round(sum(per_process) / len(per_process), 1),
-                     "gain_over_one": round(total / one, 3) if one else None,
-                     "device_used_gib": max(used) if used else None,
-                     "peak_allocated_gib_per_process": max(peaks) if peaks else None})
+        rows.append(
+            {
+                "packing": int(p),
+                "total_pairs_per_s": total,
+                "per_process_pairs_per_s": round(sum(per_process) / len(per_process), 1),
+                "gain_over_one": round(total / one, 3) if one else None,
+                "device_used_gib": max(used) if used else None,
+                "peak_allocated_gib_per_process": max(peaks) if peaks else None,
+            }
+        )
     return rows
 
 
@@ -59,13 +64,18 @@ def step_anatomy(rates: dict[str, Any]) -> dict[str, dict[str, Any]]:
         gpu_ms = number(part.get("profile", {}).get("gpu_ms_per_step"))
         flops = number(part.get("flops_per_pair"))
         tflops = flops * rate / 1e12 if flops else None
-        rows[rid] = {"step_ms": step_ms, "model_only_ms": number(part.get("model_only", {}).get("ms_per_step")),
-                     "augment_only_ms": augment_ms, "pairs_per_s": rate,
-                     "kernels_per_step": number(part.get("profile", {}).get("kernels_per_step")),
-                     "gpu_ms_per_step": gpu_ms, "busy": round(gpu_ms / step_ms, 3) if gpu_ms else None,
-                     "gflop_per_pair": round(flops / 1e9, 3) if flops else None,
-                     "tflops": round(tflops, 2) if tflops else None,
-                     "of_matmul_ceiling": round(tflops / ceiling, 3) if tflops and ceiling else None}
+        rows[rid] = {
+            "step_ms": step_ms,
+            "model_only_ms": number(part.get("model_only", {}).get("ms_per_step")),
+            "augment_only_ms": augment_ms,
+            "pairs_per_s": rate,
+            "kernels_per_step": number(part.get("profile", {}).get("kernels_per_step")),
+            "gpu_ms_per_step": gpu_ms,
+            "busy": round(gpu_ms / step_ms, 3) if gpu_ms else None,
+            "gflop_per_pair": round(flops / 1e9, 3) if flops else None,
+            "tflops": round(tflops, 2) if tflops else None,
+            "of_matmul_ceiling": round(tflops / ceiling, 3) if tflops and ceiling else None,
+        }
     return rows
 
 
@@ -75,26 +85,40 @@ def verdict(packing: list[dict[str, Any]], anatomy: dict[str, dict[str, Any]]) -
     best = max(packing, key=lambda r: r["total_pairs_per_s"], default=None)
     if best and best["gain_over_one"]:
         gain = best["gain_over_one"]
-        lines.append(f"Packing: {best['packing']} processes give {gain:.2f}x one process's total pairs/s; "
-                     + ("one process leaves the GPU idle (launch/host-bound)." if gain >= PACKING_GAIN
-                        else "the GPU is near saturation with one process."))
+        lines.append(
+            f"Packing: {best['packing']} processes give {gain:.2f}x one process's total pairs/s; "
+            + (
+                "one process leaves the GPU idle (launch/host-bound)."
+                if gain >= PACKING_GAIN
+                else "the GPU is near saturation with one process."
+            )
+        )
     busy = [r["busy"] for r in anatomy.values() if r.get("busy")]
     if busy:
         mean_busy = sum(busy) / len(busy)
-        lines.append(f"Busy: GPU kernels fill {mean_busy:.0%} of a step on average (one process); "
-                     + ("launch/host-bound." if mean_busy < BUSY_LAUNCH_BOUND else "the GPU is the limit."))
+        lines.append(
+            f"Busy: GPU kernels fill {mean_busy:.0%} of a step on average (one process); "
+            + ("launch/host-bound." if mean_busy < BUSY_LAUNCH_BOUND else "the GPU is the limit.")
+        )
     fractions = [r["of_matmul_ceiling"] for r in anatomy.values() if r.get("of_matmul_ceiling")]
     if fractions and busy and sum(busy) / len(busy) >= BUSY_LAUNCH_BOUND:
         frac = sum(fractions) / len(fractions)
-        lines.append(f"Compute: {frac:.0%} of the measured bf16 matrix-product rate; "
-                     + ("compute-bound." if frac >= COMPUTE_FRACTION
-                        else "a busy GPU this far below it is bound by memory bandwidth (activations, "
-                             "BatchNorm, elementwise passes over small maps)."))
+        lines.append(
+            f"Compute: {frac:.0%} of the measured bf16 matrix-product rate; "
+            + (
+                "compute-bound."
+                if frac >= COMPUTE_FRACTION
+                else "a busy GPU this far below it is bound by memory bandwidth (activations, "
+                "BatchNorm, elementwise passes over small maps)."
+            )
+        )
     inputs = [1 - r["model_only_ms"] / r["step_ms"] for r in anatomy.values() if r["model_only_ms"]]
     if inputs:
         augment_ms = next(iter(anatomy.values()))["augment_only_ms"]
-        lines.append(f"Input path: {sum(inputs) / len(inputs):.0%} of a step's time is beyond the model step "
-                     f"on fixed views; the input path alone (augment-only) takes {cell(augment_ms)} ms a batch.")
+        lines.append(
+            f"Input path: {sum(inputs) / len(inputs):.0%} of a step's time is beyond the model step "
+            f"on fixed views; the input path alone (augment-only) takes {cell(augment_ms)} ms a batch."
+        )
     return lines or ["The probe measured too little to say what bounds the step."]
 
 
@@ -107,13 +131,18 @@ def run_rows(out: Path, runs: list[str], outcomes: dict[str, Any]) -> dict[str, 
         wall = outcome.get("train", {}).get("wall_s")
         final = metrics.get("stages", {}).get(metrics.get("final_stage", ""), {})
         backbone = next(iter(metrics.get("stages", {}).values()), {})
-        rows[rid] = {"train": outcome.get("train"), "evaluate": outcome.get("evaluate"),
-                     "epochs": train.get("epochs"), "train_seconds": train.get("train_seconds"),
-                     "startup_s": round(wall - train["train_seconds"], 1) if wall and train else None,
-                     "pairs_per_s_last_epoch": train.get("final", {}).get("pairs_per_s"),
-                     "final_loss": train.get("final", {}).get("loss"),
-                     "backbone_nmi": backbone.get("nmi"), "final_nmi": final.get("nmi"),
-                     "final_acc": final.get("acc")}
+        rows[rid] = {
+            "train": outcome.get("train"),
+            "evaluate": outcome.get("evaluate"),
+            "epochs": train.get("epochs"),
+            "train_seconds": train.get("train_seconds"),
+            "startup_s": round(wall - train["train_seconds"], 1) if wall and train else None,
+            "pairs_per_s_last_epoch": train.get("final", {}).get("pairs_per_s"),
+            "final_loss": train.get("final", {}).get("loss"),
+            "backbone_nmi": backbone.get("nmi"),
+            "final_nmi": final.get("nmi"),
+            "final_acc": final.get("acc"),
+        }
     return rows
 
 
@@ -125,19 +154,40 @@ def read(path: Path) -> dict[str, Any]:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    lines = [f"# GPU comparison: {summary['device_name']} (torch {summary['torch']})", "",
-             f"Wall time {summary['time_s']} s of a {summary['budget_s']} s budget; packing "
-             f"{summary['plan'].get('packing')}, {summary['plan'].get('epochs')} epochs per run "
-             f"(predicted {summary['plan'].get('predicted_s')} s for training).", "", "## What bounds the step", ""]
+    lines = [
+        f"# GPU comparison: {summary['device_name']} (torch {summary['torch']})",
+        "",
+        f"Wall time {summary['time_s']} s of a {summary['budget_s']} s budget; packing "
+        f"{summary['plan'].get('packing')}, {summary['plan'].get('epochs')} epochs per run "
+        f"(predicted {summary['plan'].get('predicted_s')} s for training).",
+        "",
+        "## What bounds the step",
+        "",
+    ]
     lines += [f"- {line}" for line in summary["verdict"]]
-    lines += ["", table(summary["packing"]), "", table([{"run": k, **v} for k, v in summary["anatomy"].items()]),
-              "", "## Runs", "", table([{"run": k, **{c: v[c] for c in RUN_COLUMNS}}
-                                         for k, v in summary["runs"].items()])]
+    lines += [
+        "",
+        table(summary["packing"]),
+        "",
+        table([{"run": k, **v} for k, v in summary["anatomy"].items()]),
+        "",
+        "## Runs",
+        "",
+        table([{"run": k, **{c: v[c] for c in RUN_COLUMNS}} for k, v in summary["runs"].items()]),
+    ]
     return "\n".join(lines) + "\n"
 
 
-RUN_COLUMNS = ("epochs", "train_seconds", "startup_s", "pairs_per_s_last_epoch", "final_loss",
-               "backbone_nmi", "final_nmi", "final_acc")
+RUN_COLUMNS = (
+    "epochs",
+    "train_seconds",
+    "startup_s",
+    "pairs_per_s_last_epoch",
+    "final_loss",
+    "backbone_nmi",
+    "final_nmi",
+    "final_acc",
+)
 
 
 def cell(value: Any) -> str:
@@ -154,16 +204,30 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *body])
 
 
-def write(out: Path, rates: dict[str, Any], plan: dict[str, Any], outcomes: dict[str, Any],
-          steps: dict[str, Any], time_s: float) -> dict[str, Any]:
+def write(
+    out: Path,
+    rates: dict[str, Any],
+    plan: dict[str, Any],
+    outcomes: dict[str, Any],
+    steps: dict[str, Any],
+    time_s: float,
+) -> dict[str, Any]:
     first = (rates.get("ranks") or [{}])[0]
     packing = packing_rows(rates)
     anatomy = step_anatomy(rates)
-    summary = {"device_name": first.get("device_name"), "torch": first.get("torch"), "time_s": time_s,
-               "budget_s": plan.get("budget_s"), "plan": {k: v for k, v in plan.items() if k != "options"},
-               "packing": packing, "anatomy": anatomy, "ceilings": rates.get("anatomy", {}).get("ceilings"),
-               "verdict": verdict(packing, anatomy), "steps": steps,
-               "runs": run_rows(out, list(plan.get("epoch_s", {})), outcomes)}
+    summary = {
+        "device_name": first.get("device_name"),
+        "torch": first.get("torch"),
+        "time_s": time_s,
+        "budget_s": plan.get("budget_s"),
+        "plan": {k: v for k, v in plan.items() if k != "options"},
+        "packing": packing,
+        "anatomy": anatomy,
+        "ceilings": rates.get("anatomy", {}).get("ceilings"),
+        "verdict": verdict(packing, anatomy),
+        "steps": steps,
+        "runs": run_rows(out, list(plan.get("epoch_s", {})), outcomes),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "summary.md").write_text(markdown(summary))
     return summary

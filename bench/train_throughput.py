@@ -39,8 +39,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import sklearn
@@ -59,37 +60,57 @@ from cdrepro.runs import Run
 from cdrepro.step import augment_config, make_optimizer, train_step
 
 PATHS = ("reference", "ours", "model_only", "augment_only")
-LABELS = {"reference": "(a) reference: PIL + DataLoader, fp32",
-          "ours": "(b) ours: on-device augment + autocast",
-          "model_only": "(c) model only: synthetic views on device",
-          "augment_only": "    input path of (b) alone, no model"}
+LABELS = {
+    "reference": "(a) reference: PIL + DataLoader, fp32",
+    "ours": "(b) ours: on-device augment + autocast",
+    "model_only": "(c) model only: synthetic views on device",
+    "augment_only": "    input path of (b) alone, no model",
+}
 FEATURE_DIM = 512
 
 
 # --------------------------------------------------------------------------- settings
 
+
 def run_settings(args: argparse.Namespace) -> RunSettings:
     """A run of --method (CD by default: its 'cd' variant, the paper's hyper-parameters) at the
     benchmark's size, the method's options at their defaults."""
     params: dict[str, Any] = {
-        "datasets": {"bench": {"source": "synthetic", "color_strength": args.color_strength,
-                               "blur": args.blur, "crop_min_scale": 0.08}},
+        "datasets": {
+            "bench": {
+                "source": "synthetic",
+                "color_strength": args.color_strength,
+                "blur": args.blur,
+                "crop_min_scale": 0.08,
+            }
+        },
         "variants": {args.method: {"method": args.method}},
         "methods": {"cd": {"feature_num": "batch_size", "feature_temperature": 1.0, "entropy_weight": 1.0}},
-        "model": {"backbone": args.backbone, "backbone_width": args.width, "stem": args.stem,
-                  "hidden_dim": "batch_size"},
-        "train": {"epochs": 1, "image_size": args.image_size, "lr": 3.0e-4, "weight_decay": 0.0,
-                  "instance_temperature": 0.5, "grad_clip_norm": 1.0, "device": args.device,
-                  "precision": "auto"},
+        "model": {
+            "backbone": args.backbone,
+            "backbone_width": args.width,
+            "stem": args.stem,
+            "hidden_dim": "batch_size",
+        },
+        "train": {
+            "epochs": 1,
+            "image_size": args.image_size,
+            "lr": 3.0e-4,
+            "weight_decay": 0.0,
+            "instance_temperature": 0.5,
+            "grad_clip_norm": 1.0,
+            "device": args.device,
+            "precision": "auto",
+        },
     }
-    return resolve_run(params, Run(dataset="bench", batch_size=args.batch_size, variant=args.method,
-                                   seed=args.seed))
+    return resolve_run(params, Run(dataset="bench", batch_size=args.batch_size, variant=args.method, seed=args.seed))
 
 
 def load_images(args: argparse.Namespace) -> np.ndarray:
     """(N, H, W, 3) uint8: a prepared dataset, or random images of --store-size."""
     if args.prepared:
         from cdrepro.data.prepared import load_prepared
+
         return load_prepared(Path(args.prepared)).images
     rng = np.random.default_rng(args.seed)
     size = args.store_size
@@ -98,12 +119,19 @@ def load_images(args: argparse.Namespace) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the model step
 
+
 class Step:
     """One training step of cdrepro.train (``cdrepro.step.train_step``) on a model set up as
     cdrepro.train sets it up, or as the authors' code does (fp32, no channels-last)."""
 
-    def __init__(self, settings: RunSettings, device: torch.device, precision: str,
-                 compile_model: bool = False, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        settings: RunSettings,
+        device: torch.device,
+        precision: str,
+        compile_model: bool = False,
+        num_classes: int = 10,
+    ) -> None:
         torch.manual_seed(settings.seed)
         self.precision = precision
         self.model = build_method(settings, num_classes).to(device)
@@ -125,8 +153,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(device: torch.device, batch_size: int, warmup: int, steps: int,
-          one_step: Callable[[], torch.Tensor]) -> dict[str, Any]:
+def timed(
+    device: torch.device, batch_size: int, warmup: int, steps: int, one_step: Callable[[], torch.Tensor]
+) -> dict[str, Any]:
     """Run ``warmup`` then ``steps`` steps; time the latter (synchronised on CUDA)."""
     loss = None
     for _ in range(warmup):
@@ -138,25 +167,33 @@ def timed(device: torch.device, batch_size: int, warmup: int, steps: int,
     sync(device)
     seconds = time.perf_counter() - started
     last_loss = float(loss) if loss is not None else float("nan")  # after timing: no sync inside
-    return {"seconds": seconds, "steps": steps, "pairs": steps * batch_size,
-            "pairs_per_s": steps * batch_size / seconds, "last_loss": last_loss}
+    return {
+        "seconds": seconds,
+        "steps": steps,
+        "pairs": steps * batch_size,
+        "pairs_per_s": steps * batch_size / seconds,
+        "last_loss": last_loss,
+    }
 
 
 # --------------------------------------------------------------------------- (a) reference
+
 
 def reference_transform(settings: RunSettings, version: str):
     """The authors' per-image view transform (SPEC: augmentation), torchvision v1 or v2."""
     if version == "v2":
         from torchvision.transforms import v2 as T
+
         to_tensor = [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
     else:
         import torchvision.transforms as T
+
         to_tensor = [T.ToTensor()]
-    s = settings.color_strength
+    strength = settings.color_strength
     ops = [
         T.RandomResizedCrop(settings.image_size, scale=(settings.crop_min_scale, 1.0)),
         T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        T.RandomApply([T.ColorJitter(0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)], p=0.8),
         T.RandomGrayscale(p=0.2),
     ]
     if settings.blur:
@@ -190,10 +227,14 @@ def bench_reference(args, settings, device, images) -> dict[str, Any]:
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     loader = torch.utils.data.DataLoader(
         PilPairs(images, reference_transform(settings, args.transforms)),
-        batch_size=settings.batch_size, shuffle=True, drop_last=True,
-        num_workers=args.workers, pin_memory=device.type == "cuda",
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
         persistent_workers=args.workers > 0,
-        generator=torch.Generator().manual_seed(settings.seed))
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
     batches = endless(loader)
     step = Step(settings, device, "fp32")
 
@@ -204,11 +245,12 @@ def bench_reference(args, settings, device, images) -> dict[str, Any]:
     try:
         return timed(device, settings.batch_size, args.warmup, args.steps, one_step)
     finally:
-        del batches, loader  # shuts the workers down
+        batches.close()  # ends the loader's iterator: its workers shut down
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
 
 
 # --------------------------------------------------------------------------- (b) ours
+
 
 def compiles(args: argparse.Namespace, part: str) -> bool:
     return args.compile in (part, "all")
@@ -220,8 +262,7 @@ def device_views(args, settings, device, images) -> Callable[[], tuple[torch.Ten
     n_images = data.shape[0]
     shuffle_gen = torch.Generator().manual_seed(settings.seed)
     augment_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
-    make_view = aug.view_maker(
-        augment_config(settings), compile=compiles(args, "augment"))
+    make_view = aug.view_maker(augment_config(settings), compile=compiles(args, "augment"))
     steps_per_epoch = n_images // settings.batch_size
     state = {"order": None, "at": steps_per_epoch}
 
@@ -230,7 +271,7 @@ def device_views(args, settings, device, images) -> Callable[[], tuple[torch.Ten
             state["order"] = torch.randperm(n_images, generator=shuffle_gen).to(device)
             state["at"] = 0
         b = settings.batch_size
-        index = state["order"][state["at"] * b:(state["at"] + 1) * b]
+        index = state["order"][state["at"] * b : (state["at"] + 1) * b]
         state["at"] += 1
         x = aug.to_float(data[index])  # (B, 3, H, W)
         return make_view(x, augment_gen), make_view(x, augment_gen)
@@ -256,6 +297,7 @@ def bench_augment_only(args, settings, device, images) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- (c) model only
 
+
 def bench_model_only(args, settings, device, images) -> dict[str, Any]:
     gen = torch.Generator(device=device).manual_seed(settings.seed)
     shape = (settings.batch_size, 3, settings.image_size, settings.image_size)
@@ -266,6 +308,7 @@ def bench_model_only(args, settings, device, images) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- K-means
+
 
 def clustered_features(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(n, 512) float32 features around k random centres (overlapping, as real embeddings)."""
@@ -282,9 +325,12 @@ def bench_kmeans(args, device: torch.device) -> dict[str, Any]:
     report: dict[str, Any] = {"n": args.kmeans_n, "d": FEATURE_DIM, "k": args.kmeans_k, "n_init": 10}
     started = time.perf_counter()
     km = KMeans(n_clusters=args.kmeans_k, n_init=10, random_state=args.seed).fit(features)
-    report["sklearn"] = {"seconds": time.perf_counter() - started, "inertia": float(km.inertia_),
-                         "iterations": int(km.n_iter_),
-                         "nmi_to_truth": normalized_mutual_info_score(truth, km.labels_)}
+    report["sklearn"] = {
+        "seconds": time.perf_counter() - started,
+        "inertia": float(km.inertia_),
+        "iterations": int(km.n_iter_),
+        "nmi_to_truth": normalized_mutual_info_score(truth, km.labels_),
+    }
     on_device = torch.from_numpy(features).to(device)
     torch_kmeans(on_device, args.kmeans_k, n_init=1, seed=args.seed)  # warm-up: kernels, handles
     sync(device)
@@ -292,15 +338,20 @@ def bench_kmeans(args, device: torch.device) -> dict[str, Any]:
     fit = torch_kmeans(on_device, args.kmeans_k, n_init=10, seed=args.seed)
     sync(device)
     labels = fit.labels.cpu().numpy()
-    report["torch"] = {"device": str(device), "seconds": time.perf_counter() - started,
-                       "inertia": fit.inertia, "iterations": fit.n_iter,
-                       "nmi_to_truth": normalized_mutual_info_score(truth, labels),
-                       "nmi_to_sklearn": normalized_mutual_info_score(km.labels_, labels)}
+    report["torch"] = {
+        "device": str(device),
+        "seconds": time.perf_counter() - started,
+        "inertia": fit.inertia,
+        "iterations": fit.n_iter,
+        "nmi_to_truth": normalized_mutual_info_score(truth, labels),
+        "nmi_to_sklearn": normalized_mutual_info_score(km.labels_, labels),
+    }
     report["inertia_ratio"] = fit.inertia / report["sklearn"]["inertia"]
     return report
 
 
 # --------------------------------------------------------------------------- report
+
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -328,48 +379,58 @@ def table(results: dict[str, dict[str, Any]], kmeans: dict[str, Any]) -> str:
     for name in PATHS:
         if name in results:
             r = results[name]
-            lines.append(f"{LABELS[name]:<45} {r['pairs_per_s']:>10.1f} "
-                         f"{ratio(r['ratio_to_reference'])} {ratio(r['ratio_to_model_only'])}")
+            lines.append(
+                f"{LABELS[name]:<45} {r['pairs_per_s']:>10.1f} "
+                f"{ratio(r['ratio_to_reference'])} {ratio(r['ratio_to_model_only'])}"
+            )
     if kmeans:
         sk, tk = kmeans["sklearn"], kmeans["torch"]
-        lines.append(f"K-means {kmeans['n']} x {kmeans['d']}, k={kmeans['k']}, n_init=10: "
-                     f"sklearn {sk['seconds']:.2f} s, cdrepro.kmeans ({tk['device']}) "
-                     f"{tk['seconds']:.2f} s; inertia ratio {kmeans['inertia_ratio']:.4f}, "
-                     f"NMI between them {tk['nmi_to_sklearn']:.3f}")
+        lines.append(
+            f"K-means {kmeans['n']} x {kmeans['d']}, k={kmeans['k']}, n_init=10: "
+            f"sklearn {sk['seconds']:.2f} s, cdrepro.kmeans ({tk['device']}) "
+            f"{tk['seconds']:.2f} s; inertia ratio {kmeans['inertia_ratio']:.4f}, "
+            f"NMI between them {tk['nmi_to_sklearn']:.3f}"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    p.add_argument("--method", choices=sorted(METHODS), default="cd",
-                   help="the method whose training step is timed (default: cd)")
+    p.add_argument(
+        "--method", choices=sorted(METHODS), default="cd", help="the method whose training step is timed (default: cd)"
+    )
     p.add_argument("--backbone", choices=("resnet18", "resnet34"), default="resnet34")
     p.add_argument("--width", type=int, default=64, help="backbone_width (64: torchvision's)")
-    p.add_argument("--stem", choices=("imagenet", "cifar"), default="imagenet",
-                   help="model.stem: cifar = 3x3 stride-1 first convolution, no max-pool")
+    p.add_argument(
+        "--stem",
+        choices=("imagenet", "cifar"),
+        default="imagenet",
+        help="model.stem: cifar = 3x3 stride-1 first convolution, no max-pool",
+    )
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=10, help="timed steps per path")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    p.add_argument("--workers", type=int, default=None,
-                   help="DataLoader workers of (a); default 4 on CUDA, 2 on CPU")
-    p.add_argument("--compile", choices=("none", "augment", "model", "all"), default="augment",
-                   help="torch.compile (b)'s augmentation and/or the model of (b) and (c), on "
-                        "CUDA only, as train.compile (default: augment, the params' default)")
-    p.add_argument("--paths", default=",".join(PATHS),
-                   help=f"comma-separated subset of {','.join(PATHS)}")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers of (a); default 4 on CUDA, 2 on CPU")
+    p.add_argument(
+        "--compile",
+        choices=("none", "augment", "model", "all"),
+        default="augment",
+        help="torch.compile (b)'s augmentation and/or the model of (b) and (c), on "
+        "CUDA only, as train.compile (default: augment, the params' default)",
+    )
+    p.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}")
     p.add_argument("--no-kmeans", action="store_true", help="skip the K-means timing")
-    p.add_argument("--transforms", choices=("v1", "v2"), default="v1",
-                   help="torchvision.transforms API for (a)")
+    p.add_argument("--transforms", choices=("v1", "v2"), default="v1", help="torchvision.transforms API for (a)")
     p.add_argument("--store-size", type=int, default=32, help="side of the synthetic images")
     p.add_argument("--n-images", type=int, default=2048, help="number of synthetic images")
     p.add_argument("--prepared", help="a prepared dataset (.npz) instead of synthetic images")
     p.add_argument("--color-strength", type=float, default=0.5, help="s (0.5 CIFAR, 1.0 STL/ImageNet)")
     p.add_argument("--blur", action="store_true", help="add GaussianBlur(23) p=0.5 (ImageNet-10)")
-    p.add_argument("--kmeans-n", type=int, default=None,
-                   help="K-means points; default 60000 on CUDA, 10000 on CPU")
+    p.add_argument("--kmeans-n", type=int, default=None, help="K-means points; default 60000 on CUDA, 10000 on CPU")
     p.add_argument("--kmeans-k", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
@@ -404,12 +465,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = run_settings(args)
     images = load_images(args)
     if settings.batch_size > len(images):
-        raise SystemExit(f"--batch-size {settings.batch_size} is larger than the dataset "
-                         f"({len(images)} images)")
+        raise SystemExit(f"--batch-size {settings.batch_size} is larger than the dataset ({len(images)} images)")
 
     results: dict[str, dict[str, Any]] = {}
-    benches = {"reference": bench_reference, "ours": bench_ours,
-               "model_only": bench_model_only, "augment_only": bench_augment_only}
+    benches = {
+        "reference": bench_reference,
+        "ours": bench_ours,
+        "model_only": bench_model_only,
+        "augment_only": bench_augment_only,
+    }
     for name in [n for n in PATHS if n in args.paths]:
         bench = benches[name]
         if device.type == "cuda":  # ours and model_only run with cudnn autotuning
@@ -435,12 +499,17 @@ def main(argv: list[str] | None = None) -> int:
         "torchvision": torchvision.__version__,
         "sklearn": sklearn.__version__,
         "python": platform.python_version(),
-        "settings": {**vars(args), "images_shape": list(images.shape),
-                     "precision": {"reference": "fp32",
-                                   "ours": "bf16 autocast" if device.type == "cuda" else "fp32",
-                                   "model_only": "bf16 autocast" if device.type == "cuda" else "fp32",
-                                   "augment_only": "fp32"},
-                     "run": settings.to_dict()},
+        "settings": {
+            **vars(args),
+            "images_shape": list(images.shape),
+            "precision": {
+                "reference": "fp32",
+                "ours": "bf16 autocast" if device.type == "cuda" else "fp32",
+                "model_only": "bf16 autocast" if device.type == "cuda" else "fp32",
+                "augment_only": "fp32",
+            },
+            "run": settings.to_dict(),
+        },
         "results": results,
         "kmeans": kmeans,
     }

@@ -20,10 +20,15 @@ def umask_022():
     os.umask(old)
 
 
-@pytest.mark.parametrize("write", [
-    lambda p: write_text(p, "x"), lambda p: write_bytes(p, b"x"), lambda p: write_json(p, {"a": 1}),
-    lambda p: save_state(p, {"w": [1, 2]}),
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: write_text(p, "x"),
+        lambda p: write_bytes(p, b"x"),
+        lambda p: write_json(p, {"a": 1}),
+        lambda p: save_state(p, {"w": [1, 2]}),
+    ],
+)
 def test_outputs_get_the_umask_mode_not_mkstemp_0600(tmp_path, umask_022, write):
     path = tmp_path / "out"
     write(path)
@@ -35,8 +40,9 @@ def test_outputs_get_the_umask_mode_not_mkstemp_0600(tmp_path, umask_022, write)
 
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_a_live_ones_kept(tmp_path):
     host = socket.gethostname().replace(".", "_")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(dead.stdout)
     left = tmp_path / f".checkpoint.pt.{host}.{dead_pid}.k2j3.tmp"
     live = tmp_path / f".checkpoint.pt.{host}.{os.getpid()}.q9w8.tmp"

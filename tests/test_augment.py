@@ -61,13 +61,19 @@ def ks_critical(n: int, m: int, c_alpha: float = 1.95) -> float:
 
 
 def reference_box(
-    u_area: list[float], u_ratio: list[float], u_top: float, u_left: float, height: int, width: int,
-    scale: tuple[float, float], ratio: tuple[float, float],
+    u_area: list[float],
+    u_ratio: list[float],
+    u_top: float,
+    u_left: float,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
 ) -> tuple[int, int, int, int]:
     """torchvision's RandomResizedCrop.make_params loop, replayed on given uniforms."""
     area = height * width
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    for ua, ur in zip(u_area, u_ratio):
+    for ua, ur in zip(u_area, u_ratio, strict=True):
         target_area = area * (scale[0] + (scale[1] - scale[0]) * ua)
         aspect = math.exp(log_lo + (log_hi - log_lo) * ur)
         w = int(round(math.sqrt(target_area * aspect)))
@@ -93,8 +99,9 @@ def test_crop_boxes_replay_torchvision_loop(height: int, width: int) -> None:
     u_top, u_left = torch.rand(n, generator=g), torch.rand(n, generator=g)
     boxes = A.crop_boxes_from_uniforms(u_area, u_ratio, u_top, u_left, height, width, scale, ratio)
     expected = [
-        reference_box(u_area[i].tolist(), u_ratio[i].tolist(), u_top[i].item(), u_left[i].item(),
-                      height, width, scale, ratio)
+        reference_box(
+            u_area[i].tolist(), u_ratio[i].tolist(), u_top[i].item(), u_left[i].item(), height, width, scale, ratio
+        )
         for i in range(n)
     ]
     assert boxes.tolist() == [list(map(float, box)) for box in expected]
@@ -226,7 +233,7 @@ def rand_images(batch: int, height: int, width: int, seed: int = 7) -> torch.Ten
 
 
 def per_image(fn, images: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    return torch.stack([fn(img, v.item()) for img, v in zip(images, values)])
+    return torch.stack([fn(img, v.item()) for img, v in zip(images, values, strict=True)])
 
 
 def test_grayscale_default_is_itu601_like_pil() -> None:
@@ -237,8 +244,9 @@ def test_grayscale_default_is_itu601_like_pil() -> None:
     ours = A.rgb_to_grayscale(A.to_float(img))[0, 0] * 255
     assert (ours - torch.from_numpy(pil.astype(np.float32))).abs().max() <= 0.51
     # And within the 0.2989-vs-0.299 difference of torchvision's tensor kernel.
-    torch.testing.assert_close(A.rgb_to_grayscale(A.to_float(img)), TF.rgb_to_grayscale(A.to_float(img)),
-                               atol=1.5e-4, rtol=0)
+    torch.testing.assert_close(
+        A.rgb_to_grayscale(A.to_float(img)), TF.rgb_to_grayscale(A.to_float(img)), atol=1.5e-4, rtol=0
+    )
 
 
 def test_color_ops_match_torchvision(tv_luma: None) -> None:
@@ -442,8 +450,12 @@ def test_cuda_matches_cpu_and_never_syncs() -> None:
 def view_statistics(views: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-view summaries that each augmentation step moves: brightness, contrast, colourfulness."""
     chroma = views.amax(dim=1) - views.amin(dim=1)  # (N, S, S): 0 for gray pixels
-    return {"mean": views.mean(dim=(1, 2, 3)), "std": views.std(dim=(1, 2, 3)),
-            "chroma": chroma.mean(dim=(1, 2)), "red_minus_blue": (views[:, 0] - views[:, 2]).mean(dim=(1, 2))}
+    return {
+        "mean": views.mean(dim=(1, 2, 3)),
+        "std": views.std(dim=(1, 2, 3)),
+        "chroma": chroma.mean(dim=(1, 2)),
+        "red_minus_blue": (views[:, 0] - views[:, 2]).mean(dim=(1, 2)),
+    }
 
 
 def test_views_are_distributed_like_torchvision_pipeline(tv_luma: None) -> None:
@@ -451,18 +463,21 @@ def test_views_are_distributed_like_torchvision_pipeline(tv_luma: None) -> None:
     distributions of each view's brightness, contrast and colour agree (two-sample KS)."""
     s, n_sources, draws = 1.0, 8, 100  # STL/ImageNet strength; 800 views per side
     # Smooth, coloured 32 px sources (upsampled 4x4 noise), so crops and jitter change them.
-    sources = torch.nn.functional.interpolate(torch.rand(n_sources, 3, 4, 4, generator=gen(21)),
-                                              size=(32, 32), mode="bilinear", align_corners=False)
+    sources = torch.nn.functional.interpolate(
+        torch.rand(n_sources, 3, 4, 4, generator=gen(21)), size=(32, 32), mode="bilinear", align_corners=False
+    )
     images = sources.repeat(draws, 1, 1, 1)  # (N, 3, 32, 32)
     config = AugmentConfig(24, s, blur=False)
     ours = A.augment(images, config, gen(22))
     torch.manual_seed(23)
-    reference = T.Compose([
-        T.RandomResizedCrop(24, antialias=False),
-        T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
-        T.RandomGrayscale(p=0.2),
-    ])
+    reference = T.Compose(
+        [
+            T.RandomResizedCrop(24, antialias=False),
+            T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+        ]
+    )
     theirs = torch.stack([reference(image) for image in images])
     crit = ks_critical(len(images), len(images), c_alpha=1.95)  # 0.1 % false alarms per stat
     ours_stats, their_stats = view_statistics(ours), view_statistics(theirs)

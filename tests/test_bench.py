@@ -11,16 +11,42 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "train_throughput.py"
-SMOKE = ["--device", "cpu", "--backbone", "resnet18", "--width", "8", "--image-size", "32",
-         "--batch-size", "32", "--steps", "3", "--warmup", "1", "--kmeans-n", "2000",
-         "--workers", "0", "--n-images", "256", "--threads", "1"]
+SMOKE = [
+    "--device",
+    "cpu",
+    "--backbone",
+    "resnet18",
+    "--width",
+    "8",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "32",
+    "--steps",
+    "3",
+    "--warmup",
+    "1",
+    "--kmeans-n",
+    "2000",
+    "--workers",
+    "0",
+    "--n-images",
+    "256",
+    "--threads",
+    "1",
+]
 
 
 @pytest.mark.slow
 def test_smoke_run_writes_consistent_json(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), *SMOKE, "--json", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *SMOKE, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pairs/s" in proc.stdout
     report = json.loads(out.read_text())
@@ -50,21 +76,29 @@ def test_smoke_run_writes_consistent_json(tmp_path):
         assert math.isfinite(kmeans[backend]["seconds"]) and kmeans[backend]["seconds"] > 0
         assert 0.0 <= kmeans[backend]["nmi_to_truth"] <= 1.0
     assert kmeans["torch"]["device"] == "cpu"
-    assert kmeans["inertia_ratio"] == pytest.approx(
-        kmeans["torch"]["inertia"] / kmeans["sklearn"]["inertia"])
+    assert kmeans["inertia_ratio"] == pytest.approx(kmeans["torch"]["inertia"] / kmeans["sklearn"]["inertia"])
 
 
 @pytest.mark.slow
 def test_paths_subset_and_unknown_path(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), *SMOKE, "--paths", "ours,augment_only",
-                           "--no-kmeans", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *SMOKE, "--paths", "ours,augment_only", "--no-kmeans", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"ours", "augment_only"}
     assert report["kmeans"] == {}
     assert report["results"]["ours"]["ratio_to_reference"] is None  # no (a) to compare with
-    bad = subprocess.run([sys.executable, str(SCRIPT), *SMOKE, "--paths", "ours,nope"],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    bad = subprocess.run(
+        [sys.executable, str(SCRIPT), *SMOKE, "--paths", "ours,nope"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 2 and "nope" in bad.stderr

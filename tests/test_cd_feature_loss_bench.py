@@ -25,14 +25,21 @@ def bench():
 def _heads(n: int, k: int, scale: float, shift: float, agree: float, seed: int):
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(n, k, generator=g)
-    b = agree * a + math.sqrt(1 - agree ** 2) * torch.randn(n, k, generator=g)
+    b = agree * a + math.sqrt(1 - agree**2) * torch.randn(n, k, generator=g)
     return torch.sigmoid(scale * a + shift), torch.sigmoid(scale * b + shift)
 
 
-@pytest.mark.parametrize("scale,shift,agree,tau", [
-    (0.3, 0.0, 0.9, 1.0), (1.0, 0.0, 0.99, 1.0), (2.0, -1.5, 0.95, 1.0), (4.0, -3.0, 1.0, 0.5),
-    (1.0, 0.5, 0.5, 0.2), (8.0, 0.0, 1.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "scale,shift,agree,tau",
+    [
+        (0.3, 0.0, 0.9, 1.0),
+        (1.0, 0.0, 0.99, 1.0),
+        (2.0, -1.5, 0.95, 1.0),
+        (4.0, -3.0, 1.0, 0.5),
+        (1.0, 0.5, 0.5, 0.2),
+        (8.0, 0.0, 1.0, 1.0),
+    ],
+)
 def test_feature_loss_respects_the_bounds(bench, scale, shift, agree, tau):
     f1, f2 = _heads(64, 16, scale, shift, agree, seed=int(scale * 10 + agree * 100))
     k = f1.shape[1]

@@ -14,8 +14,12 @@ def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path, damage):
     path = tmp_path / "checkpoint.pt"
     save_state(path, {"settings_digest": "x", "epoch": 3, "model": {"w": torch.arange(1000.0)}})
     data = bytearray(path.read_bytes())
-    damaged = {"truncated": data[: len(data) // 2], "emptied": bytearray(), "not a torch file": bytearray(b"hello"),
-               "directory flipped": data[:-400] + bytearray(b ^ 0xFF for b in data[-400:-370]) + data[-370:]}[damage]
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "emptied": bytearray(),
+        "not a torch file": bytearray(b"hello"),
+        "directory flipped": data[:-400] + bytearray(b ^ 0xFF for b in data[-400:-370]) + data[-370:],
+    }[damage]
     path.write_bytes(bytes(damaged))
     for load in (lambda: load_weights_only(path), lambda: resume_or_set_aside(path, RunIdentity("x", "y"))):
         with pytest.raises(DamagedCheckpoint) as info:

@@ -115,20 +115,27 @@ def test_methods_prints_each_methods_evaluation_stages_as_its_help_promises(embe
     for variant in ("cd", "no_head", "simclr", "cc", "cld", "cdc"):
         settings = resolve_run(embedded_params, Run("digits", 128, variant, 42))
         stages = build_method(settings, num_classes=10).stages()
-        words = ", ".join(f"{name} ({'argmax of' if stage.assign == 'argmax' else 'K-means on'} {stage.output})"
-                          for name, stage in stages.items())
-        lead = "    with head false: " if variant == "no_head" else "  evaluation stages (the last is the final stage): "
+        words = ", ".join(
+            f"{name} ({'argmax of' if stage.assign == 'argmax' else 'K-means on'} {stage.output})"
+            for name, stage in stages.items()
+        )
+        lead = (
+            "    with head false: " if variant == "no_head" else "  evaluation stages (the last is the final stage): "
+        )
         assert lead + words in blocks[settings.method], (variant, blocks[settings.method])
     assert "cluster (argmax of y)" in "\n".join(blocks["cc"])
 
 
-@pytest.mark.parametrize(("command", "break_params", "key"), [
-    ("validate", lambda p: p["train"].update(lr=-1), "train.lr"),
-    ("validate", lambda p: p["runs"][0].update(variant="nope"), "runs[0].variant"),
-    ("validate", lambda p: p["model"].update(depth=3), "depth"),
-    ("runs", lambda p: p["train"].pop("epochs"), "epochs"),  # required: it has no default
-    ("train", lambda p: p["runs"][0].update(batch_size=1), "runs[0].batch_size"),
-])
+@pytest.mark.parametrize(
+    ("command", "break_params", "key"),
+    [
+        ("validate", lambda p: p["train"].update(lr=-1), "train.lr"),
+        ("validate", lambda p: p["runs"][0].update(variant="nope"), "runs[0].variant"),
+        ("validate", lambda p: p["model"].update(depth=3), "depth"),
+        ("runs", lambda p: p["train"].pop("epochs"), "epochs"),  # required: it has no default
+        ("train", lambda p: p["runs"][0].update(batch_size=1), "runs[0].batch_size"),
+    ],
+)
 def test_a_bad_params_file_exits_2_with_one_line_naming_the_key(params, capsys, command, break_params, key):
     break_params(params)
     write_params(params)
@@ -155,12 +162,15 @@ def test_a_params_file_that_is_not_yaml_exits_2(params, capsys):
 # --------------------------------------------------------------------------- unknown names
 
 
-@pytest.mark.parametrize("command, option, unknown, known", [
-    ("prepare", "--dataset", "mnist", "digits"),
-    ("baseline", "--dataset", "mnist", "digits"),
-    ("train", "--run", "digits-bs128-cd-s42", RID),
-    ("evaluate", "--run", "digits-bs128-cd-s42", RID),
-])
+@pytest.mark.parametrize(
+    "command, option, unknown, known",
+    [
+        ("prepare", "--dataset", "mnist", "digits"),
+        ("baseline", "--dataset", "mnist", "digits"),
+        ("train", "--run", "digits-bs128-cd-s42", RID),
+        ("evaluate", "--run", "digits-bs128-cd-s42", RID),
+    ],
+)
 def test_an_unknown_name_exits_2_naming_the_known_ones(params, capsys, command, option, unknown, known):
     write_params(params)
     code, _, err = cli(capsys, command, option, unknown)
@@ -200,7 +210,8 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
     assert code == 2 and "model.pt" in error_line("evaluate", err)
     code, _, err = cli(capsys, "tables")
     assert code == 2 and f"metrics.json: not found; make it with `cdrepro evaluate --run {RID}`" in error_line(
-        "tables", err)
+        "tables", err
+    )
 
     code, out, _ = cli(capsys, "train", "--run", RID, "--threads", "1")
     assert code == 0 and RID in out
@@ -249,11 +260,14 @@ def test_evaluate_refuses_a_model_trained_with_other_settings(params, capsys):
     assert cli(capsys, "evaluate", "--run", RID, "--threads", "1")[0] == 0
 
 
-@pytest.mark.parametrize("command, advice", [
-    ("train", "run cdrepro train again (training resumes from its last checkpoint, which is intact)"),
-    ("evaluate", "run cdrepro evaluate again (the trained model is untouched: only the evaluation runs again)"),
-    ("tables", "run cdrepro tables again"),
-])
+@pytest.mark.parametrize(
+    "command, advice",
+    [
+        ("train", "run cdrepro train again (training resumes from its last checkpoint, which is intact)"),
+        ("evaluate", "run cdrepro evaluate again (the trained model is untouched: only the evaluation runs again)"),
+        ("tables", "run cdrepro tables again"),
+    ],
+)
 def test_a_full_disk_is_advised_for_the_command_that_failed(command, advice):
     """Training's advice (it resumes) was given whatever the command (tests/test_bad_inputs.py
     has the full disk while evaluating, through the CLI)."""

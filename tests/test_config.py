@@ -15,7 +15,18 @@ def test_default_params_are_valid_and_list_the_paper_structure(embedded_params):
     ids = [run_id(r) for r in runs_of(embedded_params)]
     assert "digits-bs128-cd-s42" in ids and "digits-bs256-cd-s42" in ids
     assert {r.variant for r in runs_of(embedded_params)} == {
-        "cd", "no_ne", "no_bn", "no_ne_no_bn", "no_sched", "no_head", "single_view", "simclr", "cc", "cld", "cdc"}
+        "cd",
+        "no_ne",
+        "no_bn",
+        "no_ne_no_bn",
+        "no_sched",
+        "no_head",
+        "single_view",
+        "simclr",
+        "cc",
+        "cld",
+        "cdc",
+    }
     assert {r.variant for r in runs_of(embedded_params, "compare_methods")} == {"cd", "simclr", "cc", "cld", "cdc"}
 
 
@@ -26,29 +37,37 @@ def test_run_identity_round_trips():
     assert tracking_name(run) == "cifar100_20/bs256/no_ne_no_bn/seed7"
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda p: p["train"].update(learning_rate=1), "train: unknown key"),
-    (lambda p: p["train"].update(epochs="ten"), "train.epochs"),
-    (lambda p: p["train"].update(lr=-0.1), "train.lr"),
-    (lambda p: p["model"].update(backbone="vgg16"), "model.backbone"),
-    (lambda p: p["runs"][2].update(variant="no_such"), "runs[2].variant"),
-    (lambda p: p["runs"][0].update(dataset="mnist"), "runs[0].dataset"),
-    (lambda p: p["runs"][1].update(batch_size=1), "runs[1].batch_size"),
-    (lambda p: p["variants"]["no_head"].update(entropy=True), "variants.no_head"),
-    (lambda p: p["variants"]["cd"].update(views=3), "variants.cd.views"),
-    (lambda p: p["datasets"].update(mine={"source": "folder", "color_strength": 1, "blur": False}), "datasets.mine.path"),
-    (lambda p: p["runs"].append(dict(p["runs"][0])), "duplicate"),
-    (lambda p: p["train"].update(gpus_per_run=3), "runs[0].batch_size: 128 does not split evenly"),
-    (lambda p: p.pop("runs"), "'runs' is a required property"),
-    (lambda p: p["variants"]["cd"].update(method="nope"), "variants.cd.method: unknown method 'nope'"),
-    (lambda p: p["methods"].update(nope={}), "methods.nope: unknown method 'nope'"),
-    (lambda p: p["methods"]["cd"].update(feature_temperature=0), "methods.cd.feature_temperature: 0 is less"),
-    (lambda p: p["methods"]["cd"].update(tau=1.0), "methods.cd.tau: 'tau' is not an option of method cd"),
-    (lambda p: p["variants"]["cd"].update(head="yes"), "variants.cd.head: 'yes' is not of type 'boolean'"),
-    # A CD switch on a variant of another method names both.
-    (lambda p: p["variants"].update(sim={"method": "simclr", "entropy": False}),
-     "variants.sim.entropy: 'entropy' is an option of cd, not of simclr"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda p: p["train"].update(learning_rate=1), "train: unknown key"),
+        (lambda p: p["train"].update(epochs="ten"), "train.epochs"),
+        (lambda p: p["train"].update(lr=-0.1), "train.lr"),
+        (lambda p: p["model"].update(backbone="vgg16"), "model.backbone"),
+        (lambda p: p["runs"][2].update(variant="no_such"), "runs[2].variant"),
+        (lambda p: p["runs"][0].update(dataset="mnist"), "runs[0].dataset"),
+        (lambda p: p["runs"][1].update(batch_size=1), "runs[1].batch_size"),
+        (lambda p: p["variants"]["no_head"].update(entropy=True), "variants.no_head"),
+        (lambda p: p["variants"]["cd"].update(views=3), "variants.cd.views"),
+        (
+            lambda p: p["datasets"].update(mine={"source": "folder", "color_strength": 1, "blur": False}),
+            "datasets.mine.path",
+        ),
+        (lambda p: p["runs"].append(dict(p["runs"][0])), "duplicate"),
+        (lambda p: p["train"].update(gpus_per_run=3), "runs[0].batch_size: 128 does not split evenly"),
+        (lambda p: p.pop("runs"), "'runs' is a required property"),
+        (lambda p: p["variants"]["cd"].update(method="nope"), "variants.cd.method: unknown method 'nope'"),
+        (lambda p: p["methods"].update(nope={}), "methods.nope: unknown method 'nope'"),
+        (lambda p: p["methods"]["cd"].update(feature_temperature=0), "methods.cd.feature_temperature: 0 is less"),
+        (lambda p: p["methods"]["cd"].update(tau=1.0), "methods.cd.tau: 'tau' is not an option of method cd"),
+        (lambda p: p["variants"]["cd"].update(head="yes"), "variants.cd.head: 'yes' is not of type 'boolean'"),
+        # A CD switch on a variant of another method names both.
+        (
+            lambda p: p["variants"].update(sim={"method": "simclr", "entropy": False}),
+            "variants.sim.entropy: 'entropy' is an option of cd, not of simclr",
+        ),
+    ],
+)
 def test_bad_params_name_the_key(embedded_params, mutate, key):
     mutate(embedded_params)
     with pytest.raises(ParamsError) as excinfo:
@@ -67,8 +86,9 @@ def test_load_params_reports_missing_and_malformed_files(tmp_path):
     bad.write_text("profile: x\ntrain:\n  lr: 1\n   epochs: 2\n")
     with pytest.raises(ParamsError) as excinfo:
         load_params(bad)
-    assert str(excinfo.value) == (f"{bad} line 4 column 10: not valid YAML: mapping values are not "
-                                  "allowed here; fix the YAML there")
+    assert str(excinfo.value) == (
+        f"{bad} line 4 column 10: not valid YAML: mapping values are not allowed here; fix the YAML there"
+    )
 
 
 def test_resolve_run_applies_switches_and_batch_size_dims(embedded_params):
@@ -123,8 +143,11 @@ def test_batch_sizes_are_checked_against_prepared_datasets(embedded_params, tmp_
     meta = ProfilePaths.from_params(embedded_params).prepared_meta("digits")
     meta.parent.mkdir(parents=True)
     meta.write_text(json.dumps({"n_images": 200}))
-    with pytest.raises(ParamsError, match=r"runs\[1\]\.batch_size: 256 is larger than dataset 'digits' "
-                                          r"\(200 images\); use a batch size of at most 200"):
+    with pytest.raises(
+        ParamsError,
+        match=r"runs\[1\]\.batch_size: 256 is larger than dataset 'digits' "
+        r"\(200 images\); use a batch size of at most 200",
+    ):
         check_against_prepared(embedded_params, source="p.yaml")
     check_batch_sizes(embedded_params, "digits", 256)  # 256 images suffice for every run
     meta.write_text(json.dumps({"n_images": 1797}))
@@ -141,19 +164,42 @@ DOCUMENTED_DEFAULTS = {
     "results_dir": "results",
     "data": {"download_dir": "data/downloads", "download": True},
     "model": {"backbone_width": 64, "stem": "imagenet", "hidden_dim": "batch_size"},
-    "train": {"lr": 3.0e-4, "weight_decay": 0.0, "instance_temperature": 0.5, "grad_clip_norm": 1.0,
-              "device": "auto", "precision": "auto", "compile": "augment", "deterministic": False,
-              "cpu_threads": 1, "gpus_per_run": 1},
+    "train": {
+        "lr": 3.0e-4,
+        "weight_decay": 0.0,
+        "instance_temperature": 0.5,
+        "grad_clip_norm": 1.0,
+        "device": "auto",
+        "precision": "auto",
+        "compile": "augment",
+        "deterministic": False,
+        "cpu_threads": 1,
+        "gpus_per_run": 1,
+    },
     "evaluate": {"batch_size": 256, "kmeans_n_init": 10, "kmeans_seed": 42, "kmeans_backend": "auto"},
-    "figures": {"dpi": 150, "tsne": {"sample": 1000, "perplexity": 30, "max_iter": 1000, "seed": 42},
-                "heads": {"thresholds": [0.5, 0.75]},
-                "lime": {"heads": 5, "images_per_head": 6, "threshold": 0.75, "num_samples": 5000,
-                         "num_features": 5, "batch_size": 250, "seed": 42,
-                         "segmentation": {"algorithm": "slic", "options": {"n_segments": 16, "compactness": 10}}}},
+    "figures": {
+        "dpi": 150,
+        "tsne": {"sample": 1000, "perplexity": 30, "max_iter": 1000, "seed": 42},
+        "heads": {"thresholds": [0.5, 0.75]},
+        "lime": {
+            "heads": 5,
+            "images_per_head": 6,
+            "threshold": 0.75,
+            "num_samples": 5000,
+            "num_features": 5,
+            "batch_size": 250,
+            "seed": 42,
+            "segmentation": {"algorithm": "slic", "options": {"n_segments": 16, "compactness": 10}},
+        },
+    },
     "methods": {},
 }
-PROFILES = ["params.yaml", "workflow/configs/paper.yaml", "workflow/configs/quick.yaml",
-            "workflow/configs/quick-cpu.yaml"]
+PROFILES = [
+    "params.yaml",
+    "workflow/configs/paper.yaml",
+    "workflow/configs/quick.yaml",
+    "workflow/configs/quick-cpu.yaml",
+]
 
 
 def readme_params(readme: Path = REPO / "README.md") -> dict:
@@ -172,7 +218,7 @@ def test_the_readme_minimal_params_file_validates_with_the_documented_defaults(t
         written = minimal.get(section, {})
         expected = defaults | written if isinstance(defaults, dict) else minimal.get(section, defaults)
         assert params[section] == expected, section
-    (name, dataset), = params["datasets"].items()
+    ((name, dataset),) = params["datasets"].items()
     assert (dataset["crop_min_scale"], params["runs"][0]["targets"]) == (0.08, ["reproduce_tables"])
     settings = resolve_run(params, runs_of(params)[0])
     assert (settings.lr, settings.device, settings.views, settings.method) == (3.0e-4, "auto", 2, "cd")
@@ -201,12 +247,18 @@ def test_filling_defaults_keeps_every_written_value_and_changes_no_run(profile):
 # Digests of the embedded profile's runs (they key checkpoints: a change retrains everything).
 # Computed before the schema had defaults; a deliberate change of params.yaml updates them.
 EMBEDDED_DIGESTS = {
-    "digits-bs128-cd-s42": "88d8c627eb0c4acd", "digits-bs256-cd-s42": "f3c36f161e3b7179",
-    "digits-bs128-no_ne-s42": "de68186c602bba89", "digits-bs128-no_bn-s42": "694b00206b631ecf",
-    "digits-bs128-no_ne_no_bn-s42": "f69a2f127d884181", "digits-bs128-no_sched-s42": "16dbb0c2b53674e7",
-    "digits-bs128-no_head-s42": "cb065c93ce2fa629", "digits-bs128-single_view-s42": "09d78d59ad11a4bb",
-    "digits-bs128-simclr-s42": "a847f8b0366b44bd", "digits-bs128-cc-s42": "96dad96dba1977a6",
-    "digits-bs128-cld-s42": "681bdad7edac203c", "digits-bs128-cdc-s42": "194d6cab16ca7102",
+    "digits-bs128-cd-s42": "88d8c627eb0c4acd",
+    "digits-bs256-cd-s42": "f3c36f161e3b7179",
+    "digits-bs128-no_ne-s42": "de68186c602bba89",
+    "digits-bs128-no_bn-s42": "694b00206b631ecf",
+    "digits-bs128-no_ne_no_bn-s42": "f69a2f127d884181",
+    "digits-bs128-no_sched-s42": "16dbb0c2b53674e7",
+    "digits-bs128-no_head-s42": "cb065c93ce2fa629",
+    "digits-bs128-single_view-s42": "09d78d59ad11a4bb",
+    "digits-bs128-simclr-s42": "a847f8b0366b44bd",
+    "digits-bs128-cc-s42": "96dad96dba1977a6",
+    "digits-bs128-cld-s42": "681bdad7edac203c",
+    "digits-bs128-cdc-s42": "194d6cab16ca7102",
 }
 
 
@@ -263,28 +315,33 @@ NAN, INF = float("nan"), float("inf")
 
 def set_at(path: str, value):
     """A mutation setting ``value`` at a dotted key path of the params (sections made if missing)."""
+
     def mutate(params: dict) -> None:
         *parents, last = path.split(".")
         for key in parents:
             params = params.setdefault(key, {})
         params[last] = value
+
     return mutate
 
 
-@pytest.mark.parametrize(("key", "value", "spelled"), [
-    ("train.lr", NAN, ".nan"),
-    ("train.instance_temperature", NAN, ".nan"),
-    ("train.grad_clip_norm", INF, ".inf"),
-    ("datasets.digits.crop_min_scale", NAN, ".nan"),
-    ("datasets.digits.color_strength", -INF, "-.inf"),
-    ("methods.cd.feature_temperature", NAN, ".nan"),
-    ("variants.cc.instance_temperature_c", INF, ".inf"),  # not even an option: the value is named first
-    ("variants.cld.group_weight", INF, ".inf"),
-    ("evaluate.batch_size", NAN, ".nan"),
-    ("figures.tsne.perplexity", NAN, ".nan"),
-    ("figures.lime.threshold", NAN, ".nan"),
-    ("figures.lime.segmentation.options.compactness", INF, ".inf"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "spelled"),
+    [
+        ("train.lr", NAN, ".nan"),
+        ("train.instance_temperature", NAN, ".nan"),
+        ("train.grad_clip_norm", INF, ".inf"),
+        ("datasets.digits.crop_min_scale", NAN, ".nan"),
+        ("datasets.digits.color_strength", -INF, "-.inf"),
+        ("methods.cd.feature_temperature", NAN, ".nan"),
+        ("variants.cc.instance_temperature_c", INF, ".inf"),  # not even an option: the value is named first
+        ("variants.cld.group_weight", INF, ".inf"),
+        ("evaluate.batch_size", NAN, ".nan"),
+        ("figures.tsne.perplexity", NAN, ".nan"),
+        ("figures.lime.threshold", NAN, ".nan"),
+        ("figures.lime.segmentation.options.compactness", INF, ".inf"),
+    ],
+)
 def test_nan_and_infinity_are_refused_naming_the_key(embedded_params, key, value, spelled):
     set_at(key, value)(embedded_params)
     with pytest.raises(ParamsError) as excinfo:
@@ -344,23 +401,35 @@ def test_the_pixel_baseline_variant_name_is_reserved(embedded_params):
     embedded_params["variants"]["kmeans_pixels"] = {"method": "simclr"}
     with pytest.raises(ParamsError) as excinfo:
         validate_params(embedded_params, source="p.yaml")
-    assert str(excinfo.value) == ("p.yaml: variants.kmeans_pixels: the name is reserved for the raw-pixel "
-                                  "K-means rows; rename the variant")
+    assert str(excinfo.value) == (
+        "p.yaml: variants.kmeans_pixels: the name is reserved for the raw-pixel K-means rows; rename the variant"
+    )
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [
-    (lambda p: p["variants"]["cld"].update(groups=1), "variants.cld: cld option groups gives K = 1 group"),
-    (lambda p: p["methods"].update(cld={"groups": 1}), "variants.cld: cld option groups gives K = 1 group"),
-    (lambda p: p["methods"]["cd"].update(feature_num=1), "variants.cd: cd option feature_num gives K = 1"),
-    (lambda p: p["variants"].update(k1={"feature_num": 1}), "variants.k1: cd option feature_num gives K = 1"),
-    # half_batch resolves to 1 at a batch of 2 or 3: refused per run.
-    (lambda p: (p["variants"].update(half={"method": "cld", "groups": "half_batch"}),
-                p["runs"].append({"dataset": "digits", "batch_size": 3, "variant": "half", "seed": 1})),
-     "runs[12]: cld option groups gives K = 1 group"),
-    (lambda p: (p["variants"].update(half={"feature_num": "half_batch"}),
-                p["runs"].append({"dataset": "digits", "batch_size": 2, "variant": "half", "seed": 1})),
-     "runs[12]: cd option feature_num gives K = 1"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda p: p["variants"]["cld"].update(groups=1), "variants.cld: cld option groups gives K = 1 group"),
+        (lambda p: p["methods"].update(cld={"groups": 1}), "variants.cld: cld option groups gives K = 1 group"),
+        (lambda p: p["methods"]["cd"].update(feature_num=1), "variants.cd: cd option feature_num gives K = 1"),
+        (lambda p: p["variants"].update(k1={"feature_num": 1}), "variants.k1: cd option feature_num gives K = 1"),
+        # half_batch resolves to 1 at a batch of 2 or 3: refused per run.
+        (
+            lambda p: (
+                p["variants"].update(half={"method": "cld", "groups": "half_batch"}),
+                p["runs"].append({"dataset": "digits", "batch_size": 3, "variant": "half", "seed": 1}),
+            ),
+            "runs[12]: cld option groups gives K = 1 group",
+        ),
+        (
+            lambda p: (
+                p["variants"].update(half={"feature_num": "half_batch"}),
+                p["runs"].append({"dataset": "digits", "batch_size": 2, "variant": "half", "seed": 1}),
+            ),
+            "runs[12]: cd option feature_num gives K = 1",
+        ),
+    ],
+)
 def test_one_group_or_one_head_is_refused_as_simclr_in_disguise(embedded_params, mutate, expected):
     assert len(embedded_params["runs"]) == 12
     mutate(embedded_params)
@@ -386,15 +455,21 @@ def test_the_degenerate_terms_are_exactly_zero():
     torch.manual_seed(0)
     f1, f2 = torch.rand(8, 1, requires_grad=True), torch.rand(8, 1)
     assert feature_loss(f1, f2).item() == 0.0
-    g1, g2 = torch.nn.functional.normalize(torch.randn(8, 4), dim=1), torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
+    g1, g2 = (
+        torch.nn.functional.normalize(torch.randn(8, 4), dim=1),
+        torch.nn.functional.normalize(torch.randn(8, 4), dim=1),
+    )
     assert cross_level_loss(g1, g2, 1).item() == 0.0
 
 
-@pytest.mark.parametrize(("segmentation", "unknown", "algorithm"), [
-    ({"algorithm": "slic", "options": {"n_segment": 16}}, "n_segment", "slic"),
-    ({"algorithm": "quickshift", "options": {"kernel_size": 4, "n_segments": 16}}, "n_segments", "quickshift"),
-    ({"algorithm": "felzenszwalb", "options": {"compactness": 10}}, "compactness", "felzenszwalb"),
-])
+@pytest.mark.parametrize(
+    ("segmentation", "unknown", "algorithm"),
+    [
+        ({"algorithm": "slic", "options": {"n_segment": 16}}, "n_segment", "slic"),
+        ({"algorithm": "quickshift", "options": {"kernel_size": 4, "n_segments": 16}}, "n_segments", "quickshift"),
+        ({"algorithm": "felzenszwalb", "options": {"compactness": 10}}, "compactness", "felzenszwalb"),
+    ],
+)
 def test_unknown_lime_segmentation_options_are_refused(embedded_params, segmentation, unknown, algorithm):
     embedded_params["figures"]["lime"]["segmentation"] = segmentation
     with pytest.raises(ParamsError) as excinfo:
@@ -418,7 +493,8 @@ def test_the_lime_options_the_schema_allows_are_the_scikit_image_functions_own()
         allowed = set(rule["then"]["properties"]["options"]["properties"])
         assert allowed <= set(inspect.signature(getattr(skimage.segmentation, algorithm)).parameters), algorithm
     assert {r["if"]["properties"]["algorithm"]["const"] for r in segmentation["allOf"]} == set(
-        segmentation["properties"]["algorithm"]["enum"])
+        segmentation["properties"]["algorithm"]["enum"]
+    )
 
 
 @pytest.mark.parametrize("source", ["digits", "cifar10", "cifar100_20", "stl10"])
@@ -439,8 +515,10 @@ def test_a_params_folder_and_a_latin1_params_file_are_named(tmp_path):
     latin1.write_bytes("profile: x\ndatasets:\n  digits: {source: digits, title: Chiffres écrits}\n".encode("latin-1"))
     with pytest.raises(ParamsError) as excinfo:
         load_params(latin1)
-    assert str(excinfo.value) == (f"{latin1} line 3: byte 0xe9 is not UTF-8 text (a file saved as Latin-1 "
-                                  "or Windows-1252?); save the file as UTF-8")
+    assert str(excinfo.value) == (
+        f"{latin1} line 3: byte 0xe9 is not UTF-8 text (a file saved as Latin-1 "
+        "or Windows-1252?); save the file as UTF-8"
+    )
     latin1.write_text(latin1.read_bytes().decode("latin-1"), encoding="utf-8")  # saved as UTF-8
     with pytest.raises(ParamsError, match="'model' is a required property"):  # read: on to the schema
         load_params(latin1)

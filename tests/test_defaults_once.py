@@ -12,6 +12,7 @@ are not defaults but facts about earlier runs; they are named so, in one place.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -55,14 +56,17 @@ def module_constants(tree: ast.Module) -> dict[str, Any]:
     """A module's top-level ``NAME = <literal>`` (``DEFAULT_STEM = "imagenet"``)."""
     constants = {}
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else \
-            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign) and node.value is not None
+            else []
+        )
         for target in targets:
             if isinstance(target, ast.Name):
-                try:
+                with contextlib.suppress(ValueError):  # not a literal: not a default
                     constants[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    pass
     return constants
 
 
@@ -80,8 +84,9 @@ def value_of(node: ast.expr, constants: dict[str, Any]) -> Any:
 def is_dataclass(node: ast.ClassDef) -> bool:
     for decorator in node.decorator_list:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if (isinstance(target, ast.Name) and target.id == "dataclass") or \
-                (isinstance(target, ast.Attribute) and target.attr == "dataclass"):
+        if (isinstance(target, ast.Name) and target.id == "dataclass") or (
+            isinstance(target, ast.Attribute) and target.attr == "dataclass"
+        ):
             return True
     return False
 
@@ -104,21 +109,31 @@ def second_defaults(sources: dict[str, str], defaults: dict[str, list[Any]]) -> 
 
     for path, tree in sorted(trees.items()):
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and node.func.attr in ("get", "setdefault", "pop") and len(node.args) == 2 \
-                    and isinstance(node.args[0], ast.Constant) and node.args[0].value in defaults \
-                    and (path, ast.unparse(node.func.value)) not in NOT_PARAMS:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("get", "setdefault", "pop")
+                and len(node.args) == 2
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value in defaults
+                and (path, ast.unparse(node.func.value)) not in NOT_PARAMS
+            ):
                 found.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
             elif isinstance(node, ast.ClassDef) and is_dataclass(node):
                 for field in node.body:
-                    if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) \
-                            and same_as_schema(field.target.id, field.value):
+                    if (
+                        isinstance(field, ast.AnnAssign)
+                        and isinstance(field.target, ast.Name)
+                        and same_as_schema(field.target.id, field.value)
+                    ):
                         found.append(f"{path}:{field.lineno}: {node.name}.{ast.unparse(field)}")
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 args = node.args
                 positional = args.posonlyargs + args.args
-                pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults),
-                         *zip(args.kwonlyargs, args.kw_defaults)]
+                pairs = [
+                    *zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True),
+                    *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+                ]
                 for arg, default in pairs:
                     if same_as_schema(arg.arg, default):
                         found.append(f"{path}:{node.lineno}: {node.name}({arg.arg}={ast.unparse(default)})")
@@ -131,13 +146,15 @@ def package_sources() -> dict[str, str]:
 
 def test_every_default_is_the_schemas_alone():
     found = second_defaults(package_sources(), schema_defaults())
-    assert not found, ("a default written in the code as well as in the schema (read params filled by "
-                       "cdrepro.config.with_defaults instead):\n" + "\n".join(found))
+    assert not found, (
+        "a default written in the code as well as in the schema (read params filled by "
+        "cdrepro.config.with_defaults instead):\n" + "\n".join(found)
+    )
 
 
 def test_the_scan_finds_what_it_looks_for():
     """The scan itself: each form of a second default is found, in code like the old config.py's."""
-    code = '''
+    code = """
 from dataclasses import dataclass, field
 DEFAULT_STEM = "imagenet"
 
@@ -154,12 +171,14 @@ def resolve(model, dataset, eval_params, tags, precision="auto", device=None):
     backend = eval_params.get("kmeans_backend", "sklearn")  # another value is still a second default
     title = dataset.get("title", "x")  # title has no default in the schema
     return tags.get("seed", 0)
-'''
+"""
     found = second_defaults({"cdrepro/tracking.py": code}, schema_defaults())
     assert [line.split(": ", 1)[1] for line in found] == [
-        "Settings.stem: str = DEFAULT_STEM", "Settings.compile: str = 'augment'",
+        "Settings.stem: str = DEFAULT_STEM",
+        "Settings.compile: str = 'augment'",
         "resolve(precision='auto')",
-        "model.get('stem', DEFAULT_STEM)", "dataset.get('hflip', True)",
+        "model.get('stem', DEFAULT_STEM)",
+        "dataset.get('hflip', True)",
         "eval_params.get('kmeans_backend', 'sklearn')",
     ], found
 
@@ -167,6 +186,9 @@ def resolve(model, dataset, eval_params, tags, precision="auto", device=None):
 def test_run_settings_takes_every_field_from_the_params():
     from cdrepro.run_settings import RunSettings
 
-    with_default = [f.name for f in dataclasses.fields(RunSettings)
-                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+    with_default = [
+        f.name
+        for f in dataclasses.fields(RunSettings)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    ]
     assert with_default == []

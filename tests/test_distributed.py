@@ -30,9 +30,14 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
+# The tiny runs of test_train (64 random 16x16 images, a width-4 ResNet-18, batch 16) and the
+# process helpers of test_reliability.
+from test_reliability import files_of, signal_after_first_epoch
+from test_train import load, params, prepared, run_files, settings_of  # noqa: F401 (fixtures)
+
 import cdrepro.train as train_module
 from cdrepro import augment as aug
-from cdrepro import cli
+from cdrepro import cli, launcher, random_state
 from cdrepro import distributed as ddp
 from cdrepro.config import validate_params
 from cdrepro.methods import METHODS, build_method
@@ -41,10 +46,6 @@ from cdrepro.run_settings import resolve_run
 from cdrepro.runs import Run
 from cdrepro.step import make_optimizer, train_step
 from cdrepro.train import NonFiniteLoss, train
-# The tiny runs of test_train (64 random 16x16 images, a width-4 ResNet-18, batch 16) and the
-# process helpers of test_reliability.
-from test_reliability import files_of, signal_after_first_epoch
-from test_train import load, params, prepared, run_files, settings_of  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,11 +77,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _rank_main(rank: int, port: int, out_dir: Path, worker: Callable[..., Any], args: tuple,
-               device: torch.device) -> None:
+def _rank_main(
+    rank: int, port: int, out_dir: Path, worker: Callable[..., Any], args: tuple, device: torch.device
+) -> None:
     # What torchrun would set; process_group() reads it. On CUDA both ranks share GPU 0.
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank if device.type == "cpu" else 0))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank if device.type == "cpu" else 0),
+    )
     torch.set_num_threads(1)  # a forked child must not use the parent's OpenMP pool
     torch.backends.cudnn.allow_tf32 = False  # fp32 convolutions on CUDA, as the tests ask of the parent
     # gloo on CUDA too: NCCL refuses two ranks on one GPU.
@@ -89,16 +96,22 @@ def _rank_main(rank: int, port: int, out_dir: Path, worker: Callable[..., Any], 
     torch.save(result, out_dir / f"rank{rank}.pt")
 
 
-def on_two_ranks(tmp_path: Path, worker: Callable[..., Any], *args: Any, device: torch.device = CPU,
-                 timeout: float = 120.0) -> list[Any]:
+def on_two_ranks(
+    tmp_path: Path, worker: Callable[..., Any], *args: Any, device: torch.device = CPU, timeout: float = 120.0
+) -> list[Any]:
     """``worker(ranks, *args)`` on two gloo ranks; what each returned, in rank order.
 
     Forked on the CPU (no second torch import); spawned for CUDA, which cannot be forked once
     the parent has used it."""
     out_dir = tmp_path / f"ranks-{worker.__name__}-{time.monotonic_ns()}"
     out_dir.mkdir()
-    context = mp.start_processes(_rank_main, args=(_free_port(), out_dir, worker, args, device), nprocs=WORLD,
-                                 join=False, start_method="fork" if device.type == "cpu" else "spawn")
+    context = mp.start_processes(
+        _rank_main,
+        args=(_free_port(), out_dir, worker, args, device),
+        nprocs=WORLD,
+        join=False,
+        start_method="fork" if device.type == "cpu" else "spawn",
+    )
     deadline = time.monotonic() + timeout
     while not context.join(timeout=max(0.0, deadline - time.monotonic())):
         if time.monotonic() > deadline:
@@ -135,7 +148,7 @@ def test_all_gather_with_grad_stacks_rows_in_rank_order_and_sums_the_gradients(t
     weight_sum = torch.arange(12.0).reshape(6, 2) * (1 + 2)
     for rank, result in enumerate(results):
         assert torch.equal(result["gathered"], expected_rows)
-        assert torch.equal(result["grad"], weight_sum[3 * rank:3 * rank + 3])
+        assert torch.equal(result["grad"], weight_sum[3 * rank : 3 * rank + 3])
         assert int(result["min"]) == 2, "min_over_ranks: the smallest of 5 and 2 on every rank"
 
 
@@ -155,8 +168,13 @@ def batchnorm_on_slices(ranks: ddp.Ranks, x: torch.Tensor, upstream: torch.Tenso
     # Each rank's own part of a loss; summed over ranks it is one process's (out * upstream).sum().
     (out * upstream[rows]).sum().backward()
     bn = model[1]
-    return {"type": type(bn).__name__, "out": out.detach(), "x_grad": x.grad,
-            "weight_grad": bn.weight.grad, "state": {k: v.clone() for k, v in model.state_dict().items()}}
+    return {
+        "type": type(bn).__name__,
+        "out": out.detach(),
+        "x_grad": x.grad,
+        "weight_grad": bn.weight.grad,
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+    }
 
 
 def test_synced_batchnorm_normalises_over_the_global_batch(tmp_path):
@@ -180,8 +198,9 @@ def test_synced_batchnorm_normalises_over_the_global_batch(tmp_path):
 # --------------------------------------------------------------------------- one step
 
 
-def one_step(ranks: ddp.Ranks, settings, view1: torch.Tensor, view2: torch.Tensor,
-             device: torch.device = CPU) -> dict[str, Any]:
+def one_step(
+    ranks: ddp.Ranks, settings, view1: torch.Tensor, view2: torch.Tensor, device: torch.device = CPU
+) -> dict[str, Any]:
     """The training step (cdrepro.step's, which train.py runs), on this rank's slice of fixed
     views; the gradients are those it stepped with (after clipping, where the run clips)."""
     torch.manual_seed(settings.seed)
@@ -194,9 +213,11 @@ def one_step(ranks: ddp.Ranks, settings, view1: torch.Tensor, view2: torch.Tenso
     rows = slice(ranks.rank * local, (ranks.rank + 1) * local)
     view1, view2 = view1[rows].to(device), view2[rows].to(device)
     terms = train_step(model, forward, make_optimizer(model), view1, view2)
-    return {"terms": {name: value.detach().cpu() for name, value in terms.items()},
-            "grads": {name: p.grad.cpu() for name, p in model.named_parameters()},
-            "buffers": {name: b.cpu() for name, b in model.named_buffers()}}
+    return {
+        "terms": {name: value.detach().cpu() for name, value in terms.items()},
+        "grads": {name: p.grad.cpu() for name, p in model.named_parameters()},
+        "buffers": {name: b.cpu() for name, b in model.named_buffers()},
+    }
 
 
 def assert_one_step_equal(single: dict[str, Any], ranks: list[dict[str, Any]], terms: set[str]) -> None:
@@ -232,8 +253,7 @@ def test_loss_and_every_gradient_equal_one_process_at_the_same_global_batch(para
     params["methods"]["cd"]["entropy_weight"] = 0.5  # a weight other than 1, so a lost factor shows
     settings = settings_of(params, variant)
     single = one_step(ddp.SINGLE, settings, *fixed_views(settings))
-    assert_one_step_equal(single, on_two_ranks(tmp_path, one_step, settings, *fixed_views(settings)),
-                          TERMS[variant])
+    assert_one_step_equal(single, on_two_ranks(tmp_path, one_step, settings, *fixed_views(settings)), TERMS[variant])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -291,31 +311,45 @@ def test_training_on_two_ranks_follows_one_process(params, prepared, tmp_path, m
     two, one = run_files(tmp_path / "two", settings), run_files(tmp_path / "one", settings)
     expected = load(one.model)["model"]
     got = load(two.model)["model"]
-    assert got.keys() == expected.keys() == build_method(settings, 4).state_dict().keys(), \
+    assert got.keys() == expected.keys() == build_method(settings, 4).state_dict().keys(), (
         "no module. or _orig_mod. prefixes: checkpoints load with one process or many"
+    )
     for name, tensor in expected.items():
         # Adam steps of lr 3e-4 each; rounding in the gradients moves them by far less.
         torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=2e-6, msg=name)
-    assert sorted(p.name for p in two.model.parent.iterdir()) == \
-        ["checkpoint.pt", "curves.csv", "model.pt", "train.json"], "rank 0 alone writes, atomically"
+    assert sorted(p.name for p in two.model.parent.iterdir()) == [
+        "checkpoint.pt",
+        "curves.csv",
+        "model.pt",
+        "train.json",
+    ], "rank 0 alone writes, atomically"
     rng = load(two.checkpoint)["rng"]
-    assert len(rng["augment_by_rank"]) == 2 and not torch.equal(*rng["augment_by_rank"]), \
+    assert len(rng["augment_by_rank"]) == 2 and not torch.equal(*rng["augment_by_rank"]), (
         "each rank has its own augmentation generator, and the checkpoint keeps both"
+    )
     assert "augment_by_rank" not in load(one.checkpoint)["rng"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize(("precision", "compile_what", "rel"), [("fp32", "none", 1e-4), ("auto", "model", 2e-2)])
-def test_on_cuda_training_on_two_ranks_follows_one_process(params, prepared, tmp_path, monkeypatch,
-                                                            precision, compile_what, rel):
+def test_on_cuda_training_on_two_ranks_follows_one_process(
+    params, prepared, tmp_path, monkeypatch, precision, compile_what, rel
+):
     """train() on CUDA under DDP: channels-last, fused Adam, bf16 autocast with the gathered
     outputs, torch.compile of the DDP-wrapped model. bf16 moves the loss by ~1e-3, so that
     case only checks that the two agree to 2%."""
     params["train"].update(device="cuda", precision=precision, compile=compile_what)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     settings = settings_of(params, "cd", epochs=2)
-    ranks = on_two_ranks(tmp_path, train_with_fixed_views, settings, prepared, tmp_path / "two",
-                         device=torch.device("cuda", 0), timeout=600)
+    ranks = on_two_ranks(
+        tmp_path,
+        train_with_fixed_views,
+        settings,
+        prepared,
+        tmp_path / "two",
+        device=torch.device("cuda", 0),
+        timeout=600,
+    )
     monkeypatch.setattr(aug, "view_maker", fixed_view_maker)
     single = train(settings, prepared, run_files(tmp_path / "one", settings), threads=1, progress=False)
     assert ranks[0]["processes"] == 2 and ranks[0]["device"] == "cuda:0"
@@ -330,7 +364,7 @@ def train_then_stop_in_epoch(ranks: ddp.Ranks, settings, prepared: Path, root: P
     epoch, before its checkpoint. Returns the epochs checkpointed and whether it stopped."""
     saved: list[int] = []
     epochs_ended = itertools.count(1)
-    real_states, real_save = ddp.augment_states, train_module.save_state
+    real_states, real_save = random_state.augment_states, train_module.save_state
 
     def states_or_stop(generator, ranks):  # every rank calls it once an epoch, before the save
         if next(epochs_ended) == stop_in:
@@ -342,18 +376,17 @@ def train_then_stop_in_epoch(ranks: ddp.Ranks, settings, prepared: Path, root: P
         if "epoch" in state:  # not the final model.pt
             saved.append(state["epoch"])
 
-    ddp.augment_states, train_module.save_state = states_or_stop, save_and_note
+    random_state.augment_states, train_module.save_state = states_or_stop, save_and_note
     try:
         train(settings, prepared, run_files(root, settings), threads=1, progress=False, ranks=ranks)
     except InterruptedError:
         return {"saved": saved, "stopped": True}
     finally:
-        ddp.augment_states, train_module.save_state = real_states, real_save
+        random_state.augment_states, train_module.save_state = real_states, real_save
     return {"saved": saved, "stopped": False}
 
 
-def test_two_ranks_resume_bit_identical_and_checkpoints_move_between_one_and_two_processes(
-        params, prepared, tmp_path):
+def test_two_ranks_resume_bit_identical_and_checkpoints_move_between_one_and_two_processes(params, prepared, tmp_path):
     settings = settings_of(params, "cd", epochs=2)
     straight = on_two_ranks(tmp_path, train_then_stop_in_epoch, settings, prepared, tmp_path / "straight", None)
     assert straight[0]["saved"] == [1, 2] and straight[1]["saved"] == [], "rank 0 alone checkpoints"
@@ -446,10 +479,24 @@ def test_cdrepro_train_becomes_torchrun_when_gpus_per_run_is_above_one(embedded_
         cli.main(["train", "--params", str(params_file), "--run", rid, "--threads", "1"])
     argv, env = became.value.args
     assert argv == [
-        sys.executable, "-m", "cdrepro.distributed", "--standalone", "--nproc-per-node=2", "-m", "cdrepro",
-        "--", "train", "--params", str(params_file), "--run", rid, "--threads", "1"]
+        sys.executable,
+        "-m",
+        "cdrepro.launcher",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "cdrepro",
+        "--",
+        "train",
+        "--params",
+        str(params_file),
+        "--run",
+        rid,
+        "--threads",
+        "1",
+    ]
     # torchrun keeps this pid (exec): its processes die with it (see test_distributed_kill.py).
-    assert env[ddp.LAUNCHER_ENV] == str(os.getpid()) and ddp.LAUNCHER_ENV not in os.environ
+    assert env[launcher.LAUNCHER_ENV] == str(os.getpid()) and launcher.LAUNCHER_ENV not in os.environ
 
 
 def test_cdrepro_train_refuses_a_batch_that_does_not_split_among_gpus_per_run(embedded_params, tmp_path, capsys):
@@ -470,8 +517,7 @@ def test_cdrepro_train_on_two_processes_through_torchrun_resumes_after_sigterm(e
     params_file, params, rid = digits_profile(tmp_path, embedded_params, epochs=2, gpus_per_run=2)
     assert cli.main(["prepare", "--params", str(params_file), "--dataset", "digits"]) == 0
     files = files_of(params, rid)
-    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid,
-               "--threads", "1"]
+    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid, "--threads", "1"]
     env = dict(os.environ, CDREPRO_TRACKING="off")
 
     log = tmp_path / "first.log"
@@ -494,5 +540,9 @@ def test_cdrepro_train_on_two_processes_through_torchrun_resumes_after_sigterm(e
     assert model["settings_digest"] == settings.digest()
     assert model["model"].keys() == build_method(settings, 4).state_dict().keys()
     # (A SIGTERM may leave the temporary file of a write it interrupted: dot-files are not listed.)
-    assert sorted(p.name for p in files.model.parent.iterdir() if not p.name.startswith(".")) == \
-        ["checkpoint.pt", "curves.csv", "model.pt", "train.json"]
+    assert sorted(p.name for p in files.model.parent.iterdir() if not p.name.startswith(".")) == [
+        "checkpoint.pt",
+        "curves.csv",
+        "model.pt",
+        "train.json",
+    ]

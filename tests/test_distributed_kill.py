@@ -1,7 +1,7 @@
 """A two-process training (``train.gpus_per_run: 2``) killed or failing (issue 19): its
-processes die with the torchrun that ``cdrepro train`` becomes (``distributed.die_with_parent``),
+processes die with the torchrun that ``cdrepro train`` becomes (``launcher.die_with_parent``),
 the rerun resumes, and a failure reads as one ``cdrepro train: error:`` line, not torch's logs
-and traceback (``distributed.launch``).
+and traceback (``launcher.launch``).
 
 The end-to-end runs are tiny (random 16x16 images, a width-4 ResNet-18, batch 16 on two gloo
 processes on the CPU); each start of torchrun and its two processes takes 15-25 s on two busy
@@ -21,12 +21,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from test_reliability import files_of, load, wait_for, write_profile
 
-from cdrepro import cli
-from cdrepro import distributed as ddp
+from cdrepro import cli, launcher
 from cdrepro.runlock import run_lock
 from cdrepro.runs import ProfilePaths
-from test_reliability import files_of, load, wait_for, write_profile
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
 
@@ -39,15 +38,15 @@ def two_process_run(root: Path, embedded: dict) -> tuple[list[str], dict, str]:
     """The command of a tiny gpus_per_run: 2 training on the CPU, its params and run id."""
     embedded["train"]["gpus_per_run"] = 2
     params_file, params, rid = write_profile(root, embedded, epochs=EPOCHS, n_images=64)
-    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid,
-               "--threads", "1"]
+    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid, "--threads", "1"]
     return command, params, rid
 
 
 def start(command: list[str], root: Path, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen(command, cwd=root, env=dict(os.environ, CDREPRO_TRACKING="off"),
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            command, cwd=root, env=dict(os.environ, CDREPRO_TRACKING="off"), stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def training_processes(torchrun: subprocess.Popen, rid: str) -> list[psutil.Process]:
@@ -109,8 +108,9 @@ def test_a_sigkilled_two_process_training_leaves_no_process_and_its_rerun_resume
     assert load(files.checkpoint)["epoch"] <= killed_at + 1 < EPOCHS and not files.model.exists()
     killed_at = load(files.checkpoint)["epoch"]
 
-    again = subprocess.run(command, cwd=tmp_path, env=dict(os.environ, CDREPRO_TRACKING="off"),
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        command, cwd=tmp_path, env=dict(os.environ, CDREPRO_TRACKING="off"), capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming from {files.checkpoint} at epoch {killed_at}" in again.stderr, again.stderr[-3000:]
     trained = re.findall(rf"{rid} epoch (\d+)/{EPOCHS}", again.stderr)  # rank 0's progress
@@ -150,8 +150,9 @@ def test_a_training_process_killed_under_torchrun_is_told_in_one_line(embedded_p
 # --------------------------------------------------------------------------- the pieces
 
 
-def test_a_run_being_written_is_refused_in_one_line_before_torchrun_starts(embedded_params, tmp_path,
-                                                                           monkeypatch, capsys):
+def test_a_run_being_written_is_refused_in_one_line_before_torchrun_starts(
+    embedded_params, tmp_path, monkeypatch, capsys
+):
     command, params, rid = two_process_run(tmp_path, embedded_params)
 
     def execve(*args):
@@ -184,7 +185,7 @@ def _forked(child) -> int:
 @linux_only
 def test_a_launched_process_dies_with_its_launcher_and_one_whose_launcher_is_gone_dies_at_once():
     # The race: the launcher died before prctl took effect (the parent is not the launcher).
-    status = _forked(lambda: ddp.die_with_parent(os.getpid()))
+    status = _forked(lambda: launcher.die_with_parent(os.getpid()))
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
     # A launcher whose worker armed itself, then SIGKILLed: the kernel kills the worker.
@@ -192,7 +193,7 @@ def test_a_launched_process_dies_with_its_launcher_and_one_whose_launcher_is_gon
 
     def launcher():
         if os.fork() == 0:  # the worker
-            ddp.die_with_parent(os.getppid())
+            launcher.die_with_parent(os.getppid())
             os.write(write, f"{os.getpid()}\n".encode())
             time.sleep(60)
             os._exit(0)
@@ -218,30 +219,41 @@ def _failure(tmp_path: Path, monkeypatch, rank: int, exitcode: int, exc: Excepti
     if exc is not None:
         monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
         with contextlib.suppress(SystemExit):
-            ddp._leave_error(exc, rank)
+            launcher._leave_error(exc, rank)
     return ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=exitcode, error_file=str(error_file))
 
 
 GLOO_CLOSED = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer")
 
 
-@pytest.mark.parametrize(("rank_0", "rank_1", "said"), [
-    # An error of every rank: rank 0 printed it (main's one line); nothing more.
-    ((2, ValueError("bad data")), (ddp.LEFT_TO_LAUNCHER, ValueError("bad data")), None),
-    # Rank 1's own error: rank 0 saw only the closed connection.
-    ((ddp.LEFT_TO_LAUNCHER, GLOO_CLOSED), (ddp.LEFT_TO_LAUNCHER, RuntimeError("CUDA out of\nmemory")),
-     "training process 1: CUDA out of memory"),
-    # Rank 1 killed: no record of its own.
-    ((ddp.LEFT_TO_LAUNCHER, GLOO_CLOSED), (-signal.SIGKILL, None),
-     "training process 1 (pid 101) was killed by SIGKILL (out of memory, perhaps)"),
-    # Rank 0 lost its connection, and torchrun then stopped rank 1 (SIGTERM).
-    ((ddp.LEFT_TO_LAUNCHER, GLOO_CLOSED), (-signal.SIGTERM, None),
-     "training process 0: lost the other training processes: [../third_party/gloo"),
-])
+@pytest.mark.parametrize(
+    ("rank_0", "rank_1", "said"),
+    [
+        # An error of every rank: rank 0 printed it (main's one line); nothing more.
+        ((2, ValueError("bad data")), (launcher.LEFT_TO_LAUNCHER, ValueError("bad data")), None),
+        # Rank 1's own error: rank 0 saw only the closed connection.
+        (
+            (launcher.LEFT_TO_LAUNCHER, GLOO_CLOSED),
+            (launcher.LEFT_TO_LAUNCHER, RuntimeError("CUDA out of\nmemory")),
+            "training process 1: CUDA out of memory",
+        ),
+        # Rank 1 killed: no record of its own.
+        (
+            (launcher.LEFT_TO_LAUNCHER, GLOO_CLOSED),
+            (-signal.SIGKILL, None),
+            "training process 1 (pid 101) was killed by SIGKILL (out of memory, perhaps)",
+        ),
+        # Rank 0 lost its connection, and torchrun then stopped rank 1 (SIGTERM).
+        (
+            (launcher.LEFT_TO_LAUNCHER, GLOO_CLOSED),
+            (-signal.SIGTERM, None),
+            "training process 0: lost the other training processes: [../third_party/gloo",
+        ),
+    ],
+)
 def test_the_launcher_tells_the_first_cause_once(tmp_path, monkeypatch, capsys, rank_0, rank_1, said):
-    failures = {rank: _failure(tmp_path, monkeypatch, rank, *failed)
-                for rank, failed in enumerate([rank_0, rank_1])}
-    assert ddp._report(failures) == 2
+    failures = {rank: _failure(tmp_path, monkeypatch, rank, *failed) for rank, failed in enumerate([rank_0, rank_1])}
+    assert launcher._report(failures) == 2
     err = capsys.readouterr().err.splitlines()
     if said is None:
         assert err == []

@@ -1,13 +1,14 @@
 """environment.yml (conda users) and pyproject.toml (pip users) must name the same packages."""
 
 import re
-from pathlib import Path
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
 
 def _split(requirement: str) -> tuple[str, str]:
     """``name>=1,<2`` -> (``name``, ``>=1,<2``); both files use pip's specifier syntax."""

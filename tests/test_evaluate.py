@@ -83,8 +83,9 @@ def test_embed_returns_every_image_at_both_stages(params, prepared, variant):
         assert ((final >= 0) & (final <= 1)).all()  # sigmoid outputs
 
     # Evaluation mode: an image's embedding does not depend on the batch it is in.
-    h_one, final_one = embed(model, images, settings.image_size, N_IMAGES, torch.device("cpu"),
-                             settings.precision).values()
+    h_one, final_one = embed(
+        model, images, settings.image_size, N_IMAGES, torch.device("cpu"), settings.precision
+    ).values()
     np.testing.assert_allclose(h, h_one, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(final, final_one, rtol=1e-4, atol=1e-5)
 
@@ -98,13 +99,30 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
     model_path = trained_model(settings, prepared, tmp_path)
 
     metrics = evaluate(settings, prepared, model_path, params["evaluate"], threads=1)
-    assert set(metrics) == {"run_id", "dataset", "batch_size", "method", "variant", "seed", "n_images",
-                            "num_classes", "stages", "final_stage", "settings_digest", "data_digest"}
+    assert set(metrics) == {
+        "run_id",
+        "dataset",
+        "batch_size",
+        "method",
+        "variant",
+        "seed",
+        "n_images",
+        "num_classes",
+        "stages",
+        "final_stage",
+        "settings_digest",
+        "data_digest",
+    }
     # The identity of the model it scored, which the tables check (cdrepro.results).
     assert (metrics["settings_digest"], metrics["data_digest"]) == (settings.digest(), load_prepared(prepared).digest)
     assert metrics["run_id"] == settings.run_id
-    assert (metrics["dataset"], metrics["batch_size"], metrics["method"], metrics["variant"],
-            metrics["seed"]) == ("digits", 16, "cd", variant, 0)
+    assert (metrics["dataset"], metrics["batch_size"], metrics["method"], metrics["variant"], metrics["seed"]) == (
+        "digits",
+        16,
+        "cd",
+        variant,
+        0,
+    )
     assert metrics["n_images"] == N_IMAGES  # every image, the last partial batch included
     assert metrics["num_classes"] == NUM_CLASSES
     assert list(metrics["stages"]) == ["backbone", stage] and metrics["final_stage"] == stage

@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from stamped import stamped
+from system_packages import skip_unless_installed
 
 from cdrepro import results
 from cdrepro.cli import main
@@ -24,11 +26,10 @@ from cdrepro.config import load_params
 from cdrepro.data.prepared import load_prepared
 from cdrepro.evaluate import embed, load_model
 from cdrepro.figures import ablation, curves, heads, lime_views, tsne
-from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, files_of, head_runs, method_figure_datasets
+from cdrepro.figures.paths import HEAD_FIGURES, FigurePaths, comparison_figure_datasets, files_of, head_runs
+from cdrepro.published import load_cc_results, load_paper_results, load_repo_variability, published_rows
 from cdrepro.run_settings import find_run, resolve_run, runs_of
 from cdrepro.runs import ProfilePaths, Run, run_id
-from stamped import stamped
-from system_packages import skip_unless_installed
 
 REPO = Path(__file__).resolve().parents[1]
 CD, NO_HEAD = "digits-bs128-cd-s42", "digits-bs128-no_head-s42"
@@ -57,8 +58,11 @@ def pipeline(tmp_path_factory):
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     steps = [("prepare", "--dataset", "digits"), ("baseline", "--dataset", "digits")]
     for rid in (CD, NO_HEAD):
-        steps += [("train", "--run", rid, "--threads", "1"), ("evaluate", "--run", rid, "--threads", "1"),
-                  ("tsne", "--run", rid, "--threads", "1")]
+        steps += [
+            ("train", "--run", rid, "--threads", "1"),
+            ("evaluate", "--run", rid, "--threads", "1"),
+            ("tsne", "--run", rid, "--threads", "1"),
+        ]
     steps.append(("figures", "--threads", "1"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CDREPRO_TRACKING", "off")
@@ -74,8 +78,15 @@ def run_outputs(params: dict, paths: ProfilePaths, rid: str) -> np.ndarray:
     settings = resolve_run(params, find_run(params, rid))
     data = load_prepared(paths.prepared(settings.dataset))
     model = load_model(paths.model(rid), settings, data)
-    return embed(model, data.images, settings.image_size, params["evaluate"]["batch_size"], torch.device("cpu"),
-                 settings.precision, outputs=("f",))["f"]
+    return embed(
+        model,
+        data.images,
+        settings.image_size,
+        params["evaluate"]["batch_size"],
+        torch.device("cpu"),
+        settings.precision,
+        outputs=("f",),
+    )["f"]
 
 
 # --------------------------------------------------------------------------- the files
@@ -94,7 +105,7 @@ def test_every_figure_is_written_as_png_pdf_and_csv(pipeline):
                 assert len(pd.read_csv(path)) > 0, path
     # A run without a feature predictor has no head figures; one method, no method figure.
     assert not (where.root / "heads" / NO_HEAD).exists()
-    assert not where.methods("digits").with_suffix(".png").exists()
+    assert not where.comparison("digits").with_suffix(".png").exists()
     assert where.summary().read_text().startswith("<!DOCTYPE html>")
 
 
@@ -177,7 +188,7 @@ def test_lime_views_show_heads_above_the_threshold(pipeline):
     final = run_outputs(params, paths, CD)
     shown = pd.read_csv(where.head_figure(CD, "lime").with_suffix(".csv"))
     eligible = [h for h in range(final.shape[1]) if (final[:, h] > lime["threshold"]).sum() >= lime["images_per_head"]]
-    assert list(dict.fromkeys(shown["head"])) == eligible[:lime["heads"]] and len(eligible) >= lime["heads"]
+    assert list(dict.fromkeys(shown["head"])) == eligible[: lime["heads"]] and len(eligible) >= lime["heads"]
     for head, rows in shown.groupby("head"):
         assert rows["rank"].tolist() == list(range(lime["images_per_head"]))
         assert rows["output"].to_numpy() == pytest.approx(final[rows["image"], head], abs=1e-6)
@@ -234,18 +245,25 @@ def test_lime_picks_the_top_images_of_the_first_heads_that_fire_often_enough():
 def test_ablation_references_are_the_papers_and_the_authors_numbers():
     def record(batch_size: int, variant: str, method: str = "cd") -> dict:
         final = "projector" if variant in ("no_head", "simclr") else "feature"
-        return {"run_id": f"stl10-bs{batch_size}-{variant}-s42", "dataset": "stl10", "batch_size": batch_size,
-                "method": method, "variant": variant, "seed": 42, "n_images": 10, "num_classes": 10,
-                "stages": {"backbone": {"nmi": 0.1, "ari": 0.2, "acc": 0.3},
-                           final: {"nmi": 0.4, "ari": 0.5, "acc": 0.6}},
-                "final_stage": final}
+        return {
+            "run_id": f"stl10-bs{batch_size}-{variant}-s42",
+            "dataset": "stl10",
+            "batch_size": batch_size,
+            "method": method,
+            "variant": variant,
+            "seed": 42,
+            "n_images": 10,
+            "num_classes": 10,
+            "stages": {"backbone": {"nmi": 0.1, "ari": 0.2, "acc": 0.3}, final: {"nmi": 0.4, "ari": 0.5, "acc": 0.6}},
+            "final_stage": final,
+        }
 
     metrics = [record(b, v) for b, v in ((128, "cd"), (256, "cd"), (128, "no_head"), (128, "no_ne"))]
     metrics.append(record(128, "simclr", "simclr"))
     pixels = {"dataset": "stl10", "n_images": 10, "num_classes": 10, "pixels": {"nmi": 0.12, "ari": 0.06, "acc": 0.19}}
     ours = results.collect(metrics, [pixels])  # the baseline has no batch size: a float column
-    paper, repo = results.load_paper_results(), results.load_repo_variability()
-    frame = ablation.comparison_frame("stl10", ours, paper, repo)
+    paper, repo = load_paper_results(), load_repo_variability()
+    frame = ablation.chart_frame("stl10", ours, paper, repo)
 
     cd256 = frame[(frame["source"] == "paper") & (frame["label"] == "cd (bs 256), feature")]
     row = paper[(paper["dataset"] == "stl10") & (paper["method"] == "CD-256") & (paper["stage"] == "feature")].iloc[0]
@@ -253,8 +271,9 @@ def test_ablation_references_are_the_papers_and_the_authors_numbers():
     authors = frame[frame["source"] == "authors_repo"]
     assert set(authors["label"]) == {"cd (bs 128), feature", "no_head (bs 128), projector"}
     mine = repo[(repo["dataset"] == "stl10") & (repo["model"] == "no_head") & (repo["stage"] == "feature")].iloc[0]
-    pick = authors[(authors["variant"] == "no_head") & (authors["stage_role"] == "final")
-                   & (authors["metric"] == "nmi")]
+    pick = authors[
+        (authors["variant"] == "no_head") & (authors["stage_role"] == "final") & (authors["metric"] == "nmi")
+    ]
     assert (pick["value"].item(), pick["std"].item()) == (mine["nmi_mean"], mine["nmi_std"])
     assert frame[frame["variant"] == "no_ne"]["source"].unique().tolist() == ["ours"]
     assert frame[frame["variant"] == "simclr"]["source"].unique().tolist() == ["ours"]  # not CD: no reference
@@ -265,8 +284,10 @@ def test_ablation_references_are_the_papers_and_the_authors_numbers():
 def test_curves_take_a_methods_own_terms_from_curves_csv(tmp_path):
     """A term no figure code knows gets its own panel, titled by its name; known ones keep theirs."""
     path = tmp_path / "curves.csv"
-    path.write_text("epoch,lr,loss,instance,cluster_entropy,seconds,pairs_per_s\n"
-                    "1,0.1,3.0,2.0,1.0,1.5,100\n2,0.05,2.5,1.8,0.7,1.4,110\n")
+    path.write_text(
+        "epoch,lr,loss,instance,cluster_entropy,seconds,pairs_per_s\n"
+        "1,0.1,3.0,2.0,1.0,1.5,100\n2,0.05,2.5,1.8,0.7,1.4,110\n"
+    )
     frame = curves.curves_frame([(Run("digits", 128, "toy", 42), path)])
     assert curves.panels(frame) == ["total loss", "instance loss", "cluster_entropy", "learning rate"]
     assert frame[frame["term"] == "cluster_entropy"]["value"].tolist() == [1.0, 0.7]
@@ -282,8 +303,10 @@ def test_a_curves_file_without_epochs_is_refused_not_left_out_of_the_figure(tmp_
     bad.parent.mkdir()
     bad.write_text(text)
     runs = [(Run("digits", 128, "cd", 42), good), (Run("digits", 128, "cc", 42), bad)]
-    said = (rf"^{bad} holds no epochs .* digits-bs128-cc-s42 would be missing from the training curves: "
-            r"write it again with cdrepro train --run digits-bs128-cc-s42 ")
+    said = (
+        rf"^{bad} holds no epochs .* digits-bs128-cc-s42 would be missing from the training curves: "
+        r"write it again with cdrepro train --run digits-bs128-cc-s42 "
+    )
     with pytest.raises(results.ResultsError, match=said):
         curves.curves_frame(runs)
 
@@ -301,14 +324,25 @@ def test_curves_of_several_methods_have_one_panel_per_term_and_lines_only_where_
     """CD, CC and CDC on one dataset: shared terms share a panel (instance), a name that means two
     things gets two (CD's NE is maximised, CC's entropy minimised), each panel draws the runs
     that log the term and no other."""
-    terms = {"cd": ["instance", "feature", "entropy"], "cc": ["instance", "cluster", "entropy"],
-             "cdc": ["contrast", "swap"]}
+    terms = {
+        "cd": ["instance", "feature", "entropy"],
+        "cc": ["instance", "cluster", "entropy"],
+        "cdc": ["contrast", "swap"],
+    }
     runs = [(Run("digits", 128, v, 42), write_curves(tmp_path / v / "curves.csv", t)) for v, t in terms.items()]
     frame = curves.curves_frame(runs, {"cd": "cd", "cc": "cc", "cdc": "cdc"})
     shown = curves.panels(frame)
-    assert shown == ["total loss", "instance loss", "feature loss", "normalized entropy NE",
-                     "cluster contrast (CC)", "cluster entropy log K - H(p) (CC)", "joint contrast on [p; z] (CDC)",
-                     "swapped Sinkhorn cross-entropy (CDC)", "learning rate"]
+    assert shown == [
+        "total loss",
+        "instance loss",
+        "feature loss",
+        "normalized entropy NE",
+        "cluster contrast (CC)",
+        "cluster entropy log K - H(p) (CC)",
+        "joint contrast on [p; z] (CDC)",
+        "swapped Sinkhorn cross-entropy (CDC)",
+        "learning rate",
+    ]
     drawn = {panel: set(frame[frame["panel"] == panel]["variant"]) for panel in shown}
     assert drawn["instance loss"] == {"cd", "cc"} and drawn["normalized entropy NE"] == {"cd"}
     assert drawn["cluster entropy log K - H(p) (CC)"] == {"cc"} and drawn["total loss"] == set(terms)
@@ -331,33 +365,53 @@ def fake_results(params: dict, target: str | None) -> None:
     variants = results.variant_infos(params)
     for i, run in enumerate(runs_of(params, target)):
         method = variants[run.variant].method
-        scores = [{m: round(0.1 + (i * 7 + j * 3 + k) % 80 / 100, 3) for k, m in enumerate(("nmi", "ari", "acc"))}
-                  for j in range(2)]
-        results.write_metrics(paths.metrics(run_id(run)), stamped(params, {
-            "run_id": run_id(run), "dataset": run.dataset, "batch_size": run.batch_size, "method": method,
-            "variant": run.variant, "seed": run.seed, "n_images": 100, "num_classes": 10,
-            "stages": {"backbone": scores[0], FINAL_STAGES[method]: scores[1]}, "final_stage": FINAL_STAGES[method]}))
+        scores = [
+            {m: round(0.1 + (i * 7 + j * 3 + k) % 80 / 100, 3) for k, m in enumerate(("nmi", "ari", "acc"))}
+            for j in range(2)
+        ]
+        results.write_metrics(
+            paths.metrics(run_id(run)),
+            stamped(
+                params,
+                {
+                    "run_id": run_id(run),
+                    "dataset": run.dataset,
+                    "batch_size": run.batch_size,
+                    "method": method,
+                    "variant": run.variant,
+                    "seed": run.seed,
+                    "n_images": 100,
+                    "num_classes": 10,
+                    "stages": {"backbone": scores[0], FINAL_STAGES[method]: scores[1]},
+                    "final_stage": FINAL_STAGES[method],
+                },
+            ),
+        )
     for dataset in {run.dataset for run in runs_of(params, target)}:
         from cdrepro.atomic import write_json
-        write_json(paths.baseline(dataset), {"dataset": dataset, "n_images": 100, "num_classes": 10,
-                                             "pixels": {"nmi": 0.11, "ari": 0.05, "acc": 0.2}})
+
+        write_json(
+            paths.baseline(dataset),
+            {"dataset": dataset, "n_images": 100, "num_classes": 10, "pixels": {"nmi": 0.11, "ari": 0.05, "acc": 0.2}},
+        )
 
 
-def test_method_figure_datasets_are_those_with_several_methods(embedded_params):
+def test_comparison_figure_datasets_are_those_with_several_methods(embedded_params):
     paper = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
-    assert method_figure_datasets(paper) == ["imagenet10", "stl10"]  # CIFAR: only CC's recipe
-    assert method_figure_datasets(embedded_params) == ["digits"]
-    embedded_params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42}
-                               for v in ("cd", "no_head")]  # no run for compare_methods: every run
-    assert method_figure_datasets(embedded_params) == []
+    assert comparison_figure_datasets(paper) == ["imagenet10", "stl10"]  # CIFAR: only CC's recipe
+    assert comparison_figure_datasets(embedded_params) == ["digits"]
+    embedded_params["runs"] = [
+        {"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42} for v in ("cd", "no_head")
+    ]  # no run for compare_methods: every run
+    assert comparison_figure_datasets(embedded_params) == []
     embedded_params["runs"].append({"dataset": "digits", "batch_size": 128, "variant": "cc", "seed": 42})
-    assert method_figure_datasets(embedded_params) == ["digits"]
+    assert comparison_figure_datasets(embedded_params) == ["digits"]
 
 
-def test_the_method_figure_is_written_with_the_methods_tables_numbers(tmp_path):
-    from cdrepro.figures import methods
-    from cdrepro.figures.profile import method_figures
-    from cdrepro.method_comparison import methods_frame
+def test_the_comparison_figure_is_written_with_the_methods_tables_numbers(tmp_path):
+    from cdrepro.comparison.frame import comparison_frame
+    from cdrepro.figures import comparison
+    from cdrepro.figures.profile import comparison_figures
 
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     params["results_dir"] = str(tmp_path / "results")
@@ -365,13 +419,13 @@ def test_the_method_figure_is_written_with_the_methods_tables_numbers(tmp_path):
     paths = ProfilePaths.from_params(params)
     where = FigurePaths.of(paths)
     loaded = results.ProfileResults.load(params, target="compare_methods")
-    written = method_figures(params, loaded, where, dpi=40)
-    assert written == [*files_of(where.methods("imagenet10")), *files_of(where.methods("stl10"))]
+    written = comparison_figures(params, loaded, where, dpi=40)
+    assert written == [*files_of(where.comparison("imagenet10")), *files_of(where.comparison("stl10"))]
     for path in written:
         assert path.stat().st_size > 0
-    assert not where.methods("cifar10").with_suffix(".png").exists()
+    assert not where.comparison("cifar10").with_suffix(".png").exists()
 
-    plotted = pd.read_csv(where.methods("stl10").with_suffix(".csv"), keep_default_na=False, na_values=[""])
+    plotted = pd.read_csv(where.comparison("stl10").with_suffix(".csv"), keep_default_na=False, na_values=[""])
     ours = plotted[plotted["source"] == "ours"]
     for run in runs_of(params, "compare_methods"):
         if run.dataset != "stl10":
@@ -381,59 +435,92 @@ def test_the_method_figure_is_written_with_the_methods_tables_numbers(tmp_path):
         assert len(mine) == 6, run
         for row in mine.itertuples():
             assert row.value == metrics["stages"][row.stage][row.metric]
-    assert set(ours["label"]) == {"CD, bs 128", "SimCLR, bs 128", "CC, bs 128", "CC (cc_published), bs 256",
-                                  "CLD, bs 128", "CDC (reconstructed), bs 128"}
+    assert set(ours["label"]) == {
+        "CD, bs 128",
+        "SimCLR, bs 128",
+        "CC, bs 128",
+        "CC (cc_published), bs 256",
+        "CLD, bs 128",
+        "CDC (reconstructed), bs 128",
+    }
     assert plotted[plotted["source"] == "kmeans_pixels"]["value"].tolist() == [0.11, 0.05, 0.2]
-    refs = plotted[~plotted["source"].isin(["ours", "kmeans_pixels", methods.DIFFERENCE])]
-    assert set(refs["label"]) == {"CD's paper: K-means", "CD's paper: CD-128", "CD's paper: CC", "CC's paper",
-                                  "CD authors' repository: no-head model"}
+    refs = plotted[~plotted["source"].isin(["ours", "kmeans_pixels", comparison.DIFFERENCE])]
+    assert set(refs["label"]) == {
+        "CD's paper: K-means",
+        "CD's paper: CD-128",
+        "CD's paper: CC",
+        "CC's paper",
+        "CD authors' repository: no-head model",
+    }
     cc = refs[(refs["label"] == "CC's paper")]
-    assert dict(zip(cc["metric"], cc["value"])) == {"nmi": 0.764, "ari": 0.726, "acc": 0.850}
+    assert dict(zip(cc["metric"], cc["value"], strict=True)) == {"nmi": 0.764, "ari": 0.726, "acc": 0.850}
     assert cc[~cc["confirmed"].astype(bool)]["metric"].tolist() == ["ari"]
 
     # One chart row per bar or published source, in the methods table's order.
-    published = results.published_rows(results.load_paper_results(), results.load_cc_results(),
-                                       results.load_repo_variability())
-    figure = methods.plot_methods(methods.chart_frame(methods_frame(loaded, published), "stl10"), "STL-10")
+    published = published_rows(load_paper_results(), load_cc_results(), load_repo_variability())
+    figure = comparison.plot_comparison(comparison.chart_frame(comparison_frame(loaded, published), "stl10"), "STL-10")
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == [
-        "CD's paper: K-means", "CD, bs 128", "CD's paper: CD-128", "SimCLR, bs 128",
-        "CD authors' repository: no-head model", "CC, bs 128", "CC (cc_published), bs 256", "CD's paper: CC",
-        "CC's paper", "CLD, bs 128", "CDC (reconstructed), bs 128"]
+        "CD's paper: K-means",
+        "CD, bs 128",
+        "CD's paper: CD-128",
+        "SimCLR, bs 128",
+        "CD authors' repository: no-head model",
+        "CC, bs 128",
+        "CC (cc_published), bs 256",
+        "CD's paper: CC",
+        "CC's paper",
+        "CLD, bs 128",
+        "CDC (reconstructed), bs 128",
+    ]
 
 
-def test_the_method_figure_draws_95_intervals_over_seeds_and_the_paired_differences():
+def test_the_comparison_figure_draws_95_intervals_over_seeds_and_the_paired_differences():
     from matplotlib.container import BarContainer
     from scipy import stats
 
-    from cdrepro.figures import methods
-    from cdrepro.method_comparison import methods_frame
+    from cdrepro.comparison.frame import comparison_frame
+    from cdrepro.figures import comparison
 
     nmi = {"cd": {1: 0.60, 2: 0.64, 3: 0.61}, "simclr": {1: 0.50, 2: 0.55, 3: 0.52}, "cc": {1: 0.45}}
-    metrics = [{"run_id": f"digits-bs128-{m}-s{seed}", "dataset": "digits", "batch_size": 128, "method": m,
-                "variant": m, "seed": seed, "n_images": 100, "num_classes": 10, "final_stage": FINAL_STAGES[m],
-                "stages": {"backbone": {"nmi": v, "ari": v, "acc": v}, FINAL_STAGES[m]: {"nmi": v, "ari": v, "acc": v}}}
-               for m, seeds in nmi.items() for seed, v in seeds.items()]
+    metrics = [
+        {
+            "run_id": f"digits-bs128-{m}-s{seed}",
+            "dataset": "digits",
+            "batch_size": 128,
+            "method": m,
+            "variant": m,
+            "seed": seed,
+            "n_images": 100,
+            "num_classes": 10,
+            "final_stage": FINAL_STAGES[m],
+            "stages": {"backbone": {"nmi": v, "ari": v, "acc": v}, FINAL_STAGES[m]: {"nmi": v, "ari": v, "acc": v}},
+        }
+        for m, seeds in nmi.items()
+        for seed, v in seeds.items()
+    ]
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     loaded = results.ProfileResults(metrics, [], {"digits": "Digits"}, results.variant_infos(params))
-    published = results.published_rows(results.load_paper_results(), results.load_cc_results(),
-                                       results.load_repo_variability())
-    frame = methods.chart_frame(methods_frame(loaded, published), "digits")
+    published = published_rows(load_paper_results(), load_cc_results(), load_repo_variability())
+    frame = comparison.chart_frame(comparison_frame(loaded, published), "digits")
 
     ours = frame[(frame["source"] == "ours") & (frame["stage_role"] == "final") & (frame["metric"] == "nmi")]
     cd = ours[ours["method"] == "cd"].iloc[0]
     values = list(nmi["cd"].values())
     low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
     assert (cd["ci_low"], cd["ci_high"]) == (pytest.approx(low), pytest.approx(high))
-    differences = frame[frame["source"] == methods.DIFFERENCE]
+    differences = frame[frame["source"] == comparison.DIFFERENCE]
     assert set(differences["stage_role"]) == {"final"}
     assert list(dict.fromkeys(differences["label"])) == [
-        "CD − SimCLR, bs 128", "CD − CC, bs 128 (one seed)", "SimCLR − CC, bs 128 (one seed)"]
+        "CD − SimCLR, bs 128",
+        "CD − CC, bs 128 (one seed)",
+        "SimCLR − CC, bs 128 (one seed)",
+    ]
     pair = differences[(differences["label"] == "CD − SimCLR, bs 128") & (differences["metric"] == "nmi")].iloc[0]
     test = stats.ttest_rel(values, list(nmi["simclr"].values()))
     assert (pair["ci_low"], pair["ci_high"]) == tuple(pytest.approx(x) for x in test.confidence_interval(0.95))
     assert pair["value"] == pytest.approx(np.mean(values) - np.mean(list(nmi["simclr"].values())))
 
-    figure = methods.plot_methods(frame, "Digits")
+    figure = comparison.plot_comparison(frame, "Digits")
     axes = {ax.get_title(): ax for ax in figure.axes}
     bars = next(c for c in axes["final stage: NMI"].containers if isinstance(c, BarContainer))
     (segments,) = [line.get_segments() for line in bars.errorbar.lines[2]]
@@ -449,8 +536,9 @@ def test_the_method_figure_draws_95_intervals_over_seeds_and_the_paired_differen
 
 def test_head_figures_are_for_runs_whose_method_has_sigmoid_heads(embedded_params):
     embedded_params["variants"]["simclr"] = {"method": "simclr"}
-    embedded_params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42}
-                               for v in ("cd", "no_head", "no_ne", "simclr")]
+    embedded_params["runs"] = [
+        {"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42} for v in ("cd", "no_head", "no_ne", "simclr")
+    ]
     assert [run.variant for run in head_runs(embedded_params)] == ["cd", "no_ne"]
 
 
@@ -470,34 +558,60 @@ def test_workflow_figures_and_html_report(tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
     def snakemake(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args,
-                               "--configfile", str(params_file)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args, "--configfile", str(params_file)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     made = snakemake("--cores", "2", "all")
     assert made.returncode == 0, made.stderr[-4000:]
     where = FigurePaths.of(ProfilePaths(tmp_path / "results" / "tiny"))
-    for stem in [where.tsne(CD), where.tsne(NO_HEAD), where.curves("digits"), where.ablation("digits"),
-                 *(where.head_figure(CD, name) for name in HEAD_FIGURES)]:
+    for stem in [
+        where.tsne(CD),
+        where.tsne(NO_HEAD),
+        where.curves("digits"),
+        where.ablation("digits"),
+        *(where.head_figure(CD, name) for name in HEAD_FIGURES),
+    ]:
         assert all(path.stat().st_size > 0 for path in files_of(stem)), stem
     assert "Nothing to be done" in snakemake("-n", "all").stdout
 
     report = snakemake("--report", "report.html")
     assert report.returncode == 0, report.stderr[-4000:]
     page = (tmp_path / "report.html").read_text()
-    for caption in ("t-SNE of 100 images", "LIME views of single feature heads",
-                    "How many images (of the whole dataset) each feature head fires on",
-                    "Pearson correlation between the feature heads", "Training curves of every run",
-                    "NMI / ARI / ACC per run of this dataset", "One of the paper", "K-means NMI / ARI / ACC of every run"):
+    for caption in (
+        "t-SNE of 100 images",
+        "LIME views of single feature heads",
+        "How many images (of the whole dataset) each feature head fires on",
+        "Pearson correlation between the feature heads",
+        "Training curves of every run",
+        "NMI / ARI / ACC per run of this dataset",
+        "One of the paper",
+        "K-means NMI / ARI / ACC of every run",
+    ):
         assert caption in page, caption
-    for name in [f"{CD}.png", f"{NO_HEAD}.png", "curves_digits.png", "ablation_digits.png", "head_activity.png",
-                 "head_correlation.png", "lime.png", "summary.html", "table2.tex", "all.csv"]:
+    for name in [
+        f"{CD}.png",
+        f"{NO_HEAD}.png",
+        "curves_digits.png",
+        "ablation_digits.png",
+        "head_activity.png",
+        "head_correlation.png",
+        "lime.png",
+        "summary.html",
+        "table2.tex",
+        "all.csv",
+    ]:
         assert name in page, name
     assert "Contrastive Disentangling reproduction, profile" in page
     # The first screen (the workflow description): what ran, the methods table, the key figures;
     # the params file folded into one line, not dumped (tests/workflow/test_report_page.py: the rest).
     first = json.loads(re.search(r"var workflow_desc = (.*);\n", page).group(1))
-    assert "<strong>Profile</strong> <tt class=\"docutils literal\">tiny</tt>: 2 runs on Digits" in first
+    assert '<strong>Profile</strong> <tt class="docutils literal">tiny</tt>: 2 runs on Digits' in first
     assert "<td>CD (no_head)</td><td>128</td><td>Ours</td><td>projector</td><td>one seed</td>" in first
     assert first.index('<table class="cdrepro-methods">') < first.index('alt="curves_digits.png" src="data:image/png;')
     assert '"profile":' not in first and "&quot;profile&quot;" not in first and "System Message" not in first
@@ -507,15 +621,33 @@ def test_workflow_figures_and_html_report(tmp_path):
     # In a browser, the report opens on it: the methods table is in the page Snakemake's app draws.
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     skip_unless_installed(None if chromium else "no chromium: the report's first screen is not drawn")
-    drawn = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                            f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=5000", "--dump-dom",
-                            (tmp_path / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    drawn = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (tmp_path / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert '<table class="cdrepro-methods">' in drawn.stdout, drawn.stdout[-3000:] + drawn.stderr[-2000:]
 
 
-@pytest.mark.parametrize("algorithm, options", [("slic", {"n_segments": 16, "compactness": 10}),
-                                                ("quickshift", {"kernel_size": 2, "max_dist": 4})])
+@pytest.mark.parametrize(
+    "algorithm, options",
+    [("slic", {"n_segments": 16, "compactness": 10}), ("quickshift", {"kernel_size": 2, "max_dist": 4})],
+)
 def test_lime_superpixels_are_numbered_from_zero_as_lime_switches_them_off(algorithm, options):
     """LIME switches superpixel z off by masking ``segments == z`` for z in 0..n-1: SLIC's own
     numbering from 1 would leave one superpixel never switched off, and feature 0 empty."""

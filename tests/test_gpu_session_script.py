@@ -31,9 +31,11 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 PER_CLASS = 6
 VARIANTS = ("cd", "no_ne", "simclr", "cc", "cld", "cdc")
 RUNS = [f"cifar10-bs16-{v}-s42" for v in VARIANTS]
-TINY = ("--images-per-class 6 --batch-size 16 --set model.backbone_width=4 --set train.image_size=16 "
-        "--set evaluate.kmeans_n_init=2 --packs 1,2 --probe-seconds 0.2 --probe-warmup 1 --startup-s 2 "
-        "--eval-s 2 --report-s 40 --threads 1 --max-epochs 2")
+TINY = (
+    "--images-per-class 6 --batch-size 16 --set model.backbone_width=4 --set train.image_size=16 "
+    "--set evaluate.kmeans_n_init=2 --packs 1,2 --probe-seconds 0.2 --probe-warmup 1 --startup-s 2 "
+    "--eval-s 2 --report-s 40 --threads 1 --max-epochs 2"
+)
 
 
 def tiny_archive(path: Path) -> Path:
@@ -54,12 +56,25 @@ def tiny_archive(path: Path) -> Path:
 def session(tmp_path_factory) -> dict:
     """One run of the script; its exit status, output, and the files of its tarball."""
     tmp = tmp_path_factory.mktemp("gpu_session")
-    env = dict(os.environ, DEVICE="cpu", OUT=str(tmp / "out"), WORK=str(tmp / "work"),
-               DATA_DIR=str(tmp / "data"), ARCHIVE=str(tiny_archive(tmp / "tiny.tar.gz")),
-               BUDGET_S="240", QUICK_ARGS=TINY,
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # python3: this one
-    proc = subprocess.run(["bash", str(REPO / "bench" / "gpu_session.sh"), "quick"], env=env, cwd=tmp,
-                          capture_output=True, text=True, timeout=420)
+    env = dict(
+        os.environ,
+        DEVICE="cpu",
+        OUT=str(tmp / "out"),
+        WORK=str(tmp / "work"),
+        DATA_DIR=str(tmp / "data"),
+        ARCHIVE=str(tiny_archive(tmp / "tiny.tar.gz")),
+        BUDGET_S="240",
+        QUICK_ARGS=TINY,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )  # python3: this one
+    proc = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu_session.sh"), "quick"],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     tarball = tmp / "out" / "session-quick.tar.gz"
     unpacked = tmp / "unpacked"
     if tarball.is_file():
@@ -75,9 +90,19 @@ def test_the_script_runs_end_to_end_on_the_cpu_and_packs_every_file(session):
     assert session["tarball"].is_file()
     assert sorted(p.name for p in session["tarball"].parent.iterdir()) == ["session-quick.tar.gz"]
     files = session["files"]
-    for name in ("rates.json", "plan.json", "summary.json", "summary.md", "quick-gpu.yaml", "session.log",
-                 "tables/methods.csv", "tables/methods.tex", "curves_cifar10.png", "curves_cifar10.csv",
-                 "baselines/cifar10.json"):
+    for name in (
+        "rates.json",
+        "plan.json",
+        "summary.json",
+        "summary.md",
+        "quick-gpu.yaml",
+        "session.log",
+        "tables/methods.csv",
+        "tables/methods.tex",
+        "curves_cifar10.png",
+        "curves_cifar10.csv",
+        "baselines/cifar10.json",
+    ):
         assert (files / name).is_file(), name
     for rid in RUNS:
         for name in ("metrics.json", "curves.csv", "train.json"):
@@ -112,12 +137,16 @@ def test_the_trained_params_are_quick_yaml_but_for_data_device_and_epochs(sessio
     quick = yaml.safe_load((REPO / "workflow/configs/quick.yaml").read_text())
     used = yaml.safe_load((session["files"] / "quick-gpu.yaml").read_text())
     changed = {"device", "epochs", "image_size"}  # image_size: the test's --set
-    assert {k: v for k, v in used["train"].items() if k not in changed} == \
-           {k: v for k, v in quick["train"].items() if k not in changed}
+    assert {k: v for k, v in used["train"].items() if k not in changed} == {
+        k: v for k, v in quick["train"].items() if k not in changed
+    }
     assert used["train"]["epochs"] == json.loads((session["files"] / "plan.json").read_text())["epochs"]
-    assert used["datasets"]["cifar10"] == {**quick["datasets"]["cifar10"], "source": "folder",
-                                           "path": str(session["tmp"] / "data" / "cifar10-train"),
-                                           "images_per_class": PER_CLASS}
+    assert used["datasets"]["cifar10"] == {
+        **quick["datasets"]["cifar10"],
+        "source": "folder",
+        "path": str(session["tmp"] / "data" / "cifar10-train"),
+        "images_per_class": PER_CLASS,
+    }
     assert used["variants"] == quick["variants"] and used["methods"] == quick["methods"]
     assert used["evaluate"] == {**quick["evaluate"], "kmeans_n_init": 2}
 
@@ -153,14 +182,15 @@ def test_the_epochs_fit_the_slowest_slot_with_start_up_evaluation_and_margin():
 
 
 def test_a_packing_factor_not_every_process_reached_is_left_out_of_the_totals(tmp_path):
-    one = {"1": {"r": {"pairs_per_s": 100.0, "ms_per_step": 10.0}},
-           "2": {"r": {"pairs_per_s": 80.0, "ms_per_step": 12.0}}}
+    one = {
+        "1": {"r": {"pairs_per_s": 100.0, "ms_per_step": 10.0}},
+        "2": {"r": {"pairs_per_s": 80.0, "ms_per_step": 12.0}},
+    }
     (tmp_path / "rank0.json").write_text(json.dumps({"packs": one, "anatomy": {"ceilings": {}}}))
     (tmp_path / "rank1.json").write_text("{not json")  # stopped before it wrote anything
     merged = quick_session.merge_probe([tmp_path / "rank0.json", tmp_path / "rank1.json"], [0, None])
     assert merged["total_pairs_per_s"] == {"1": 100.0}
     assert merged["packs"]["2"]["r"]["processes"] == 1
-
 
 
 def test_a_run_past_the_deadline_is_stopped_and_one_that_cannot_end_is_not_started(tmp_path, monkeypatch):
@@ -174,6 +204,7 @@ def test_a_run_past_the_deadline_is_stopped_and_one_that_cannot_end_is_not_start
     assert outcomes["a"]["train"]["status"] is None and outcomes["a"]["train"]["wall_s"] < 10
     assert "skipped" in outcomes["b"]["train"]  # 90 s needed, 1 s left
     assert evaluations == []  # nothing stopped is evaluated
+
 
 def test_a_probe_barrier_passes_when_all_arrive_and_gives_up_on_a_failed_peer_or_timeout(tmp_path):
     import packing_probe
@@ -192,22 +223,49 @@ def test_a_probe_barrier_passes_when_all_arrive_and_gives_up_on_a_failed_peer_or
 
 def gpu_like_rates(busy_ms: float, packed_total: float) -> dict:
     """One run timed alone (25.6 ms a step of 256 pairs) and 3 at once (``packed_total``)."""
-    alone = {"processes": 1, "per_process_pairs_per_s": [10000.0], "total_pairs_per_s": 10000.0,
-             "ms_per_step": [25.6], "peak_allocated_gib_per_process": 3.0, "device_used_gib": 4.0}
-    packed = {"processes": 3, "per_process_pairs_per_s": [packed_total / 3] * 3, "total_pairs_per_s": packed_total,
-              "ms_per_step": [30.0] * 3, "peak_allocated_gib_per_process": 3.0, "device_used_gib": 12.0}
-    return {"total_pairs_per_s": {"1": 10000.0, "3": packed_total}, "packs": {"1": {"r": alone}, "3": {"r": packed}},
-            "ranks": [{"device_name": "NVIDIA H200", "torch": "2.11"}],
-            "anatomy": {"ceilings": {"bf16_matmul_tflops": 780.0}, "augment_only": {"ms_per_step": 2.0},
-                        "r": {"model_only": {"ms_per_step": 20.0}, "flops_per_pair": 3.3e9,
-                              "profile": {"gpu_ms_per_step": busy_ms, "kernels_per_step": 900.0}}}}
+    alone = {
+        "processes": 1,
+        "per_process_pairs_per_s": [10000.0],
+        "total_pairs_per_s": 10000.0,
+        "ms_per_step": [25.6],
+        "peak_allocated_gib_per_process": 3.0,
+        "device_used_gib": 4.0,
+    }
+    packed = {
+        "processes": 3,
+        "per_process_pairs_per_s": [packed_total / 3] * 3,
+        "total_pairs_per_s": packed_total,
+        "ms_per_step": [30.0] * 3,
+        "peak_allocated_gib_per_process": 3.0,
+        "device_used_gib": 12.0,
+    }
+    return {
+        "total_pairs_per_s": {"1": 10000.0, "3": packed_total},
+        "packs": {"1": {"r": alone}, "3": {"r": packed}},
+        "ranks": [{"device_name": "NVIDIA H200", "torch": "2.11"}],
+        "anatomy": {
+            "ceilings": {"bf16_matmul_tflops": 780.0},
+            "augment_only": {"ms_per_step": 2.0},
+            "r": {
+                "model_only": {"ms_per_step": 20.0},
+                "flops_per_pair": 3.3e9,
+                "profile": {"gpu_ms_per_step": busy_ms, "kernels_per_step": 900.0},
+            },
+        },
+    }
 
 
 def test_the_summary_says_launch_bound_when_the_gpu_idles_and_packing_helps(tmp_path):
     import quick_summary
 
-    summary = quick_summary.write(tmp_path, gpu_like_rates(busy_ms=10.24, packed_total=24000.0),
-                                  {"epoch_s": {"r": 5.0}, "packing": 3, "epochs": 30}, {}, {}, time_s=500.0)
+    summary = quick_summary.write(
+        tmp_path,
+        gpu_like_rates(busy_ms=10.24, packed_total=24000.0),
+        {"epoch_s": {"r": 5.0}, "packing": 3, "epochs": 30},
+        {},
+        {},
+        time_s=500.0,
+    )
     row = summary["anatomy"]["r"]
     assert row["busy"] == pytest.approx(0.4) and row["tflops"] == pytest.approx(33.0)
     assert row["of_matmul_ceiling"] == pytest.approx(33.0 / 780.0, abs=1e-3)
@@ -221,7 +279,8 @@ def test_the_summary_says_launch_bound_when_the_gpu_idles_and_packing_helps(tmp_
 def test_the_summary_says_memory_bound_when_a_busy_gpu_is_far_below_its_matmul_rate(tmp_path):
     import quick_summary
 
-    summary = quick_summary.write(tmp_path, gpu_like_rates(busy_ms=24.3, packed_total=10500.0),
-                                  {"epoch_s": {"r": 5.0}}, {}, {}, time_s=500.0)
+    summary = quick_summary.write(
+        tmp_path, gpu_like_rates(busy_ms=24.3, packed_total=10500.0), {"epoch_s": {"r": 5.0}}, {}, {}, time_s=500.0
+    )
     text = " ".join(summary["verdict"])
     assert "near saturation" in text and "the GPU is the limit" in text and "memory bandwidth" in text

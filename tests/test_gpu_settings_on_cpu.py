@@ -50,8 +50,7 @@ def gpu_params(compile_mode: str) -> dict:
     embedded = yaml.safe_load((REPO / "params.yaml").read_text())
     params["variants"].update({name: embedded["variants"][name] for name in CD_VARIANTS})
     params["model"]["backbone_width"] = 4
-    params["train"].update(epochs=1, image_size=SIZE, device="cpu", precision="bf16",
-                           compile=compile_mode)
+    params["train"].update(epochs=1, image_size=SIZE, device="cpu", precision="bf16", compile=compile_mode)
     return validate_params(params)
 
 
@@ -60,8 +59,7 @@ def prepared(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(N_IMAGES, SIZE, SIZE, 3), dtype=np.uint8)
     npz = tmp_path_factory.mktemp("data") / "tiny.npz"
-    save_prepared(npz, meta_path_for(npz), "tiny", images, np.arange(N_IMAGES) % 10,
-                  [f"c{i}" for i in range(10)], {})
+    save_prepared(npz, meta_path_for(npz), "tiny", images, np.arange(N_IMAGES) % 10, [f"c{i}" for i in range(10)], {})
     return npz
 
 
@@ -133,8 +131,9 @@ def test_the_quick_profile_names_every_method():
 
 
 @pytest.mark.parametrize("variant", QUICK_VARIANTS + CD_VARIANTS)
-def test_every_method_trains_under_bf16_with_compiled_augmentation(variant, prepared, tmp_path,
-                                                                   compiled_on_cpu, conv_dtypes):
+def test_every_method_trains_under_bf16_with_compiled_augmentation(
+    variant, prepared, tmp_path, compiled_on_cpu, conv_dtypes
+):
     """The quick profile's GPU settings: bf16 autocast and ``compile: augment``. The augmentation
     is compiled once per process (the first case pays ~35 s on 2 cores, the rest reuse it)."""
     rows = train_tiny(gpu_params("augment"), variant, prepared, tmp_path)

@@ -26,7 +26,7 @@ def sklearn_fit(x: np.ndarray, k: int, seed: int = 0) -> KMeans:
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal up to relabelling: each cluster of ``a`` is exactly one cluster of ``b``."""
-    pairs = set(zip(a.tolist(), b.tolist()))
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 

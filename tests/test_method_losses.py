@@ -53,7 +53,7 @@ def oracle_nt_xent_cosine(a, b, tau):
     m = len(a)
 
     def cos(u, v):
-        return sum(x * y for x, y in zip(u, v)) / math.sqrt(sum(x * x for x in u) * sum(y * y for y in v))
+        return sum(x * y for x, y in zip(u, v, strict=True)) / math.sqrt(sum(x * x for x in u) * sum(y * y for y in v))
 
     total = 0.0
     for i in range(2 * m):
@@ -90,9 +90,9 @@ def oracle_swapped(logits1, logits2, q1, q2):
     def mean_ce(targets, logits):
         t_rows, l_rows = rows_of(targets), rows_of(logits)
         total = 0.0
-        for t_row, l_row in zip(t_rows, l_rows):
+        for t_row, l_row in zip(t_rows, l_rows, strict=True):
             lse = math.log(sum(math.exp(v) for v in l_row))
-            total += -sum(t * (v - lse) for t, v in zip(t_row, l_row))
+            total += -sum(t * (v - lse) for t, v in zip(t_row, l_row, strict=True))
         return total / len(t_rows)
 
     return mean_ce(q2, logits1) + mean_ce(q1, logits2)
@@ -111,13 +111,13 @@ def oracle_kmeans(g, k, iterations):
         for row in x:
             best, best_dist = 0, None
             for j, c in enumerate(centroids):
-                dist = sum((u - v) ** 2 for u, v in zip(row, c))
+                dist = sum((u - v) ** 2 for u, v in zip(row, c, strict=True))
                 if best_dist is None or dist < best_dist:
                     best, best_dist = j, dist
             labels.append(best)
         new = []
         for j in range(k):
-            members = [row for row, lab in zip(x, labels) if lab == j]
+            members = [row for row, lab in zip(x, labels, strict=True) if lab == j]
             count = max(len(members), 1)
             new.append([sum(row[t] for row in members) / count for t in range(d)])
         centroids = new
@@ -127,8 +127,8 @@ def oracle_kmeans(g, k, iterations):
 def oracle_cross_level(g1, g2, k, tau, iterations):
     def ce(g, centroids, labels):
         total = 0.0
-        for row, lab in zip(rows_of(g), labels):
-            logits = [sum(u * v for u, v in zip(row, c)) / tau for c in centroids]
+        for row, lab in zip(rows_of(g), labels, strict=True):
+            logits = [sum(u * v for u, v in zip(row, c, strict=True)) / tau for c in centroids]
             lse = math.log(sum(math.exp(v) for v in logits))
             total += lse - logits[lab]
         return total / len(labels)
@@ -229,9 +229,7 @@ def test_cc_terms_match_the_authors_code_form():
     assert ours.item() == pytest.approx(authors_cc_cluster_loss(y1, y2, 1.0).item(), abs=TOL)
     # Instance part (the existing CD function) on unit-norm z, as CC's network provides it.
     z1, z2 = unit_rows(b, 16, 42), unit_rows(b, 16, 43)
-    assert instance_loss(z1, z2, 0.5).item() == pytest.approx(
-        authors_cc_instance_loss(z1, z2, 0.5).item(), abs=TOL
-    )
+    assert instance_loss(z1, z2, 0.5).item() == pytest.approx(authors_cc_instance_loss(z1, z2, 0.5).item(), abs=TOL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +318,7 @@ def test_joint_representation_matches_loop_oracle():
     z = unit_rows(b, d, 81)
     r = joint_representation(p, z, alpha)
     assert r.shape == (b, k + d)
-    for i, (p_row, z_row) in enumerate(zip(rows_of(p), rows_of(z))):
+    for i, (p_row, z_row) in enumerate(zip(rows_of(p), rows_of(z), strict=True)):
         joint = [alpha * v for v in p_row] + z_row
         norm = math.sqrt(sum(v * v for v in joint))
         assert r[i].tolist() == pytest.approx([v / norm for v in joint], abs=TOL)

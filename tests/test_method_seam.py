@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from test_tracking import empty_store, mlflow_runs, tracked  # noqa: F401 (fixtures)
 from torch import nn
 
 from cdrepro import tracking
@@ -20,7 +21,6 @@ from cdrepro.cli import main
 from cdrepro.methods import METHODS
 from cdrepro.methods.base import ARGMAX, Method, Stage
 from cdrepro.runs import ProfilePaths, Run, run_id
-from test_tracking import empty_store, mlflow_runs, tracked  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,8 +35,10 @@ class Toy(Method):
     name = "toy"
     label = "Toy"
     gathered = ("p", "vote")
-    options = {"toy_dim": {"type": "integer", "minimum": 1, "default": 8, "description": "width of p"},
-               "balance_weight": {"type": "number", "minimum": 0, "default": 0.5, "description": "weight"}}
+    options = {
+        "toy_dim": {"type": "integer", "minimum": 1, "default": 8, "description": "width of p"},
+        "balance_weight": {"type": "number", "minimum": 0, "default": 0.5, "description": "weight"},
+    }
 
     def __init__(self, settings, num_classes: int) -> None:
         super().__init__(settings, num_classes)
@@ -53,8 +55,11 @@ class Toy(Method):
         align = (F.normalize(out1["p"], dim=1) - F.normalize(out2["p"], dim=1)).pow(2).sum(1).mean()
         share = torch.cat([out1["vote"], out2["vote"]]).mean(0)  # (K,)
         balance = (share * share.clamp_min(1e-8).log()).sum()  # minus the entropy of the share
-        return {"toy_align": align, "toy_balance": balance,
-                "loss": align + self.settings.options["balance_weight"] * balance}
+        return {
+            "toy_align": align,
+            "toy_balance": balance,
+            "loss": align + self.settings.options["balance_weight"] * balance,
+        }
 
     def stages(self) -> dict[str, Stage]:
         return {"backbone": Stage("h"), "toy_proj": Stage("p"), "toy_vote": Stage("vote", ARGMAX)}
@@ -112,8 +117,9 @@ def test_a_method_registered_by_a_test_goes_through_the_whole_pipeline(toy_profi
     assert logged.tags["method"] == "toy" and logged.params["method"] == "toy"
     assert logged.tags["method_label"] == "Toy" and logged.tags["targets"] == "reproduce_tables"
     assert {"toy_align", "toy_balance", "loss"} <= set(logged.metrics)
-    assert {f"{stage}_{score}" for stage in ("backbone", "toy_proj", "toy_vote")
-            for score in ("nmi", "ari", "acc")} <= set(logged.metrics)
+    assert {
+        f"{stage}_{score}" for stage in ("backbone", "toy_proj", "toy_vote") for score in ("nmi", "ari", "acc")
+    } <= set(logged.metrics)
     assert runs[cd].data.tags["method"] == "cd"
     # The docs' one filter for the methods table's runs (docs/mlflow.md).
     from mlflow.tracking import MlflowClient
@@ -128,7 +134,10 @@ def test_a_method_registered_by_a_test_goes_through_the_whole_pipeline(toy_profi
     with (paths.tables_dir() / "all.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["source"] == "ours" and r["method"] == "toy"]
     assert {(r["stage"], r["stage_role"]) for r in rows} == {
-        ("backbone", "backbone"), ("toy_proj", "intermediate"), ("toy_vote", "final")}
+        ("backbone", "backbone"),
+        ("toy_proj", "intermediate"),
+        ("toy_vote", "final"),
+    }
     tex = "".join(p.read_text() for p in paths.tables_dir().glob("*.tex"))
     assert "toy" in tex.lower()
 

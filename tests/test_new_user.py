@@ -63,8 +63,12 @@ def write_images(folder: Path) -> None:
 
 def user_env() -> dict[str, str]:
     """An activated venv: its bin first on PATH; tracking on, into the profile's own store."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               CDREPRO_TRACKING="on", MLFLOW_DISABLE_TELEMETRY="true")
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        CDREPRO_TRACKING="on",
+        MLFLOW_DISABLE_TELEMETRY="true",
+    )
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 
@@ -85,8 +89,9 @@ def first_run(tmp_path_factory):
     params["figures"] = {"lime": {"num_samples": 50}, "tsne": {"max_iter": 250}}
     (clone / "my.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     start = time.monotonic()
-    result = subprocess.run(["snakemake", "--configfile", "my.yaml"], cwd=clone, env=user_env(),
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        ["snakemake", "--configfile", "my.yaml"], cwd=clone, env=user_env(), capture_output=True, text=True, timeout=900
+    )
     return clone, result, time.monotonic() - start
 
 
@@ -117,11 +122,26 @@ def mlflow_server(db: Path, cwd: Path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    log = open(cwd / "mlflow-server.log", "w")
-    server = subprocess.Popen(["mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              cwd=cwd, env=user_env(), stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    with open(cwd / "mlflow-server.log", "w") as log:  # the server keeps its own copy
+        server = subprocess.Popen(
+            [
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{db}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=cwd,
+            env=user_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_for(f"{url}/health", server, cwd / "mlflow-server.log")
         yield url
@@ -132,7 +152,6 @@ def mlflow_server(db: Path, cwd: Path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-        log.close()
 
 
 def wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 120) -> None:
@@ -140,9 +159,8 @@ def wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
             pytest.fail(f"mlflow server exited ({server.returncode}):\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=5):
-                return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5):
+            return
         time.sleep(1)
     pytest.fail(f"mlflow server did not answer {url} within {seconds:.0f} s")
 
@@ -157,8 +175,19 @@ def test_the_mlflow_ui_lists_the_run(first_run, tmp_path):
         api = f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}"
         with urllib.request.urlopen(api, timeout=30) as got:
             experiment = json.load(got)["experiment"]["experiment_id"]
-        page = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                               f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=15000",
-                               "--dump-dom", f"{url}/#/experiments/{experiment}/runs"],
-                              capture_output=True, text=True, timeout=180)
+        page = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                f"{url}/#/experiments/{experiment}/runs",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     assert RUN_NAME in page.stdout, page.stdout[-3000:] + page.stderr[-2000:]

@@ -47,8 +47,15 @@ def workspace(embedded_params, tmp_path, monkeypatch):
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, size=(N_IMAGES, 12, 12, 3), dtype=np.uint8)
     labels = np.arange(N_IMAGES) % NUM_CLASSES
-    save_prepared(paths.prepared("digits"), meta_path_for(paths.prepared("digits")), "digits", images,
-                  labels, [f"class{i}" for i in range(NUM_CLASSES)], {})
+    save_prepared(
+        paths.prepared("digits"),
+        meta_path_for(paths.prepared("digits")),
+        "digits",
+        images,
+        labels,
+        [f"class{i}" for i in range(NUM_CLASSES)],
+        {},
+    )
 
     settings = resolve_run(params, find_run(params, RID))
     torch.manual_seed(0)
@@ -58,8 +65,10 @@ def workspace(embedded_params, tmp_path, monkeypatch):
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-    save_state(paths.model(RID), {"settings": settings.to_dict(), "settings_digest": settings.digest(),
-                                  "model": model.state_dict()})
+    save_state(
+        paths.model(RID),
+        {"settings": settings.to_dict(), "settings_digest": settings.digest(), "model": model.state_dict()},
+    )
     return paths, model.state_dict()
 
 
@@ -67,8 +76,10 @@ def authors_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our state dict renamed to the authors' layout, written out here rather than with the code
     under test: their backbone attribute is ``resnet``, the other two have our names."""
     assert any(key.startswith("backbone.conv1.") for key in state)  # torchvision names below the prefix
-    return {("resnet." + key.removeprefix("backbone.") if key.startswith("backbone.") else key): value
-            for key, value in state.items()}
+    return {
+        ("resnet." + key.removeprefix("backbone.") if key.startswith("backbone.") else key): value
+        for key, value in state.items()
+    }
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -168,9 +179,17 @@ def test_not_a_state_dict(workspace, capsys):
 
 
 def test_name_mapping_keeps_unknown_prefixes():
-    state = {"resnet.layer1.0.conv1.weight": torch.zeros(1), "instance_projector.0.weight": torch.ones(1),
-             "feature_predictor.5.x": torch.ones(2), "classifier.weight": torch.ones(3)}
+    state = {
+        "resnet.layer1.0.conv1.weight": torch.zeros(1),
+        "instance_projector.0.weight": torch.ones(1),
+        "feature_predictor.5.x": torch.ones(2),
+        "classifier.weight": torch.ones(3),
+    }
     mapped = released.to_our_names(state, ContrastiveDisentangling.authors_layout)
-    assert list(mapped) == ["backbone.layer1.0.conv1.weight", "instance_projector.0.weight",
-                            "feature_predictor.5.x", "classifier.weight"]
+    assert list(mapped) == [
+        "backbone.layer1.0.conv1.weight",
+        "instance_projector.0.weight",
+        "feature_predictor.5.x",
+        "classifier.weight",
+    ]
     assert released.layout_of(state) == "authors" and released.layout_of(mapped) == "ours"

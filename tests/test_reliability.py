@@ -12,8 +12,8 @@ import errno
 import json
 import logging
 import os
-import re
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -93,8 +93,9 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 180.
         time.sleep(0.02)
 
 
-def signal_after_first_epoch(command: list[str], cwd: Path, curves: Path, log: Path, signum: int,
-                             timeout: float = 180.0) -> subprocess.Popen:
+def signal_after_first_epoch(
+    command: list[str], cwd: Path, curves: Path, log: Path, signum: int, timeout: float = 180.0
+) -> subprocess.Popen:
     """Start ``command``; once ``curves`` has its first row (so the first checkpoint is on disk:
     curves.csv is rewritten right after each checkpoint), send ``signum``; wait for the end."""
     env = dict(os.environ, CDREPRO_TRACKING="off")
@@ -121,8 +122,7 @@ def epochs_done(curves: Path) -> int:
 def test_ctrl_c_of_a_training_says_so_in_one_line_and_it_resumes(embedded_params, tmp_path):
     params_file, params, rid = write_profile(tmp_path / "ctrl-c", embedded_params, epochs=40, n_images=128)
     files = files_of(params, rid)
-    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid,
-               "--threads", "1"]
+    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid, "--threads", "1"]
     log = tmp_path / "ctrl-c.log"
     proc = signal_after_first_epoch(command, tmp_path, files.curves, log, signal.SIGINT)
     text = log.read_text()
@@ -134,13 +134,11 @@ def test_ctrl_c_of_a_training_says_so_in_one_line_and_it_resumes(embedded_params
     assert load(files.checkpoint)["epoch"] >= 1 and not files.model.exists()
 
 
-
 def test_training_killed_with_sigkill_mid_epoch_resumes_bit_identical(embedded_params, tmp_path):
     epochs = 5  # 128 images, batch 16: 8 steps an epoch, a few tenths of a second
     params_file, params, rid = write_profile(tmp_path / "killed", embedded_params, epochs=epochs, n_images=128)
     files = files_of(params, rid)
-    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid,
-               "--threads", "1"]
+    command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid, "--threads", "1"]
     env = dict(os.environ, CDREPRO_TRACKING="off")
 
     log = tmp_path / "first.log"
@@ -161,8 +159,7 @@ def test_training_killed_with_sigkill_mid_epoch_resumes_bit_identical(embedded_p
     straight_params["results_dir"] = str(tmp_path / "straight" / "results")
     straight_files = files_of(straight_params, rid)
     settings = resolve_run(straight_params, Run("digits", BATCH, "cd", 0))
-    train(settings, ProfilePaths.from_params(params).prepared("digits"), straight_files, threads=1,
-          progress=False)
+    train(settings, ProfilePaths.from_params(params).prepared("digits"), straight_files, threads=1, progress=False)
 
     expected, got = load(straight_files.model)["model"], load(files.model)["model"]
     assert expected.keys() == got.keys()
@@ -276,8 +273,7 @@ def test_a_crash_while_writing_tables_leaves_each_table_old_or_new_never_torn(tm
     out = tmp_path / "tables"
     nothing = ProfileResults([], [])
     old = {p.name: p.read_text() for p in tables.write_tables(nothing, out, results_label="old/run")}
-    new = {p.name: p.read_text() for p in tables.write_tables(nothing, tmp_path / "new",
-                                                              results_label="new/run")}
+    new = {p.name: p.read_text() for p in tables.write_tables(nothing, tmp_path / "new", results_label="new/run")}
     assert old != new
 
     real_text, calls = pathlib.Path.write_text, {"n": 0}
@@ -294,16 +290,18 @@ def test_a_crash_while_writing_tables_leaves_each_table_old_or_new_never_torn(tm
         tables.write_tables(nothing, out, results_label="new/run")
     for name, text in old.items():
         assert (out / name).read_text() in (text, new[name]), f"{name} is torn"
-    assert [(out / n).read_text() == new[n] for n in ("table2.tex", "table3.tex", "table4.tex")] == \
-        [True, True, False], "written in order: the first two replaced, the third left as it was"
+    assert [(out / n).read_text() == new[n] for n in ("table2.tex", "table3.tex", "table4.tex")] == [
+        True,
+        True,
+        False,
+    ], "written in order: the first two replaced, the third left as it was"
     assert_no_temporary_files(out)
 
 
 # --------------------------------------------------------------------------- 5. numerics
 
 
-def test_non_finite_loss_names_epoch_and_step_and_checkpoints_no_bad_weights(embedded_params, tmp_path,
-                                                                               monkeypatch):
+def test_non_finite_loss_names_epoch_and_step_and_checkpoints_no_bad_weights(embedded_params, tmp_path, monkeypatch):
     _, params, rid = write_profile(tmp_path, embedded_params, epochs=3, n_images=64)  # 4 steps/epoch
     settings, files = resolve_run(params, Run("digits", BATCH, "cd", 0)), files_of(params, rid)
 
@@ -319,8 +317,7 @@ def test_non_finite_loss_names_epoch_and_step_and_checkpoints_no_bad_weights(emb
 
     monkeypatch.setitem(METHODS, "cd", NanAtStep7)
     with pytest.raises(NonFiniteLoss, match=r"epoch 2, step 3 of 4\b") as info:
-        train(settings, ProfilePaths.from_params(params).prepared("digits"), files, threads=1,
-              progress=False)
+        train(settings, ProfilePaths.from_params(params).prepared("digits"), files, threads=1, progress=False)
     assert "global step 7" in str(info.value) and str(files.checkpoint) in str(info.value)
     checkpoint = load(files.checkpoint)
     assert checkpoint["epoch"] == 1, "the weights after the NaN step must never be checkpointed"
@@ -331,8 +328,9 @@ def test_non_finite_loss_names_epoch_and_step_and_checkpoints_no_bad_weights(emb
 # --------------------------------------------------------------------------- 7. disk full
 
 
-def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint_and_says_so(embedded_params, tmp_path,
-                                                                             monkeypatch, capsys, caplog):
+def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint_and_says_so(
+    embedded_params, tmp_path, monkeypatch, capsys, caplog
+):
     params_file, params, rid = write_profile(tmp_path, embedded_params, epochs=2, n_images=64)
     settings, files = resolve_run(params, Run("digits", BATCH, "cd", 0)), files_of(params, rid)
     real_bytes, saved = pathlib.Path.write_bytes, {}

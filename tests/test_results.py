@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from stamped import stamped
 
-from cdrepro import results
+from cdrepro import published, results
 from cdrepro import run_settings as rs
 from cdrepro.atomic import write_json
 from cdrepro.cli import main
 from cdrepro.results import BASELINE_VARIANT, ProfileResults, ResultsError
 from cdrepro.runs import ProfilePaths
-from stamped import stamped
 
 REPO = Path(__file__).resolve().parents[1]
 SCORES = ("nmi", "ari", "acc")
@@ -27,14 +27,22 @@ def scores(base: float) -> dict[str, float]:
     return {s: round(base + i / 100, 4) for i, s in enumerate(SCORES)}
 
 
-def metrics_record(variant="cd", seed=42, method="cd", stages=("backbone", "feature"), batch_size=128,
-                   dataset="digits", base=0.5) -> dict:
+def metrics_record(
+    variant="cd", seed=42, method="cd", stages=("backbone", "feature"), batch_size=128, dataset="digits", base=0.5
+) -> dict:
     """A metrics.json record, as ``cdrepro evaluate`` writes it."""
-    return {"run_id": f"{dataset}-bs{batch_size}-{variant}-s{seed}", "dataset": dataset,
-            "batch_size": batch_size, "method": method, "variant": variant, "seed": seed,
-            "n_images": 1797, "num_classes": 10,
-            "stages": {name: scores(base + i / 10 + seed / 1000) for i, name in enumerate(stages)},
-            "final_stage": stages[-1]}
+    return {
+        "run_id": f"{dataset}-bs{batch_size}-{variant}-s{seed}",
+        "dataset": dataset,
+        "batch_size": batch_size,
+        "method": method,
+        "variant": variant,
+        "seed": seed,
+        "n_images": 1797,
+        "num_classes": 10,
+        "stages": {name: scores(base + i / 10 + seed / 1000) for i, name in enumerate(stages)},
+        "final_stage": stages[-1],
+    }
 
 
 BASELINE = {"dataset": "digits", "n_images": 1797, "num_classes": 10, "pixels": scores(0.3)}
@@ -59,18 +67,28 @@ def test_metrics_round_trip(tmp_path):
     assert list(results.read_metrics(path)["stages"]) == ["backbone", "projector", "cluster"]
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("{not json", "not valid JSON"),
-    ('"a string"', "not a JSON object"),
-    (json.dumps({k: v for k, v in metrics_record().items() if k != "stages"} | {
-        "backbone": scores(0.1), "feature": scores(0.2), "feature_stage": "feature"}), "before methods"),
-    (json.dumps(metrics_record() | {"final_stage": "backbone"}), "must name the method's last stage"),
-    (json.dumps(metrics_record() | {"final_stage": "cluster"}), "must name the method's last stage"),
-    (json.dumps(metrics_record() | {"stages": {"feature": scores(0.1)}}), "'backbone' among them"),
-    (json.dumps(metrics_record() | {"stages": {"backbone": {"nmi": 0.1}, "feature": scores(0.1)}}),
-     "stages.backbone"),
-    (json.dumps(metrics_record() | {"seed": "42"}), "'seed'"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{not json", "not valid JSON"),
+        ('"a string"', "not a JSON object"),
+        (
+            json.dumps(
+                {k: v for k, v in metrics_record().items() if k != "stages"}
+                | {"backbone": scores(0.1), "feature": scores(0.2), "feature_stage": "feature"}
+            ),
+            "before methods",
+        ),
+        (json.dumps(metrics_record() | {"final_stage": "backbone"}), "must name the method's last stage"),
+        (json.dumps(metrics_record() | {"final_stage": "cluster"}), "must name the method's last stage"),
+        (json.dumps(metrics_record() | {"stages": {"feature": scores(0.1)}}), "'backbone' among them"),
+        (
+            json.dumps(metrics_record() | {"stages": {"backbone": {"nmi": 0.1}, "feature": scores(0.1)}}),
+            "stages.backbone",
+        ),
+        (json.dumps(metrics_record() | {"seed": "42"}), "'seed'"),
+    ],
+)
 def test_a_bad_metrics_file_is_one_line_naming_the_file_and_the_fix(tmp_path, text, says):
     path = tmp_path / "runs" / "digits-bs128-cd-s42" / "metrics.json"
     path.parent.mkdir(parents=True)
@@ -100,12 +118,14 @@ def test_a_bad_baseline_names_the_file_and_the_fix(tmp_path):
 
 def test_curves_are_dicts_of_floats_and_terms_sit_between_loss_and_seconds(tmp_path):
     path = tmp_path / "curves.csv"
-    path.write_text("epoch,lr,loss,instance,cluster,seconds,pairs_per_s\n1,0.1,2.5,2.0,0.5,3.0,100\n"
-                    "2,0.05,2.0,1.8,,3.1,99\n")
+    path.write_text(
+        "epoch,lr,loss,instance,cluster,seconds,pairs_per_s\n1,0.1,2.5,2.0,0.5,3.0,100\n2,0.05,2.0,1.8,,3.1,99\n"
+    )
     rows = results.read_curves(path)
-    assert rows == [{"epoch": 1.0, "lr": 0.1, "loss": 2.5, "instance": 2.0, "cluster": 0.5, "seconds": 3.0,
-                     "pairs_per_s": 100.0},
-                    {"epoch": 2.0, "lr": 0.05, "loss": 2.0, "instance": 1.8, "seconds": 3.1, "pairs_per_s": 99.0}]
+    assert rows == [
+        {"epoch": 1.0, "lr": 0.1, "loss": 2.5, "instance": 2.0, "cluster": 0.5, "seconds": 3.0, "pairs_per_s": 100.0},
+        {"epoch": 2.0, "lr": 0.05, "loss": 2.0, "instance": 1.8, "seconds": 3.1, "pairs_per_s": 99.0},
+    ]
     assert results.curve_terms(rows[0]) == ["instance", "cluster"]
     assert results.curve_terms(["epoch", "lr", "loss", "seconds", "pairs_per_s"]) == []
     path.write_text("epoch,lr,loss\n1,abc,2\n")
@@ -128,18 +148,21 @@ def test_the_frame_has_method_stage_and_role_and_aggregates_over_seeds():
     assert cd["std"] == pytest.approx(statistics.stdev(values))
     assert [float(v) for v in cd["values"].split(";")] == values
     no_head = frame[frame.variant == "no_head"]
-    stages = list(dict.fromkeys(zip(no_head.stage, no_head.stage_role)))
+    stages = list(dict.fromkeys(zip(no_head.stage, no_head.stage_role, strict=True)))
     assert stages == [("backbone", "backbone"), ("projector", "final")]
     assert no_head["std"].isna().all() and (no_head["n_seeds"] == 1).all()
     pixels = frame[frame.variant == BASELINE_VARIANT]
-    assert set(zip(pixels.stage, pixels.stage_role)) == {("pixels", "backbone")} and pixels["batch_size"].isna().all()
+    assert (
+        set(zip(pixels.stage, pixels.stage_role, strict=True)) == {("pixels", "backbone")}
+        and pixels["batch_size"].isna().all()
+    )
 
 
 def test_a_method_with_three_stages_has_all_three_in_the_frame():
     run = metrics_record("toy", method="toy", stages=("backbone", "projector", "cluster"))
     frame = results.collect([run], [])
     assert len(frame) == 3 * 3 and set(frame.method) == {"toy"}
-    roles = dict(zip(frame.stage, frame.stage_role))
+    roles = dict(zip(frame.stage, frame.stage_role, strict=True))
     assert roles == {"backbone": "backbone", "projector": "intermediate", "cluster": "final"}
     got = frame[(frame.stage == "projector") & (frame.metric == "acc")]["mean"].item()
     assert got == run["stages"]["projector"]["acc"]
@@ -159,13 +182,13 @@ def test_the_frame_refuses_what_averaging_would_hide():
 
 
 def test_the_references_line_up_with_our_rows():
-    paper = results.paper_rows(results.load_paper_results())
+    paper = published.paper_rows(published.load_paper_results())
     cd128 = paper[(paper.method == "CD-128") & (paper.dataset == "cifar10") & (paper.stage_role == "final")]
     assert set(cd128.variant) == {"cd"} and set(cd128.batch_size) == {128} and set(cd128.stage) == {"feature"}
     assert set(paper[paper.method == "K-means"].variant) == {BASELINE_VARIANT}
-    authors = results.authors_rows(results.load_repo_variability())
+    authors = published.authors_rows(published.load_repo_variability())
     finals = authors[authors.stage_role == "final"]
-    assert dict(zip(finals.variant, finals.stage)) == {"no_head": "projector", "cd": "feature"}
+    assert dict(zip(finals.variant, finals.stage, strict=True)) == {"no_head": "projector", "cd": "feature"}
     assert set(authors.method) == {"cd"} and set(authors.batch_size) == {128}
 
 
@@ -178,11 +201,13 @@ def profile(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["results_dir"] = str(tmp_path / "results")
     params["variants"]["simclr"] = {"method": "simclr", "schedule": False}
-    params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42}
-                      for v in ("cd", "no_head", "simclr")]
+    params["runs"] = [
+        {"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42} for v in ("cd", "no_head", "simclr")
+    ]
     paths = ProfilePaths.from_params(params)
-    for run, stages in zip(params["runs"], (("backbone", "feature"), ("backbone", "projector"),
-                                            ("backbone", "projector"))):
+    for run, stages in zip(
+        params["runs"], (("backbone", "feature"), ("backbone", "projector"), ("backbone", "projector")), strict=True
+    ):
         method = params["variants"][run["variant"]].get("method", "cd")
         record = stamped(params, metrics_record(run["variant"], method=method, stages=stages))
         results.write_metrics(paths.metrics(record["run_id"]), record)
@@ -266,8 +291,9 @@ def _write_fake_metrics(params: dict, target: str | None) -> None:
     paths = ProfilePaths.from_params(params)
     for run in rs.runs_of(params, target):
         method = results.variant_info(params, run.variant).method
-        record = stamped(params, metrics_record(run.variant, run.seed, method, batch_size=run.batch_size,
-                                                dataset=run.dataset))
+        record = stamped(
+            params, metrics_record(run.variant, run.seed, method, batch_size=run.batch_size, dataset=run.dataset)
+        )
         results.write_metrics(paths.metrics(record["run_id"]), record)
     for dataset in {run.dataset for run in rs.runs_of(params, target)}:
         write_json(paths.baseline(dataset), {**BASELINE, "dataset": dataset})
@@ -278,8 +304,8 @@ def test_the_target_picks_the_runs_and_reads_only_their_files(tmp_path):
     recipe for the methods table; a run of the other target need not have been evaluated."""
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     params["results_dir"] = str(tmp_path / "results")
-    _write_fake_metrics(params, results.METHODS_TARGET)
-    loaded = ProfileResults.load(params, target=results.METHODS_TARGET)
+    _write_fake_metrics(params, results.COMPARISON_TARGET)
+    loaded = ProfileResults.load(params, target=results.COMPARISON_TARGET)
     got = {(m["dataset"], m["batch_size"], m["variant"]) for m in loaded.metrics}
     assert len(got) == 14 and ("stl10", 128, "cd") in got and ("stl10", 256, "cd") not in got
     assert {v for _, b, v in got if b == 256} == {"cc_published"} and ("cifar10", 256, "cc_published") in got
@@ -293,12 +319,12 @@ def test_the_target_picks_the_runs_and_reads_only_their_files(tmp_path):
     assert len(ProfileResults.load(params).metrics) == 32  # every run
 
 
-def test_the_methods_target_is_every_run_where_no_run_is_tagged(embedded_params):
-    assert results.methods_target(embedded_params) == "compare_methods"
-    assert len(rs.runs_of(embedded_params, results.methods_target(embedded_params))) == 5
+def test_the_comparison_target_is_every_run_where_no_run_is_tagged(embedded_params):
+    assert results.comparison_target(embedded_params) == "compare_methods"
+    assert len(rs.runs_of(embedded_params, results.comparison_target(embedded_params))) == 5
     for run in embedded_params["runs"]:
         run.pop("targets", None)
-    assert results.methods_target(embedded_params) is None
+    assert results.comparison_target(embedded_params) is None
 
 
 def test_a_profile_restricted_to_some_runs_keeps_their_baselines(profile):
@@ -316,8 +342,9 @@ def test_the_commands_read_their_targets_runs(profile, tmp_path, capsys):
     params["variants"]["cc"] = {"method": "cc"}
     params["runs"][2]["targets"] = ["compare_methods"]  # simclr: the methods table's only
     params["runs"][0]["targets"] = ["reproduce_tables", "compare_methods"]
-    params["runs"].append({"dataset": "digits", "batch_size": 128, "variant": "cc", "seed": 42,
-                           "targets": ["compare_methods"]})  # not evaluated
+    params["runs"].append(
+        {"dataset": "digits", "batch_size": 128, "variant": "cc", "seed": 42, "targets": ["compare_methods"]}
+    )  # not evaluated
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     with pytest.raises(FileNotFoundError):
@@ -329,8 +356,9 @@ def test_the_commands_read_their_targets_runs(profile, tmp_path, capsys):
     params_file.write_text(yaml.safe_dump(params))
     assert main(["methods-table", "--params", str(params_file)]) == 0
     out = capsys.readouterr().out.split()
-    assert out[-3:] == [str(paths.tables_dir() / name) for name in ("methods.tex", "methods.csv",
-                                                                     "methods_differences.csv")]
+    assert out[-3:] == [
+        str(paths.tables_dir() / name) for name in ("methods.tex", "methods.csv", "methods_differences.csv")
+    ]
     methods_csv = (paths.tables_dir() / "methods.csv").read_text()
     assert "simclr" in methods_csv and "no_head" not in methods_csv
 
@@ -339,15 +367,16 @@ def test_the_commands_read_their_targets_runs(profile, tmp_path, capsys):
 
 
 def test_published_numbers_are_lined_up_with_our_methods_and_labelled_by_source():
-    rows = results.published_rows(results.load_paper_results(), results.load_cc_results(),
-                                  results.load_repo_variability())
+    rows = published.published_rows(
+        published.load_paper_results(), published.load_cc_results(), published.load_repo_variability()
+    )
     cc = rows[(rows.method == "cc") & (rows.stage_role == "final")]
     assert set(cc.source) == {"cd_paper", "cc_paper"}
     own = cc[cc.source == "cc_paper"]
     assert set(own.batch_size) == {256} and set(own.stage) == {"cluster"} and set(own.variant) == {""}
     stl = own[own.dataset == "stl10"]
-    assert dict(zip(stl.metric, stl["mean"])) == {"nmi": 0.764, "ari": 0.726, "acc": 0.850}
-    assert dict(zip(stl.metric, stl.confirmed)) == {"nmi": True, "ari": False, "acc": True}
+    assert dict(zip(stl.metric, stl["mean"], strict=True)) == {"nmi": 0.764, "ari": 0.726, "acc": 0.850}
+    assert dict(zip(stl.metric, stl.confirmed, strict=True)) == {"nmi": True, "ari": False, "acc": True}
     assert stl.note.str.contains("unlabeled").all()
     assert own[own.dataset != "stl10"].confirmed.all()
     # The two sources disagree on STL-10 and CIFAR-100-20 only: both rows say so there.
@@ -356,7 +385,7 @@ def test_published_numbers_are_lined_up_with_our_methods_and_labelled_by_source(
     assert not rows[rows.stage_role == "backbone"].note.str.contains("disagree").any()
     # CD's paper: CD-128/256 are CD's variant cd at that batch size; K-means is the pixel baseline.
     cd = rows[(rows.source == "cd_paper") & (rows.method == "cd")]
-    assert set(zip(cd.variant, cd.batch_size)) == {("cd", 128), ("cd", 256)}
+    assert set(zip(cd.variant, cd.batch_size, strict=True)) == {("cd", 128), ("cd", 256)}
     assert set(rows[rows.paper_column == "K-means"].variant) == {BASELINE_VARIANT}
     assert not rows.paper_column.isin(["AE", "JULE", "PICA"]).any()  # methods we do not train
     simclr = rows[rows.method == "simclr"]

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cli import RID, cli, error_line, params, write_params  # noqa: F401 (fixture)
 
 from cdrepro.runlock import RunLocked, run_lock
-from test_cli import RID, cli, error_line, params, write_params  # noqa: F401 (fixture)
 
 HOLD = textwrap.dedent("""
     import sys, time
@@ -68,8 +68,7 @@ def _try_lock(path: str, start, results) -> None:
 def test_of_eight_processes_starting_at_once_exactly_one_writes(tmp_path):
     ctx = mp.get_context("fork")
     start, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_try_lock, args=(str(tmp_path / "locks" / "r.lock"), start, results))
-             for _ in range(8)]
+    procs = [ctx.Process(target=_try_lock, args=(str(tmp_path / "locks" / "r.lock"), start, results)) for _ in range(8)]
     for proc in procs:
         proc.start()
     start.set()
@@ -81,10 +80,12 @@ def test_of_eight_processes_starting_at_once_exactly_one_writes(tmp_path):
 
 def test_the_lock_is_free_again_after_the_block_and_after_an_error(tmp_path):
     path = tmp_path / "r.lock"
-    with pytest.raises(ValueError):
-        with run_lock(path, "r", "training"):
-            raise ValueError("boom")
-    with run_lock(path, "r", "training"):
-        with pytest.raises(RunLocked, match=f"process {os.getpid()}"):
-            with run_lock(path, "r", "training"):  # a second open file description: refused
-                pass
+    with pytest.raises(ValueError), run_lock(path, "r", "training"):
+        raise ValueError("boom")
+    # A second open file description in the same process is refused.
+    with (
+        run_lock(path, "r", "training"),
+        pytest.raises(RunLocked, match=f"process {os.getpid()}"),
+        run_lock(path, "r", "training"),
+    ):
+        pass

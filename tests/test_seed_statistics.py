@@ -14,14 +14,30 @@ from cdrepro import seed_statistics as ss
 NMI = [0.812, 0.845, 0.829, 0.861]
 
 
-def frame_of(groups: dict[tuple[str, str], dict[int, float]], dataset: str = "stl10", batch_size: int = 128,
-             metric: str = "nmi", role: str = "final") -> pd.DataFrame:
+def frame_of(
+    groups: dict[tuple[str, str], dict[int, float]],
+    dataset: str = "stl10",
+    batch_size: int = 128,
+    metric: str = "nmi",
+    role: str = "final",
+) -> pd.DataFrame:
     """A long frame (``results.collect``'s columns that matter here) of (method, variant) ->
     seed -> value."""
-    rows = [{"source": "ours", "dataset": dataset, "batch_size": batch_size, "method": method, "variant": variant,
-             "stage": f"{variant}_out", "stage_role": role, "metric": metric,
-             "seeds": ";".join(map(str, sorted(values))), "values": ";".join(repr(values[s]) for s in sorted(values))}
-            for (method, variant), values in groups.items()]
+    rows = [
+        {
+            "source": "ours",
+            "dataset": dataset,
+            "batch_size": batch_size,
+            "method": method,
+            "variant": variant,
+            "stage": f"{variant}_out",
+            "stage_role": role,
+            "metric": metric,
+            "seeds": ";".join(map(str, sorted(values))),
+            "values": ";".join(repr(values[s]) for s in sorted(values)),
+        }
+        for (method, variant), values in groups.items()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -63,23 +79,26 @@ def test_a_paired_difference_is_over_the_shared_seeds_only_and_is_scipys_paired_
     assert row["seeds"] == "2;3;5" and row["n_seeds"] == 3
     assert row["mean"] == pytest.approx(statistics.fmean(a) - statistics.fmean(b))
     assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
-    assert [float(v) for v in row["values"].split(";")] == pytest.approx([x - y for x, y in zip(a, b)])
+    assert [float(v) for v in row["values"].split(";")] == pytest.approx([x - y for x, y in zip(a, b, strict=True)])
     assert row["within_noise"] == (low <= 0 <= high) and row["note"] == ""
     assert (row["stage"], row["vs_stage"]) == ("cd_out", "simclr_out")
 
 
 def test_within_noise_is_whether_the_difference_interval_contains_zero():
-    close = ss.paired_differences(frame_of({("cd", "cd"): {1: 0.60, 2: 0.62, 3: 0.61},
-                                            ("cc", "cc"): {1: 0.61, 2: 0.60, 3: 0.62}}), ["final"]).iloc[0]
-    apart = ss.paired_differences(frame_of({("cd", "cd"): {1: 0.70, 2: 0.72, 3: 0.71},
-                                            ("cc", "cc"): {1: 0.60, 2: 0.61, 3: 0.62}}), ["final"]).iloc[0]
+    close = ss.paired_differences(
+        frame_of({("cd", "cd"): {1: 0.60, 2: 0.62, 3: 0.61}, ("cc", "cc"): {1: 0.61, 2: 0.60, 3: 0.62}}), ["final"]
+    ).iloc[0]
+    apart = ss.paired_differences(
+        frame_of({("cd", "cd"): {1: 0.70, 2: 0.72, 3: 0.71}, ("cc", "cc"): {1: 0.60, 2: 0.61, 3: 0.62}}), ["final"]
+    ).iloc[0]
     assert close["ci_low"] < 0 < close["ci_high"] and bool(close["within_noise"]) is True
     assert apart["ci_low"] > 0 and bool(apart["within_noise"]) is False
 
 
 def test_one_shared_seed_gives_no_interval_and_no_shared_seed_no_difference():
-    one = ss.paired_differences(frame_of({("cd", "cd"): {1: 0.6, 2: 0.7}, ("cc", "cc"): {2: 0.5, 3: 0.4}}),
-                                ["final"]).iloc[0]
+    one = ss.paired_differences(
+        frame_of({("cd", "cd"): {1: 0.6, 2: 0.7}, ("cc", "cc"): {2: 0.5, 3: 0.4}}), ["final"]
+    ).iloc[0]
     assert one["n_seeds"] == 1 and one["mean"] == pytest.approx(0.2) and one["note"] == "one seed"
     assert pd.isna(one["ci_low"]) and pd.isna(one["within_noise"])
     none = ss.paired_differences(frame_of({("cd", "cd"): {1: 0.6}, ("cc", "cc"): {2: 0.5}}), ["final"]).iloc[0]
@@ -89,18 +108,25 @@ def test_one_shared_seed_gives_no_interval_and_no_shared_seed_no_difference():
 def test_pairs_are_every_two_methods_and_each_ablation_against_its_full_model():
     groups = [("cd", "no_ne"), ("cc", "cc"), ("cd", "cd"), ("cd", "no_bn"), ("simclr", "simclr")]
     assert ss.pairs(groups) == [
-        (("cd", "no_ne"), ("cd", "cd"), "ablation"), (("cd", "no_bn"), ("cd", "cd"), "ablation"),
-        (("cd", "cd"), ("simclr", "simclr"), "methods"), (("cd", "cd"), ("cc", "cc"), "methods"),
-        (("simclr", "simclr"), ("cc", "cc"), "methods")]  # the registry's order: CD, SimCLR, CC
+        (("cd", "no_ne"), ("cd", "cd"), "ablation"),
+        (("cd", "no_bn"), ("cd", "cd"), "ablation"),
+        (("cd", "cd"), ("simclr", "simclr"), "methods"),
+        (("cd", "cd"), ("cc", "cc"), "methods"),
+        (("simclr", "simclr"), ("cc", "cc"), "methods"),
+    ]  # the registry's order: CD, SimCLR, CC
     # No full model (no variant named "cc" at this batch size): each variant stands for CC.
     assert ss.pairs([("cc", "cc_published"), ("cd", "cd")]) == [(("cd", "cd"), ("cc", "cc_published"), "methods")]
     assert ss.pairs([("cd", "no_ne"), ("cd", "no_bn")]) == []  # two ablations without their full model
 
 
 def test_only_rows_of_one_dataset_and_batch_size_are_paired():
-    frame = pd.concat([frame_of({("cd", "cd"): {1: 0.6, 2: 0.7}}, batch_size=128),
-                       frame_of({("cc", "cc"): {1: 0.5, 2: 0.6}}, batch_size=256),
-                       frame_of({("simclr", "simclr"): {1: 0.5, 2: 0.6}}, dataset="digits")])
+    frame = pd.concat(
+        [
+            frame_of({("cd", "cd"): {1: 0.6, 2: 0.7}}, batch_size=128),
+            frame_of({("cc", "cc"): {1: 0.5, 2: 0.6}}, batch_size=256),
+            frame_of({("simclr", "simclr"): {1: 0.5, 2: 0.6}}, dataset="digits"),
+        ]
+    )
     assert ss.paired_differences(frame, ["final"]).empty
     backbone = frame_of({("cd", "cd"): {1: 0.6, 2: 0.7}, ("cc", "cc"): {1: 0.5, 2: 0.6}}, role="backbone")
     both = pd.concat([backbone, frame_of({("cd", "cd"): {1: 0.6, 2: 0.7}, ("cc", "cc"): {1: 0.5, 2: 0.6}})])
@@ -114,8 +140,13 @@ def test_seeds_and_values_that_do_not_line_up_are_refused():
 
 
 def test_with_intervals_adds_each_means_interval_after_its_std():
-    frame = pd.DataFrame({"mean": [statistics.fmean(NMI), 0.7], "std": [statistics.stdev(NMI), math.nan],
-                          "values": [";".join(map(repr, NMI)), "0.7"]})
+    frame = pd.DataFrame(
+        {
+            "mean": [statistics.fmean(NMI), 0.7],
+            "std": [statistics.stdev(NMI), math.nan],
+            "values": [";".join(map(repr, NMI)), "0.7"],
+        }
+    )
     out = ss.with_intervals(frame)
     assert list(out.columns) == ["mean", "std", "ci_low", "ci_high", "values"]
     low, high = stats.t.interval(0.95, df=len(NMI) - 1, loc=statistics.fmean(NMI), scale=stats.sem(NMI))

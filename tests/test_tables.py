@@ -15,8 +15,10 @@ import yaml
 from scipy import stats
 from system_packages import skip_unless_installed
 
-from cdrepro import atomic, methods_table, tables
-from cdrepro.results import BASELINE_VARIANT, ProfileResults, load_paper_results, variant_infos
+from cdrepro import atomic, latex, tables
+from cdrepro.comparison import table as comparison_table
+from cdrepro.published import load_paper_results
+from cdrepro.results import BASELINE_VARIANT, ProfileResults, variant_infos
 
 REPO = Path(__file__).resolve().parents[1]
 TITLES = {"digits": "Digits", "my_photos": "R&D_photos #1"}
@@ -57,14 +59,23 @@ def make_metrics(runs=RUNS, method: str = "cd") -> list[dict]:
     for dataset, batch_size, variant, seeds in runs:
         final = "projector" if variant == "no_head" or method != "cd" else "feature"
         for seed in seeds:
-            out.append({
-                "run_id": f"{dataset}-bs{batch_size}-{variant}-s{seed}", "dataset": dataset,
-                "batch_size": batch_size, "method": method, "variant": variant, "seed": seed,
-                "n_images": 100, "num_classes": 10,
-                "stages": {name: {m: value(dataset, batch_size, variant, seed, role, m) for m in METRICS}
-                           for name, role in (("backbone", "backbone"), (final, "feature"))},
-                "final_stage": final,
-            })
+            out.append(
+                {
+                    "run_id": f"{dataset}-bs{batch_size}-{variant}-s{seed}",
+                    "dataset": dataset,
+                    "batch_size": batch_size,
+                    "method": method,
+                    "variant": variant,
+                    "seed": seed,
+                    "n_images": 100,
+                    "num_classes": 10,
+                    "stages": {
+                        name: {m: value(dataset, batch_size, variant, seed, role, m) for m in METRICS}
+                        for name, role in (("backbone", "backbone"), (final, "feature"))
+                    },
+                    "final_stage": final,
+                }
+            )
     return out
 
 
@@ -98,8 +109,11 @@ def written(tmp_path_factory) -> dict[str, Path]:
 def rows_of(tex: str) -> list[list[str]]:
     """The cells of every row of the tabular (header rows included)."""
     body = tex.split(r"\begin{tabular}", 1)[1].split(r"\end{tabular}", 1)[0]
-    return [[c.strip() for c in line[: -len(r"\\")].split(" & ")]
-            for line in body.splitlines() if line.rstrip().endswith(r"\\")]
+    return [
+        [c.strip() for c in line[: -len(r"\\")].split(" & ")]
+        for line in body.splitlines()
+        if line.rstrip().endswith(r"\\")
+    ]
 
 
 def number(cell: str) -> float | None:
@@ -111,7 +125,7 @@ def is_bold(cell: str) -> bool:
     return cell.startswith(r"\textbf{")
 
 
-def comparison_cell(tex: str, dataset_title: str, metric: str, column: str) -> str:
+def stage_table_cell(tex: str, dataset_title: str, metric: str, column: str) -> str:
     """The cell of Table 2/3 at (dataset, metric) under a column header."""
     rows = rows_of(tex)
     col = rows[0].index(column)
@@ -177,7 +191,7 @@ def test_paper_tables_mapping():
 
 def test_table2_has_the_papers_cd128_for_cifar10(written):
     tex = written["table2.tex"].read_text()
-    got = [number(comparison_cell(tex, "CIFAR-10", m, "CD-128")) for m in METRICS]
+    got = [number(stage_table_cell(tex, "CIFAR-10", m, "CD-128")) for m in METRICS]
     assert got == [0.725, 0.620, 0.800]
 
 
@@ -185,24 +199,26 @@ def test_our_numbers_land_in_their_cells(written):
     t2, t3 = written["table2.tex"].read_text(), written["table3.tex"].read_text()
     # several seeds: mean +- the half-width of the 95 % interval
     vals = expected("stl10", 128, "cd", "backbone", "nmi", (42, 43, 44))
-    cell = comparison_cell(t2, "STL-10", "nmi", "Ours CD-128")
+    cell = stage_table_cell(t2, "STL-10", "nmi", "Ours CD-128")
     assert unbold(cell) == interval_cell(vals)
     # one seed: the plain value
-    cell = comparison_cell(t3, "STL-10", "acc", "Ours CD-256")
+    cell = stage_table_cell(t3, "STL-10", "acc", "Ours CD-256")
     assert number(cell) == round(value("stl10", 256, "cd", 42, "feature", "acc"), 3)
     assert r"\pm" not in cell
     # pixel K-means next to the paper's K-means
     header = rows_of(t2)[0]
     assert header.index("Ours K-means") == header.index("K-means") + 1
-    assert number(comparison_cell(t2, "Digits", "ari", "Ours K-means")) == round(
-        value("digits", 0, "pix", 0, "px", "ari"), 3)
+    assert number(stage_table_cell(t2, "Digits", "ari", "Ours K-means")) == round(
+        value("digits", 0, "pix", 0, "px", "ari"), 3
+    )
     # a dataset the paper did not use: its own rows, the paper's columns "--"
-    assert comparison_cell(t2, "Digits", "nmi", "CD-128") == "--"
-    assert comparison_cell(t2, "Digits", "nmi", "CC") == "--"
-    assert number(comparison_cell(t3, "Digits", "nmi", "Ours CD-256")) == round(
-        value("digits", 256, "cd", 42, "feature", "nmi"), 3)
+    assert stage_table_cell(t2, "Digits", "nmi", "CD-128") == "--"
+    assert stage_table_cell(t2, "Digits", "nmi", "CC") == "--"
+    assert number(stage_table_cell(t3, "Digits", "nmi", "Ours CD-256")) == round(
+        value("digits", 256, "cd", 42, "feature", "nmi"), 3
+    )
     # a paper dataset we did not run
-    assert comparison_cell(t2, "ImageNet-10", "acc", "Ours CD-128") == "--"
+    assert stage_table_cell(t2, "ImageNet-10", "acc", "Ours CD-128") == "--"
     assert "Ours K-means" not in rows_of(t3)[0]
 
 
@@ -223,8 +239,8 @@ def test_bold_can_go_to_our_column(tmp_path):
     metrics[0]["stages"]["backbone"]["nmi"] = 0.99
     paths = {p.name: p for p in tables.write_tables(results(metrics), tmp_path / "t")}
     tex = paths["table2.tex"].read_text()
-    assert comparison_cell(tex, "CIFAR-10", "nmi", "Ours CD-128") == r"\textbf{0.990}"
-    assert comparison_cell(tex, "CIFAR-10", "nmi", "CD-256") == "0.734"
+    assert stage_table_cell(tex, "CIFAR-10", "nmi", "Ours CD-128") == r"\textbf{0.990}"
+    assert stage_table_cell(tex, "CIFAR-10", "nmi", "CD-256") == "0.734"
 
 
 # ---------------------------------------------------------------------------- Tables 4-10
@@ -239,7 +255,7 @@ def test_table4_rows_follow_the_ne_bn_layout(written):
     assert marks == [("--", "--"), (check, "--"), ("--", check), (check, check)]
     assert [row[3] for row in digits] == ["one seed", "one seed", "one seed", "2"]
     variants = ["no_ne_no_bn", "no_bn", "no_ne", "cd"]
-    for row, variant in zip(digits, variants):
+    for row, variant in zip(digits, variants, strict=True):
         seeds = (42, 43) if variant == "cd" else (42,)
         for j, (stage, metric) in enumerate((s, m) for s in ("backbone", "feature") for m in METRICS):
             want = statistics.fmean(expected("digits", 128, variant, stage, metric, seeds))
@@ -249,11 +265,13 @@ def test_table4_rows_follow_the_ne_bn_layout(written):
 def test_ablation_marks_are_the_variants_switches_in_the_params(tmp_path):
     """Flip a switch in the params and its mark flips; a variant the params lack gets "?"."""
     runs = [("digits", 128, v, (42,)) for v in ("no_ne_no_bn", "no_bn", "no_ne", "cd", "no_sched", "single_view")]
-    variants = params_variants(no_bn={"entropy": True, "last_bn": True},
-                               no_sched={"schedule": False, "grad_clip": True})
+    variants = params_variants(
+        no_bn={"entropy": True, "last_bn": True}, no_sched={"schedule": False, "grad_clip": True}
+    )
     del variants["no_ne"]
-    out = {p.name: p for p in tables.write_tables(results(make_metrics(runs), titles=TITLES, variants=variants),
-                                                  tmp_path)}
+    out = {
+        p.name: p for p in tables.write_tables(results(make_metrics(runs), titles=TITLES, variants=variants), tmp_path)
+    }
     check = r"$\checkmark$"
     t4 = run_rows(data_rows_by_dataset(out["table4.tex"].read_text(), header_rows=2)["Digits"])
     assert [(row[1], row[2]) for row in t4] == [("--", "--"), (check, check), ("?", "?"), (check, check)]
@@ -267,13 +285,18 @@ def test_runs_of_another_method_go_to_table_other_and_all_csv(written, tmp_path)
     """A SimCLR run (variant ``simclr``, final stage ``projector``) breaks nothing: the paper's
     tables are as without it, table_other names its method and final stage, all.csv has it."""
     variants = params_variants(simclr={"method": "simclr"})
-    metrics = make_metrics() + make_metrics([("digits", 128, "simclr", (42,)), ("digits", 128, "cd", (7,))],
-                                            method="simclr")
+    metrics = make_metrics() + make_metrics(
+        [("digits", 128, "simclr", (42,)), ("digits", 128, "cd", (7,))], method="simclr"
+    )
     with pytest.raises(ValueError, match="disagree on method"):  # cd's seeds 42, 43 are CD runs
         tables.write_tables(results(metrics, BASELINES, TITLES, variants), tmp_path / "bad")
     metrics = metrics[:-1]
-    out = {p.name: p for p in tables.write_tables(results(metrics, BASELINES, TITLES, variants), tmp_path / "t",
-                                                  results_label="results/embedded")}
+    out = {
+        p.name: p
+        for p in tables.write_tables(
+            results(metrics, BASELINES, TITLES, variants), tmp_path / "t", results_label="results/embedded"
+        )
+    }
     for n in range(2, 11):
         assert out[f"table{n}.tex"].read_text() == written[f"table{n}.tex"].read_text(), n
     rows = rows_of(out["table_other.tex"].read_text())[2:]
@@ -335,15 +358,18 @@ def test_missing_runs_show_as_dashes_and_are_reported(written, tmp_path, caplog)
     assert "STL-10" not in not_run  # stl10 has its pixel K-means, CD-128 and CD-256
     with caplog.at_level(logging.WARNING, logger="cdrepro.tables"):
         paths = tables.write_tables(results([]), tmp_path / "empty")
-    assert sorted(p.name for p in paths) == sorted([f"table{n}.tex" for n in range(2, 11)]
-                                                   + ["all.csv", "differences.csv", "table_other.tex"])
+    assert sorted(p.name for p in paths) == sorted(
+        [f"table{n}.tex" for n in range(2, 11)] + ["all.csv", "differences.csv", "table_other.tex"]
+    )
     assert any("table 4" in r.getMessage() for r in caplog.records)
 
 
 def test_unknown_variants_and_batch_sizes_go_to_table_other(written, tmp_path):
     rows = rows_of(written["table_other.tex"].read_text())[2:]
-    assert [tuple(r[:5]) for r in rows] == [("Digits", "64", "CD", "cd", "feature"),
-                                            ("Digits", "128", "CD", r"wide\_head", "feature")]
+    assert [tuple(r[:5]) for r in rows] == [
+        ("Digits", "64", "CD", "cd", "feature"),
+        ("Digits", "128", "CD", r"wide\_head", "feature"),
+    ]
     assert rows[1][5] == "one seed"
     assert number(rows[1][6]) == round(value("digits", 128, "wide_head", 42, "backbone", "nmi"), 3)
     assert number(rows[1][9]) == round(value("digits", 128, "wide_head", 42, "feature", "nmi"), 3)
@@ -364,11 +390,14 @@ def test_latex_specials_are_escaped(written):
         text = path.read_text()
         assert "no_ne" not in text and "wide_head" not in text and "my_photos" not in text, name
         if r"\begin{tabular}" in text:
-            widths = {sum(int(m[1]) if (m := re.match(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in row)
-                      for row in rows_of(text)}
+            widths = {
+                sum(int(m[1]) if (m := re.match(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in row)
+                for row in rows_of(text)
+            }
             assert len(widths) == 1, (name, widths)  # an unescaped & would add a cell
-    assert tables.latex_escape(r"a_b&c%d$e#f{g}h~i^j\k") == (
-        r"a\_b\&c\%d\$e\#f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k")
+    assert latex.latex_escape(r"a_b&c%d$e#f{g}h~i^j\k") == (
+        r"a\_b\&c\%d\$e\#f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k"
+    )
 
 
 # -------------------------------------------------------------------------------- all.csv
@@ -380,8 +409,13 @@ def test_all_csv_holds_every_input_number(written):
     for run in make_metrics():
         for stage, scores in run["stages"].items():
             for metric in METRICS:
-                hit = ours[(ours.dataset == run["dataset"]) & (ours.batch_size == run["batch_size"])
-                           & (ours.variant == run["variant"]) & (ours.stage == stage) & (ours.metric == metric)]
+                hit = ours[
+                    (ours.dataset == run["dataset"])
+                    & (ours.batch_size == run["batch_size"])
+                    & (ours.variant == run["variant"])
+                    & (ours.stage == stage)
+                    & (ours.metric == metric)
+                ]
                 assert len(hit) == 1
                 assert hit.iloc[0]["method"] == "cd"
                 assert hit.iloc[0]["stage_role"] == ("backbone" if stage == "backbone" else "final")
@@ -403,15 +437,25 @@ def test_all_csv_holds_the_papers_and_the_authors_numbers(written):
     got = frame[frame.source == "paper"]
     for rec in paper.itertuples():
         for metric in METRICS:
-            hit = got[(got.table.astype(str) == rec.table) & (got.dataset == rec.dataset)
-                      & (got.method == rec.method) & (got.metric == metric)]
+            hit = got[
+                (got.table.astype(str) == rec.table)
+                & (got.dataset == rec.dataset)
+                & (got.method == rec.method)
+                & (got.metric == metric)
+            ]
             assert hit["mean"].tolist() == [getattr(rec, metric)]
-    cd128 = got[(got.dataset == "cifar10") & (got.variant == "cd") & (got.batch_size == 128) & (got.stage == "backbone")]
+    cd128 = got[
+        (got.dataset == "cifar10") & (got.variant == "cd") & (got.batch_size == 128) & (got.stage == "backbone")
+    ]
     assert sorted(cd128["mean"]) == [0.620, 0.725, 0.800]
     repo = frame[frame.source == "authors_repo"]
     assert len(repo) == 8 * 3
-    hit = repo[(repo.dataset == "imagenet10") & (repo.variant == "no_head") & (repo.stage_role == "final")
-               & (repo.metric == "ari")].iloc[0]
+    hit = repo[
+        (repo.dataset == "imagenet10")
+        & (repo.variant == "no_head")
+        & (repo.stage_role == "final")
+        & (repo.metric == "ari")
+    ].iloc[0]
     assert (hit["mean"], hit["std"], hit["stage"], hit["method"]) == (0.413, 0.060, "projector", "cd")
     assert set(repo[repo.stage_role == "final"]["table"]) == {"6"}
 
@@ -454,8 +498,12 @@ def test_ablation_tables_print_the_interval_and_each_ablations_difference_from_a
     cd = next(row for row in run_rows(block) if (row[1], row[2]) == (r"$\checkmark$",) * 2)
     assert cd[3] == "4" and unbold(cd[feature_nmi]) == interval_cell(list(CD_NMI.values()))
     for variant, nmi, noise in (("no_ne", NO_NE_NMI, True), ("no_bn", NO_BN_NMI, False)):
-        row = block[block.index(next(r for r in block if r[3] == "3" and unbold(r[feature_nmi]) == interval_cell(
-            list(nmi.values())))) + 1]
+        row = block[
+            block.index(
+                next(r for r in block if r[3] == "3" and unbold(r[feature_nmi]) == interval_cell(list(nmi.values())))
+            )
+            + 1
+        ]
         assert is_difference(row) and row[2] == "3", row  # the seeds both share: 1-3
         mean, low, high = paired_interval(nmi, CD_NMI)
         cell = rf"${mean:+.3f} \pm {(high - low) / 2:.3f}$"
@@ -466,8 +514,9 @@ def test_ablation_tables_print_the_interval_and_each_ablations_difference_from_a
 
 def test_differences_csv_and_all_csv_carry_the_intervals_and_the_paired_differences(seeded):
     differences = pd.read_csv(seeded["differences.csv"], keep_default_na=False, na_values=[""])
-    row = differences[(differences.variant == "no_ne") & (differences.stage_role == "final")
-                      & (differences.metric == "nmi")].iloc[0]
+    row = differences[
+        (differences.variant == "no_ne") & (differences.stage_role == "final") & (differences.metric == "nmi")
+    ].iloc[0]
     mean, low, high = paired_interval(NO_NE_NMI, CD_NMI)
     assert (row.vs_variant, row.comparison, row.n_seeds, row.seeds) == ("cd", "ablation", 3, "1;2;3")
     assert (row["mean"], row.ci_low, row.ci_high) == (pytest.approx(mean), pytest.approx(low), pytest.approx(high))
@@ -478,14 +527,17 @@ def test_differences_csv_and_all_csv_carry_the_intervals_and_the_paired_differen
     frame = pd.read_csv(seeded["all.csv"], keep_default_na=False, na_values=[""])
     for column in ("ci_low", "ci_high", "within_noise", "vs_variant", "comparison"):
         assert column in frame.columns, column
-    cd = frame[(frame.source == "ours") & (frame.variant == "cd") & (frame.stage == "feature")
-               & (frame.metric == "nmi")]
+    cd = frame[
+        (frame.source == "ours") & (frame.variant == "cd") & (frame.stage == "feature") & (frame.metric == "nmi")
+    ]
     low, high = stats.t.interval(0.95, 3, loc=statistics.fmean(CD_NMI.values()), scale=stats.sem(list(CD_NMI.values())))
     assert (cd.iloc[0].ci_low, cd.iloc[0].ci_high) == (pytest.approx(low), pytest.approx(high))
     paired = frame[frame.source == "difference"]
     assert len(paired) == len(differences) and set(paired.table.astype(str)) == {"4"}
-    assert paired[["variant", "vs_variant", "stage_role", "metric", "mean"]].values.tolist() == \
-        differences[["variant", "vs_variant", "stage_role", "metric", "mean"]].values.tolist()
+    assert (
+        paired[["variant", "vs_variant", "stage_role", "metric", "mean"]].values.tolist()
+        == differences[["variant", "vs_variant", "stage_role", "metric", "mean"]].values.tolist()
+    )
 
 
 def test_a_single_seed_says_one_seed_and_prints_no_interval(written):
@@ -531,8 +583,11 @@ def test_all_tables_compile_with_pdflatex(written, tmp_path):
     """docs/img/tables.tex (the document `make tables-pdf` compiles) \\inputs every table the
     code writes (and may input the methods table), and compiles with them without errors,
     undefined commands or overfull lines."""
-    skip_unless_installed(None if shutil.which("pdflatex") else "pdflatex is not installed (Debian: "
-                          "texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)")
+    skip_unless_installed(
+        None
+        if shutil.which("pdflatex")
+        else "pdflatex is not installed (Debian: texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)"
+    )
 
     document = (REPO / "docs" / "img" / "tables.tex").read_text()
     inputs = set(re.findall(r"\\input\{results/embedded/tables/([^}]+)\}", document))
@@ -541,11 +596,18 @@ def test_all_tables_compile_with_pdflatex(written, tmp_path):
     tables_dir = tmp_path / "tables"
     for name, path in written.items():
         atomic.write_text(tables_dir / name, path.read_text())
-    methods_table.write_methods_table(results(method_metrics(), METHOD_BASELINES, TITLES, CC_VARIANTS), tables_dir)
+    comparison_table.write_comparison_table(
+        results(method_metrics(), METHOD_BASELINES, TITLES, CC_VARIANTS), tables_dir
+    )
     doc = tmp_path / "tables.tex"
     doc.write_text(document.replace("results/embedded/tables/", f"{tables_dir.as_posix()}/"))
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     log = (tmp_path / "tables.log").read_text(errors="replace")
     assert "Undefined control sequence" not in log and "Overfull \\hbox" not in log, log[-3000:]
@@ -555,8 +617,9 @@ def test_all_tables_compile_with_pdflatex(written, tmp_path):
 
 # --------------------------------------------------------------------------- "Ours CC" in Tables 2-3
 
-CC_VARIANTS = params_variants(wide_head={"feature_num": 512},
-                              cc_published={"method": "cc", "schedule": False, "grad_clip": False})
+CC_VARIANTS = params_variants(
+    wide_head={"feature_num": 512}, cc_published={"method": "cc", "schedule": False, "grad_clip": False}
+)
 
 
 def with_cc(runs) -> list[dict]:
@@ -572,19 +635,24 @@ def test_tables_2_and_3_have_ours_cc_beside_the_papers_cc_only_where_a_cc_run_ex
     for name in ("table2.tex", "table3.tex"):
         assert not any("Ours CC" in c for c in rows_of(written[name].read_text())[0]), name
     metrics = with_cc([("digits", 128, "cc", (42,)), ("stl10", 256, "cc_published", (42, 43))])
-    out = {p.name: p for p in tables.write_tables(results(metrics, BASELINES, TITLES, CC_VARIANTS), tmp_path,
-                                                  results_label="results/embedded")}
+    out = {
+        p.name: p
+        for p in tables.write_tables(
+            results(metrics, BASELINES, TITLES, CC_VARIANTS), tmp_path, results_label="results/embedded"
+        )
+    }
     for name, stage in (("table2.tex", "backbone"), ("table3.tex", "feature")):
         tex = out[name].read_text()
         header = rows_of(tex)[0]
         at = header.index("CC")
-        assert header[at + 1:at + 3] == ["Ours CC-128", r"Ours CC-256 (cc\_published)"], header
-        assert number(comparison_cell(tex, "Digits", "ari", "Ours CC-128")) == round(
-            value("digits", 128, "cc", 42, stage, "ari"), 3)
+        assert header[at + 1 : at + 3] == ["Ours CC-128", r"Ours CC-256 (cc\_published)"], header
+        assert number(stage_table_cell(tex, "Digits", "ari", "Ours CC-128")) == round(
+            value("digits", 128, "cc", 42, stage, "ari"), 3
+        )
         vals = expected("stl10", 256, "cc_published", stage, "nmi", (42, 43))
-        cell = comparison_cell(tex, "STL-10", "nmi", r"Ours CC-256 (cc\_published)")
+        cell = stage_table_cell(tex, "STL-10", "nmi", r"Ours CC-256 (cc\_published)")
         assert unbold(cell) == interval_cell(vals)
-        assert comparison_cell(tex, "STL-10", "nmi", "Ours CC-128") == "--"
+        assert stage_table_cell(tex, "STL-10", "nmi", "Ours CC-128") == "--"
         caption = tex.split(r"\caption{", 1)[1]
         assert r"Ours CC-128 is our CC (variant \texttt{cc}) at batch size 128 under CD's protocol" in caption
         assert "CC-256 (cc\\_published) is our CC" in caption and "CC's published recipe" in caption
@@ -595,7 +663,7 @@ def test_tables_2_and_3_have_ours_cc_beside_the_papers_cc_only_where_a_cc_run_ex
     assert [r[2] for r in rows_of(out["table_other.tex"].read_text())[2:]] == ["CD", "CD"]  # cd at 64, wide_head
     frame = pd.read_csv(out["all.csv"], keep_default_na=False, na_values=[""])
     cc = frame[(frame.source == "ours") & (frame.method == "cc")]
-    assert dict(zip(cc.stage_role, cc.table.astype(str))) == {"backbone": "2", "final": "3"}
+    assert dict(zip(cc.stage_role, cc.table.astype(str), strict=True)) == {"backbone": "2", "final": "3"}
     # The CD columns and the ablation tables are as without the CC runs.
     for n in range(4, 11):
         assert out[f"table{n}.tex"].read_text() == written[f"table{n}.tex"].read_text(), n
@@ -642,7 +710,7 @@ METHOD_BASELINES = [{**BASELINES[0], "pixels": {"nmi": 0.991, "ari": 0.992, "acc
 def methods_written(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("m") / "results" / "embedded" / "tables"
     inputs = results(method_metrics(), METHOD_BASELINES, TITLES, CC_VARIANTS)
-    return {p.name: p for p in methods_table.write_methods_table(inputs, out)}
+    return {p.name: p for p in comparison_table.write_comparison_table(inputs, out)}
 
 
 def methods_block(tex: str, title: str) -> list[list[str]]:
@@ -677,7 +745,8 @@ def test_methods_table_bold_is_the_best_method_per_column_not_a_reference(method
             numbers = {i: number(row[col]) for i, row in enumerate(methods) if number(row[col]) is not None}
             top = max(numbers.values())
             assert {i for i, row in enumerate(methods) if is_bold(row[col])} == {
-                i for i, v in numbers.items() if v == top}, (title, col)
+                i for i, v in numbers.items() if v == top
+            }, (title, col)
         assert not any(is_bold(c) for row in block if row not in methods for c in row), title
 
 
@@ -685,7 +754,7 @@ def _published(block: list[list[str]], method: str) -> list[list[str]]:
     """The published rows under one of our methods' rows (until the next method's)."""
     start = next(i for i, row in enumerate(block) if row[1] == method)
     rows = []
-    for row in block[start + 1:]:
+    for row in block[start + 1 :]:
         if row[1]:
             if rows or row[3] != "Ours":
                 break
@@ -732,9 +801,13 @@ def test_the_methods_csv_has_one_row_per_number_and_source(methods_written):
     key = ["method", "variant", "dataset", "batch_size", "stage_role", "stage", "metric", "source"]
     assert not numbers.duplicated(key).any()
     for run in method_metrics():
-        for stage, scores in run["stages"].items():
-            hit = numbers[(numbers.source == "ours") & (numbers.dataset == run["dataset"])
-                          & (numbers.variant == run["variant"]) & (numbers.stage == stage)]
+        for stage in run["stages"]:
+            hit = numbers[
+                (numbers.source == "ours")
+                & (numbers.dataset == run["dataset"])
+                & (numbers.variant == run["variant"])
+                & (numbers.stage == stage)
+            ]
             assert set(hit.metric) == set(METRICS) and set(hit.method) == {run["method"]}
     cc = numbers[(numbers.dataset == "stl10") & (numbers.method == "cc") & (numbers.source != "ours")]
     assert set(cc.source_label) == {"CD's paper: CC", "CC's paper"}
@@ -747,14 +820,21 @@ def test_the_methods_csv_has_one_row_per_number_and_source(methods_written):
 
 
 def test_the_methods_table_and_its_csvs_carry_intervals_and_paired_differences(tmp_path):
-    runs = {"cd": [("stl10", 128, "cd", (1, 2, 3))], "simclr": [("stl10", 128, "simclr", (2, 3, 4))],
-            "cc": [("stl10", 128, "cc", (1,))]}
+    runs = {
+        "cd": [("stl10", 128, "cd", (1, 2, 3))],
+        "simclr": [("stl10", 128, "simclr", (2, 3, 4))],
+        "cc": [("stl10", 128, "cc", (1,))],
+    }
     nmi = {"cd": {1: 0.60, 2: 0.64, 3: 0.61}, "simclr": {2: 0.55, 3: 0.57, 4: 0.90}, "cc": {1: 0.50}}
     metrics = method_metrics(runs)
     for run in metrics:
         run["stages"][run["final_stage"]]["nmi"] = nmi[run["method"]][run["seed"]]
-    out = {p.name: p for p in methods_table.write_methods_table(
-        results(metrics, METHOD_BASELINES[:1], TITLES, CC_VARIANTS), tmp_path)}
+    out = {
+        p.name: p
+        for p in comparison_table.write_comparison_table(
+            results(metrics, METHOD_BASELINES[:1], TITLES, CC_VARIANTS), tmp_path
+        )
+    }
 
     frame = pd.read_csv(out["methods.csv"], keep_default_na=False, na_values=[""])
     final_nmi = frame[(frame.source == "ours") & (frame.stage_role == "final") & (frame.metric == "nmi")]
@@ -766,11 +846,19 @@ def test_the_methods_table_and_its_csvs_carry_intervals_and_paired_differences(t
     assert pd.isna(cc.ci_low) and cc.note == "one seed"
 
     differences = pd.read_csv(out["methods_differences.csv"], keep_default_na=False, na_values=[""])
-    row = differences[(differences.method == "cd") & (differences.vs_method == "simclr")
-                      & (differences.stage_role == "final") & (differences.metric == "nmi")].iloc[0]
+    row = differences[
+        (differences.method == "cd")
+        & (differences.vs_method == "simclr")
+        & (differences.stage_role == "final")
+        & (differences.metric == "nmi")
+    ].iloc[0]
     mean, low, high = paired_interval(nmi["cd"], nmi["simclr"])
-    assert (row.seeds, row["mean"], row.ci_low, row.ci_high) == ("2;3", pytest.approx(mean), pytest.approx(low),
-                                                                 pytest.approx(high))
+    assert (row.seeds, row["mean"], row.ci_low, row.ci_high) == (
+        "2;3",
+        pytest.approx(mean),
+        pytest.approx(low),
+        pytest.approx(high),
+    )
     assert (row.method_label, row.vs_method_label) == ("CD", "SimCLR")
 
     tex = out["methods.tex"].read_text()
@@ -790,17 +878,29 @@ def test_the_methods_table_compiles_with_pdflatex(tmp_path):
     """A paper-sized methods.tex (four datasets, every method, CC's two recipes, two seeds: the
     widest cells and the most rows) in the preamble of docs/img/tables.tex (landscape A4):
     no error, no overfull line, and it fits one page."""
-    skip_unless_installed(None if shutil.which("pdflatex") else "pdflatex is not installed (Debian: "
-                          "texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)")
+    skip_unless_installed(
+        None
+        if shutil.which("pdflatex")
+        else "pdflatex is not installed (Debian: texlive-latex-base, texlive-latex-recommended; .ci/apt-packages.txt)"
+    )
     datasets = ("cifar10", "cifar100_20", "stl10", "imagenet10")
-    paper_sized = {method: [(d, b, v, (42, 43)) for d in datasets for where, b, v, _ in runs if where == "stl10"]
-                   for method, runs in METHOD_RUNS.items()}
+    paper_sized = {
+        method: [(d, b, v, (42, 43)) for d in datasets for where, b, v, _ in runs if where == "stl10"]
+        for method, runs in METHOD_RUNS.items()
+    }
     baselines = [{**BASELINES[0], "dataset": d} for d in datasets]
-    methods_table.write_methods_table(results(method_metrics(paper_sized), baselines, TITLES, CC_VARIANTS), tmp_path)
+    comparison_table.write_comparison_table(
+        results(method_metrics(paper_sized), baselines, TITLES, CC_VARIANTS), tmp_path
+    )
     preamble = (REPO / "docs" / "img" / "tables.tex").read_text().split(r"\begin{document}")[0]
     (tmp_path / "methods_doc.tex").write_text(preamble + "\\begin{document}\n\\input{methods}\n\\end{document}\n")
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "methods_doc.tex"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "methods_doc.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     log = (tmp_path / "methods_doc.log").read_text(errors="replace")
     for problem in ("Undefined control sequence", "Overfull \\hbox", "Float too large"):
@@ -816,7 +916,7 @@ def test_the_methods_table_compiles_with_pdflatex(tmp_path):
 
 
 def test_a_methods_table_without_runs_is_a_note(tmp_path):
-    paths = methods_table.write_methods_table(results([]), tmp_path)
+    paths = comparison_table.write_comparison_table(results([]), tmp_path)
     assert [p.name for p in paths] == ["methods.tex", "methods.csv", "methods_differences.csv"]
     assert "tabular" not in paths[0].read_text() and "no run" in paths[0].read_text()
 

@@ -97,8 +97,7 @@ def loss_history(uri: str, mlflow_run_id: str, key: str = "loss") -> list[tuple[
 
 
 def tracking_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "cdrepro.tracking" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "cdrepro.tracking" and r.levelno == logging.WARNING]
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -130,16 +129,23 @@ def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog)
         tags = logged.data.tags
         keys = ("dataset", "batch_size", "method", "variant", "seed", "profile", "params_hash")
         assert {k: tags[k] for k in keys} == {
-            "dataset": "digits", "batch_size": "256", "method": "cd", "variant": run.variant, "seed": "42",
-            "profile": "embedded", "params_hash": settings.digest()}
+            "dataset": "digits",
+            "batch_size": "256",
+            "method": "cd",
+            "variant": run.variant,
+            "seed": "42",
+            "profile": "embedded",
+            "params_hash": settings.digest(),
+        }
         assert tags["git_commit"] and tags["mlflow.source.git.commit"] == tags["git_commit"]
         assert Path(tags["checkpoint_path"]) == paths.checkpoint(rid).resolve()
         assert Path(tags["checkpoint_path"]).is_file()  # referenced, not copied
 
         metrics = json.loads(paths.metrics(rid).read_text())
         assert tags["final_stage"] == metrics["final_stage"] == ("projector" if run.variant == "no_head" else "feature")
-        finals = {f"{stage}_{score}": value for stage, scores in metrics["stages"].items()
-                  for score, value in scores.items()}
+        finals = {
+            f"{stage}_{score}": value for stage, scores in metrics["stages"].items() for score, value in scores.items()
+        }
         assert len(finals) == 6 and finals.items() <= logged.data.metrics.items()
         with paths.curves(rid).open(newline="") as handle:
             curves = list(csv.DictReader(handle))
@@ -164,9 +170,11 @@ def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog)
     assert code == 0, err
     assert [line.split()[-1] for line in out.splitlines()[2:]] == ["ok", "ok"]
     assert "method" in out.splitlines()[1] and "projector_nmi" in out.splitlines()[0]
-    table = list(csv.DictReader(open("compare.csv")))
+    table = list(csv.DictReader(Path("compare.csv").read_text().splitlines()))
     assert [(row["method"], row["variant"], row["final_stage"]) for row in table] == [
-        ("cd", "cd", "feature"), ("cd", "no_head", "projector")]
+        ("cd", "cd", "feature"),
+        ("cd", "no_head", "projector"),
+    ]
     no_head = json.loads(paths.metrics(run_id(RUNS[1])).read_text())["stages"]["projector"]
     assert table[0]["projector_nmi"] == "" and float(table[1]["projector_nmi"]) == no_head["nmi"]
     tampered = paths.metrics(run_id(RUNS[1]))
@@ -193,18 +201,30 @@ def write_one_run(params_file: Path, index: int, barrier) -> None:
     with tracking.Tracker(params, paths, settings) as tracker:
         tracker.start([])
         for epoch in range(1, EPOCHS + 1):
-            tracker.log_epoch({"epoch": epoch, "lr": 0.1 / epoch, "loss": index * 100.0 + epoch,
-                               "instance": 1.0, "feature": 2.0, "entropy": 0.5})
-        metrics = {"stages": {"backbone": {"nmi": index / 10, "ari": 0.2, "acc": 0.3},
-                              "feature": {"nmi": 0.4, "ari": 0.5, "acc": index / 100}}, "final_stage": "feature"}
+            tracker.log_epoch(
+                {
+                    "epoch": epoch,
+                    "lr": 0.1 / epoch,
+                    "loss": index * 100.0 + epoch,
+                    "instance": 1.0,
+                    "feature": 2.0,
+                    "entropy": 0.5,
+                }
+            )
+        metrics = {
+            "stages": {
+                "backbone": {"nmi": index / 10, "ari": 0.2, "acc": 0.3},
+                "feature": {"nmi": 0.4, "ari": 0.5, "acc": index / 100},
+            },
+            "final_stage": "feature",
+        }
         write_json(paths.metrics(settings.run_id), metrics)
         tracker.log_evaluation(metrics)
     sys.exit(0 if tracker.active else 3)
 
 
 @pytest.mark.parametrize("store", ["with its schema", "not created yet"])
-def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, tmp_path, tracked, empty_store,
-                                                              store):
+def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, tmp_path, tracked, empty_store, store):
     """Eight processes start logging at the same instant on a store without the experiment (so
     they race to create it too), with its schema or without a database at all (so they race to
     create and migrate the tables: unserialised, that left the store half-migrated for good);
@@ -214,8 +234,7 @@ def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, t
     empty_store fixture): eight fresh interpreters would spend most of the test importing it."""
     n = 8
     embedded_params["results_dir"] = str(tmp_path / "results")
-    embedded_params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": "cd", "seed": s}
-                               for s in range(n)]
+    embedded_params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": "cd", "seed": s} for s in range(n)]
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(embedded_params, sort_keys=False))
     paths = ProfilePaths.from_params(embedded_params)
@@ -235,8 +254,9 @@ def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, t
     uri = tracking.tracking_uri(paths)
     runs = mlflow_runs(uri, embedded_params["profile"])
     assert len(runs) == n
-    n_params = (len(resolve_run(embedded_params, Run("digits", 128, "cd", 0)).to_dict())
-                + 1 + len(embedded_params["evaluate"]))  # the settings, the method, then evaluate.*
+    n_params = (
+        len(resolve_run(embedded_params, Run("digits", 128, "cd", 0)).to_dict()) + 1 + len(embedded_params["evaluate"])
+    )  # the settings, the method, then evaluate.*
     for logged in runs:
         i = int(logged.data.tags["seed"])
         assert logged.info.status == "FINISHED"
@@ -252,8 +272,9 @@ def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, t
 
 
 @pytest.mark.parametrize("store", ["server", "sqlite"])
-def test_training_with_an_unreachable_store_completes_and_syncs_later(params, capsys, caplog,
-                                                                     monkeypatch, tmp_path, store):
+def test_training_with_an_unreachable_store_completes_and_syncs_later(
+    params, capsys, caplog, monkeypatch, tmp_path, store
+):
     blocker = tmp_path / "a_file"
     blocker.write_text("a file where the store's folder would have to be")
     bad_uri = "http://127.0.0.1:9" if store == "server" else f"sqlite:///{blocker}/mlflow.db"
@@ -292,21 +313,32 @@ def test_training_with_an_unreachable_store_completes_and_syncs_later(params, ca
 
 
 def test_tracking_changes_nothing_and_a_resumed_run_continues_its_mlflow_run(
-        embedded_params, tmp_path, monkeypatch, tracked, empty_store):
+    embedded_params, tmp_path, monkeypatch, tracked, empty_store
+):
     embedded_params["model"]["backbone_width"] = 4
     embedded_params["train"].update(epochs=3, image_size=16, device="cpu")
     params = validate_params(embedded_params)
     settings = resolve_run(params, Run("digits", 16, "cd", 0))
     rng = np.random.default_rng(0)
     prepared = tmp_path / "data" / "tiny.npz"
-    save_prepared(prepared, meta_path_for(prepared), "tiny",
-                  rng.integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8), np.arange(64) % 4,
-                  ["a", "b", "c", "d"], {})
+    save_prepared(
+        prepared,
+        meta_path_for(prepared),
+        "tiny",
+        rng.integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8),
+        np.arange(64) % 4,
+        ["a", "b", "c", "d"],
+        {},
+    )
 
     def files(root: Path) -> RunFiles:
         p = ProfilePaths(root)
-        return RunFiles(p.checkpoint(settings.run_id), p.model(settings.run_id),
-                        p.curves(settings.run_id), p.train_summary(settings.run_id))
+        return RunFiles(
+            p.checkpoint(settings.run_id),
+            p.model(settings.run_id),
+            p.curves(settings.run_id),
+            p.train_summary(settings.run_id),
+        )
 
     train(settings, prepared, files(tmp_path / "untracked"), threads=1, progress=False)
 
@@ -320,9 +352,8 @@ def test_tracking_changes_nothing_and_a_resumed_run_continues_its_mlflow_run(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "save_state", die_after_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
-        with tracking.Tracker(params, tracked_paths, settings) as tracker:
-            train(settings, prepared, files(tracked_paths.root), threads=1, progress=False, sink=tracker)
+    with pytest.raises(KeyboardInterrupt), tracking.Tracker(params, tracked_paths, settings) as tracker:
+        train(settings, prepared, files(tracked_paths.root), threads=1, progress=False, sink=tracker)
     uri = tracking.tracking_uri(tracked_paths)
     (interrupted,) = mlflow_runs(uri, params["profile"])
     assert interrupted.info.status == "KILLED"
@@ -345,9 +376,11 @@ def test_tracking_changes_nothing_and_a_resumed_run_continues_its_mlflow_run(
 
 
 def test_commands_that_do_not_track_do_not_import_mlflow():
-    code = ("import sys; from cdrepro.cli import main; import cdrepro.tracking; "
-            f"assert main(['validate', '--params', {str(REPO / 'params.yaml')!r}]) == 0; "
-            "assert 'mlflow' not in sys.modules, 'mlflow imported'")
+    code = (
+        "import sys; from cdrepro.cli import main; import cdrepro.tracking; "
+        f"assert main(['validate', '--params', {str(REPO / 'params.yaml')!r}]) == 0; "
+        "assert 'mlflow' not in sys.modules, 'mlflow imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
@@ -362,17 +395,42 @@ def test_compare_groups_the_runs_by_method_then_variant(embedded_params, tmp_pat
     embedded_params["runs"].reverse()  # cdc first, CD at 256 before CD at 128
     runs = runs_of(embedded_params)
     methods = {"simclr": "simclr", "cc": "cc", "cld": "cld", "cdc": "cdc"}
-    logged = pd.DataFrame([{"run_id": run_id(run), "dataset": run.dataset, "batch_size": run.batch_size,
-                            "method": methods.get(run.variant, "cd"), "variant": run.variant, "seed": run.seed,
-                            "final_stage": "feature", "backbone_nmi": 0.5, "status": "FINISHED",
-                            "mlflow_run_id": str(i)} for i, run in enumerate(sorted(runs, key=run_id))])
+    logged = pd.DataFrame(
+        [
+            {
+                "run_id": run_id(run),
+                "dataset": run.dataset,
+                "batch_size": run.batch_size,
+                "method": methods.get(run.variant, "cd"),
+                "variant": run.variant,
+                "seed": run.seed,
+                "final_stage": "feature",
+                "backbone_nmi": 0.5,
+                "status": "FINISHED",
+                "mlflow_run_id": str(i),
+            }
+            for i, run in enumerate(sorted(runs, key=run_id))
+        ]
+    )
     monkeypatch.setattr(tracking, "runs_table", lambda params: logged)
     comparison = tracking.compare_with_files(embedded_params)
-    got = list(zip(comparison.table["method"], comparison.table["variant"], comparison.table["batch_size"]))
-    assert got == [("cd", "cd", 256), ("cd", "cd", 128), ("cd", "no_ne", 128), ("cd", "no_bn", 128),
-                   ("cd", "no_ne_no_bn", 128), ("cd", "no_sched", 128), ("cd", "no_head", 128),
-                   ("cd", "single_view", 128), ("simclr", "simclr", 128), ("cc", "cc", 128),
-                   ("cld", "cld", 128), ("cdc", "cdc", 128)]
+    got = list(
+        zip(comparison.table["method"], comparison.table["variant"], comparison.table["batch_size"], strict=True)
+    )
+    assert got == [
+        ("cd", "cd", 256),
+        ("cd", "cd", 128),
+        ("cd", "no_ne", 128),
+        ("cd", "no_bn", 128),
+        ("cd", "no_ne_no_bn", 128),
+        ("cd", "no_sched", 128),
+        ("cd", "no_head", 128),
+        ("cd", "single_view", 128),
+        ("simclr", "simclr", 128),
+        ("cc", "cc", 128),
+        ("cld", "cld", 128),
+        ("cdc", "cdc", 128),
+    ]
     assert set(comparison.table["check"]) == {"no metrics.json"} and comparison.problems == []
     header = comparison.text().splitlines()[1].split()
     assert header[:2] == ["method", "variant"]  # the printed table's index: grouped by method

@@ -43,10 +43,28 @@ def mlflow_server(tmp_path):
     port = free_port()
     log = (root / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--serve-artifacts", "--artifacts-destination", artifacts.as_uri()],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            artifacts.as_uri(),
+        ],
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         try:
@@ -80,12 +98,17 @@ def server_params(embedded_params, tmp_path, monkeypatch, mlflow_server):
 def test_a_pipeline_logs_through_an_mlflow_server(server_params, mlflow_server, capsys, caplog):
     url, artifacts = mlflow_server
     rid = run_id(RUN)
-    for argv in (["tracking-init"], ["prepare", "--dataset", "digits"],
-                 ["train", "--run", rid, "--threads", "1"], ["evaluate", "--run", rid, "--threads", "1"]):
+    for argv in (
+        ["tracking-init"],
+        ["prepare", "--dataset", "digits"],
+        ["train", "--run", rid, "--threads", "1"],
+        ["evaluate", "--run", rid, "--threads", "1"],
+    ):
         code, _, err = cli(capsys, *argv)
         assert code == 0, (argv, err)
-    assert not [r.getMessage() for r in caplog.records if r.name == "cdrepro.tracking"
-                and r.levelname == "WARNING"], "tracking failed on the way"
+    assert not [r.getMessage() for r in caplog.records if r.name == "cdrepro.tracking" and r.levelname == "WARNING"], (
+        "tracking failed on the way"
+    )
 
     paths = ProfilePaths.from_params(server_params)
     assert tracking.tracking_uri(paths) == url
@@ -97,8 +120,7 @@ def test_a_pipeline_logs_through_an_mlflow_server(server_params, mlflow_server, 
     assert logged.info.run_name == tracking_name(RUN) and logged.info.status == "FINISHED"
     assert logged.data.tags[tracking.RUN_ID_TAG] == rid
     assert logged.data.tags[tracking.HASH_TAG] == settings.digest()
-    assert {k: logged.data.params[k] for k in settings.to_dict()} == {
-        k: str(v) for k, v in settings.to_dict().items()}
+    assert {k: logged.data.params[k] for k in settings.to_dict()} == {k: str(v) for k, v in settings.to_dict().items()}
     assert logged.data.metrics.keys() >= {"instance", "feature", "entropy", "epoch_seconds", "pairs_per_s"}
     with paths.curves(rid).open(newline="") as handle:
         curves = list(csv.DictReader(handle))
@@ -107,7 +129,8 @@ def test_a_pipeline_logs_through_an_mlflow_server(server_params, mlflow_server, 
     metrics = json.loads(paths.metrics(rid).read_text())
     assert tracking.final_metrics(metrics).items() <= logged.data.metrics.items()
     assert {f"{stage}_{score}" for stage in ("backbone", "feature") for score in ("nmi", "ari", "acc")} == set(
-        tracking.final_metrics(metrics))
+        tracking.final_metrics(metrics)
+    )
     assert logged.data.params["method"] == logged.data.tags["method"] == "cd"
     assert logged.data.tags["final_stage"] == "feature"
 

@@ -96,7 +96,8 @@ def test_tracking_init_makes_a_model_training_experiment_with_the_runs_view(prof
     assert experiment.tags[tracking.KIND_TAG] == "custom_model_development"
     view = json.loads(experiment.tags["mlflow.sharedViewState.cdrepro"])
     assert {"metrics.`final_acc`", "metrics.`backbone_acc`", "tags.`method`", "tags.`variant`"} <= set(
-        view["selectedColumns"])
+        view["selectedColumns"]
+    )
 
 
 def test_an_older_experiment_gets_the_kind_and_a_chosen_kind_stays(profile, capsys):
@@ -222,14 +223,27 @@ def full_disk() -> None:
 def run_failing(env_uri: str | None, preexec=None) -> str:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env |= {"MLFLOW_TRACKING_URI": env_uri} if env_uri else {}
-    result = subprocess.run([sys.executable, "-c", FAILING_COMMANDS], env=env, capture_output=True, text=True,
-                            timeout=300, preexec_fn=preexec)
+    result = subprocess.run(
+        [sys.executable, "-c", FAILING_COMMANDS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=preexec,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stderr
 
 
-@pytest.mark.parametrize("failure", ["read-only mlflow.db", "full disk", "read-only folder",
-                                     pytest.param("mlflow.db a folder", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "read-only mlflow.db",
+        "full disk",
+        "read-only folder",
+        pytest.param("mlflow.db a folder", marks=pytest.mark.slow),
+    ],
+)
 def test_an_unwritable_store_is_one_line_per_command_without_tracebacks(profile, failure):
     params, paths = profile
     fake_results(paths)
@@ -270,16 +284,46 @@ def rendered_ui_page(uri: str, page: str, tmp_path: Path) -> str:
     headless Chromium; the server is stopped (its whole process group) whatever happens."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--artifacts-destination", tracking.artifact_location(uri)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--artifacts-destination",
+            tracking.artifact_location(uri),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_healthy(f"http://127.0.0.1:{port}", server)
         return subprocess.run(
-            ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--window-size=1600,1000", f"--user-data-dir={tmp_path / 'chromium'}",
-             "--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{port}/{page}"],
-            capture_output=True, text=True, timeout=120).stdout
+            [
+                "chromium",
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=1600,1000",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--virtual-time-budget=20000",
+                "--dump-dom",
+                f"http://127.0.0.1:{port}/{page}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -289,8 +333,9 @@ def rendered_ui_page(uri: str, page: str, tmp_path: Path) -> str:
 def test_the_ui_opens_the_runs_table_with_the_scores_and_the_summary_run(profile, tmp_path, capsys):
     """What `cdrepro ui` links to, rendered by headless Chromium: the runs table (not the
     GenAI overview) with the final-stage scores as columns, and the summary run in it."""
-    skip_unless_installed(None if shutil.which("chromium") else
-                          "needs Debian's chromium (.ci/run installs it: apt-get install chromium)")
+    skip_unless_installed(
+        None if shutil.which("chromium") else "needs Debian's chromium (.ci/run installs it: apt-get install chromium)"
+    )
     params, paths = profile
     log_evaluated_runs(params, paths)
     fake_results(paths)

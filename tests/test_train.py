@@ -20,8 +20,8 @@ from cdrepro import augment as aug
 from cdrepro.checkpoint import CheckpointMismatch, load_state, save_state
 from cdrepro.config import validate_params
 from cdrepro.data.prepared import load_prepared, meta_path_for, save_prepared
-from cdrepro.identity import RunIdentity
 from cdrepro.device import DeviceUnavailable
+from cdrepro.identity import RunIdentity
 from cdrepro.methods import METHODS, build_method
 from cdrepro.methods.base import LossTermsError
 from cdrepro.methods.cd import ContrastiveDisentangling
@@ -59,8 +59,9 @@ def prepared(tmp_path) -> Path:
     return npz
 
 
-def settings_of(params: dict, variant: str = "cd", batch_size: int = BATCH, seed: int = 0,
-                epochs: int | None = None) -> RunSettings:
+def settings_of(
+    params: dict, variant: str = "cd", batch_size: int = BATCH, seed: int = 0, epochs: int | None = None
+) -> RunSettings:
     if epochs is not None:
         params["train"]["epochs"] = epochs
     validate_params(params)
@@ -209,7 +210,7 @@ def test_resume_after_an_interruption_is_bit_identical(params, prepared, tmp_pat
     _, straight_rows = read_curves(straight.curves)
     _, resumed_rows = read_curves(files.curves)
     assert len(resumed_rows) == 3
-    for a, b in zip(straight_rows, resumed_rows):
+    for a, b in zip(straight_rows, resumed_rows, strict=True):
         assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
 
 
@@ -274,8 +275,7 @@ def test_a_changed_dataset_trains_afresh_under_the_same_run_id(params, prepared,
     assert len(list(files.checkpoint.parent.glob("checkpoint.pt.*.aside"))) == 1  # the old one, kept
 
 
-def test_params_switched_back_resume_the_finished_checkpoint_set_aside(params, prepared, tmp_path, monkeypatch,
-                                                                       caplog):
+def test_params_switched_back_resume_the_finished_checkpoint_set_aside(params, prepared, tmp_path, monkeypatch, caplog):
     """Params A, then B, then A again: the third run takes A's finished checkpoint back and
     trains no step; its model is A's, to the byte."""
     a = settings_of(params, "cd", epochs=1)
@@ -290,7 +290,8 @@ def test_params_switched_back_resume_the_finished_checkpoint_set_aside(params, p
     assert files.model.read_bytes() == model_a
     assert "taking back the checkpoint set aside as checkpoint.pt." in caplog.text
     assert [p.name.split(".")[2] for p in files.checkpoint.parent.glob("*.aside")] == [
-        RunIdentity(settings_of(params, "cd", epochs=1).digest(), load_prepared(prepared).digest).key]
+        RunIdentity(settings_of(params, "cd", epochs=1).digest(), load_prepared(prepared).digest).key
+    ]
 
 
 def test_a_checkpoint_set_aside_is_never_replaced_by_a_lesser_one(tmp_path):
@@ -385,12 +386,16 @@ def test_non_finite_loss_in_the_first_epoch_claims_no_checkpoint(params, prepare
     assert not files.checkpoint.exists()
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda terms: terms.pop("feature"), r"declares but does not return \['feature'\]"),
-    (lambda terms: terms.update(extra=terms["loss"] * 0), r"returns but does not declare \['extra'\]"),
-])
-def test_a_loss_term_declared_and_not_returned_or_the_reverse_is_an_error(params, prepared, tmp_path,
-                                                                        monkeypatch, change, message):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda terms: terms.pop("feature"), r"declares but does not return \['feature'\]"),
+        (lambda terms: terms.update(extra=terms["loss"] * 0), r"returns but does not declare \['extra'\]"),
+    ],
+)
+def test_a_loss_term_declared_and_not_returned_or_the_reverse_is_an_error(
+    params, prepared, tmp_path, monkeypatch, change, message
+):
     """Never a silent drop: a term without a curve column, or a column without a term."""
 
     class Mislabelled(ContrastiveDisentangling):
@@ -431,8 +436,9 @@ def test_cuda_without_a_gpu_is_an_error_not_a_fallback(params, prepared, tmp_pat
 
 
 @pytest.mark.parametrize(("variant", "augment_calls", "eval_calls"), [("cd", 2, 0), ("single_view", 1, 1)])
-def test_single_view_makes_view_1_with_the_evaluation_transform(params, prepared, tmp_path, monkeypatch,
-                                                               variant, augment_calls, eval_calls):
+def test_single_view_makes_view_1_with_the_evaluation_transform(
+    params, prepared, tmp_path, monkeypatch, variant, augment_calls, eval_calls
+):
     settings = settings_of(params, variant, epochs=1)
     assert settings.views == (1 if variant == "single_view" else 2)
     counts = {"augment": 0, "eval_transform": 0}

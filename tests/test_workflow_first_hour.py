@@ -27,13 +27,22 @@ PROFILE_LINE = "Using workflow specific profile"
 def snakemake(*args: str, cwd: Path, snakefile: Path = SNAKEFILE) -> subprocess.CompletedProcess:
     """Snakemake as a user with the venv activated runs it (no --cores: the default profile's)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(snakefile), *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(snakefile), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def said(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in (result.stdout + result.stderr).splitlines()
-            if line.strip() and not line.startswith(PROFILE_LINE)]
+    return [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.strip() and not line.startswith(PROFILE_LINE)
+    ]
 
 
 def test_a_minimal_params_file_plans_and_snakemake_sees_the_filled_defaults(tmp_path):
@@ -44,21 +53,30 @@ def test_a_minimal_params_file_plans_and_snakemake_sees_the_filled_defaults(tmp_
     assert re.search(r"^train\s+1$", plan.stdout, flags=re.M) and "rule figures:" in plan.stdout
     # The workflow's config as its rules see it: a Snakefile that includes ours and writes it out.
     dump = tmp_path / "dump.smk"
-    dump.write_text(f'include: "{SNAKEFILE}"\n\nimport json\n\n'
-                    'with open("config.json", "w") as out:\n    json.dump(config, out)\n')
+    dump.write_text(
+        f'include: "{SNAKEFILE}"\n\nimport json\n\nwith open("config.json", "w") as out:\n    json.dump(config, out)\n'
+    )
     listed = snakemake("--list-rules", "--configfile", str(minimal), cwd=tmp_path, snakefile=dump)
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert json.loads((tmp_path / "config.json").read_text()) == load_params(minimal)
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("profile: x\ntrain:\n  lr: 1\n   epochs: 2\n",
-     "{path} line 4 column 10: not valid YAML: mapping values are not allowed here; fix the YAML there"),
-    ("profile: x\ntrain: [1, 2\n",
-     "{path} line 3 column 1: not valid YAML: expected ',' or ']', but got '<stream end>' (while "
-     "parsing a flow sequence at line 2 column 8); fix the YAML there"),
-    (None, "params file not found: {path}; check the path"),
-], ids=["bad indentation", "unclosed list", "no such file"])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (
+            "profile: x\ntrain:\n  lr: 1\n   epochs: 2\n",
+            "{path} line 4 column 10: not valid YAML: mapping values are not allowed here; fix the YAML there",
+        ),
+        (
+            "profile: x\ntrain: [1, 2\n",
+            "{path} line 3 column 1: not valid YAML: expected ',' or ']', but got '<stream end>' (while "
+            "parsing a flow sequence at line 2 column 8); fix the YAML there",
+        ),
+        (None, "params file not found: {path}; check the path"),
+    ],
+    ids=["bad indentation", "unclosed list", "no such file"],
+)
 def test_a_params_file_snakemake_cannot_read_is_one_line_naming_it(tmp_path, content, problem):
     path = tmp_path / "broken.yaml"
     if content is not None:
@@ -86,9 +104,11 @@ def test_an_empty_params_file_is_refused_not_replaced_by_params_yaml(tmp_path):
     (tmp_path / "empty.yaml").write_text("{}\n")
     result = snakemake("-n", "--configfile", "empty.yaml", cwd=tmp_path)
     assert result.returncode != 0
-    assert said(result) == ["cdrepro: error: empty.yaml holds no settings: put the params there (cp params.yaml "
-                            "empty.yaml to start from the embedded profile), or leave --configfile out to run "
-                            "params.yaml"], result.stdout[-3000:] + result.stderr[-3000:]
+    assert said(result) == [
+        "cdrepro: error: empty.yaml holds no settings: put the params there (cp params.yaml "
+        "empty.yaml to start from the embedded profile), or leave --configfile out to run "
+        "params.yaml"
+    ], result.stdout[-3000:] + result.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -101,7 +121,8 @@ def test_a_target_after_configfile_is_named_as_such_and_the_advice_works(tmp_pat
     assert said(result) == [
         f"cdrepro: error: reproduce_tables was read as a params file, as it follows --configfile (which "
         f"takes several files); if it is a target, put it before --configfile (snakemake reproduce_tables "
-        f"--configfile {params}) or end the files with -- (snakemake --configfile {params} -- reproduce_tables)"]
+        f"--configfile {params}) or end the files with -- (snakemake --configfile {params} -- reproduce_tables)"
+    ]
     advised = snakemake("-n", "--configfile", params, "--", "reproduce_tables", cwd=tmp_path)
     assert advised.returncode == 0, advised.stderr[-3000:]
     assert "rule tables:" in advised.stdout and "rule figures:" not in advised.stdout  # that target, not `all`

@@ -30,8 +30,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname().replace(".", "_")
     _remove_dead_writers_files(path, host)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp",
-                                    dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(tmp_name)
@@ -59,7 +58,7 @@ def _umask() -> int:
 def _remove_dead_writers_files(path: Path, host: str) -> None:
     """Temporary files of ``path`` left by processes of this host that no longer run."""
     for leftover in path.parent.glob(f".{path.name}.{host}.*.tmp"):
-        pid = leftover.name[len(f".{path.name}.{host}."):].split(".", 1)[0]
+        pid = leftover.name[len(f".{path.name}.{host}.") :].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             leftover.unlink(missing_ok=True)
 

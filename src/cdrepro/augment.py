@@ -213,7 +213,7 @@ def crop_boxes_from_uniforms(
     left = torch.minimum(torch.floor(u_left.double() * (width - w + 1)), width - w)
     # Python scalars in torch.where: no host-to-device copy on CUDA.
     fallback = _fallback_box(height, width, ratio)
-    columns = [torch.where(found, col, float(fb)) for col, fb in zip((top, left, h, w), fallback)]
+    columns = [torch.where(found, col, float(fb)) for col, fb in zip((top, left, h, w), fallback, strict=True)]
     return torch.stack(columns, dim=1).float()  # (B, 4)
 
 
@@ -231,8 +231,14 @@ def sample_params(
         return torch.rand(shape, generator=generator, device=device)
 
     boxes = crop_boxes_from_uniforms(
-        rand(batch, CROP_ATTEMPTS), rand(batch, CROP_ATTEMPTS), rand(batch), rand(batch),
-        height, width, config.scale, config.ratio,
+        rand(batch, CROP_ATTEMPTS),
+        rand(batch, CROP_ATTEMPTS),
+        rand(batch),
+        rand(batch),
+        height,
+        width,
+        config.scale,
+        config.ratio,
     )  # (B, 4)
     flip = rand(batch) < config.flip_p
     jitter = rand(batch) < config.jitter_p
@@ -248,8 +254,17 @@ def sample_params(
     blur = (rand(batch) < config.blur_p) & config.blur
     sigma = _uniform(rand(batch), *config.blur_sigma)
     return AugmentParams(
-        boxes=boxes, flip=flip, jitter=jitter, brightness=brightness, contrast=contrast,
-        saturation=saturation, hue=hue, order=order, grayscale=grayscale, blur=blur, sigma=sigma,
+        boxes=boxes,
+        flip=flip,
+        jitter=jitter,
+        brightness=brightness,
+        contrast=contrast,
+        saturation=saturation,
+        hue=hue,
+        order=order,
+        grayscale=grayscale,
+        blur=blur,
+        sigma=sigma,
     )
 
 

@@ -38,18 +38,25 @@ def make_backbone(name: str, width: int, stem: str) -> nn.Module:
             resnet.maxpool = nn.Identity()
         return resnet
     if name not in BASIC_BLOCK_LAYOUT:
-        raise ValueError(f"model.backbone_width {width} is only supported for "
-                         f"{' and '.join(BASIC_BLOCK_LAYOUT)} (use 64 for {name})")
+        raise ValueError(
+            f"model.backbone_width {width} is only supported for {' and '.join(BASIC_BLOCK_LAYOUT)} (use 64 for {name})"
+        )
     return _narrow_resnet(BASIC_BLOCK_LAYOUT[name], width, stem)
 
 
 def _stem_layers(width: int, stem: str) -> list[nn.Module]:
     if stem == "cifar":
-        return [nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False),
-                nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-    return [nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2, padding=1)]
+        return [
+            nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        ]
+    return [
+        nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    ]
 
 
 def _narrow_resnet(blocks: tuple[int, ...], width: int, stem: str) -> nn.Sequential:

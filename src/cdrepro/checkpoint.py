@@ -65,7 +65,8 @@ def _damaged(path: Path, exc: BaseException) -> DamagedCheckpoint:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return DamagedCheckpoint(
         f"{path} is damaged and cannot be read ({first}); delete it: a checkpoint.pt then "
-        "trains its run again from the start, a model.pt is written again by training")
+        "trains its run again from the start, a model.pt is written again by training"
+    )
 
 
 def load_state(path: Path, identity: RunIdentity) -> dict[str, Any]:
@@ -84,8 +85,12 @@ def load_state(path: Path, identity: RunIdentity) -> dict[str, Any]:
 
 def _warn_if_legacy(path: Path, state: dict[str, Any], identity: RunIdentity) -> None:
     if is_legacy(state):
-        log.warning("%s predates data digests; taken as trained on the current data (%s). If the "
-                    "dataset changed since, delete it to train again", path, identity.data)
+        log.warning(
+            "%s predates data digests; taken as trained on the current data (%s). If the "
+            "dataset changed since, delete it to train again",
+            path,
+            identity.data,
+        )
 
 
 def aside_path(path: Path, identity: RunIdentity) -> Path:
@@ -136,21 +141,9 @@ def _take_back(path: Path, identity: RunIdentity) -> dict[str, Any] | None:
     if identity.mismatch(state) is not None:  # renamed by hand: not ours to resume
         return None
     aside.replace(path)
-    log.info("taking back the checkpoint set aside as %s (epoch %d) for this run's settings and data",
-             aside.name, _epoch(state))
+    log.info(
+        "taking back the checkpoint set aside as %s (epoch %d) for this run's settings and data",
+        aside.name,
+        _epoch(state),
+    )
     return state
-
-
-def rng_state(shuffle: torch.Generator, augment: torch.Generator) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "augment": augment.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def restore_rng(state: dict[str, torch.Tensor], shuffle: torch.Generator, augment: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    shuffle.set_state(state["shuffle"])
-    augment.set_state(state["augment"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])

@@ -35,8 +35,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
     checked = cfg.check_against_prepared(params, str(args.params))
     if checked:
         print(f"batch sizes fit the prepared datasets: {', '.join(checked)}")
-    print(f"{args.params}: valid; profile '{params['profile']}', {len(params['runs'])} runs, "
-          f"outputs under {paths.root}")
+    print(
+        f"{args.params}: valid; profile '{params['profile']}', {len(params['runs'])} runs, outputs under {paths.root}"
+    )
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
@@ -57,11 +58,16 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     params, paths = _context(args)
     settings = cfg.dataset_settings(params, args.dataset)
     data = cfg.data_settings(params)
-    meta = prepare_dataset(args.dataset, settings, Path(data["download_dir"]), data["download"],
-                           paths.prepared(args.dataset), paths.prepared_meta(args.dataset),
-                           eval_size=params["train"]["image_size"])
-    print(f"{args.dataset}: {meta['n_images']} images, {meta['num_classes']} classes -> "
-          f"{paths.prepared(args.dataset)}")
+    meta = prepare_dataset(
+        args.dataset,
+        settings,
+        Path(data["download_dir"]),
+        data["download"],
+        paths.prepared(args.dataset),
+        paths.prepared_meta(args.dataset),
+        eval_size=params["train"]["image_size"],
+    )
+    print(f"{args.dataset}: {meta['n_images']} images, {meta['num_classes']} classes -> {paths.prepared(args.dataset)}")
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:
@@ -80,7 +86,7 @@ def _start_processes(args: argparse.Namespace, settings: rs.RunSettings, lock: P
 
     Replaces this process (exec) rather than waiting on a child, so that a SIGTERM from the
     scheduler or Snakemake reaches torchrun, which passes it on to the training processes.
-    torchrun runs under ``cdrepro.distributed.launch``: its failures read as one line, and the
+    torchrun runs under ``cdrepro.launcher.launch``: its failures read as one line, and the
     processes die with it (they know it by its pid, this one's). torch is not imported first:
     torchrun and each process import it anyway."""
     from cdrepro.runlock import run_lock
@@ -97,15 +103,23 @@ def _start_processes(args: argparse.Namespace, settings: rs.RunSettings, lock: P
     with run_lock(lock, args.run, "training"):
         pass
     # "--": without it torchrun's own parser takes our --run for an abbreviation of its --run-path.
-    command = [sys.executable, "-m", "cdrepro.distributed", "--standalone",
-               f"--nproc-per-node={processes}", "-m", "cdrepro", "--"]
+    command = [
+        sys.executable,
+        "-m",
+        "cdrepro.launcher",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "cdrepro",
+        "--",
+    ]
     command += ["--verbose"] if args.verbose else []
     command += ["train", "--params", str(args.params), "--run", args.run]
     command += ["--threads", str(args.threads)] if args.threads else []
     log.info("%s: starting %d training processes: %s", args.run, processes, " ".join(command[1:]))
     sys.stdout.flush()
     sys.stderr.flush()
-    # distributed.LAUNCHER_ENV (not imported: it imports torch).
+    # launcher.LAUNCHER_ENV (not imported: it imports torch).
     os.execve(sys.executable, command, dict(os.environ, CDREPRO_LAUNCHER_PID=str(os.getpid())))
 
 
@@ -117,27 +131,31 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from cdrepro import distributed as ddp
     from cdrepro.device import select_device
+    from cdrepro.launcher import launched_worker
     from cdrepro.runlock import run_lock
     from cdrepro.tracking import Tracker
     from cdrepro.train import RunFiles, train
 
-    files = RunFiles(paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run),
-                     paths.train_summary(args.run))
-    with ddp.launched_worker(), ddp.process_group(select_device(settings.device)) as ranks:
+    files = RunFiles(
+        paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run), paths.train_summary(args.run)
+    )
+    with launched_worker(), ddp.process_group(select_device(settings.device)) as ranks:
         if not ranks.is_main:  # rank 0 speaks for the run
             logging.getLogger("cdrepro").setLevel(logging.WARNING)
         # Rank 0 holds the run's lock (one writer per run) and alone tracks; the tracker closes
         # the MLflow run, whatever happens.
-        lock = (run_lock(paths.lock(args.run), args.run, "training") if ranks.is_main
-                else contextlib.nullcontext())
+        lock = run_lock(paths.lock(args.run), args.run, "training") if ranks.is_main else contextlib.nullcontext()
         with lock, Tracker(params, paths, settings, active=None if ranks.is_main else False) as tracker:
-            summary = train(settings, paths.prepared(settings.dataset), files, threads=args.threads,
-                            sink=tracker, ranks=ranks)
+            summary = train(
+                settings, paths.prepared(settings.dataset), files, threads=args.threads, sink=tracker, ranks=ranks
+            )
     if not ranks.is_main:
         return
     where = summary["device"] + (f" ({ranks.world_size} processes)" if ranks.distributed else "")
-    print(f"{args.run}: trained {summary['epochs']} epochs in {summary['train_seconds']} s "
-          f"on {where}; final loss {summary['final'].get('loss', float('nan')):.4f}")
+    print(
+        f"{args.run}: trained {summary['epochs']} epochs in {summary['train_seconds']} s "
+        f"on {where}; final loss {summary['final'].get('loss', float('nan')):.4f}"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -152,8 +170,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         _evaluate_checkpoint(args, params, paths, settings)
         return
     with run_lock(paths.lock(args.run), args.run, "evaluation"):
-        metrics = evaluate(settings, paths.prepared(settings.dataset), paths.model(args.run),
-                           params["evaluate"], threads=args.threads)
+        metrics = evaluate(
+            settings, paths.prepared(settings.dataset), paths.model(args.run), params["evaluate"], threads=args.threads
+        )
         write_metrics(paths.metrics(args.run), metrics)
         Tracker(params, paths, settings).log_evaluation(metrics)
     print(f"{args.run}: {_stage_scores(metrics)}")
@@ -163,8 +182,7 @@ def _stage_scores(metrics: dict) -> str:
     return ", ".join(f"{stage} {json.dumps(scores)}" for stage, scores in metrics["stages"].items())
 
 
-def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfilePaths,
-                         settings: rs.RunSettings) -> None:
+def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfilePaths, settings: rs.RunSettings) -> None:
     """``evaluate --checkpoint``: a checkpoint from elsewhere (the authors' released models, say)
     in the run's architecture and on its dataset. Not logged to MLflow, and written beside the
     profile's runs (unless --out says otherwise): it is not the run's own training."""
@@ -211,12 +229,12 @@ def cmd_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_methods_table(args: argparse.Namespace) -> None:
-    from cdrepro.methods_table import write_methods_table
-    from cdrepro.results import ProfileResults, methods_target
+    from cdrepro.comparison.table import write_comparison_table
+    from cdrepro.results import ProfileResults, comparison_target
 
     params, paths = _context(args)
-    results = ProfileResults.load(params, target=methods_target(params))
-    for path in write_methods_table(results, paths.tables_dir()):
+    results = ProfileResults.load(params, target=comparison_target(params))
+    for path in write_comparison_table(results, paths.tables_dir()):
         print(path)
 
 
@@ -231,11 +249,15 @@ def cmd_tracking_init(args: argparse.Namespace) -> None:
         uri, name, experiment_id = tracking.init_store(params)
     except Exception as exc:  # tracking never stops the workflow: the jobs will warn again
         log.debug("tracking-init failed", exc_info=True)
-        log.warning("MLflow store not ready, so jobs will run without tracking if it stays so: %s",
-                    tracking.store_problem(exc, tracking.tracking_uri(paths)))
+        log.warning(
+            "MLflow store not ready, so jobs will run without tracking if it stays so: %s",
+            tracking.store_problem(exc, tracking.tracking_uri(paths)),
+        )
         return
-    print(f"MLflow experiment '{name}' (id {experiment_id}) in {uri}; its runs: "
-          f"{tracking.ui_address(uri, tracking.runs_page(experiment_id))}")
+    print(
+        f"MLflow experiment '{name}' (id {experiment_id}) in {uri}; its runs: "
+        f"{tracking.ui_address(uri, tracking.runs_page(experiment_id))}"
+    )
 
 
 def cmd_tracking_summary(args: argparse.Namespace) -> None:
@@ -250,14 +272,18 @@ def cmd_tracking_summary(args: argparse.Namespace) -> None:
         summary = log_summary(params)
     except Exception as exc:  # tracking never stops the workflow
         log.debug("tracking-summary failed", exc_info=True)
-        log.warning("MLflow summary run not logged: %s. Once fixed, log it with: cdrepro tracking-summary",
-                    tracking.store_problem(exc, tracking.tracking_uri(paths)))
+        log.warning(
+            "MLflow summary run not logged: %s. Once fixed, log it with: cdrepro tracking-summary",
+            tracking.store_problem(exc, tracking.tracking_uri(paths)),
+        )
         return
     if summary is None:
         print(f"no tables or figures under {paths.root} yet; no summary run logged")
         return
-    print(f"summary run {summary.mlflow_run_id} ({summary.files} files; {summary.replaced} older replaced) "
-          f"in {summary.uri}: {tracking.ui_address(summary.uri, summary.page())}")
+    print(
+        f"summary run {summary.mlflow_run_id} ({summary.files} files; {summary.replaced} older replaced) "
+        f"in {summary.uri}: {tracking.ui_address(summary.uri, summary.page())}"
+    )
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
@@ -301,13 +327,28 @@ def cmd_ui(args: argparse.Namespace) -> None:
         _, name, experiment_id = tracking.init_store(params)
     except Exception as exc:  # MLflow's errors are no RuntimeError: one line, as main() gives those
         raise RuntimeError(tracking.store_problem(exc, uri)) from exc
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-               "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
     artifacts = tracking.artifact_location(uri)
     if artifacts:
         command += ["--artifacts-destination", artifacts]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); the runs of '{name}': "
-          f"http://127.0.0.1:{args.port}/{tracking.runs_page(experiment_id)}; Ctrl-C stops it", flush=True)
+    print(
+        f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); the runs of '{name}': "
+        f"http://127.0.0.1:{args.port}/{tracking.runs_page(experiment_id)}; Ctrl-C stops it",
+        flush=True,
+    )
     # Replaced by the server, so that Ctrl-C and kill reach it (and its workers) directly.
     os.execve(sys.executable, command, dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
 
@@ -317,11 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func, help_text: str, *, dataset: bool = False, run: bool = False,
-            threads: bool = False) -> None:
+    def add(
+        name: str, func, help_text: str, *, dataset: bool = False, run: bool = False, threads: bool = False
+    ) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--params", default=os.environ.get(PARAMS_ENV, "params.yaml"),
-                       help=f"params file (default: ${PARAMS_ENV}, else params.yaml)")
+        p.add_argument(
+            "--params",
+            default=os.environ.get(PARAMS_ENV, "params.yaml"),
+            help=f"params file (default: ${PARAMS_ENV}, else params.yaml)",
+        )
         if dataset:
             p.add_argument("--dataset", required=True, help="a dataset name under datasets:")
         if run:
@@ -338,29 +383,56 @@ def build_parser() -> argparse.ArgumentParser:
     add("train", cmd_train, "train (or resume) one run", run=True, threads=True)
     add("evaluate", cmd_evaluate, "K-means NMI/ARI/ACC of one trained run", run=True, threads=True)
     sub.choices["evaluate"].add_argument(
-        "--checkpoint", type=Path, default=None,
+        "--checkpoint",
+        type=Path,
+        default=None,
         help="evaluate this checkpoint instead of the run's model.pt: ours or the authors' released "
-             "layout (resnet.*, instance_projector.*, feature_predictor.*), in the run's architecture")
+        "layout (resnet.*, instance_projector.*, feature_predictor.*), in the run's architecture",
+    )
     sub.choices["evaluate"].add_argument(
-        "--out", type=Path, default=None,
+        "--out",
+        type=Path,
+        default=None,
         help="with --checkpoint: where the metrics go (default: "
-             "<results_dir>/<profile>/released/<run>/<checkpoint name>.metrics.json)")
-    add("tables", cmd_tables, "LaTeX tables (paper Tables 2-10), all.csv and differences.csv from the runs for "
-        "reproduce_tables")
-    add("methods-table", cmd_methods_table, "the methods table (methods.tex, methods.csv, methods_differences.csv): "
+        "<results_dir>/<profile>/released/<run>/<checkpoint name>.metrics.json)",
+    )
+    add(
+        "tables",
+        cmd_tables,
+        "LaTeX tables (paper Tables 2-10), all.csv and differences.csv from the runs for reproduce_tables",
+    )
+    add(
+        "methods-table",
+        cmd_methods_table,
+        "the methods table (methods.tex, methods.csv, methods_differences.csv): "
         "every method "
-        "beside its published numbers, from the runs for compare_methods (every run if none is)")
+        "beside its published numbers, from the runs for compare_methods (every run if none is)",
+    )
     add("tsne", cmd_tsne, "t-SNE figure of one run's backbone and final outputs", run=True, threads=True)
-    add("figures", cmd_figures, "training curves, ablation charts, head statistics, LIME views and "
-        "the summary table of every run", threads=True)
-    add("tracking-init", cmd_tracking_init,
-        "create the MLflow store and the profile's experiment (once, before parallel jobs)")
-    add("tracking-summary", cmd_tracking_summary,
-        "log the profile's tables and figures as one MLflow run named summary (replacing the last)")
+    add(
+        "figures",
+        cmd_figures,
+        "training curves, ablation charts, head statistics, LIME views and the summary table of every run",
+        threads=True,
+    )
+    add(
+        "tracking-init",
+        cmd_tracking_init,
+        "create the MLflow store and the profile's experiment (once, before parallel jobs)",
+    )
+    add(
+        "tracking-summary",
+        cmd_tracking_summary,
+        "log the profile's tables and figures as one MLflow run named summary (replacing the last)",
+    )
     add("sync", cmd_sync, "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure")
     sub.choices["sync"].add_argument("--run", default=None, help="one run id (default: every run)")
-    add("compare", cmd_compare, "the profile's runs from MLflow: method and variant vs every "
-        "stage's metrics, checked against each run's metrics.json")
+    add(
+        "compare",
+        cmd_compare,
+        "the profile's runs from MLflow: method and variant vs every "
+        "stage's metrics, checked against each run's metrics.json",
+    )
     sub.choices["compare"].add_argument("--csv", default=None, help="also write the table here")
     add("ui", cmd_ui, "the MLflow UI on the profile's store, bound to 127.0.0.1")
     sub.choices["ui"].add_argument("--port", type=int, default=5000, help="port (default: 5000)")
@@ -387,21 +459,30 @@ def _os_error(exc: OSError, command: str) -> str:
     what to do."""
     where = f" {exc.filename}" if exc.filename else ""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return (f"the disk is full ({exc.strerror}) while writing{where or ' a file'}. Files are "
-                "written to a temporary name and renamed, so the previous version of every output "
-                f"is intact: free some space and run cdrepro {command} again"
-                f"{RERUN_NOTES.get(command, '')}")
+        return (
+            f"the disk is full ({exc.strerror}) while writing{where or ' a file'}. Files are "
+            "written to a temporary name and renamed, so the previous version of every output "
+            f"is intact: free some space and run cdrepro {command} again"
+            f"{RERUN_NOTES.get(command, '')}"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (f"cannot write or read{where}: {exc.strerror}. Make it (and its folder) writable "
-                "for this user, or point results_dir in the params at a folder that is")
-    return (f"{exc.strerror or type(exc).__name__}{':' if where else ''}{where}; check that path "
-            "and run the step again (--verbose shows the traceback)")
+        return (
+            f"cannot write or read{where}: {exc.strerror}. Make it (and its folder) writable "
+            "for this user, or point results_dir in the params at a folder that is"
+        )
+    return (
+        f"{exc.strerror or type(exc).__name__}{':' if where else ''}{where}; check that path "
+        "and run the step again (--verbose shows the traceback)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         args.func(args)
     except (cfg.ParamsError, FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -418,8 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         # Every output is written atomically, so nothing is torn; training resumes.
-        print(f"cdrepro {args.command}: interrupted; nothing was left half-written: run the same "
-              f"command again{RERUN_NOTES.get(args.command, '')}", file=sys.stderr)
+        print(
+            f"cdrepro {args.command}: interrupted; nothing was left half-written: run the same "
+            f"command again{RERUN_NOTES.get(args.command, '')}",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

@@ -14,8 +14,19 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]  # src/
-PLUMBING = frozenset({"__init__.py", "__main__.py", "cli.py", "runs.py", "atomic.py", "tracking.py",
-                      "runlock.py", "dvc_bridge.py"})
+PLUMBING = frozenset(
+    {
+        "__init__.py",
+        "__main__.py",
+        "cli.py",
+        "runs.py",
+        "atomic.py",
+        "tracking.py",
+        "runlock.py",
+        "dvc_bridge.py",
+        "launcher.py",
+    }
+)
 FOLDERS = ("cdrepro/methods",)
 """Packages named as a folder rather than by their files."""
 
@@ -57,20 +68,31 @@ def imported_files(modules: set[str]) -> set[Path]:
         new = {".".join(parts[:i]) for i in range(1, len(parts) + 1)} - seen
         seen |= new
         for module in new:
-            todo += _module_level_imports(module_file(module))
-    return {module_file(name) for name in seen}
+            todo += _module_level_imports(_imported_module_file(module))
+    return {_imported_module_file(name) for name in seen}
+
+
+def _imported_module_file(name: str) -> Path:
+    """``module_file`` of a module known to be imported (so to have a file)."""
+    path = module_file(name)
+    # Names here are the CLI's imports, files found by _module_level_imports, or their parent
+    # packages: all have a source file (a missing one failed on None.read_text() before).
+    assert path is not None, f"cdrepro module {name} has no source file"
+    return path
 
 
 def command_modules(command: str) -> set[str]:
     """The cdrepro modules ``cmd_<command>`` of the CLI imports."""
     cli = ast.parse((SRC / "cdrepro" / "cli.py").read_text())
     name = f"cmd_{command.replace('-', '_')}"
-    function = next((node for node in ast.walk(cli) if isinstance(node, ast.FunctionDef) and node.name == name),
-                    None)
+    function = next((node for node in ast.walk(cli) if isinstance(node, ast.FunctionDef) and node.name == name), None)
     if function is None:
         raise ValueError(f"cdrepro/cli.py has no {name}: no command '{command}'")
-    return {node.module for node in ast.walk(function)
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cdrepro.")}
+    return {
+        node.module
+        for node in ast.walk(function)
+        if isinstance(node, ast.ImportFrom) and node.module is not None and node.module.startswith("cdrepro.")
+    }
 
 
 def code_deps(command: str) -> list[str]:

@@ -45,7 +45,8 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
 # The schema's validator, but with whole-number floats no integers.
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer))
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
 
 
 class _DuplicateKey(yaml.constructor.ConstructorError):
@@ -61,9 +62,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise _DuplicateKey(
-                    "while reading a mapping", node.start_mark,
-                    f"found the key '{key}' twice (first on line {seen[key].line + 1}); "
-                    "remove one of them", key_node.start_mark)
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key '{key}' twice (first on line {seen[key].line + 1}); remove one of them",
+                    key_node.start_mark,
+                )
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
@@ -93,8 +96,10 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
     mapping."""
     path = Path(path)
     if path.is_dir():
-        raise ParamsError(f"{path} is a folder, not a params file; give the path of a YAML params "
-                          f"file (such as {path / 'params.yaml'})")
+        raise ParamsError(
+            f"{path} is a folder, not a params file; give the path of a YAML params "
+            f"file (such as {path / 'params.yaml'})"
+        )
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}; check the path")
     try:
@@ -113,9 +118,11 @@ def _params_text(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ParamsError(f"{path} line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text (a file "
-                          "saved as Latin-1 or Windows-1252?); save the file as UTF-8") from exc
+        line = data[: exc.start].count(b"\n") + 1
+        raise ParamsError(
+            f"{path} line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text (a file "
+            "saved as Latin-1 or Windows-1252?); save the file as UTF-8"
+        ) from exc
 
 
 @functools.cache
@@ -219,8 +226,9 @@ def _check_finite(params: dict[str, Any], source: str) -> None:
     found = _first_non_finite(params, "")
     if found:
         key, value = found
-        raise ParamsError(f"{source}: {key}: {_YAML_SPELLING[str(value)]} is not a finite number; "
-                          "write a finite number there")
+        raise ParamsError(
+            f"{source}: {key}: {_YAML_SPELLING[str(value)]} is not a finite number; write a finite number there"
+        )
 
 
 def _first_non_finite(value: Any, key: str) -> tuple[str, float] | None:
@@ -243,16 +251,20 @@ def _check_results_dir(params: dict[str, Any], source: str) -> None:
     results = Path(params["results_dir"])
     for path in (results, results / params["profile"]):
         if path.exists() and not path.is_dir():
-            raise ParamsError(f"{source}: results_dir: {path} exists and is not a folder; point "
-                              "results_dir at a folder (it is created if missing)")
+            raise ParamsError(
+                f"{source}: results_dir: {path} exists and is not a folder; point "
+                "results_dir at a folder (it is created if missing)"
+            )
 
 
 def _check_cross_fields(params: dict[str, Any], source: str) -> None:
     _check_variants(params, source)
     model = params["model"]
     if model["backbone_width"] != 64 and model["backbone"] == "resnet50":
-        raise ParamsError(f"{source}: model.backbone_width: only resnet18 and resnet34 can be "
-                          "narrowed; use 64 (torchvision's width) with resnet50")
+        raise ParamsError(
+            f"{source}: model.backbone_width: only resnet18 and resnet34 can be "
+            "narrowed; use 64 (torchvision's width) with resnet50"
+        )
     for name, dataset in params["datasets"].items():
         _check_dataset(name, dataset, source)
     _check_runs(params, source)
@@ -263,8 +275,9 @@ def _check_variants(params: dict[str, Any], source: str) -> None:
         _check_method_options(name, options, f"methods.{name}", source)
     for name, variant in params["variants"].items():
         if name == BASELINE_VARIANT:
-            raise ParamsError(f"{source}: variants.{name}: the name is reserved for the raw-pixel "
-                              "K-means rows; rename the variant")
+            raise ParamsError(
+                f"{source}: variants.{name}: the name is reserved for the raw-pixel K-means rows; rename the variant"
+            )
         method = variant_switches(params, name)["method"]
         own = {k: v for k, v in variant.items() if k not in VARIANT_KEYS}
         _check_method_options(method, own, f"variants.{name}", source)
@@ -277,16 +290,22 @@ def _check_variants(params: dict[str, Any], source: str) -> None:
 def _check_dataset(name: str, dataset: dict[str, Any], source: str) -> None:
     kind = dataset["source"]
     if kind in FOLDER_SOURCES and "path" not in dataset:
-        raise ParamsError(f"{source}: datasets.{name}.path: required for source '{kind}' "
-                          "(a folder laid out as <path>/<class>/<image>)")
+        raise ParamsError(
+            f"{source}: datasets.{name}.path: required for source '{kind}' "
+            "(a folder laid out as <path>/<class>/<image>)"
+        )
     if "images_per_class" in dataset and kind != "folder":
-        raise ParamsError(f"{source}: datasets.{name}.images_per_class: only a 'folder' source can be "
-                          f"subsampled (this one is '{kind}'); remove the key")
+        raise ParamsError(
+            f"{source}: datasets.{name}.images_per_class: only a 'folder' source can be "
+            f"subsampled (this one is '{kind}'); remove the key"
+        )
     for key in ("path", "store_size"):
         if key in dataset and kind not in FOLDER_SOURCES:
-            raise ParamsError(f"{source}: datasets.{name}.{key}: a '{kind}' source ignores it (only "
-                              f"{' and '.join(FOLDER_SOURCES)} sources read a folder and resize it); "
-                              "remove the key")
+            raise ParamsError(
+                f"{source}: datasets.{name}.{key}: a '{kind}' source ignores it (only "
+                f"{' and '.join(FOLDER_SOURCES)} sources read a folder and resize it); "
+                "remove the key"
+            )
 
 
 def _check_runs(params: dict[str, Any], source: str) -> None:
@@ -323,14 +342,16 @@ def _check_method_options(method: str, options: dict[str, Any], where: str, sour
     """``options`` must be options of ``method``, of the types it declares."""
     if method not in METHODS:
         key = where if where.startswith("methods.") else f"{where}.method"
-        raise ParamsError(f"{source}: {key}: unknown method '{method}' "
-                          f"(known: {', '.join(sorted(METHODS))})")
+        raise ParamsError(f"{source}: {key}: unknown method '{method}' (known: {', '.join(sorted(METHODS))})")
     declared = METHODS[method].options
     for key in options:
         if key not in declared:
             owners = sorted(m for m, cls in METHODS.items() if key in cls.options)
-            whose = f"'{key}' is an option of {', '.join(owners)}, not of {method}" if owners \
+            whose = (
+                f"'{key}' is an option of {', '.join(owners)}, not of {method}"
+                if owners
                 else f"'{key}' is not an option of method {method}"
+            )
             allowed = ", ".join(sorted(declared)) or "none"
             raise ParamsError(f"{source}: {where}.{key}: {whose} (options of {method}: {allowed})")
     schema = {"$defs": load_schema()["$defs"], "type": "object", "properties": dict(declared)}
@@ -409,8 +430,9 @@ def check_against_prepared(params: dict[str, Any], source: str = "params") -> li
         try:
             n_images = int(json.loads(meta_file.read_text())["n_images"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise ParamsError(f"{meta_file}: unreadable prepared metadata ({exc}); run "
-                              f"`cdrepro prepare --dataset {name}` again") from exc
+            raise ParamsError(
+                f"{meta_file}: unreadable prepared metadata ({exc}); run `cdrepro prepare --dataset {name}` again"
+            ) from exc
         check_batch_sizes(params, name, n_images, source)
         checked.append(name)
     return checked

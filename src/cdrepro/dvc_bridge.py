@@ -44,8 +44,9 @@ def _tail(text: str, lines: int = 30) -> str:
 def _snakemake(root: Path, *args: str) -> str:
     # The workflow calls `cdrepro` (its onstart hook, for one): this environment's, as make does.
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=root, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=root, env=env, capture_output=True, text=True
+    )
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise BridgeError(f"snakemake {' '.join(args)} failed:\n{_tail(output)}")
@@ -107,8 +108,10 @@ def _unreadable(exc: Exception) -> str:
     path = os.path.normpath(str(getattr(exc, "path", "") or "dvc.yaml or dvc.lock"))
     said = f"{str(exc).splitlines()[0]}{_where(exc)}{getattr(exc, 'hint', '')}"
     if Path(path).name == "dvc.lock":
-        fix = (f"restore it (git checkout -- {path}), or delete it and record Snakemake's finished "
-               "results again (make dvc-track)")
+        fix = (
+            f"restore it (git checkout -- {path}), or delete it and record Snakemake's finished "
+            "results again (make dvc-track)"
+        )
     else:
         fix = f"fix it, or restore it (git checkout -- {path})"
     return f"{path} cannot be read ({said}): {fix}"
@@ -135,14 +138,18 @@ def track(root: Path = Path(".")) -> None:
         pending = snakemake_pending(root)
         if pending:
             jobs = ", ".join(f"{rule} x{n}" for rule, n in pending.items())
-            raise BridgeError(f"Snakemake still has jobs to run ({jobs}); run it first "
-                              "(make run) so that DVC records finished results only")
+            raise BridgeError(
+                f"Snakemake still has jobs to run ({jobs}); run it first "
+                "(make run) so that DVC records finished results only"
+            )
         stale = stale_sources(repo)
         if stale:
             raise BridgeError(
                 "these files changed after the outputs of the steps that read them, and "
-                "Snakemake does not re-run steps for package code: " + "; ".join(stale) +
-                ". Re-run those steps (dvc repro, or snakemake --forcerun <rule>) first")
+                "Snakemake does not re-run steps for package code: "
+                + "; ".join(stale)
+                + ". Re-run those steps (dvc repro, or snakemake --forcerun <rule>) first"
+            )
         try:
             # relink=False: leave Snakemake's files as they are (a relink rewrites them, new mtimes)
             repo.commit(None, force=True, relink=False)
@@ -160,7 +167,8 @@ def touch(root: Path = Path(".")) -> None:
     if changes:
         raise BridgeError(
             f"DVC reports changed stages ({', '.join(changes)}): the workspace is not what "
-            "dvc.lock records. Run dvc repro, dvc pull or dvc checkout first")
+            "dvc.lock records. Run dvc repro, dvc pull or dvc checkout first"
+        )
     _snakemake(root, "--touch", "--cores", "1", TARGET)
     pending = snakemake_pending(root)
     if pending:
@@ -168,10 +176,12 @@ def touch(root: Path = Path(".")) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdrepro.dvc_bridge",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["track", "touch"],
-                        help="track: Snakemake's results -> DVC; touch: DVC's results -> Snakemake")
+    parser = argparse.ArgumentParser(prog="python -m cdrepro.dvc_bridge", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "action",
+        choices=["track", "touch"],
+        help="track: Snakemake's results -> DVC; touch: DVC's results -> Snakemake",
+    )
     parser.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
     args = parser.parse_args(argv)
     try:
@@ -179,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     except BridgeError as exc:
         print(f"cdrepro.dvc_bridge {args.action}: error: {exc}", file=sys.stderr)
         return 1
-    print("DVC and Snakemake agree: nothing to run." if args.action == "touch" else
-          "DVC now records Snakemake's results: dvc status is clean; dvc push shares them.")
+    print(
+        "DVC and Snakemake agree: nothing to run."
+        if args.action == "touch"
+        else "DVC now records Snakemake's results: dvc status is clean; dvc push shares them."
+    )
     return 0
 
 

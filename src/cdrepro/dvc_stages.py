@@ -70,8 +70,11 @@ def stage_lines(step: Step) -> list[str]:
     lines += _list("metrics", [str(o.path) for o in outputs if o.kind == METRIC], indent)
     plots = [str(o.path) for o in outputs if o.kind == PLOT]
     if plots:
-        lines += [f"{indent}plots:"] + [line for path in plots for line in
-                                       (f"{indent}  - {path}:", f"{indent}      x: epoch", f"{indent}      y: loss")]
+        lines += [f"{indent}plots:"] + [
+            line
+            for path in plots
+            for line in (f"{indent}  - {path}:", f"{indent}      x: epoch", f"{indent}      y: loss")
+        ]
     return lines
 
 
@@ -85,8 +88,7 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if path.read_text() != text:
-            print(f"{path} is stale: run `make dvc-yaml` (python -m cdrepro.dvc_stages) and commit it",
-                  file=sys.stderr)
+            print(f"{path} is stale: run `make dvc-yaml` (python -m cdrepro.dvc_stages) and commit it", file=sys.stderr)
             return 1
         return 0
     path.write_text(text)

@@ -16,7 +16,6 @@ from sklearn.cluster import KMeans
 
 from cdrepro import augment as aug
 from cdrepro.checkpoint import load_weights_only
-from cdrepro.run_settings import RunSettings
 from cdrepro.data.prepared import PreparedDataset, load_prepared
 from cdrepro.device import autocast, select_device
 from cdrepro.identity import RunIdentity, is_legacy
@@ -24,6 +23,7 @@ from cdrepro.kmeans import kmeans
 from cdrepro.methods import Method, build_method
 from cdrepro.methods.base import ARGMAX
 from cdrepro.metrics import clustering_scores
+from cdrepro.run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,15 @@ def load_model(path: Path, settings: RunSettings, data: PreparedDataset) -> Meth
 
 
 @torch.no_grad()
-def embed(model: Method, images: np.ndarray, image_size: int, batch_size: int,
-          device: torch.device, precision: str,
-          outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def embed(
+    model: Method,
+    images: np.ndarray,
+    image_size: int,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    outputs: tuple[str, ...] | None = None,
+) -> dict[str, np.ndarray]:
     """The model's named outputs for every image, as float32 arrays (N, width).
 
     images: (N, H, W, 3) uint8. ``outputs``: which (default: those the method's stages read)."""
@@ -57,7 +63,7 @@ def embed(model: Method, images: np.ndarray, image_size: int, batch_size: int,
     model.eval().to(device)
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for start in range(0, len(images), batch_size):  # the last partial batch is kept
-        batch = torch.from_numpy(images[start:start + batch_size]).to(device)
+        batch = torch.from_numpy(images[start : start + batch_size]).to(device)
         x = aug.eval_transform(aug.to_float(batch), image_size)  # (B, 3, S, S)
         with autocast(device, precision):
             out = model(x)
@@ -80,8 +86,14 @@ def kmeans_device(backend: str, device: torch.device) -> torch.device | None:
     return device
 
 
-def kmeans_scores(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_init: int,
-                  seed: int, device: torch.device | None = None) -> dict[str, float]:
+def kmeans_scores(
+    features: np.ndarray,
+    labels: np.ndarray,
+    n_clusters: int,
+    n_init: int,
+    seed: int,
+    device: torch.device | None = None,
+) -> dict[str, float]:
     """K-means (k = number of classes) on raw features, scored by NMI/ARI/ACC.
 
     ``device`` None: scikit-learn, in float64 where that copy stays small (every embedding, and
@@ -97,8 +109,14 @@ def kmeans_scores(features: np.ndarray, labels: np.ndarray, n_clusters: int, n_i
     return clustering_scores(labels, clusters)
 
 
-def stage_scores(model: Method, outputs: dict[str, np.ndarray], labels: np.ndarray, n_clusters: int,
-                 eval_params: dict[str, Any], device: torch.device | None) -> dict[str, dict[str, float]]:
+def stage_scores(
+    model: Method,
+    outputs: dict[str, np.ndarray],
+    labels: np.ndarray,
+    n_clusters: int,
+    eval_params: dict[str, Any],
+    device: torch.device | None,
+) -> dict[str, dict[str, float]]:
     """NMI/ARI/ACC of every stage of the method, in its order: K-means (k = classes) on the
     stage's output, or, for an argmax stage, the output's own cluster assignment."""
     scores = {}
@@ -107,13 +125,15 @@ def stage_scores(model: Method, outputs: dict[str, np.ndarray], labels: np.ndarr
         if stage.assign == ARGMAX:
             scores[name] = clustering_scores(labels, features.argmax(axis=1))
         else:
-            scores[name] = kmeans_scores(features, labels, n_clusters, eval_params["kmeans_n_init"],
-                                         eval_params["kmeans_seed"], device)
+            scores[name] = kmeans_scores(
+                features, labels, n_clusters, eval_params["kmeans_n_init"], eval_params["kmeans_seed"], device
+            )
     return scores
 
 
-def evaluate(settings: RunSettings, prepared: Path, model_path: Path, eval_params: dict[str, Any],
-             threads: int | None = None) -> dict[str, Any]:
+def evaluate(
+    settings: RunSettings, prepared: Path, model_path: Path, eval_params: dict[str, Any], threads: int | None = None
+) -> dict[str, Any]:
     """The metrics of a run's own trained model (``model.pt``)."""
     data = load_prepared(prepared)
     model = load_model(model_path, settings, data)
@@ -122,15 +142,15 @@ def evaluate(settings: RunSettings, prepared: Path, model_path: Path, eval_param
     return metrics | RunIdentity(settings.digest(), data.digest).fields()
 
 
-def evaluate_model(model: Method, settings: RunSettings, data: PreparedDataset,
-                   eval_params: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model: Method, settings: RunSettings, data: PreparedDataset, eval_params: dict[str, Any], threads: int | None = None
+) -> dict[str, Any]:
     """The metrics of a loaded model with the run's architecture (a released checkpoint, say):
     one record per stage under ``stages``, the method's last stage named ``final_stage``."""
     if threads:
         torch.set_num_threads(threads)
     device = select_device(settings.device)
-    outputs = embed(model, data.images, settings.image_size, eval_params["batch_size"], device,
-                    settings.precision)
+    outputs = embed(model, data.images, settings.image_size, eval_params["batch_size"], device, settings.precision)
     on = kmeans_device(eval_params["kmeans_backend"], device)
     return {
         "run_id": settings.run_id,
@@ -153,8 +173,9 @@ def pixel_baseline(data: PreparedDataset, eval_params: dict[str, Any]) -> dict[s
         "dataset": data.name,
         "n_images": len(data),
         "num_classes": data.num_classes,
-        "pixels": kmeans_scores(pixels, data.labels, data.num_classes,
-                                eval_params["kmeans_n_init"], eval_params["kmeans_seed"]),
+        "pixels": kmeans_scores(
+            pixels, data.labels, data.num_classes, eval_params["kmeans_n_init"], eval_params["kmeans_seed"]
+        ),
     }
 
 

@@ -27,7 +27,7 @@ class RunIdentity:
     data: str
 
     @classmethod
-    def of(cls, record: Mapping[str, Any]) -> "RunIdentity":
+    def of(cls, record: Mapping[str, Any]) -> RunIdentity:
         """The identity a checkpoint, model.pt or metrics.json records (``LEGACY_DATA`` where it
         predates data digests)."""
         return cls(str(record.get(SETTINGS_KEY)), str(record.get(DATA_KEY, LEGACY_DATA)))

@@ -33,8 +33,7 @@ def squared_distances(x: torch.Tensor, centers: torch.Tensor, x_sq: torch.Tensor
     return (x_sq[:, None] - 2.0 * (x @ centers.T) + c_sq[None, :]).clamp_min_(0.0)
 
 
-def kmeans_plus_plus(x: torch.Tensor, x_sq: torch.Tensor, k: int,
-                     generator: torch.Generator) -> torch.Tensor:
+def kmeans_plus_plus(x: torch.Tensor, x_sq: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """Greedy k-means++ seeding: each new centre is the best of several D^2-sampled candidates."""
     n = x.shape[0]
     trials = 2 + int(math.log(k))
@@ -53,13 +52,14 @@ def kmeans_plus_plus(x: torch.Tensor, x_sq: torch.Tensor, k: int,
     return torch.cat(centers)  # (k, d)
 
 
-def lloyd(x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, max_iter: int,
-          tol: float) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+def lloyd(
+    x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, max_iter: int, tol: float
+) -> tuple[torch.Tensor, torch.Tensor, float, int]:
     """Lloyd iterations from ``centers``; an emptied cluster keeps its previous centre."""
     k = centers.shape[0]
     ones = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is returned: the iterations run)
         labels = squared_distances(x, centers, x_sq).argmin(dim=1)  # (N,)
         sums = torch.zeros_like(centers).index_add_(0, labels, x)  # (k, d)
         counts = torch.zeros(k, dtype=x.dtype, device=x.device).index_add_(0, labels, ones)
@@ -73,8 +73,9 @@ def lloyd(x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, max_iter: 
     return labels, centers, float(inertia.sum()), n_iter
 
 
-def kmeans(features: torch.Tensor, n_clusters: int, n_init: int = 10, seed: int = 0,
-           max_iter: int = 300, tol: float = 1e-4) -> KMeansResult:
+def kmeans(
+    features: torch.Tensor, n_clusters: int, n_init: int = 10, seed: int = 0, max_iter: int = 300, tol: float = 1e-4
+) -> KMeansResult:
     """Best of ``n_init`` k-means++ starts, on the features' own device.
 
     features: (N, d), any float dtype; the fit runs in float32 with full-precision matmuls

@@ -51,16 +51,16 @@ def unwrap(loaded: Any, source: Path) -> Mapping[str, torch.Tensor]:
     training checkpoint (``state_dict``), CC's (``net``), or a bare state dict (the authors'
     released files)."""
     if not isinstance(loaded, Mapping):
-        raise CheckpointLayoutError(f"{source}: expected a state dict (a mapping of names to "
-                                    f"tensors), found {type(loaded).__name__}")
+        raise CheckpointLayoutError(
+            f"{source}: expected a state dict (a mapping of names to tensors), found {type(loaded).__name__}"
+        )
     for wrapper in ("model", "state_dict", "net"):
         if isinstance(loaded.get(wrapper), Mapping):
             loaded = loaded[wrapper]
             break
     not_tensors = [key for key, value in loaded.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
-        raise CheckpointLayoutError(f"{source}: not a state dict: {_some(not_tensors)} "
-                                    "are not tensors")
+        raise CheckpointLayoutError(f"{source}: not a state dict: {_some(not_tensors)} are not tensors")
     return loaded
 
 
@@ -92,8 +92,11 @@ def mismatches(state: Mapping[str, torch.Tensor], model: nn.Module) -> list[str]
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    reshaped = sorted(f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
-                      for key in set(state) & set(expected) if state[key].shape != expected[key].shape)
+    reshaped = sorted(
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in set(state) & set(expected)
+        if state[key].shape != expected[key].shape
+    )
     problems = []
     if missing:
         problems.append(f"missing keys: {_some(missing)}")
@@ -114,11 +117,12 @@ def load_checkpoint(path: Path, model: Method, run: str) -> str:
     if problems:
         hint = ""
         if layout == AUTHORS and not any(key.startswith("backbone.conv1.") for key in model.state_dict()):
-            hint = ("; the authors' models are torchvision ResNets, which needs "
-                    "model.backbone_width: 64 in the params")
+            hint = "; the authors' models are torchvision ResNets, which needs model.backbone_width: 64 in the params"
         raise CheckpointLayoutError(
             f"{path} ({layout} layout, names shown in ours) does not fit run {run}'s model: "
-            + "; ".join(problems) + hint)
+            + "; ".join(problems)
+            + hint
+        )
     model.load_state_dict(mapped)
     return layout
 

@@ -53,10 +53,8 @@ def _cell(rec: Mapping[str, str]) -> tuple[float, str]:
     plain mean); a published number, ± its std where the source gives one."""
     mean = float(rec["mean"])
     low, high, std = _number(rec["ci_low"]), _number(rec["ci_high"]), _number(rec["std"])
-    if rec["source"] == OURS:
-        spread = None if low is None or high is None else (high - low) / 2
-    else:
-        spread = std
+    interval = None if low is None or high is None else (high - low) / 2
+    spread = interval if rec["source"] == OURS else std
     text = f"{mean:.3f}" if spread is None else f"{mean:.3f} ± {spread:.3f}"
     return mean, text + ("" if rec["confirmed"] != "False" else UNCONFIRMED)
 
@@ -75,8 +73,15 @@ def methods_table_html(records: Sequence[Mapping[str, str]]) -> str:
     where the CSV has none). Bold: the best of our methods per column within a dataset (the
     raw-pixel K-means and the published rows are references, not ranked), as in methods.tex."""
     rows = _rows(records)
-    notes = list(dict.fromkeys(rec["note"] for key, part in rows.items() if key[4] not in (OURS, NOTHING_PUBLISHED)
-                               for rec in part if rec["note"]))
+    notes = list(
+        dict.fromkeys(
+            rec["note"]
+            for key, part in rows.items()
+            if key[4] not in (OURS, NOTHING_PUBLISHED)
+            for rec in part
+            if rec["note"]
+        )
+    )
     marks = {note: NOTE_MARKS[i % len(NOTE_MARKS)] * (1 + i // len(NOTE_MARKS)) for i, note in enumerate(notes)}
     columns = [(role, metric) for role in ROLES for metric in METRICS]
     cells: dict[tuple[str, ...], list[tuple[float, str] | None]] = {}
@@ -90,27 +95,41 @@ def methods_table_html(records: Sequence[Mapping[str, str]]) -> str:
                 if cell is not None:
                     best[(key[0], j)] = max(best.get((key[0], j), cell[0]), cell[0])
 
-    out = ['<table class="cdrepro-methods">', "<thead>",
-           '<tr><th rowspan="2">Method</th><th rowspan="2">Batch</th><th rowspan="2">Source</th>'
-           '<th rowspan="2">Final stage</th><th rowspan="2">Seeds</th>'
-           '<th colspan="3">Backbone</th><th colspan="3">Final stage</th></tr>',
-           "<tr>" + "".join(f"<th>{m.upper()}</th>" for _ in ROLES for m in METRICS) + "</tr>", "</thead>", "<tbody>"]
+    out = [
+        '<table class="cdrepro-methods">',
+        "<thead>",
+        '<tr><th rowspan="2">Method</th><th rowspan="2">Batch</th><th rowspan="2">Source</th>'
+        '<th rowspan="2">Final stage</th><th rowspan="2">Seeds</th>'
+        '<th colspan="3">Backbone</th><th colspan="3">Final stage</th></tr>',
+        "<tr>" + "".join(f"<th>{m.upper()}</th>" for _ in ROLES for m in METRICS) + "</tr>",
+        "</thead>",
+        "<tbody>",
+    ]
     dataset = None
     for key, part in rows.items():
         first = part[0]
         if key[0] != dataset:
             dataset = key[0]
-            out.append(f'<tr><th colspan="{5 + len(columns)}" class="cdrepro-dataset">'
-                       f"{html.escape(first['dataset_title'] or dataset)}</th></tr>")
+            out.append(
+                f'<tr><th colspan="{5 + len(columns)}" class="cdrepro-dataset">'
+                f"{html.escape(first['dataset_title'] or dataset)}</th></tr>"
+            )
         ours = key[4] == OURS
         finals = [rec["stage"] for rec in part if rec["stage_role"] == ROLES[-1]]
         seeds = {rec["n_seeds"] for rec in part if rec["n_seeds"]}
-        seeds_text = "" if not ours or not key[1] or not seeds else (
-            "one seed" if seeds == {"1"} else f"{'–'.join(sorted(seeds, key=int))} seeds")
+        seeds_text = (
+            ""
+            if not ours or not key[1] or not seeds
+            else ("one seed" if seeds == {"1"} else f"{'–'.join(sorted(seeds, key=int))} seeds")
+        )
         row_notes = [marks[n] for n in dict.fromkeys(rec["note"] for rec in part) if n in marks]
-        lead = [html.escape(first["method_label"]) if ours else "", html.escape(key[3]),
-                html.escape(first["source_label"]) + (f"<sup>{','.join(row_notes)}</sup>" if row_notes else ""),
-                html.escape(finals[0] if finals else ""), seeds_text]
+        lead = [
+            html.escape(first["method_label"]) if ours else "",
+            html.escape(key[3]),
+            html.escape(first["source_label"]) + (f"<sup>{','.join(row_notes)}</sup>" if row_notes else ""),
+            html.escape(finals[0] if finals else ""),
+            seeds_text,
+        ]
         if key[4] == NOTHING_PUBLISHED:
             numbers = [f'<td colspan="{len(columns)}"><em>{html.escape(first["note"])}</em></td>']
         else:
@@ -152,17 +171,21 @@ def what_ran_rst(params: Mapping[str, Any]) -> str:
     for run in runs:
         variants = methods.setdefault((infos[run.variant].method, infos[run.variant].label), [])
         variants += [] if run.variant in variants else [run.variant]
-    named = [label if variants == [method] else f"{label} ({', '.join(f'``{v}``' for v in variants)})"
-             for (method, label), variants in methods.items()]
+    named = [
+        label if variants == [method] else f"{label} ({', '.join(f'``{v}``' for v in variants)})"
+        for (method, label), variants in methods.items()
+    ]
     titles = dataset_titles(dict(params))
     datasets = ", ".join(dataset_name(d, titles) for d in dict.fromkeys(run.dataset for run in runs))
     batches = ", ".join(str(b) for b in sorted({run.batch_size for run in runs}))
     seeds = ", ".join(str(s) for s in sorted({run.seed for run in runs}))
-    return "\n".join([
-        f"- **Profile** ``{params['profile']}``: {len(runs)} run{'s' * (len(runs) != 1)} on {datasets}; "
-        f"batch size{'s' * (',' in batches)} {batches}; seed{'s' * (',' in seeds)} {seeds}.",
-        f"- **Methods** ({len(methods)}): {', '.join(named)}.",
-    ])
+    return "\n".join(
+        [
+            f"- **Profile** ``{params['profile']}``: {len(runs)} run{'s' * (len(runs) != 1)} on {datasets}; "
+            f"batch size{'s' * (',' in batches)} {batches}; seed{'s' * (',' in seeds)} {seeds}.",
+            f"- **Methods** ({len(methods)}): {', '.join(named)}.",
+        ]
+    )
 
 
 def params_file_html(path: Path) -> str:
@@ -170,10 +193,12 @@ def params_file_html(path: Path) -> str:
     text = path.read_text(encoding="utf-8")
     uri = "data:text/yaml;charset=utf-8;base64," + base64.b64encode(text.encode()).decode()
     name = html.escape(path.name)
-    return (f'<details class="cdrepro-params"><summary><strong>Params file</strong> '
-            f"<tt class=\"docutils literal\">{html.escape(str(path))}</tt>, the only settings every step reads "
-            f'(<a href="{uri}" download="{name}">download it</a>; click here to show it)</summary>\n'
-            f"<pre>{html.escape(text)}</pre></details>")
+    return (
+        f'<details class="cdrepro-params"><summary><strong>Params file</strong> '
+        f'<tt class="docutils literal">{html.escape(str(path))}</tt>, the only settings every step reads '
+        f'(<a href="{uri}" download="{name}">download it</a>; click here to show it)</summary>\n'
+        f"<pre>{html.escape(text)}</pre></details>"
+    )
 
 
 class MethodsTable(Directive):
@@ -184,8 +209,12 @@ class MethodsTable(Directive):
     def run(self) -> list[nodes.Node]:
         path = Path(self.arguments[0])
         if not path.is_file():
-            return [nodes.paragraph(text=f"No methods table yet ({path} is missing): run the workflow "
-                                         "(make run, or snakemake) and make the report again.")]
+            return [
+                nodes.paragraph(
+                    text=f"No methods table yet ({path} is missing): run the workflow "
+                    "(make run, or snakemake) and make the report again."
+                )
+            ]
         return [nodes.raw("", methods_table_html(read_methods_csv(path)), format="html")]
 
 
@@ -196,8 +225,9 @@ class WhatRan(Directive):
         from cdrepro.config import load_params
 
         node = nodes.container(classes=["cdrepro-what-ran"])
-        self.state.nested_parse(StringList(what_ran_rst(load_params(params_file())).splitlines()),
-                                self.content_offset, node)
+        self.state.nested_parse(
+            StringList(what_ran_rst(load_params(params_file())).splitlines()), self.content_offset, node
+        )
         return [node]
 
 

@@ -26,26 +26,23 @@ message names the file and the command that writes it again.
 ``ProfileResults.load(params)`` reads a whole profile: every run's metrics, every baseline,
 the datasets' titles and each variant's method, label and switches; ``load(params, target)``
 reads only the runs of one workflow target (``reproduce_tables``: the paper's tables;
-``compare_methods``: the methods table). Its ``frame`` is the long
+``compare_methods``: the methods comparison). Its ``frame`` is the long
 format the tables and figures consume (``collect``): one row per (run group, stage, metric),
 aggregated over seeds, where ``stage`` is the stage's own name and ``stage_role`` says whether
-it is the backbone stage, the method's final stage or one between. The paper's and the
-authors' numbers (``references/``) come in the same long format (``paper_rows``,
-``authors_rows``); ``published_rows`` lines up every published number with the method it is
-of (CD's paper, CC's own paper, the CD authors' repository) for the methods table and figure.
+it is the backbone stage, the method's final stage or one between. The published numbers (the
+paper's, CC's, the authors' repository's) come in the same long format from
+``cdrepro.published``.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +51,10 @@ import pandas as pd
 from cdrepro import config as cfg
 from cdrepro import run_settings as rs
 from cdrepro.atomic import write_text
-from cdrepro.methods import method_class
-from cdrepro.methods.base import BACKBONE_STAGE
 from cdrepro.data.prepared import data_digest
 from cdrepro.identity import DATA_KEY, SETTINGS_KEY, RunIdentity
+from cdrepro.methods import method_class
+from cdrepro.methods.base import BACKBONE_STAGE
 from cdrepro.runs import ProfilePaths, Run, run_id
 
 SCORES: tuple[str, ...] = ("nmi", "ari", "acc")
@@ -65,16 +62,24 @@ BASELINE_VARIANT = cfg.BASELINE_VARIANT
 """The variant name of the raw-pixel K-means rows; validation refuses it as a variant's name."""
 PIXELS_STAGE = "pixels"
 BACKBONE_ROLE, FINAL_ROLE, INTERMEDIATE_ROLE = "backbone", "final", "intermediate"
-REFERENCE_METHOD = "cd"
-"""The method the paper's CD-128/CD-256 and the authors' repository numbers are of."""
-AUTHORS_BATCH_SIZE = 128
-"""The batch size of the authors' repository runs (``references/README.md``)."""
-TABLES_TARGET, METHODS_TARGET = rs.TARGETS
-"""The workflow targets: the paper's tables, and the methods table."""
+TABLES_TARGET, COMPARISON_TARGET = rs.TARGETS
+"""The workflow targets: the paper's tables (``reproduce_tables``), and the methods comparison
+(``compare_methods``: the methods table and figures)."""
 
 FRAME_COLUMNS: list[str] = [
-    "source", "dataset", "batch_size", "method", "variant", "stage", "stage_role",
-    "metric", "mean", "std", "n_seeds", "seeds", "values",
+    "source",
+    "dataset",
+    "batch_size",
+    "method",
+    "variant",
+    "stage",
+    "stage_role",
+    "metric",
+    "mean",
+    "std",
+    "n_seeds",
+    "seeds",
+    "values",
 ]
 
 
@@ -101,8 +106,17 @@ def _scores_problem(scores: Any, where: str) -> str | None:
     return None
 
 
-_METRICS_FIELDS = {"run_id": str, "dataset": str, "batch_size": int, "method": str, "variant": str,
-                   "seed": int, "n_images": int, "num_classes": int, "final_stage": str}
+_METRICS_FIELDS = {
+    "run_id": str,
+    "dataset": str,
+    "batch_size": int,
+    "method": str,
+    "variant": str,
+    "seed": int,
+    "n_images": int,
+    "num_classes": int,
+    "final_stage": str,
+}
 
 
 def _metrics_problem(metrics: Any) -> str | None:
@@ -141,8 +155,9 @@ def check_metrics(metrics: Any, where: str, rid: str | None = None) -> dict[str,
     if problem:
         if rid is None:
             rid = metrics.get("run_id", "<run id>") if isinstance(metrics, dict) else "<run id>"
-        raise ResultsError(f"{where}: not a metrics file of this cdrepro ({problem}); "
-                           f"re-run `cdrepro evaluate --run {rid}`")
+        raise ResultsError(
+            f"{where}: not a metrics file of this cdrepro ({problem}); re-run `cdrepro evaluate --run {rid}`"
+        )
     return _in_stage_order(metrics)
 
 
@@ -171,14 +186,20 @@ def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
 
 def check_baseline(baseline: Any, where: str) -> dict[str, Any]:
     """``baseline`` if it has the shape of a baselines/<dataset>.json record, else ResultsError."""
-    ok = (isinstance(baseline, dict) and isinstance(baseline.get("dataset"), str)
-          and _is_int(baseline.get("n_images")) and _is_int(baseline.get("num_classes")))
-    problem = _scores_problem(baseline.get("pixels"), "pixels") if ok else \
-        "dataset, n_images and num_classes are required"
+    ok = (
+        isinstance(baseline, dict)
+        and isinstance(baseline.get("dataset"), str)
+        and _is_int(baseline.get("n_images"))
+        and _is_int(baseline.get("num_classes"))
+    )
+    problem = (
+        _scores_problem(baseline.get("pixels"), "pixels") if ok else "dataset, n_images and num_classes are required"
+    )
     if problem:
         dataset = baseline.get("dataset", "<dataset>") if isinstance(baseline, dict) else "<dataset>"
-        raise ResultsError(f"{where}: not a baseline file of this cdrepro ({problem}); "
-                           f"re-run `cdrepro baseline --dataset {dataset}`")
+        raise ResultsError(
+            f"{where}: not a baseline file of this cdrepro ({problem}); re-run `cdrepro baseline --dataset {dataset}`"
+        )
     return baseline
 
 
@@ -192,8 +213,7 @@ class UncheckedMetrics(ResultsError):
     """A metrics.json written before metrics recorded their settings and data digests."""
 
 
-def current_metrics(params: dict[str, Any], paths: ProfilePaths, run: Run,
-                    data_digest: str | None) -> dict[str, Any]:
+def current_metrics(params: dict[str, Any], paths: ProfilePaths, run: Run, data_digest: str | None) -> dict[str, Any]:
     """A run's metrics.json, refused (one line naming the run) unless it was made under the
     settings the params now give the run and, where the dataset is prepared (``data_digest``),
     on that data: a table must never print the numbers of a model trained with other ones."""
@@ -205,9 +225,11 @@ def current_metrics(params: dict[str, Any], paths: ProfilePaths, run: Run,
     expected = RunIdentity(rs.resolve_run(params, run).digest(), data_digest or metrics.get(DATA_KEY, ""))
     problem = expected.mismatch(metrics)
     if problem:
-        raise ResultsError(f"{path}: run {rid}'s metrics were made with {problem} than the params "
-                           f"and prepared data give now; re-run `cdrepro train --run {rid}` and "
-                           f"`cdrepro evaluate --run {rid}` (or the workflow)")
+        raise ResultsError(
+            f"{path}: run {rid}'s metrics were made with {problem} than the params "
+            f"and prepared data give now; re-run `cdrepro train --run {rid}` and "
+            f"`cdrepro evaluate --run {rid}` (or the workflow)"
+        )
     return metrics
 
 
@@ -227,7 +249,8 @@ def checked_metrics(params: dict[str, Any], runs: Sequence[Run]) -> list[dict[st
         raise UncheckedMetrics(
             f"the metrics.json of {len(unchecked)} run(s) under {paths.root} ({shown}) predate the "
             "settings and data digests the tables check; re-evaluate them (their models are kept): "
-            "`snakemake --forcerun evaluate`, or `cdrepro evaluate --run <id>` for each")
+            "`snakemake --forcerun evaluate`, or `cdrepro evaluate --run <id>` for each"
+        )
     return checked
 
 
@@ -251,8 +274,9 @@ def read_curves(path: str | Path) -> list[dict[str, float]]:
         try:
             return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
         except (TypeError, ValueError) as exc:
-            raise ResultsError(f"{path}: not a curves file ({exc}); re-train the run "
-                               f"(`cdrepro train --run {path.parent.name}`)") from exc
+            raise ResultsError(
+                f"{path}: not a curves file ({exc}); re-train the run (`cdrepro train --run {path.parent.name}`)"
+            ) from exc
 
 
 def curve_terms(columns: Iterable[str]) -> list[str]:
@@ -261,7 +285,7 @@ def curve_terms(columns: Iterable[str]) -> list[str]:
     names = list(dict.fromkeys(columns))
     if "loss" not in names or "seconds" not in names:
         raise ResultsError(f"curves columns {names} lack 'loss' or 'seconds'")
-    return names[names.index("loss") + 1:names.index("seconds")]
+    return names[names.index("loss") + 1 : names.index("seconds")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,8 +347,7 @@ def group_runs(metrics: Iterable[Mapping[str, Any]]) -> dict[GroupKey, list[Mapp
     for run in metrics:
         check_metrics(run, _run_label(run))
         if run["variant"] == BASELINE_VARIANT:
-            raise ValueError(f"{_run_label(run)}: variant name '{BASELINE_VARIANT}' is reserved "
-                             "for the pixel baseline")
+            raise ValueError(f"{_run_label(run)}: variant name '{BASELINE_VARIANT}' is reserved for the pixel baseline")
         groups.setdefault((run["dataset"], run["batch_size"], run["variant"]), []).append(run)
     for key, runs in groups.items():
         seeds = [run["seed"] for run in runs]
@@ -347,12 +370,23 @@ def _group_rows(key: GroupKey, runs: Sequence[Mapping[str, Any]]) -> list[dict[s
         for metric in SCORES:
             values = [float(run["stages"][stage][metric]) for run in runs]
             mean, std = _summarise(values)
-            rows.append({
-                "source": "ours", "dataset": dataset, "batch_size": batch_size,
-                "method": runs[0]["method"], "variant": variant, "stage": stage,
-                "stage_role": stage_role(stages, stage), "metric": metric, "mean": mean, "std": std,
-                "n_seeds": len(values), "seeds": seeds, "values": ";".join(repr(v) for v in values),
-            })
+            rows.append(
+                {
+                    "source": "ours",
+                    "dataset": dataset,
+                    "batch_size": batch_size,
+                    "method": runs[0]["method"],
+                    "variant": variant,
+                    "stage": stage,
+                    "stage_role": stage_role(stages, stage),
+                    "metric": metric,
+                    "mean": mean,
+                    "std": std,
+                    "n_seeds": len(values),
+                    "seeds": seeds,
+                    "values": ";".join(repr(v) for v in values),
+                }
+            )
     return rows
 
 
@@ -369,12 +403,23 @@ def _baseline_rows(baselines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
         seen.add(dataset)
         for metric in SCORES:
             value = float(baseline["pixels"][metric])
-            rows.append({
-                "source": "ours", "dataset": dataset, "batch_size": None, "method": "",
-                "variant": BASELINE_VARIANT, "stage": PIXELS_STAGE, "stage_role": BACKBONE_ROLE,
-                "metric": metric, "mean": value, "std": math.nan, "n_seeds": 1, "seeds": "",
-                "values": repr(value),
-            })
+            rows.append(
+                {
+                    "source": "ours",
+                    "dataset": dataset,
+                    "batch_size": None,
+                    "method": "",
+                    "variant": BASELINE_VARIANT,
+                    "stage": PIXELS_STAGE,
+                    "stage_role": BACKBONE_ROLE,
+                    "metric": metric,
+                    "mean": value,
+                    "std": math.nan,
+                    "n_seeds": 1,
+                    "seeds": "",
+                    "values": repr(value),
+                }
+            )
     return rows
 
 
@@ -400,148 +445,6 @@ def collect(metrics: Iterable[Mapping[str, Any]], baselines: Iterable[Mapping[st
 
 
 # --------------------------------------------------------------------------------------------
-# The paper's and the authors' numbers
-
-
-def _reference_csv(name: str) -> str:
-    return resources.files("cdrepro").joinpath(f"references/{name}").read_text()
-
-
-def load_paper_results() -> pd.DataFrame:
-    """The paper's Tables 2 and 3 (``references/paper_results.csv``, shipped with the package)."""
-    return pd.read_csv(io.StringIO(_reference_csv("paper_results.csv")), dtype={"table": str, "note": str},
-                       keep_default_na=False, na_values={"nmi": [""], "ari": [""], "acc": [""]})
-
-
-def load_repo_variability() -> pd.DataFrame:
-    """Mean and std over several runs from the authors' repository (``references/repo_variability.csv``)."""
-    return pd.read_csv(io.StringIO(_reference_csv("repo_variability.csv")))
-
-
-# The reference files' stage column is the paper's: backbone, or feature for the final layer.
-_PAPER_ROLES = {"backbone": BACKBONE_ROLE, "feature": FINAL_ROLE}
-# The authors' no_head model has no feature predictor: its final layer is the projector (its
-# stage as our no_head runs name it).
-_AUTHORS_FINAL_STAGE = {"no_head": "projector"}
-
-
-def paper_rows(paper: pd.DataFrame) -> pd.DataFrame:
-    """The paper's numbers in the long format, ``source`` = paper.
-
-    CD-128/CD-256 get variant ``cd`` and their batch size, K-means gets ``kmeans_pixels``, so
-    they line up with our rows; ``method`` keeps the paper's column name."""
-    rows = []
-    for rec in paper.itertuples(index=False):
-        batch_size, variant = None, ""
-        if rec.method.startswith("CD-") and rec.method[3:].isdigit():
-            batch_size, variant = int(rec.method[3:]), REFERENCE_METHOD
-        elif rec.method == "K-means":
-            variant = BASELINE_VARIANT
-        rows += [{"source": "paper", "table": str(rec.table), "dataset": rec.dataset, "method": rec.method,
-                  "batch_size": batch_size, "variant": variant, "stage": rec.stage,
-                  "stage_role": _PAPER_ROLES[rec.stage], "metric": metric,
-                  "mean": float(getattr(rec, metric)), "note": rec.note} for metric in SCORES]
-    return pd.DataFrame(rows)
-
-
-def authors_rows(repo: pd.DataFrame) -> pd.DataFrame:
-    """The authors' repository mean +- std in the long format (``source`` = authors_repo; their
-    runs are of CD at batch 128; ``variant``: the repository's model)."""
-    rows = []
-    for rec in repo.itertuples(index=False):
-        role = _PAPER_ROLES[rec.stage]
-        stage = _AUTHORS_FINAL_STAGE.get(rec.model, rec.stage) if role == FINAL_ROLE else rec.stage
-        rows += [{"source": "authors_repo", "dataset": rec.dataset, "method": REFERENCE_METHOD,
-                  "batch_size": AUTHORS_BATCH_SIZE, "variant": rec.model, "stage": stage, "stage_role": role,
-                  "metric": metric, "mean": float(getattr(rec, f"{metric}_mean")),
-                  "std": float(getattr(rec, f"{metric}_std")),
-                  "note": "authors' repository: mean and std over several runs"} for metric in SCORES]
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------------------------
-# Every published number, by the method it is of
-
-CD_PAPER, CC_PAPER, AUTHORS_REPO = "cd_paper", "cc_paper", "authors_repo"
-SOURCE_LABELS: dict[str, str] = {CD_PAPER: "CD's paper", CC_PAPER: "CC's paper",
-                                 AUTHORS_REPO: "CD authors' repository"}
-CC_METHOD = "cc"
-CC_PUBLISHED_BATCH_SIZE = 256
-"""CC's published recipe (its ``config/config.yaml``)."""
-PUBLISHED_COLUMNS: list[str] = [
-    "source", "dataset", "method", "variant", "batch_size", "paper_column", "stage", "stage_role",
-    "metric", "mean", "std", "confirmed", "note",
-]
-# The columns of CD's paper that are of a method we train (its CD-128/CD-256 are CD's own).
-_CD_PAPER_METHODS = {"CC": CC_METHOD}
-# The authors' repository's models that are one of our methods: its no-head model is SimCLR's.
-_AUTHORS_METHODS = {"no_head": "simclr"}
-DISAGREE_NOTE = "CC's paper and CD's paper disagree here: both shown, neither picked"
-
-
-def load_cc_results() -> pd.DataFrame:
-    """CC's own paper (Li et al., AAAI 2021), its final stage (argmax of the cluster head)
-    (``references/cc_results.csv``; ``unconfirmed``: the metrics no reachable source confirms)."""
-    return pd.read_csv(io.StringIO(_reference_csv("cc_results.csv")), keep_default_na=False,
-                       na_values={m: [""] for m in SCORES})
-
-
-def _from_cd_paper(paper: pd.DataFrame) -> pd.DataFrame:
-    """CD's paper's numbers of CD (CD-128/CD-256, variant cd), of CC (its CC column, any cc
-    variant) and of K-means (the pixel baseline); its other columns are of methods we do not train."""
-    rows = paper_rows(paper).rename(columns={"method": "paper_column"})
-    method = [REFERENCE_METHOD if variant == REFERENCE_METHOD else "" if variant == BASELINE_VARIANT
-              else _CD_PAPER_METHODS.get(column) for column, variant in zip(rows["paper_column"], rows["variant"])]
-    rows = rows.assign(source=CD_PAPER, method=method, std=math.nan, confirmed=True)
-    return rows[rows["method"].notna()]
-
-
-def _from_cc_paper(cc: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"source": CC_PAPER, "dataset": rec.dataset, "method": CC_METHOD, "variant": "",
-             "batch_size": CC_PUBLISHED_BATCH_SIZE, "paper_column": "CC", "stage": rec.stage,
-             "stage_role": FINAL_ROLE, "metric": metric, "mean": float(getattr(rec, metric)), "std": math.nan,
-             "confirmed": metric not in str(rec.unconfirmed).split(";"), "note": rec.note}
-            for rec in cc.itertuples(index=False) for metric in SCORES]
-    return pd.DataFrame(rows)
-
-
-def _from_authors(repo: pd.DataFrame) -> pd.DataFrame:
-    rows = authors_rows(repo)
-    rows = rows[rows["variant"].isin(list(_AUTHORS_METHODS))]
-    return rows.assign(source=AUTHORS_REPO, method=rows["variant"].map(_AUTHORS_METHODS), variant="",
-                       paper_column=rows["variant"], confirmed=True)
-
-
-def _mark_disagreements(rows: pd.DataFrame) -> pd.DataFrame:
-    """Note, on both, where CC's paper and CD's paper's CC column differ (dataset, final stage)."""
-    cc = rows[(rows["method"] == CC_METHOD) & (rows["stage_role"] == FINAL_ROLE)]
-    by_source = cc.pivot_table(index=["dataset", "metric"], columns="source", values="mean")
-    if {CD_PAPER, CC_PAPER} <= set(by_source.columns):
-        differ = by_source[CD_PAPER].sub(by_source[CC_PAPER]).abs() > 1e-9
-        datasets = {dataset for dataset, _ in differ[differ].index}
-        hit = cc.index[cc["dataset"].isin(datasets) & cc["source"].isin([CD_PAPER, CC_PAPER])]
-        rows.loc[hit, "note"] = [f"{note}; {DISAGREE_NOTE}" if note else DISAGREE_NOTE
-                                 for note in rows.loc[hit, "note"]]
-    return rows
-
-
-def published_rows(paper: pd.DataFrame, cc: pd.DataFrame, repo: pd.DataFrame) -> pd.DataFrame:
-    """Every published number of a method we train, long format (``PUBLISHED_COLUMNS``).
-
-    ``method`` is our method's name ("" with variant ``kmeans_pixels``: the pixel baseline);
-    ``variant`` is set where the number is of one variant at one batch size (CD-128 is ``cd``
-    at 128) and empty where it is of the method (CC's numbers, for every cc variant);
-    ``paper_column`` is the source's own name for it; ``confirmed`` is False for a number no
-    reachable source confirms. ``paper``/``cc``/``repo``: ``load_paper_results()``,
-    ``load_cc_results()``, ``load_repo_variability()``."""
-    parts = [_from_cd_paper(paper), _from_cc_paper(cc), _from_authors(repo)]
-    rows = pd.concat([part.reindex(columns=PUBLISHED_COLUMNS) for part in parts], ignore_index=True)
-    rows["note"] = rows["note"].fillna("")
-    rows["batch_size"] = rows["batch_size"].astype("Int64")
-    return _mark_disagreements(rows)
-
-
-# --------------------------------------------------------------------------------------------
 # A profile
 
 
@@ -556,7 +459,7 @@ class ProfileResults:
     profile: str = ""
 
     @classmethod
-    def load(cls, params: dict[str, Any], target: str | None = None) -> "ProfileResults":
+    def load(cls, params: dict[str, Any], target: str | None = None) -> ProfileResults:
         """Read the metrics and baselines of the params' runs for ``target`` (None: every run;
         FileNotFoundError or ResultsError naming a missing or bad file, or metrics made under
         other settings or data than the params and prepared data give now: ``checked_metrics``).
@@ -576,14 +479,15 @@ class ProfileResults:
         """``collect(metrics, baselines)``."""
         return collect(self.metrics, self.baselines)
 
-    def restricted(self, rids: Iterable[str]) -> "ProfileResults":
+    def restricted(self, rids: Iterable[str]) -> ProfileResults:
         """The same profile with only the runs ``rids`` (and the baselines of their datasets):
         a figure of one target from a job that loaded every run."""
         wanted = set(rids)
         metrics = [m for m in self.metrics if m["run_id"] in wanted]
         datasets = {m["dataset"] for m in metrics}
-        return ProfileResults(metrics, [b for b in self.baselines if b["dataset"] in datasets],
-                              self.titles, self.variants, self.profile)
+        return ProfileResults(
+            metrics, [b for b in self.baselines if b["dataset"] in datasets], self.titles, self.variants, self.profile
+        )
 
     def method_label(self, variant: str, method: str) -> str:
         """The display name of a variant's method (the method's name if the variant is unknown)."""
@@ -591,10 +495,11 @@ class ProfileResults:
         return info.label if info is not None else method
 
 
-def methods_target(params: dict[str, Any]) -> str | None:
-    """The target whose runs the methods table and figures show: ``compare_methods``, or None
-    (every run) where no run is tagged for it, as in a profile that predates the target."""
-    return METHODS_TARGET if rs.runs_of(params, METHODS_TARGET) else None
+def comparison_target(params: dict[str, Any]) -> str | None:
+    """The target whose runs the methods comparison (its table and figures) shows:
+    ``compare_methods``, or None (every run) where no run is tagged for it, as in a profile
+    that predates the target."""
+    return COMPARISON_TARGET if rs.runs_of(params, COMPARISON_TARGET) else None
 
 
 PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100_20", "stl10", "imagenet10")

@@ -17,8 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from cdrepro.backbones import rep_dim_of
-from cdrepro.config import (ParamsError, method_options, resolve_dim, resolve_options, variant_switches,
-                            with_defaults)
+from cdrepro.config import ParamsError, method_options, resolve_dim, resolve_options, variant_switches, with_defaults
 from cdrepro.runs import Run, run_id, run_of
 
 # --- which runs --------------------------------------------------------------------------------
@@ -30,8 +29,7 @@ TARGETS = ("reproduce_tables", "compare_methods")
 def runs_of(params: dict[str, Any], target: str | None = None) -> list[Run]:
     """The run list, in the order of the params file: every run, or those for ``target``
     (``reproduce_tables``: the paper's tables; ``compare_methods``: the methods table)."""
-    return [run_of(entry) for entry in with_defaults(params)["runs"]
-            if target is None or target in entry["targets"]]
+    return [run_of(entry) for entry in with_defaults(params)["runs"] if target is None or target in entry["targets"]]
 
 
 def targets_of(params: dict[str, Any], rid: str) -> list[str]:
@@ -124,7 +122,7 @@ class RunSettings:
         return flat
 
     @classmethod
-    def from_dict(cls, flat: dict[str, Any]) -> "RunSettings":
+    def from_dict(cls, flat: dict[str, Any]) -> RunSettings:
         """The inverse of ``to_dict`` (settings as saved in train.json or model.pt): a setting
         of ``SETTINGS_ADDED_LATER`` that is absent had its historical value."""
         flat = SETTINGS_ADDED_LATER | flat

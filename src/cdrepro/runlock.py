@@ -29,16 +29,18 @@ class RunLocked(RuntimeError):
 
 
 def _holder() -> dict[str, object]:
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "since": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+    }
 
 
 def _describe(path: Path) -> str:
     try:
         holder = json.loads(path.read_text())
-        return (f"process {holder['pid']} on {holder['host']} (since {holder['since']}: "
-                f"{holder['command']})")
+        return f"process {holder['pid']} on {holder['host']} (since {holder['since']}: {holder['command']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
@@ -54,7 +56,8 @@ def _take(path: Path, run: str, doing: str) -> int:
             raise RunLocked(
                 f"run {run} is being written by {_describe(path)}; a run has one writer at a "
                 f"time, so this {doing} did not start. Wait for that process to finish, or stop "
-                f"it (a killed process releases the lock {path} at once)") from None
+                f"it (a killed process releases the lock {path} at once)"
+            ) from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:

@@ -52,7 +52,7 @@ class ProfilePaths:
     root: Path
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "ProfilePaths":
+    def from_params(cls, params: dict[str, Any]) -> ProfilePaths:
         return cls(Path(params["results_dir"]) / params["profile"])
 
     def prepared(self, dataset: str) -> Path:

@@ -44,9 +44,26 @@ ABLATION_COMPARISON, METHODS_COMPARISON = "ablation", "methods"
 """The two kinds of pair (the ``comparison`` column)."""
 
 DIFFERENCE_COLUMNS: list[str] = [
-    "dataset", "batch_size", "stage_role", "metric", "comparison", "method", "variant", "stage",
-    "vs_method", "vs_variant", "vs_stage", "mean", "std", "ci_low", "ci_high", "n_seeds", "seeds", "values",
-    "within_noise", "note",
+    "dataset",
+    "batch_size",
+    "stage_role",
+    "metric",
+    "comparison",
+    "method",
+    "variant",
+    "stage",
+    "vs_method",
+    "vs_variant",
+    "vs_stage",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+    "seeds",
+    "values",
+    "within_noise",
+    "note",
 ]
 """One row per paired difference (``method``/``variant``/``stage`` minus ``vs_*``). ``mean``,
 ``std``, ``ci_low``/``ci_high``, ``n_seeds``, ``seeds`` and ``values`` are those of the per-seed
@@ -98,8 +115,14 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> In
 
 def interval_columns(interval: Interval) -> dict[str, Any]:
     """An interval as the frames' columns."""
-    return {"mean": interval.mean, "std": interval.std, "ci_low": interval.low, "ci_high": interval.high,
-            "within_noise": interval.within_noise, "note": interval.note}
+    return {
+        "mean": interval.mean,
+        "std": interval.std,
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "within_noise": interval.within_noise,
+        "note": interval.note,
+    }
 
 
 def split_values(values: Any) -> list[float]:
@@ -125,7 +148,7 @@ def by_seed(seeds: str, values: str) -> dict[int, float]:
     value_list = split_values(values)
     if len(seed_list) != len(value_list):
         raise ValueError(f"{len(seed_list)} seeds ({seeds}) but {len(value_list)} values ({values})")
-    return dict(zip(seed_list, value_list))
+    return dict(zip(seed_list, value_list, strict=True))
 
 
 def shared_differences(a: Mapping[int, float], b: Mapping[int, float]) -> dict[int, float]:
@@ -153,10 +176,10 @@ def pairs(groups: Sequence[Group]) -> list[tuple[Group, Group, str]]:
     size: each ablation against its full model (first: the ablation), then every two methods."""
     full = {method for method, variant in groups if variant == method}
     ablations = [(g, (g[0], g[0]), ABLATION_COMPARISON) for g in groups if g[0] in full and g[1] != g[0]]
-    contestants = sorted((g for g in groups if g[0] not in full or g[1] == g[0]),
-                         key=lambda g: _method_rank(g[0]))
-    methods = [(a, b, METHODS_COMPARISON) for i, a in enumerate(contestants) for b in contestants[i + 1:]
-               if a[0] != b[0]]
+    contestants = sorted((g for g in groups if g[0] not in full or g[1] == g[0]), key=lambda g: _method_rank(g[0]))
+    methods = [
+        (a, b, METHODS_COMPARISON) for i, a in enumerate(contestants) for b in contestants[i + 1 :] if a[0] != b[0]
+    ]
     return ablations + methods
 
 
@@ -166,15 +189,25 @@ def pairs(groups: Sequence[Group]) -> list[tuple[Group, Group, str]]:
 
 def _difference_row(first: Mapping[str, Any], second: Mapping[str, Any], comparison: str) -> dict[str, Any]:
     """The paired difference of two rows of the long frame (same dataset, batch, role, metric)."""
-    differences = shared_differences(by_seed(first["seeds"], first["values"]),
-                                     by_seed(second["seeds"], second["values"]))
+    differences = shared_differences(
+        by_seed(first["seeds"], first["values"]), by_seed(second["seeds"], second["values"])
+    )
     return {
-        "dataset": first["dataset"], "batch_size": first["batch_size"], "stage_role": first["stage_role"],
-        "metric": first["metric"], "comparison": comparison, "method": first["method"],
-        "variant": first["variant"], "stage": first["stage"], "vs_method": second["method"],
-        "vs_variant": second["variant"], "vs_stage": second["stage"],
-        **interval_columns(mean_interval(list(differences.values()))), "n_seeds": len(differences),
-        "seeds": ";".join(map(str, differences)), "values": ";".join(repr(d) for d in differences.values()),
+        "dataset": first["dataset"],
+        "batch_size": first["batch_size"],
+        "stage_role": first["stage_role"],
+        "metric": first["metric"],
+        "comparison": comparison,
+        "method": first["method"],
+        "variant": first["variant"],
+        "stage": first["stage"],
+        "vs_method": second["method"],
+        "vs_variant": second["variant"],
+        "vs_stage": second["stage"],
+        **interval_columns(mean_interval(list(differences.values()))),
+        "n_seeds": len(differences),
+        "seeds": ";".join(map(str, differences)),
+        "values": ";".join(repr(d) for d in differences.values()),
     }
 
 
@@ -197,9 +230,11 @@ def paired_differences(frame: pd.DataFrame, roles: Iterable[str]) -> pd.DataFram
     for _, block in ours.groupby(["dataset", "batch_size"], sort=False):
         cells = _cells(block)
         for first, second, comparison in pairs(list(cells)):
-            rows += [_difference_row(cells[first][key], cells[second][key], comparison)
-                     for key in ((r, m) for r in roles for m in metrics)
-                     if key in cells[first] and key in cells[second]]
+            rows += [
+                _difference_row(cells[first][key], cells[second][key], comparison)
+                for key in ((r, m) for r in roles for m in metrics)
+                if key in cells[first] and key in cells[second]
+            ]
     differences = pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
     differences["batch_size"] = differences["batch_size"].astype("Int64")
     differences["n_seeds"] = differences["n_seeds"].astype("Int64")

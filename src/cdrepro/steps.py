@@ -6,7 +6,7 @@ One declaration per step, read by every layer that must agree on it:
   trigger) from here;
 - ``dvc.yaml`` is generated from here (``cdrepro.dvc_stages``; a test fails when it is stale);
 - the CLI subcommand of the same name writes those files (the tables' and the methods table's
-  file lists are the declarations of ``cdrepro.tables`` and ``cdrepro.methods_table``).
+  file lists are the declarations of ``cdrepro.tables`` and ``cdrepro.comparison.table``).
 
 Paths come from ``ProfilePaths`` given a key: a dataset name, a run id, or nothing for a
 profile-wide step. Given the templated root and key of ``dvc.yaml`` (``${results_dir}/...``,
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdrepro.comparison.table import COMPARISON_TABLE_FILES
 from cdrepro.figures.paths import FigurePaths, files_of
-from cdrepro.methods_table import METHOD_TABLE_FILES
 from cdrepro.runs import ProfilePaths
 from cdrepro.tables import TABLE_FILES
 
@@ -94,8 +94,9 @@ def _run_data(paths: ProfilePaths, item: Item) -> list[Path]:
     return [paths.model(item.key), paths.prepared(item.dataset)]
 
 
-REFERENCES = tuple(Path("src/cdrepro/references") / name
-                   for name in ("paper_results.csv", "repo_variability.csv", "cc_results.csv"))
+REFERENCES = tuple(
+    Path("src/cdrepro/references") / name for name in ("paper_results.csv", "repo_variability.csv", "cc_results.csv")
+)
 """The published numbers the tables and figures print beside ours."""
 
 
@@ -104,37 +105,86 @@ def _profile_results(paths: ProfilePaths, _: Item) -> list[Path]:
     return [paths.root / "runs", paths.root / "baselines", *REFERENCES]
 
 
-STEPS: dict[str, Step] = {step.name: step for step in (
-    Step("prepare", DATASET, ("datasets.{dataset}", "data"),
-         lambda p, i: [Output("images", p.prepared(i.key)), Output("meta", p.prepared_meta(i.key))],
-         lambda p, i: [], "prepare {key}"),
-    Step("baseline", DATASET, ("evaluate",),
-         lambda p, i: [Output("baseline", p.baseline(i.key), METRIC)],
-         lambda p, i: [p.prepared(i.key), p.prepared_meta(i.key)], "baseline {key}"),
-    Step("train", RUN, ("datasets.{dataset}", "model", "methods", "variants.{variant}", "train"),
-         lambda p, i: [Output("model", p.model(i.key)), Output("summary", p.train_summary(i.key)),
-                       # The resume state: not the rule's output (Snakemake deletes an interrupted
-                       # job's outputs), an ordinary one for DVC (docs/dvc.md, "The checkpoint").
-                       Output("checkpoint", p.checkpoint(i.key), DVC_ONLY),
-                       Output("curves", p.curves(i.key), PLOT)],
-         lambda p, i: [p.prepared(i.dataset)], "train {key}", threads=True),
-    Step("evaluate", RUN, ("evaluate",),
-         lambda p, i: [Output("metrics", p.metrics(i.key), METRIC)], _run_data, "evaluate {key}",
-         threads=True),
-    Step("tables", PROFILE, ("runs", "datasets"),
-         lambda p, _: _files(p, list(TABLE_FILES)), _profile_results, "tables (paper Tables 2-10, all.csv)"),
-    Step("methods_table", PROFILE, ("runs", "datasets", "variants"),
-         lambda p, _: _files(p, METHOD_TABLE_FILES), _profile_results,
-         "the methods table (every method side by side)"),
-    Step("tsne", RUN, ("figures.tsne", "figures.dpi", "evaluate.batch_size"),
-         lambda p, i: [Output(f.suffix[1:], f) for f in files_of(FigurePaths.of(p).tsne(i.key))],
-         _run_data, "t-SNE figure of {key}", threads=True),
-    # Which files it writes depends on the runs (a head figure per run with a head): DVC
-    # declares their folder; the rule lists them (workflow/rules/figures.smk).
-    Step("figures", PROFILE, ("figures.dpi", "figures.heads", "figures.lime", "evaluate.batch_size", "runs",
-                              "datasets"),
-         lambda p, i: [Output("folder", FigurePaths.of(p).root)],
-         lambda p, i: [*_profile_results(p, i)[:2], p.root / "data", *REFERENCES],
-         "figures (curves, ablation charts, head statistics, LIME views, summary.html)", threads=True),
-)}
+STEPS: dict[str, Step] = {
+    step.name: step
+    for step in (
+        Step(
+            "prepare",
+            DATASET,
+            ("datasets.{dataset}", "data"),
+            lambda p, i: [Output("images", p.prepared(i.key)), Output("meta", p.prepared_meta(i.key))],
+            lambda p, i: [],
+            "prepare {key}",
+        ),
+        Step(
+            "baseline",
+            DATASET,
+            ("evaluate",),
+            lambda p, i: [Output("baseline", p.baseline(i.key), METRIC)],
+            lambda p, i: [p.prepared(i.key), p.prepared_meta(i.key)],
+            "baseline {key}",
+        ),
+        Step(
+            "train",
+            RUN,
+            ("datasets.{dataset}", "model", "methods", "variants.{variant}", "train"),
+            lambda p, i: [
+                Output("model", p.model(i.key)),
+                Output("summary", p.train_summary(i.key)),
+                # The resume state: not the rule's output (Snakemake deletes an interrupted
+                # job's outputs), an ordinary one for DVC (docs/dvc.md, "The checkpoint").
+                Output("checkpoint", p.checkpoint(i.key), DVC_ONLY),
+                Output("curves", p.curves(i.key), PLOT),
+            ],
+            lambda p, i: [p.prepared(i.dataset)],
+            "train {key}",
+            threads=True,
+        ),
+        Step(
+            "evaluate",
+            RUN,
+            ("evaluate",),
+            lambda p, i: [Output("metrics", p.metrics(i.key), METRIC)],
+            _run_data,
+            "evaluate {key}",
+            threads=True,
+        ),
+        Step(
+            "tables",
+            PROFILE,
+            ("runs", "datasets"),
+            lambda p, _: _files(p, list(TABLE_FILES)),
+            _profile_results,
+            "tables (paper Tables 2-10, all.csv)",
+        ),
+        Step(
+            "methods_table",
+            PROFILE,
+            ("runs", "datasets", "variants"),
+            lambda p, _: _files(p, COMPARISON_TABLE_FILES),
+            _profile_results,
+            "the methods table (every method side by side)",
+        ),
+        Step(
+            "tsne",
+            RUN,
+            ("figures.tsne", "figures.dpi", "evaluate.batch_size"),
+            lambda p, i: [Output(f.suffix[1:], f) for f in files_of(FigurePaths.of(p).tsne(i.key))],
+            _run_data,
+            "t-SNE figure of {key}",
+            threads=True,
+        ),
+        # Which files it writes depends on the runs (a head figure per run with a head): DVC
+        # declares their folder; the rule lists them (workflow/rules/figures.smk).
+        Step(
+            "figures",
+            PROFILE,
+            ("figures.dpi", "figures.heads", "figures.lime", "evaluate.batch_size", "runs", "datasets"),
+            lambda p, i: [Output("folder", FigurePaths.of(p).root)],
+            lambda p, i: [*_profile_results(p, i)[:2], p.root / "data", *REFERENCES],
+            "figures (curves, ablation charts, head statistics, LIME views, summary.html)",
+            threads=True,
+        ),
+    )
+}
 """Every step, in the order the workflow runs them."""

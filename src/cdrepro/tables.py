@@ -30,9 +30,9 @@ Choices, so a reader of the tables knows what they see:
 - Missing data is "--" in its cell. A missing run is also named in the caption ("Not run:
   ...") and logged as a warning, but only for datasets we ran: a paper dataset we never ran
   just shows "--" in our columns. Tables 2-3 list the paper's four datasets, then each other
-  dataset with a number in our columns (its paper columns "--"). Tables 4-10 get a block per dataset that has at least one of
-  the table's non-``cd`` variants at batch 128; a table with no such dataset is still written,
-  as a one-line note (so a document that ``\\input``s every table always compiles).
+  dataset with a number in our columns (its paper columns "--"). Tables 4-10 get a block per
+  dataset that has at least one of the table's non-``cd`` variants at batch 128; a table with no
+  such dataset is still written, as a one-line note (so a document that ``\\input``s every table always compiles).
 - Several seeds: mean $\\pm$ the half-width of its 95 % confidence interval over the seeds
   (Student t, ``cdrepro.seed_statistics``), not the std: the interval is what says whether two
   rows differ, the std is not (with 2 seeds the half-width is 9 times the std). The std and the
@@ -44,7 +44,8 @@ Choices, so a reader of the tables knows what they see:
   contains 0 (within noise). ``all.csv`` also holds every paired difference (``source``
   ``difference``), as does ``differences.csv``.
 - The LaTeX needs ``booktabs`` and ``amssymb`` (for ``$\\checkmark$``); plain ``tabular``, no
-  ``multirow``. Names from the data (dataset titles, variant names) are escaped.
+  ``multirow``. Names from the data (dataset titles, variant names) are escaped. Cells, bold,
+  escaping, rows, headers and floats are ``cdrepro.latex``'s, shared with the methods table.
 """
 
 from __future__ import annotations
@@ -59,18 +60,45 @@ from typing import Any
 import pandas as pd
 
 from cdrepro import atomic
-from cdrepro.results import (BACKBONE_ROLE, BASELINE_VARIANT, DISAGREE_NOTE, FINAL_ROLE, PAPER_DATASETS,
-                             PAPER_TITLES, ProfileResults, authors_rows, dataset_name, dataset_order,
-                             load_cc_results, load_paper_results, load_repo_variability, paper_rows,
-                             published_rows)
+from cdrepro.latex import (
+    MISSING,
+    Cell,
+    best,
+    bold_by_column,
+    dataset_title,
+    default_results_label,
+    difference_latex,
+    difference_words,
+    half_width,
+    latex_escape,
+    latex_row,
+    render_cells,
+    row_seeds,
+    seeds_text,
+    spread_words,
+    table_float,
+    two_stage_header,
+)
+from cdrepro.methods.cc import ContrastiveClustering
+from cdrepro.methods.cd import FEATURE_STAGE, ContrastiveDisentangling
+from cdrepro.published import (
+    DISAGREE_NOTE,
+    authors_rows,
+    load_cc_results,
+    load_paper_results,
+    load_repo_variability,
+    paper_rows,
+    published_rows,
+)
+from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, ProfileResults, dataset_name, dataset_order
 from cdrepro.results import SCORES as METRICS
 from cdrepro.seed_statistics import interval_note, paired_differences, with_intervals
 
 log = logging.getLogger(__name__)
 
-CD = "cd"
-"""The paper's method, and its variant with every switch on."""
-CC = "cc"
+CD = ContrastiveDisentangling.name
+"""The paper's method, and its variant with every switch on (the variant named as its method)."""
+CC = ContrastiveClustering.name
 """The method of the paper's CC column: our runs of it get "Ours CC" columns in Tables 2-3."""
 PAPER_CC_COLUMN = "CC"
 ROLES: tuple[str, ...] = (BACKBONE_ROLE, FINAL_ROLE)
@@ -78,24 +106,37 @@ ROLES: tuple[str, ...] = (BACKBONE_ROLE, FINAL_ROLE)
 ROLE_WORDS: dict[str, str] = {BACKBONE_ROLE: "backbone", FINAL_ROLE: "feature"}
 CD_BATCH_SIZES: tuple[int, ...] = (128, 256)
 ABLATION_BATCH_SIZE = 128
-MISSING = "--"
 CHECK = r"$\checkmark$"
 UNKNOWN = "?"  # the mark of a switch a variant does not have (or a variant the params lack)
 
 DIFFERENCE_SOURCE = "difference"
 """all.csv's ``source`` of a paired difference of two of our rows (its ``vs_*`` columns name the second)."""
 ALL_COLUMNS: list[str] = [
-    "source", "table", "dataset", "method", "batch_size", "variant", "stage", "stage_role",
-    "metric", "mean", "std", "ci_low", "ci_high", "n_seeds", "seeds", "values",
-    "comparison", "vs_method", "vs_variant", "vs_stage", "within_noise", "note",
+    "source",
+    "table",
+    "dataset",
+    "method",
+    "batch_size",
+    "variant",
+    "stage",
+    "stage_role",
+    "metric",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+    "seeds",
+    "values",
+    "comparison",
+    "vs_method",
+    "vs_variant",
+    "vs_stage",
+    "within_noise",
+    "note",
 ]
-WITHIN_NOISE = r"$^{\approx}$"
-"""The mark of a paired difference whose interval contains 0."""
 
-# dataset_order, dataset_name and the paper's datasets live in cdrepro.results (the figures order
-# their datasets the same way and may not import this LaTeX module); named here for the tables.
-__all__ = ["BASELINE_VARIANT", "METRICS", "TABLE_FILES", "PAPER_DATASETS", "PAPER_TITLES", "dataset_name", "dataset_order",
-           "load_paper_results", "load_repo_variability", "write_tables"]
+__all__ = ["ABLATION_TABLES", "TABLE_FILES", "paper_tables", "render_tables", "write_tables"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,30 +179,41 @@ _NE_BN = (SwitchColumn("NE", ("entropy",)), SwitchColumn("BN", ("last_bn",)))
 _SCHED = (SwitchColumn(r"Sch.\ \& Clip.", ("schedule", "grad_clip")),)
 _HEAD = (SwitchColumn("Feature-level head", ("head",)),)
 # views 1: view 1 is the un-augmented image; view 2 is augmented either way.
-_VIEWS = (SwitchColumn(r"Aug.\ $x_1$", ("views",), lambda views: views >= 2),
-          SwitchColumn(r"Aug.\ $x_2$", ("views",), lambda views: views >= 1))
+_VIEWS = (
+    SwitchColumn(r"Aug.\ $x_1$", ("views",), lambda views: views >= 2),
+    SwitchColumn(r"Aug.\ $x_2$", ("views",), lambda views: views >= 1),
+)
 _NE_BN_VARIANTS = ("no_ne_no_bn", "no_bn", "no_ne", CD)
 
 ABLATION_TABLES: tuple[AblationTable, ...] = (
-    AblationTable(4, "normalized entropy loss (NE) and the last batch normalization (BN)",
-                  (BACKBONE_ROLE, FINAL_ROLE), _NE_BN, _NE_BN_VARIANTS),
+    AblationTable(
+        4,
+        "normalized entropy loss (NE) and the last batch normalization (BN)",
+        (BACKBONE_ROLE, FINAL_ROLE),
+        _NE_BN,
+        _NE_BN_VARIANTS,
+    ),
     AblationTable(5, "cosine decay schedule and gradient clipping", (FINAL_ROLE,), _SCHED, ("no_sched", CD)),
-    AblationTable(6, "the feature-level prediction head", (FINAL_ROLE,), _HEAD, ("no_head", CD),
-                  authors_reference=True),
-    AblationTable(7, "dual-view augmentation ($x_1$ un-augmented vs augmented)", (FINAL_ROLE,),
-                  _VIEWS, ("single_view", CD)),
+    AblationTable(
+        6, "the feature-level prediction head", (FINAL_ROLE,), _HEAD, ("no_head", CD), authors_reference=True
+    ),
+    AblationTable(
+        7, "dual-view augmentation ($x_1$ un-augmented vs augmented)", (FINAL_ROLE,), _VIEWS, ("single_view", CD)
+    ),
     AblationTable(8, "cosine decay schedule and gradient clipping", (BACKBONE_ROLE,), _SCHED, ("no_sched", CD)),
-    AblationTable(9, "the feature-level prediction head", (BACKBONE_ROLE,), _HEAD, ("no_head", CD),
-                  authors_reference=True),
-    AblationTable(10, "dual-view augmentation ($x_1$ un-augmented vs augmented)", (BACKBONE_ROLE,),
-                  _VIEWS, ("single_view", CD)),
+    AblationTable(
+        9, "the feature-level prediction head", (BACKBONE_ROLE,), _HEAD, ("no_head", CD), authors_reference=True
+    ),
+    AblationTable(
+        10, "dual-view augmentation ($x_1$ un-augmented vs augmented)", (BACKBONE_ROLE,), _VIEWS, ("single_view", CD)
+    ),
 )
 
-_COMPARISON_SUBJECT = {
+_STAGE_TABLE_SUBJECT = {
     2: "feature extraction: K-means on the backbone output",
     3: "feature disentanglement: K-means on the final (feature predictor) output",
 }
-_COMPARISON_ROLE = {2: BACKBONE_ROLE, 3: FINAL_ROLE}
+_STAGE_TABLE_ROLE = {2: BACKBONE_ROLE, 3: FINAL_ROLE}
 
 
 def paper_tables(batch_size: int | None, method: str, variant: str, role: str) -> tuple[str, ...]:
@@ -186,84 +238,7 @@ def paper_tables(batch_size: int | None, method: str, variant: str, role: str) -
 
 
 # --------------------------------------------------------------------------------------------
-# Cells
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A number as a table shows it: a mean and, after its ``±``, a spread where it has one:
-    for ours, the half-width of the 95 % interval over seeds; for a reference, its published
-    std (the authors' repository gives no seed count, so no interval can be made of it)."""
-
-    mean: float
-    spread: float | None = None
-    n_seeds: int | None = None  # ours: the seeds the mean is over
-
-    @property
-    def shown(self) -> float:
-        """The value as printed, so that "best" agrees with what the reader sees."""
-        return float(f"{self.mean:.3f}")
-
-    def latex(self, bold: bool) -> str:
-        value = f"{self.mean:.3f}"
-        if bold:
-            value = rf"\textbf{{{value}}}"
-        if self.spread is not None:
-            value += rf" $\pm$ {self.spread:.3f}"
-        return value
-
-
-def best(cells: Sequence[Cell | None]) -> set[int]:
-    """Indices of the highest printed value (all of them on a tie); none if under two values.
-
-    Higher is better for NMI, ARI and ACC. A lone value is not "best" of anything.
-    """
-    present = {i: cell.shown for i, cell in enumerate(cells) if cell is not None}
-    if len(present) < 2:
-        return set()
-    top = max(present.values())
-    return {i for i, value in present.items() if value == top}
-
-
-def render_cells(cells: Sequence[Cell | None], bold: set[int]) -> list[str]:
-    """The LaTeX of a group of cells, with "--" for a missing one."""
-    return [MISSING if cell is None else cell.latex(i in bold) for i, cell in enumerate(cells)]
-
-
-def seeds_text(n_seeds: int | None) -> str:
-    """A Seeds cell: how many seeds a row is over; "one seed" (or "no shared seed") where it
-    has no interval; empty for a reference."""
-    return "" if n_seeds is None else interval_note(n_seeds) or str(n_seeds)
-
-
-def row_seeds(cells: Iterable[Cell | None]) -> int | None:
-    """The seeds of a row of our cells (one run group: every cell is over the same seeds)."""
-    return next((cell.n_seeds for cell in cells if cell is not None and cell.n_seeds is not None), None)
-
-
-def difference_latex(rec: Mapping[str, Any] | None) -> str:
-    """A paired difference's cell: its signed mean $\\pm$ the half-width of its interval,
-    ``WITHIN_NOISE`` where that contains 0; one shared seed: the plain signed value (no interval);
-    no shared seed, or no pair: "--"."""
-    if rec is None or int(rec["n_seeds"]) == 0:
-        return MISSING
-    if int(rec["n_seeds"]) == 1:
-        return f"${rec['mean']:+.3f}$"
-    half = (float(rec["ci_high"]) - float(rec["ci_low"])) / 2
-    return rf"${rec['mean']:+.3f} \pm {half:.3f}$" + (WITHIN_NOISE if bool(rec["within_noise"]) else "")
-
-
-def spread_words(csv_name: str) -> str:
-    """The captions' words on what follows a ``±`` of ours (``csv_name``: where the rest is)."""
-    return (r"mean $\pm$ the half-width of its 95\% confidence interval over its seeds, Student t "
-            rf"({csv_name} has the std and the interval's ends); one seed: the plain value")
-
-
-def difference_words(csv_name: str, subject: str) -> str:
-    """The captions' sentence on the paired differences (``subject``: which minus which)."""
-    return (rf"$\Delta$, {subject}: the paired difference over the seeds both rows share, mean $\pm$ the "
-            r"half-width of its 95\% confidence interval; $^{\approx}$: within noise (the interval contains 0); "
-            rf"a plain $\Delta$: one shared seed, no interval; ``--'': no shared seed. {csv_name} has them all.")
+# What every table reads (the cells themselves: ``cdrepro.latex``)
 
 
 Key = tuple[str, int | None, str, str, str]  # dataset, batch_size, variant, stage role, metric
@@ -276,13 +251,9 @@ def ours_cells(ours: pd.DataFrame) -> dict[Key, Cell]:
     for row in ours[ours["stage_role"].isin(ROLES)].itertuples(index=False):
         batch_size = None if pd.isna(row.batch_size) else int(row.batch_size)
         cells[(row.dataset, batch_size, row.variant, row.stage_role, row.metric)] = Cell(
-            float(row.mean), half_width(row.ci_low, row.ci_high), int(row.n_seeds))
+            float(row.mean), half_width(row.ci_low, row.ci_high), int(row.n_seeds)
+        )
     return cells
-
-
-def half_width(low: Any, high: Any) -> float | None:
-    """The half-width of an interval; None where there is none (one seed)."""
-    return None if pd.isna(low) or pd.isna(high) else (float(high) - float(low)) / 2
 
 
 @dataclass(frozen=True)
@@ -316,7 +287,7 @@ class TableInputs:
         """(batch size, variant) of our CC runs at the paper's batch sizes: the "Ours CC" columns."""
         frame = self.frame
         runs = frame[(frame["method"] == CC) & frame["batch_size"].isin(CD_BATCH_SIZES).fillna(False)]
-        return sorted({(int(b), str(v)) for b, v in zip(runs["batch_size"], runs["variant"])})
+        return sorted({(int(b), str(v)) for b, v in zip(runs["batch_size"], runs["variant"], strict=True)})
 
     @cached_property
     def all_cells(self) -> dict[Key, Cell]:
@@ -330,39 +301,10 @@ class TableInputs:
     @cached_property
     def difference_records(self) -> dict[tuple[str, int, str, str, str, str], dict[str, Any]]:
         """The differences by (dataset, batch size, variant, vs variant, stage role, metric)."""
-        return {(r["dataset"], int(r["batch_size"]), r["variant"], r["vs_variant"], r["stage_role"], r["metric"]): r
-                for r in self.differences.to_dict("records")}
-
-
-def latex_escape(text: str) -> str:
-    """Text from the data (dataset and variant names, titles) made safe for LaTeX."""
-    replacements = {
-        "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    }
-    return "".join(replacements.get(char, char) for char in text)
-
-
-def dataset_title(dataset: str, titles: Mapping[str, str]) -> str:
-    """``dataset_name`` escaped for LaTeX."""
-    return latex_escape(dataset_name(dataset, titles))
-
-
-def two_stage_header(alignment: str, labels: Sequence[str], final_title: str) -> list[str]:
-    """A table's opening lines: its ``labels`` columns (aligned by ``alignment``), then NMI, ARI
-    and ACC under "Backbone" and under ``final_title``."""
-    first = len(labels) + 1
-    return [
-        r"\begin{tabular}{" + alignment + "c" * 6 + "}",
-        r"\toprule",
-        latex_row([*labels, r"\multicolumn{3}{c}{Backbone}", r"\multicolumn{3}{c}{" + final_title + "}"]),
-        rf"\cmidrule(lr){{{first}-{first + 2}}}\cmidrule(lr){{{first + 3}-{first + 5}}}",
-        latex_row([""] * len(labels) + [m.upper() for m in METRICS] * 2),
-    ]
-
-
-def latex_row(cells: Sequence[str]) -> str:
-    return " & ".join(cells) + r" \\"
+        return {
+            (r["dataset"], int(r["batch_size"]), r["variant"], r["vs_variant"], r["stage_role"], r["metric"]): r
+            for r in self.differences.to_dict("records")
+        }
 
 
 def _not_run(missing: Sequence[str]) -> str:
@@ -371,7 +313,7 @@ def _not_run(missing: Sequence[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Tables 2 and 3
+# Tables 2 and 3, the stage tables: one stage (the backbone; the final), the paper's columns and ours
 
 
 @dataclass(frozen=True)
@@ -395,14 +337,14 @@ def _note_marks(paper: pd.DataFrame) -> dict[str, str]:
 
 
 def _cc_column(batch_size: int, variant: str) -> Column:
-    """"Ours CC-128"; a CC variant other than ``cc`` is named: "Ours CC-256 (cc_published)"."""
+    """ "Ours CC-128"; a CC variant other than ``cc`` is named: "Ours CC-256 (cc_published)"."""
     name = f"CC-{batch_size}" + ("" if variant == CC else f" ({variant})")
-    return Column("Ours " + latex_escape(name), "ours", batch_size=batch_size, variant=variant, name=name,
-                  required=False)
+    return Column(
+        "Ours " + latex_escape(name), "ours", batch_size=batch_size, variant=variant, name=name, required=False
+    )
 
 
-def comparison_columns(number: int, paper: pd.DataFrame,
-                       cc_runs: Sequence[tuple[int, str]] = ()) -> list[Column]:
+def stage_table_columns(number: int, paper: pd.DataFrame, cc_runs: Sequence[tuple[int, str]] = ()) -> list[Column]:
     """Table 2's or 3's columns: the paper's, in its order, then ours.
 
     Our pixel K-means sits next to the paper's K-means (Table 2), our CC runs (``cc_runs``:
@@ -428,19 +370,21 @@ def comparison_columns(number: int, paper: pd.DataFrame,
     return columns
 
 
-def _comparison_cell(column: Column, dataset: str, role: str, metric: str,
-                     paper: pd.DataFrame, ours: Mapping[Key, Cell]) -> Cell | None:
+def _stage_table_cell(
+    column: Column, dataset: str, role: str, metric: str, paper: pd.DataFrame, ours: Mapping[Key, Cell]
+) -> Cell | None:
     """The number in one cell of Table 2 or 3, or None."""
     if column.source == "ours":
         return ours.get((dataset, column.batch_size, column.variant, role, metric))
-    hit = paper[(paper["dataset"] == dataset) & (paper["method"] == column.method)
-                & (paper["stage"] == ROLE_WORDS[role])]
+    hit = paper[
+        (paper["dataset"] == dataset) & (paper["method"] == column.method) & (paper["stage"] == ROLE_WORDS[role])
+    ]
     if hit.empty or pd.isna(hit.iloc[0][metric]):
         return None
     return Cell(float(hit.iloc[0][metric]))
 
 
-def comparison_datasets(columns: Sequence[Column], ours: Mapping[Key, Cell], titles: Mapping[str, str]) -> list[str]:
+def stage_table_datasets(columns: Sequence[Column], ours: Mapping[Key, Cell], titles: Mapping[str, str]) -> list[str]:
     """Datasets with at least one number in our columns of Table 2 or 3.
 
     A dataset with only unmapped runs (see ``table_other``) gets no all-"--" row here.
@@ -450,31 +394,34 @@ def comparison_datasets(columns: Sequence[Column], ours: Mapping[Key, Cell], tit
     return dataset_order(found, titles)
 
 
-def comparison_missing(number: int, columns: Sequence[Column], ours: Mapping[Key, Cell],
-                       datasets: Iterable[str], titles: Mapping[str, str]) -> list[str]:
+def stage_table_missing(
+    number: int, columns: Sequence[Column], ours: Mapping[Key, Cell], datasets: Iterable[str], titles: Mapping[str, str]
+) -> list[str]:
     """Our required columns left empty in Table 2/3 for the given datasets (plain text)."""
-    role = _COMPARISON_ROLE[number]
+    role = _STAGE_TABLE_ROLE[number]
     return [
         f"{column.name} on {dataset_name(dataset, titles)}"
-        for dataset in datasets for column in columns
-        if column.required and column.source == "ours"
+        for dataset in datasets
+        for column in columns
+        if column.required
+        and column.source == "ours"
         and (dataset, column.batch_size, column.variant, role, "nmi") not in ours
     ]
 
 
-def render_comparison_table(number: int, inputs: TableInputs) -> tuple[str, list[str]]:
+def render_stage_table(number: int, inputs: TableInputs) -> tuple[str, list[str]]:
     """Table 2 or 3 in the paper's layout with our columns added; also what is missing.
 
     Rows: the paper's datasets (always: their numbers are there), then each other dataset we
     ran, whose paper columns stay "--". Bold: the best of each row over all its numbers.
     """
     paper, ours, titles = inputs.paper, inputs.paper_cells, inputs.titles
-    role = _COMPARISON_ROLE[number]
-    columns = comparison_columns(number, paper, inputs.cc_runs)
+    role = _STAGE_TABLE_ROLE[number]
+    columns = stage_table_columns(number, paper, inputs.cc_runs)
     paper_datasets = list(dict.fromkeys(paper.loc[paper["table"] == str(number), "dataset"]))
-    our_datasets = comparison_datasets(columns, ours, titles)
+    our_datasets = stage_table_datasets(columns, ours, titles)
     datasets = paper_datasets + [d for d in our_datasets if d not in paper_datasets]
-    missing = comparison_missing(number, columns, ours, our_datasets, titles)
+    missing = stage_table_missing(number, columns, ours, our_datasets, titles)
 
     lines = [
         r"\begin{tabular}{ll" + "c" * len(columns) + "}",
@@ -484,23 +431,24 @@ def render_comparison_table(number: int, inputs: TableInputs) -> tuple[str, list
     for dataset in datasets:
         lines.append(r"\midrule")
         for i, metric in enumerate(METRICS):
-            cells = [_comparison_cell(c, dataset, role, metric, paper, ours) for c in columns]
+            cells = [_stage_table_cell(c, dataset, role, metric, paper, ours) for c in columns]
             label = dataset_title(dataset, titles) if i == 0 else ""
             lines.append(latex_row([label, metric.upper()] + render_cells(cells, best(cells))))
     lines += [r"\bottomrule", r"\end{tabular}"]
 
     table_notes = set(paper.loc[paper["table"] == str(number), "note"])
-    notes = " ".join(f"${mark}$: {latex_escape(note)}." for note, mark in _note_marks(paper).items()
-                     if note in table_notes)
+    notes = " ".join(
+        f"${mark}$: {latex_escape(note)}." for note, mark in _note_marks(paper).items() if note in table_notes
+    )
     caption = (
-        f"Table {number} of the paper ({_COMPARISON_SUBJECT[number]}), NMI/ARI/ACC. "
+        f"Table {number} of the paper ({_STAGE_TABLE_SUBJECT[number]}), NMI/ARI/ACC. "
         r"The paper's columns are from \texttt{cdrepro/references/paper\_results.csv}; the ``Ours'' columns are "
         rf"from \texttt{{{latex_escape(inputs.label)}}} ({spread_words('all.csv')}). "
         "Bold: the best value of each row over all columns, ours included. "
         "``--'': not in the paper (a dataset it did not use) or not run by us."
     )
     caption += (" " + notes if notes else "") + _cc_caption(number, inputs) + _not_run(missing)
-    return table_float(number, caption, lines, small=True), missing
+    return table_float(number, caption, lines, generator=__name__, small=True), missing
 
 
 def _recipe(switches: Mapping[str, Any] | None) -> str:
@@ -529,36 +477,30 @@ def _cc_caption(number: int, inputs: TableInputs) -> str:
     described = []
     for batch_size, variant in inputs.cc_runs:
         info = inputs.results.variants.get(variant)
-        described.append(rf"Ours {latex_escape(_cc_column(batch_size, variant).name)} is our CC (variant "
-                         rf"\texttt{{{latex_escape(variant)}}}) at batch size {batch_size} under "
-                         + _recipe(info.switches if info is not None else None))
+        described.append(
+            rf"Ours {latex_escape(_cc_column(batch_size, variant).name)} is our CC (variant "
+            rf"\texttt{{{latex_escape(variant)}}}) at batch size {batch_size} under "
+            + _recipe(info.switches if info is not None else None)
+        )
     its = "Its" if len(described) == 1 else "Their"
     if number == 2:
-        stage = (f" {its} numbers here are K-means on the backbone output h. The paper's CC column "
-                 "exists only in CD's paper (CC's paper reports no K-means on h).")
+        stage = (
+            f" {its} numbers here are K-means on the backbone output h. The paper's CC column "
+            "exists only in CD's paper (CC's paper reports no K-means on h)."
+        )
     else:
         differ = " and ".join(_cc_disagreements(inputs))
-        stage = (f" {its} numbers here are CC's final stage, the argmax of its cluster head (as in CC's "
-                 "paper), not K-means. The paper's CC column is CC as CD's paper reports it")
-        stage += (f"; CC's own paper (batch size 256, 1000 epochs) gives other numbers on {latex_escape(differ)} "
-                  "(methods.tex shows both)." if differ else ".")
+        stage = (
+            f" {its} numbers here are CC's final stage, the argmax of its cluster head (as in CC's "
+            "paper), not K-means. The paper's CC column is CC as CD's paper reports it"
+        )
+        stage += (
+            f"; CC's own paper (batch size 256, 1000 epochs) gives other numbers on {latex_escape(differ)} "
+            "(methods.tex shows both)."
+            if differ
+            else "."
+        )
     return " " + "; ".join(described) + ", with this profile's images, epochs and evaluation." + stage
-
-
-def table_float(label: int | str, caption: str, tabular: Sequence[str], small: bool = False,
-                generator: str = "cdrepro.tables", font: str = r"\small") -> str:
-    """A table environment around a tabular, with caption, label and the packages it needs;
-    ``small``: in ``font`` with narrow column gaps."""
-    head = [
-        f"% Generated by {generator}; needs \\usepackage{{booktabs}} and \\usepackage{{amssymb}}.",
-        r"\begin{table}[htbp]",
-        r"\centering",
-        rf"\caption{{{caption}}}",
-        rf"\label{{tab:cdrepro-{label}}}",
-    ]
-    if small:
-        head += [font, r"\setlength{\tabcolsep}{3pt}"]
-    return "\n".join(head + list(tabular) + [r"\end{table}"]) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,8 +514,7 @@ def ablation_datasets(table: AblationTable, ours: Mapping[Key, Cell], titles: Ma
     "all on" with every ablation missing says nothing.
     """
     ablated = {v for v in table.variants if v != CD}
-    found = {key[0] for key in ours
-             if key[1] == ABLATION_BATCH_SIZE and key[2] in ablated and key[3] in table.roles}
+    found = {key[0] for key in ours if key[1] == ABLATION_BATCH_SIZE and key[2] in ablated and key[3] in table.roles}
     return dataset_order(found, titles)
 
 
@@ -590,15 +531,6 @@ def _authors_cells(dataset: str, model: str, roles: Sequence[str], repo: pd.Data
             return None
         cells += [Cell(float(hit.iloc[0][f"{m}_mean"]), float(hit.iloc[0][f"{m}_std"])) for m in METRICS]
     return cells
-
-
-def bold_by_column(rows: Sequence[Sequence[Cell | None]]) -> list[set[int]]:
-    """Per row, the columns where it holds the best value of the block (column-wise ``best``)."""
-    bold: list[set[int]] = [set() for _ in rows]
-    for column in range(len(rows[0]) if rows else 0):
-        for i in best([row[column] for row in rows]):
-            bold[i].add(column)
-    return bold
 
 
 def _ablation_header(table: AblationTable) -> list[str]:
@@ -627,8 +559,11 @@ def _marks(table: AblationTable, variant: str, inputs: TableInputs) -> list[str]
 def _difference_line(table: AblationTable, dataset: str, variant: str, inputs: TableInputs) -> str | None:
     """The "Delta from all on" row under an ablation's row: its paired difference from ``cd``
     per column; None where the two have no column in common (either was not run)."""
-    found = [inputs.difference_records.get((dataset, ABLATION_BATCH_SIZE, variant, CD, role, metric))
-             for role in table.roles for metric in METRICS]
+    found = [
+        inputs.difference_records.get((dataset, ABLATION_BATCH_SIZE, variant, CD, role, metric))
+        for role in table.roles
+        for metric in METRICS
+    ]
     shared = next((int(rec["n_seeds"]) for rec in found if rec is not None), None)
     if variant == CD or shared is None:
         return None
@@ -642,7 +577,7 @@ def _ablation_block(table: AblationTable, dataset: str, inputs: TableInputs) -> 
     difference from the all-on row, then the authors' references."""
     ours_rows = [_ablation_cells(dataset, variant, table.roles, inputs.paper_cells) for variant in table.variants]
     lines = []
-    for i, (variant, cells, bold) in enumerate(zip(table.variants, ours_rows, bold_by_column(ours_rows))):
+    for i, (variant, cells, bold) in enumerate(zip(table.variants, ours_rows, bold_by_column(ours_rows), strict=True)):
         lead = [dataset_title(dataset, inputs.titles) if i == 0 else ""]
         lead += ["Ours"] if table.authors_reference else []
         lead += [*_marks(table, variant, inputs), seeds_text(row_seeds(cells))]
@@ -651,32 +586,39 @@ def _ablation_block(table: AblationTable, dataset: str, inputs: TableInputs) -> 
         lines += [difference] if difference else []
     if table.authors_reference:
         for variant in table.variants:
-            cells = _authors_cells(dataset, variant, table.roles, inputs.repo)
-            if cells is not None:
+            authors = _authors_cells(dataset, variant, table.roles, inputs.repo)
+            if authors is not None:
                 lead = ["", "Authors' repo", *_marks(table, variant, inputs), ""]
-                lines.append(latex_row(lead + render_cells(cells, set())))
+                lines.append(latex_row(lead + render_cells(authors, set())))
     return lines
 
 
-def ablation_missing(table: AblationTable, datasets: Sequence[str], ours: Mapping[Key, Cell],
-                     titles: Mapping[str, str]) -> list[str]:
+def ablation_missing(
+    table: AblationTable, datasets: Sequence[str], ours: Mapping[Key, Cell], titles: Mapping[str, str]
+) -> list[str]:
     """The rows of the table's blocks that have no run (plain text)."""
     return [
         f"{variant} on {dataset_name(dataset, titles)}"
-        for dataset in datasets for variant in table.variants
+        for dataset in datasets
+        for variant in table.variants
         if all(cell is None for cell in _ablation_cells(dataset, variant, table.roles, ours))
     ]
 
 
 def _final_stages(table: AblationTable, datasets: Sequence[str], frame: pd.DataFrame) -> list[str]:
-    """Caption notes for variants whose Feature numbers come from another stage (no_head: its
-    projector output z)."""
+    """Caption notes for variants whose Feature numbers come from another stage than CD's feature
+    stage (no_head: its projector output z)."""
     if FINAL_ROLE not in table.roles:
         return []
-    rows = frame[(frame["stage_role"] == FINAL_ROLE) & frame["dataset"].isin(datasets) & (frame["method"] == CD)
-                 & (frame["batch_size"] == ABLATION_BATCH_SIZE).fillna(False)
-                 & frame["variant"].isin(table.variants) & (frame["stage"] != ROLE_WORDS[FINAL_ROLE])]
-    pairs = dict.fromkeys(zip(rows["variant"], rows["stage"]))
+    rows = frame[
+        (frame["stage_role"] == FINAL_ROLE)
+        & frame["dataset"].isin(datasets)
+        & (frame["method"] == CD)
+        & (frame["batch_size"] == ABLATION_BATCH_SIZE).fillna(False)
+        & frame["variant"].isin(table.variants)
+        & (frame["stage"] != FEATURE_STAGE)
+    ]
+    pairs = dict.fromkeys(zip(rows["variant"], rows["stage"], strict=True))
     return [f"the Feature numbers of {latex_escape(v)} are its {latex_escape(s)} output" for v, s in pairs]
 
 
@@ -687,8 +629,10 @@ def render_ablation_table(table: AblationTable, inputs: TableInputs) -> tuple[st
     datasets = ablation_datasets(table, inputs.paper_cells, inputs.titles)
     if not datasets:
         ablated = " or ".join(v for v in table.variants if v != CD)
-        note = (f"Table {table.number} ({table.subject}; {stage_words}): not reproduced, no run of "
-                f"{latex_escape(ablated)} at batch size {ABLATION_BATCH_SIZE} in \\texttt{{{label}}}.")
+        note = (
+            f"Table {table.number} ({table.subject}; {stage_words}): not reproduced, no run of "
+            f"{latex_escape(ablated)} at batch size {ABLATION_BATCH_SIZE} in \\texttt{{{label}}}."
+        )
         text = f"% Generated by cdrepro.tables.\n\\noindent\\textit{{{note}}}\\par\n"
         return text, [f"{ablated} at batch size {ABLATION_BATCH_SIZE} on any dataset"]
 
@@ -710,13 +654,15 @@ def render_ablation_table(table: AblationTable, inputs: TableInputs) -> tuple[st
         + difference_words("differences.csv", "under each ablation, the ablation minus the all-on row")
     )
     if table.authors_reference:
-        caption += (" Authors' repo: mean $\\pm$ std over several runs published in the authors' "
-                    "repository (\\texttt{repo\\_variability.csv}), not ranked.")
+        caption += (
+            " Authors' repo: mean $\\pm$ std over several runs published in the authors' "
+            "repository (\\texttt{repo\\_variability.csv}), not ranked."
+        )
     notes = _final_stages(table, datasets, inputs.frame)
     if notes:
         caption += " Note: " + "; ".join(notes) + r" (the paper's ``final layer'')."
     caption += _not_run(missing)
-    return table_float(table.number, caption, lines), missing
+    return table_float(table.number, caption, lines, generator=__name__), missing
 
 
 # --------------------------------------------------------------------------------------------
@@ -728,12 +674,15 @@ OtherGroup = tuple[str, int, str, str, str]  # dataset, batch size, method, vari
 def other_groups(frame: pd.DataFrame) -> list[OtherGroup]:
     """Our training runs no paper table shows, by their final stage's rows."""
     runs = frame[(frame["variant"] != BASELINE_VARIANT) & (frame["stage_role"] == FINAL_ROLE)]
-    return sorted({
-        (d, int(b), m, v, stage)
-        for d, b, m, v, stage in zip(runs["dataset"], runs["batch_size"], runs["method"], runs["variant"],
-                                     runs["stage"])
-        if all(paper_tables(int(b), m, v, role) == ("other",) for role in ROLES)
-    })
+    return sorted(
+        {
+            (d, int(b), m, v, stage)
+            for d, b, m, v, stage in zip(
+                runs["dataset"], runs["batch_size"], runs["method"], runs["variant"], runs["stage"], strict=True
+            )
+            if all(paper_tables(int(b), m, v, role) == ("other",) for role in ROLES)
+        }
+    )
 
 
 def render_other_table(inputs: TableInputs) -> str | None:
@@ -748,9 +697,14 @@ def render_other_table(inputs: TableInputs) -> str | None:
     lines.append(r"\midrule")
     for dataset, batch_size, method, variant, stage in groups:
         cells = [inputs.all_cells.get((dataset, batch_size, variant, role, m)) for role in ROLES for m in METRICS]
-        lead = [dataset_title(dataset, inputs.titles), str(batch_size),
-                latex_escape(inputs.results.method_label(variant, method)), latex_escape(variant),
-                latex_escape(stage), seeds_text(row_seeds(cells))]
+        lead = [
+            dataset_title(dataset, inputs.titles),
+            str(batch_size),
+            latex_escape(inputs.results.method_label(variant, method)),
+            latex_escape(variant),
+            latex_escape(stage),
+            seeds_text(row_seeds(cells)),
+        ]
         lines.append(latex_row(lead + render_cells(cells, set())))
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = (
@@ -758,7 +712,7 @@ def render_other_table(inputs: TableInputs) -> str | None:
         rf"\texttt{{{latex_escape(inputs.label)}}}; {spread_words('all.csv')}. ``Final stage'' is the "
         "stage the Final numbers come from; all.csv has every stage, differences.csv their paired differences."
     )
-    return table_float("other", caption, lines)
+    return table_float("other", caption, lines, generator=__name__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -768,19 +722,28 @@ def render_other_table(inputs: TableInputs) -> str | None:
 def _authors_with_tables(repo: pd.DataFrame) -> pd.DataFrame:
     """The authors' rows (``results.authors_rows``) with the tables that show them."""
     rows = authors_rows(repo)
-    rows.insert(0, "table", [";".join(str(t.number) for t in ABLATION_TABLES
-                                      if t.authors_reference and role in t.roles) for role in rows["stage_role"]])
+    rows.insert(
+        0,
+        "table",
+        [
+            ";".join(str(t.number) for t in ABLATION_TABLES if t.authors_reference and role in t.roles)
+            for role in rows["stage_role"]
+        ],
+    )
     return rows
 
 
 def _tables_of(rows: pd.DataFrame) -> list[str]:
     """``all.csv``'s ``table`` cell of each of our rows (of a difference: its first row's tables)."""
-    return [";".join(paper_tables(None if pd.isna(b) else int(b), m, v, r))
-            for b, m, v, r in zip(rows["batch_size"], rows["method"], rows["variant"], rows["stage_role"])]
+    return [
+        ";".join(paper_tables(None if pd.isna(b) else int(b), m, v, r))
+        for b, m, v, r in zip(rows["batch_size"], rows["method"], rows["variant"], rows["stage_role"], strict=True)
+    ]
 
 
-def all_numbers(frame: pd.DataFrame, paper: pd.DataFrame, repo: pd.DataFrame,
-                differences: pd.DataFrame) -> pd.DataFrame:
+def all_numbers(
+    frame: pd.DataFrame, paper: pd.DataFrame, repo: pd.DataFrame, differences: pd.DataFrame
+) -> pd.DataFrame:
     """Every number, long format, ``source`` = ours / difference / paper / authors_repo.
     ``differences``: ``seed_statistics.paired_differences`` of ``frame``; our rows say "one
     seed" in ``note`` where they have no interval."""
@@ -798,17 +761,12 @@ def all_numbers(frame: pd.DataFrame, paper: pd.DataFrame, repo: pd.DataFrame,
 # Writing
 
 
-def default_results_label(out_dir: Path) -> str:
-    """``results/<profile>`` for the usual ``results/<profile>/tables`` output folder."""
-    parent = Path(out_dir).parent
-    return "/".join(parent.parts[-2:]) if len(parent.parts) >= 2 else str(parent)
-
-
-def _comparison(number: int) -> Callable[[TableInputs], str]:
+def _stage_table(number: int) -> Callable[[TableInputs], str]:
     def render(inputs: TableInputs) -> str:
-        text, missing = render_comparison_table(number, inputs)
+        text, missing = render_stage_table(number, inputs)
         _warn_missing(number, missing)
         return text
+
     return render
 
 
@@ -817,6 +775,7 @@ def _ablation(table: AblationTable) -> Callable[[TableInputs], str]:
         text, missing = render_ablation_table(table, inputs)
         _warn_missing(table.number, missing)
         return text
+
     return render
 
 
@@ -827,11 +786,12 @@ def _other(inputs: TableInputs) -> str:
 
 
 TABLE_FILES: dict[str, Callable[[TableInputs], str]] = {
-    **{f"table{number}.tex": _comparison(number) for number in (2, 3)},
+    **{f"table{number}.tex": _stage_table(number) for number in (2, 3)},
     **{f"table{table.number}.tex": _ablation(table) for table in ABLATION_TABLES},
     "table_other.tex": _other,
-    "all.csv": lambda inputs: all_numbers(inputs.frame, inputs.paper, inputs.repo,
-                                          inputs.differences).to_csv(index=False),
+    "all.csv": lambda inputs: all_numbers(inputs.frame, inputs.paper, inputs.repo, inputs.differences).to_csv(
+        index=False
+    ),
     "differences.csv": lambda inputs: inputs.differences.to_csv(index=False),
 }
 """The tables step's files and what writes each: the declaration the workflow's rule, DVC's
@@ -855,8 +815,9 @@ def write_tables(results: ProfileResults, out_dir: Path, *, results_label: str |
     written, in order.
     """
     out_dir = Path(out_dir)
-    inputs = TableInputs(results, load_paper_results(), load_repo_variability(),
-                         results_label or default_results_label(out_dir))
+    inputs = TableInputs(
+        results, load_paper_results(), load_repo_variability(), results_label or default_results_label(out_dir)
+    )
     written = []
     for name, text in render_tables(inputs):
         path = out_dir / name

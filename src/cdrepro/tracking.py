@@ -58,14 +58,17 @@ import random
 import re
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from cdrepro.methods import METHODS
 from cdrepro.run_settings import SETTINGS_ADDED_LATER, RunSettings, targets_of
 from cdrepro.runs import ProfilePaths, parse_run_id, run_id, tracking_name
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,11 @@ OFF_VALUES = {"0", "off", "false", "no"}
 # Defaults for talking to a tracking server, where the user has not chosen: MLflow's own
 # (7 retries with exponential backoff, 120 s timeout) would stall training for minutes
 # before the first warning when the server is down.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
 # curves.csv columns logged per epoch under another name; every other column (but the epoch,
 # which is the step) under its own. "seconds" alone would not say of what.
 EPOCH_RENAMED = {"seconds": "epoch_seconds"}
@@ -100,21 +106,40 @@ VIEW_KEY = "cdrepro"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 # The columns a comparison needs, in this order (MLflow would group them by kind, metrics first):
 # the final stage's scores are final_* whatever the method (see FINAL_PREFIX).
-VIEW_COLUMNS = ["tags.`method`", "tags.`variant`", *(f"metrics.`{FINAL_PREFIX}_{s}`" for s in ("acc", "nmi", "ari")),
-                "metrics.`backbone_acc`", "tags.`dataset`", "tags.`batch_size`", "tags.`seed`", f"tags.`{FINAL_STAGE_TAG}`"]
-VIEW_STATE = {"selectedColumns": VIEW_COLUMNS, "columnOrder": VIEW_COLUMNS,
-              "columnWidths": {column: 110 if column.startswith("metrics.") else 90 for column in VIEW_COLUMNS},
-              "orderByKey": "attributes.start_time", "orderByAsc": False, "runsHiddenMode": "SHOW_ALL"}
+VIEW_COLUMNS = [
+    "tags.`method`",
+    "tags.`variant`",
+    *(f"metrics.`{FINAL_PREFIX}_{s}`" for s in ("acc", "nmi", "ari")),
+    "metrics.`backbone_acc`",
+    "tags.`dataset`",
+    "tags.`batch_size`",
+    "tags.`seed`",
+    f"tags.`{FINAL_STAGE_TAG}`",
+]
+VIEW_STATE = {
+    "selectedColumns": VIEW_COLUMNS,
+    "columnOrder": VIEW_COLUMNS,
+    "columnWidths": {column: 110 if column.startswith("metrics.") else 90 for column in VIEW_COLUMNS},
+    "orderByKey": "attributes.start_time",
+    "orderByAsc": False,
+    "runsHiddenMode": "SHOW_ALL",
+}
 
 # What opening a half-created or damaged SQLite store says.
 _BROKEN = re.compile(r"alembic|migrat|no such table|out-of-date database schema|not a database|malformed", re.I)
 # What a store says when it cannot be written, or its disk is full, or its server is away.
 _READ_ONLY = re.compile(r"readonly database|read-only file system|permission denied|unable to open database", re.I)
 _FULL = re.compile(r"database or disk is full|disk i/o error|no space left", re.I)
-_AWAY = re.compile(r"connection refused|max retries exceeded|failed to establish|timed out|"
-                   r"name or service not known", re.I)
-_RETRYABLE = re.compile(r"database is locked|database table is locked|table \S+ already exists|"
-                        r"out-of-date database schema", re.I)
+_AWAY = re.compile(
+    r"connection refused|max retries exceeded|failed to establish|timed out|"
+    r"name or service not known",
+    re.I,
+)
+_RETRYABLE = re.compile(
+    r"database is locked|database table is locked|table \S+ already exists|"
+    r"out-of-date database schema",
+    re.I,
+)
 
 
 class TrackingError(RuntimeError):
@@ -165,8 +190,9 @@ def git_commit() -> tuple[str, bool]:
     where = Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     try:
         return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
@@ -191,17 +217,22 @@ def store_problem(exc: BaseException, uri: str) -> str:
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or _FULL.search(text):
         advice = f"the disk holding the MLflow store {where} is full or failing: free some space there"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS) or _READ_ONLY.search(text):
-        advice = (f"the MLflow store {where} is not writable: make it and its folder writable for this "
-                  "user, or point MLFLOW_TRACKING_URI at a store that is")
+        advice = (
+            f"the MLflow store {where} is not writable: make it and its folder writable for this "
+            "user, or point MLFLOW_TRACKING_URI at a store that is"
+        )
     elif code in (errno.EEXIST, errno.ENOTDIR):
-        advice = (f"the MLflow store {where} lies under a file, not a folder: point MLFLOW_TRACKING_URI "
-                  "(or results_dir in the params) at a folder")
+        advice = (
+            f"the MLflow store {where} lies under a file, not a folder: point MLFLOW_TRACKING_URI "
+            "(or results_dir in the params) at a folder"
+        )
     elif uri.startswith(("http://", "https://")) and _AWAY.search(text):
-        advice = (f"the MLflow server {uri} does not answer: start it, or unset MLFLOW_TRACKING_URI to "
-                  "log to the profile's own SQLite file")
+        advice = (
+            f"the MLflow server {uri} does not answer: start it, or unset MLFLOW_TRACKING_URI to "
+            "log to the profile's own SQLite file"
+        )
     else:
-        advice = (f"the MLflow store {where} failed: check it (MLFLOW_TRACKING_URI, or results_dir "
-                  "in the params)")
+        advice = f"the MLflow store {where} failed: check it (MLFLOW_TRACKING_URI, or results_dir in the params)"
     return f"{advice} ({type(exc).__name__}: {first_line(exc)[:200]})"
 
 
@@ -221,13 +252,13 @@ def retry(call: Callable[..., Any], *args: Any, attempts: int = 10, **kwargs: An
         except Exception as exc:  # MlflowException wraps sqlalchemy's OperationalError
             if attempt == attempts - 1 or not _RETRYABLE.search(str(exc)):
                 raise
-            delay = min(10.0, 0.2 * 2 ** attempt) * (0.5 + jitter.random())
+            delay = min(10.0, 0.2 * 2**attempt) * (0.5 + jitter.random())
             log.debug("tracking store busy (%s); retrying in %.1f s", str(exc).splitlines()[0], delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
 
-def client(uri: str):
+def client(uri: str) -> MlflowClient:
     """An ``MlflowClient`` on ``uri`` whose store is open (tables created if new)."""
     _prepare_environment(uri)
     from mlflow.tracking import MlflowClient
@@ -253,7 +284,8 @@ def client(uri: str):
                 raise TrackingError(
                     f"the MLflow store {db} is damaged ({str(exc).splitlines()[0][:200]}): move it "
                     f"aside (mv {db} {db}.broken) and run `cdrepro sync`, which logs every run's "
-                    "files into a new store") from exc
+                    "files into a new store"
+                ) from exc
             raise
     return mlflow_client
 
@@ -266,7 +298,8 @@ def _check_store_file(db: Path | None) -> None:
         raise TrackingError(
             f"the MLflow store {db} is {what}, not a SQLite file: move it aside (mv {db} {db}.aside), "
             "or point MLFLOW_TRACKING_URI at a file; then `cdrepro sync` logs every run's files into "
-            "the new store")
+            "the new store"
+        )
 
 
 @contextlib.contextmanager
@@ -357,13 +390,14 @@ def find_run(mlflow_client, experiment_id: str, rid: str, digest: str | None = N
     query = f"tags.`{RUN_ID_TAG}` = '{rid}'"
     if digest is not None:
         query += f" and tags.`{HASH_TAG}` = '{digest}'"
-    found = retry(mlflow_client.search_runs, [experiment_id], query,
-                  order_by=["attributes.start_time DESC"], max_results=1)
+    found = retry(
+        mlflow_client.search_runs, [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+    )
     return found[0] if found else None
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def epoch_metrics(row: dict[str, float]) -> dict[str, float]:
@@ -373,8 +407,11 @@ def epoch_metrics(row: dict[str, float]) -> dict[str, float]:
 
 def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """``<stage>_<score>`` of every stage and score of a metrics.json record."""
-    return {f"{stage}_{score}": float(value)
-            for stage, scores in metrics["stages"].items() for score, value in scores.items()}
+    return {
+        f"{stage}_{score}": float(value)
+        for stage, scores in metrics["stages"].items()
+        for score, value in scores.items()
+    }
 
 
 def final_stage_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -390,11 +427,12 @@ class Tracker:
     """One MLflow run of one training run. No method raises: the first failure is logged as a
     warning and tracking stops for the rest of this tracker's life."""
 
-    def __init__(self, params: dict[str, Any], paths: ProfilePaths, settings: RunSettings,
-                 active: bool | None = None) -> None:
+    def __init__(
+        self, params: dict[str, Any], paths: ProfilePaths, settings: RunSettings, active: bool | None = None
+    ) -> None:
         self.params, self.paths, self.settings = params, paths, settings
         self.active = enabled() if active is None else active
-        self.client = None
+        self.client: MlflowClient | None = None  # set by _open, with mlflow_run_id
         self.mlflow_run_id: str | None = None
         self.created = False  # whether this tracker opened a new MLflow run
         self.logged_epochs: set[int] = set()
@@ -412,8 +450,13 @@ class Tracker:
             log.debug("MLflow tracking of %s failed", rid, exc_info=True)  # --verbose: the traceback
             log.warning(
                 "MLflow tracking of %s stopped while %s: %s. Training and evaluation go on (their "
-                "numbers are in %s); once fixed, log them with: cdrepro sync --run %s", rid, what,
-                store_problem(exc, tracking_uri(self.paths)), self.paths.run_dir(rid), rid)
+                "numbers are in %s); once fixed, log them with: cdrepro sync --run %s",
+                rid,
+                what,
+                store_problem(exc, tracking_uri(self.paths)),
+                self.paths.run_dir(rid),
+                rid,
+            )
             return None
 
     # ------------------------------------------------------------------ opening the run
@@ -423,13 +466,12 @@ class Tracker:
         and tags it lacks. Sets ``mlflow_run_id``."""
         if self.mlflow_run_id is not None:
             return
-        s, uri = self.settings, tracking_uri(self.paths)
+        settings, uri = self.settings, tracking_uri(self.paths)
         self.client = client(uri)
-        experiment_id = ensure_experiment(self.client, experiment_name(self.params["profile"]),
-                                          artifact_location(uri))
-        existing = find_run(self.client, experiment_id, s.run_id, s.digest()) if reuse else None
+        experiment_id = ensure_experiment(self.client, experiment_name(self.params["profile"]), artifact_location(uri))
+        existing = find_run(self.client, experiment_id, settings.run_id, settings.digest()) if reuse else None
         if existing is None:
-            run = retry(self.client.create_run, experiment_id, run_name=tracking_name(parse_run_id(s.run_id)))
+            run = retry(self.client.create_run, experiment_id, run_name=tracking_name(parse_run_id(settings.run_id)))
             have_params: dict[str, str] = {}
             self.created = True
         else:
@@ -443,17 +485,24 @@ class Tracker:
     def _log_settings(self, have_params: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
 
-        s = self.settings
+        settings = self.settings
         commit, dirty = git_commit()
-        rid = s.run_id
+        rid = settings.run_id
         tags = {
-            RUN_ID_TAG: rid, HASH_TAG: s.digest(), "dataset": s.dataset,
-            "batch_size": str(s.batch_size), "method": s.method, "variant": s.variant, "seed": str(s.seed),
+            RUN_ID_TAG: rid,
+            HASH_TAG: settings.digest(),
+            "dataset": settings.dataset,
+            "batch_size": str(settings.batch_size),
+            "method": settings.method,
+            "variant": settings.variant,
+            "seed": str(settings.seed),
             # The name tables show ("CDC (reconstructed)"), and which tables the run is for, so
             # that one filter (tags.targets LIKE '%compare_methods%') gives the methods table's runs.
-            "method_label": METHODS[s.method].label if s.method in METHODS else s.method,
+            "method_label": METHODS[settings.method].label if settings.method in METHODS else settings.method,
             "targets": ",".join(targets_of(self.params, rid)),
-            "profile": self.params["profile"], "git_commit": commit, "git_dirty": str(dirty).lower(),
+            "profile": self.params["profile"],
+            "git_commit": commit,
+            "git_dirty": str(dirty).lower(),
             "mlflow.source.git.commit": commit,
             # checkpoints by reference, never copied
             "run_dir": str(self.paths.run_dir(rid).resolve()),
@@ -461,12 +510,17 @@ class Tracker:
             "model_path": str(self.paths.model(rid).resolve()),
         }
         # "method" too: to_dict leaves CD's out, so that the digests of CD runs stay as they were.
-        settings = s.to_dict() | {"method": s.method}
-        params = {k: str(v) for k, v in settings.items() if k not in have_params}
+        flat = settings.to_dict() | {"method": settings.method}
+        params = {k: str(v) for k, v in flat.items() if k not in have_params}
         batch = [Param(k, v) for k, v in params.items()]
+        assert self.client is not None  # called by _open, which sets it
         for i, chunk in enumerate(_chunks(batch, 100) or [[]]):
-            retry(self.client.log_batch, self.mlflow_run_id, params=chunk,
-                  tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [])
+            retry(
+                self.client.log_batch,
+                self.mlflow_run_id,
+                params=chunk,
+                tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [],
+            )
 
     # ------------------------------------------------------------------ training
 
@@ -491,9 +545,11 @@ class Tracker:
 
         if self.mlflow_run_id is None:
             return
+        assert self.client is not None  # _open set it with mlflow_run_id
         now = int(time.time() * 1000)
-        metrics = [Metric(name, value, now, int(row["epoch"]))
-                   for row in rows for name, value in epoch_metrics(row).items()]
+        metrics = [
+            Metric(name, value, now, int(row["epoch"])) for row in rows for name, value in epoch_metrics(row).items()
+        ]
         for chunk in _chunks(metrics, 1000):
             retry(self.client.log_batch, self.mlflow_run_id, metrics=chunk)
         self.logged_epochs.update(int(r["epoch"]) for r in rows)
@@ -507,15 +563,17 @@ class Tracker:
         if self.mlflow_run_id is None:
             return
         self._log_files()
+        assert self.client is not None  # _open set it with mlflow_run_id
         retry(self.client.set_terminated, self.mlflow_run_id, status)
 
     def _log_files(self) -> None:
         rid = self.settings.run_id
         for path in (self.paths.curves(rid), self.paths.train_summary(rid), self.paths.metrics(rid)):
             if path.is_file():
+                assert self.client is not None  # called once the run is open (by _open)
                 retry(self.client.log_artifact, self.mlflow_run_id, str(path))
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -535,14 +593,19 @@ class Tracker:
         from mlflow.entities import Metric, Param, RunTag
 
         self._open(reuse=True)
+        assert self.client is not None  # _open set it
         now = int(time.time() * 1000)
         scores = final_metrics(metrics) | final_stage_metrics(metrics)
         finals = [Metric(name, value, now, 0) for name, value in scores.items()]
         have = retry(self.client.get_run, self.mlflow_run_id).data.params
         evaluate = {f"evaluate.{k}": str(v) for k, v in self.params["evaluate"].items()}
-        retry(self.client.log_batch, self.mlflow_run_id, metrics=finals,
-              params=[Param(k, v) for k, v in evaluate.items() if k not in have],
-              tags=[RunTag(FINAL_STAGE_TAG, metrics["final_stage"]), RunTag("evaluated", "true")])
+        retry(
+            self.client.log_batch,
+            self.mlflow_run_id,
+            metrics=finals,
+            params=[Param(k, v) for k, v in evaluate.items() if k not in have],
+            tags=[RunTag(FINAL_STAGE_TAG, metrics["final_stage"]), RunTag("evaluated", "true")],
+        )
         self._log_files()
         if self.created:  # trained without tracking: this run is complete now
             retry(self.client.set_terminated, self.mlflow_run_id, "FINISHED")
@@ -558,6 +621,7 @@ class Tracker:
         else:
             self._log_files()
             if self.created and self.paths.train_summary(self.settings.run_id).is_file():
+                assert self.client is not None  # _open set it
                 retry(self.client.set_terminated, self.mlflow_run_id, "FINISHED")
         return True
 
@@ -612,17 +676,33 @@ def runs_table(params: dict[str, Any]):
             latest[rid] = run
     finals = _final_columns(name for run in latest.values() for name in run.data.metrics)
     rows = [_table_row(rid, run, finals) for rid, run in latest.items()]
-    columns = ["run_id", "dataset", "batch_size", "method", "variant", "seed", FINAL_STAGE_TAG, *finals,
-               "status", "mlflow_run_id"]
+    columns = [
+        "run_id",
+        "dataset",
+        "batch_size",
+        "method",
+        "variant",
+        "seed",
+        FINAL_STAGE_TAG,
+        *finals,
+        "status",
+        "mlflow_run_id",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
 def _table_row(rid: str, run, finals: list[str]) -> dict[str, Any]:
     tags, metrics = run.data.tags, run.data.metrics
     # MLflow runs logged before there were methods have no method tag: they are CD's.
-    row = {"run_id": rid, "dataset": tags.get("dataset"), "batch_size": int(tags.get("batch_size", 0)),
-           "method": tags.get("method", SETTINGS_ADDED_LATER["method"]), "variant": tags.get("variant"), "seed": int(tags.get("seed", 0)),
-           FINAL_STAGE_TAG: tags.get(FINAL_STAGE_TAG, "")}
+    row = {
+        "run_id": rid,
+        "dataset": tags.get("dataset"),
+        "batch_size": int(tags.get("batch_size", 0)),
+        "method": tags.get("method", SETTINGS_ADDED_LATER["method"]),
+        "variant": tags.get("variant"),
+        "seed": int(tags.get("seed", 0)),
+        FINAL_STAGE_TAG: tags.get(FINAL_STAGE_TAG, ""),
+    }
     row.update({name: metrics.get(name, float("nan")) for name in finals})
     return row | {"status": run.info.status, "mlflow_run_id": run.info.run_id}
 
@@ -641,8 +721,9 @@ class Comparison:
 
         shown = self.table.drop(columns=["run_id", "mlflow_run_id"]).dropna(axis=1, how="all")
         shown = shown.set_index(["method", "variant", "dataset", "batch_size", "seed"])
-        with pd.option_context("display.width", 200, "display.max_columns", None,
-                               "display.float_format", "{:.4f}".format):
+        with pd.option_context(
+            "display.width", 200, "display.max_columns", None, "display.float_format", "{:.4f}".format
+        ):
             return shown.to_string() if len(shown) else "(no runs in MLflow yet)"
 
 
@@ -650,16 +731,17 @@ def _differences(row: dict[str, Any], saved: dict[str, Any]) -> list[str]:
     """What MLflow's row says otherwise than the run's metrics.json (``method`` and the final
     metrics, to 1e-9)."""
     differs = ["method"] if row["method"] != saved["method"] else []
-    return differs + [name for name, value in final_metrics(saved).items()
-                      if not abs(row.get(name, float("nan")) - value) <= 1e-9]
+    return differs + [
+        name for name, value in final_metrics(saved).items() if not abs(row.get(name, float("nan")) - value) <= 1e-9
+    ]
 
 
 def by_method(table, params: dict[str, Any]):
     """``table``'s rows grouped by method (the registry's order: cd, simclr, cc, cld, cdc; any
     other after, by name), then by variant (the params' order), then in the params' run order,
     as the methods table groups its rows."""
-    from cdrepro.run_settings import runs_of
     from cdrepro.methods import METHODS
+    from cdrepro.run_settings import runs_of
 
     methods = {name: i for i, name in enumerate(METHODS)}
     variants = {name: i for i, name in enumerate(params["variants"])}
@@ -667,8 +749,13 @@ def by_method(table, params: dict[str, Any]):
 
     def key(row: dict[str, Any]) -> tuple:
         method = str(row["method"])
-        return (methods.get(method, len(methods)), method, variants.get(row["variant"], len(variants)),
-                str(row["variant"]), runs.get(row["run_id"], len(runs)))
+        return (
+            methods.get(method, len(methods)),
+            method,
+            variants.get(row["variant"], len(variants)),
+            str(row["variant"]),
+            runs.get(row["run_id"], len(runs)),
+        )
 
     records = table.to_dict("records")
     return table.iloc[sorted(range(len(records)), key=lambda i: key(records[i]))]
@@ -678,8 +765,8 @@ def compare_with_files(params: dict[str, Any]) -> Comparison:
     """The params' runs in MLflow, grouped by method then variant (``by_method``), each checked
     against its metrics.json; an evaluated run MLflow lacks is a problem too (``cdrepro sync``
     logs it)."""
-    from cdrepro.run_settings import runs_of
     from cdrepro.results import read_metrics
+    from cdrepro.run_settings import runs_of
 
     paths = ProfilePaths.from_params(params)
     wanted = [run_id(run) for run in runs_of(params)]
@@ -689,8 +776,9 @@ def compare_with_files(params: dict[str, Any]) -> Comparison:
     for row in table.to_dict("records"):
         path = paths.metrics(row["run_id"])
         differs = _differences(row, read_metrics(path)) if path.is_file() else None
-        checks.append("no metrics.json" if differs is None else
-                      "ok" if not differs else "differs: " + ",".join(differs))
+        checks.append(
+            "no metrics.json" if differs is None else "ok" if not differs else "differs: " + ",".join(differs)
+        )
         if differs:
             problems.append(f"{row['run_id']} ({', '.join(differs)})")
     table["check"] = checks
@@ -703,8 +791,8 @@ def compare_with_files(params: dict[str, Any]) -> Comparison:
 def sync_run(params: dict[str, Any], rid: str) -> tuple[int, bool] | None:
     """Log run ``rid``'s files to MLflow (``Tracker.sync``). None if it is not trained yet, else
     (the epochs in its curves.csv, whether it had a metrics.json). A failure raises."""
-    from cdrepro.run_settings import find_run, resolve_run
     from cdrepro.results import read_curves, read_metrics
+    from cdrepro.run_settings import find_run, resolve_run
 
     paths = ProfilePaths.from_params(params)
     settings = resolve_run(params, find_run(params, rid))
@@ -722,8 +810,14 @@ def sync_run(params: dict[str, Any], rid: str) -> tuple[int, bool] | None:
 def _all_runs(mlflow_client, experiment_id: str) -> list:
     runs, token = [], None
     while True:
-        page = retry(mlflow_client.search_runs, [experiment_id], "",
-                     order_by=["attributes.start_time DESC"], max_results=1000, page_token=token)
+        page = retry(
+            mlflow_client.search_runs,
+            [experiment_id],
+            "",
+            order_by=["attributes.start_time DESC"],
+            max_results=1000,
+            page_token=token,
+        )
         runs.extend(page)
         token = page.token
         if not token:

@@ -67,13 +67,26 @@ def summary_files(paths: ProfilePaths) -> dict[str, list[Path]]:
 def scores_markdown(table) -> str:
     """Each run's final stage and its scores, as a Markdown table (the run's description)."""
     header = ["method", "variant", "dataset", "batch", "seed", "final stage", "ACC", "NMI", "ARI"]
-    lines = ["Final scores of every training run of this profile (`runs.csv`; the tables and "
-             "figures are under Artifacts).", "", _markdown_row(header), _markdown_row(["---"] * len(header))]
+    lines = [
+        "Final scores of every training run of this profile (`runs.csv`; the tables and figures are under Artifacts).",
+        "",
+        _markdown_row(header),
+        _markdown_row(["---"] * len(header)),
+    ]
     for row in table.to_dict("records"):
         stage = row[tracking.FINAL_STAGE_TAG] or ""
         scores = [row.get(f"{stage}_{score}", float("nan")) for score in ("acc", "nmi", "ari")]
-        line = _markdown_row([row["method"], row["variant"], row["dataset"], row["batch_size"], row["seed"],
-                              stage, *(f"{v:.4f}" if v == v else "" for v in scores)])  # NaN: not evaluated
+        line = _markdown_row(
+            [
+                row["method"],
+                row["variant"],
+                row["dataset"],
+                row["batch_size"],
+                row["seed"],
+                stage,
+                *(f"{v:.4f}" if v == v else "" for v in scores),
+            ]
+        )  # NaN: not evaluated
         if sum(len(text) + 1 for text in lines) + len(line) > NOTE_LIMIT:
             lines.append("\n(more runs in runs.csv)")
             break
@@ -98,13 +111,18 @@ def log_summary(params: dict[str, Any]) -> Summary | None:
         return _log_summary(params, files, uri, mlflow_client, experiment_id)
 
 
-def _log_summary(params: dict[str, Any], files: dict[str, list[Path]], uri: str, mlflow_client,
-                 experiment_id: str) -> Summary:
+def _log_summary(
+    params: dict[str, Any], files: dict[str, list[Path]], uri: str, mlflow_client, experiment_id: str
+) -> Summary:
     older = tracking.retry(mlflow_client.search_runs, [experiment_id], f"tags.`{KIND_TAG}` = '{KIND}'")
     table = tracking.by_method(tracking.runs_table(params), params)
     commit, _ = tracking.git_commit()
-    run = tracking.retry(mlflow_client.create_run, experiment_id, run_name=RUN_NAME, tags={
-        KIND_TAG: KIND, "profile": params["profile"], "git_commit": commit, NOTE_TAG: scores_markdown(table)})
+    run = tracking.retry(
+        mlflow_client.create_run,
+        experiment_id,
+        run_name=RUN_NAME,
+        tags={KIND_TAG: KIND, "profile": params["profile"], "git_commit": commit, NOTE_TAG: scores_markdown(table)},
+    )
     run_id = run.info.run_id
     for folder, found in files.items():
         for path in found:

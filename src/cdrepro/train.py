@@ -4,8 +4,9 @@ The prepared uint8 images live on the training device; each step indexes a batch
 both views there (``cdrepro.augment``), so no per-image work happens on the host. The step
 itself (views -> forward -> gather -> loss -> backward -> clip -> step) is ``cdrepro.step``.
 
-Under torchrun (``cdrepro.distributed``) every process runs this same loop on its slice of each
-global batch; the losses see the gathered global batch, and rank 0 alone writes and reports.
+Under torchrun (``cdrepro.launcher``; ``cdrepro.distributed``) every process runs this same
+loop on its slice of each global batch; the losses see the gathered global batch, and rank 0
+alone writes and reports.
 """
 
 from __future__ import annotations
@@ -16,22 +17,24 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from tqdm import tqdm
 
 from cdrepro import augment as aug
 from cdrepro import distributed as ddp
+from cdrepro import random_state
 from cdrepro.atomic import write_json, write_text
-from cdrepro.checkpoint import restore_rng, resume_or_set_aside, rng_state, save_state
-from cdrepro.run_settings import RunSettings
+from cdrepro.checkpoint import resume_or_set_aside, save_state
 from cdrepro.data.prepared import load_prepared
 from cdrepro.device import select_device
 from cdrepro.identity import RunIdentity
 from cdrepro.methods import Method, build_method
+from cdrepro.run_settings import RunSettings
 from cdrepro.step import ViewMaker, augment_config, make_optimizer, make_views, train_step
 
 log = logging.getLogger(__name__)
@@ -104,7 +107,6 @@ def configure_gpu(deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
-
 @dataclass
 class Session:
     """One process's training state for one run, built by ``setup``."""
@@ -153,27 +155,41 @@ def setup(settings: RunSettings, prepared: Path, ranks: ddp.Ranks) -> Session:
     images = torch.from_numpy(data.images).to(device)
     method = build_method(settings, data.num_classes)
     if ranks.distributed:
-        method = ddp.sync_batchnorm(method, device)  # statistics over the global batch, per view
+        # Statistics over the global batch, per view. The BatchNorms below the method are
+        # replaced, not the method itself: it comes back, still a Method.
+        method = cast(Method, ddp.sync_batchnorm(method, device))
     method = method.to(device)
     on_gpu = device.type == "cuda"
     if on_gpu:
         configure_gpu(settings.deterministic)
         # Channels-last is the layout the tensor cores' convolution kernels want.
         method = method.to(memory_format=torch.channels_last)
-    forward = ddp.data_parallel(method, ranks)
+    forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] = ddp.data_parallel(method, ranks)
     compiling = device.type in COMPILE_DEVICES
     if compiling and settings.compile in ("model", "all"):
         forward = torch.compile(forward)
     optimizer = make_optimizer(method, fused=on_gpu)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-                 if settings.schedule else None)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs) if settings.schedule else None
+    )
     shuffle_gen = torch.Generator().manual_seed(settings.seed)
-    augment_gen = torch.Generator(device=device).manual_seed(ddp.augment_seed(settings.seed, ranks))
-    make_view = aug.view_maker(
-        augment_config(settings), compile=compiling and settings.compile in ("augment", "all"))
+    augment_gen = torch.Generator(device=device).manual_seed(random_state.augment_seed(settings.seed, ranks))
+    make_view = aug.view_maker(augment_config(settings), compile=compiling and settings.compile in ("augment", "all"))
     identity = RunIdentity(settings.digest(), data.digest)
-    return Session(settings, identity, ranks, device, images, method, forward, optimizer, scheduler,
-                   shuffle_gen, augment_gen, make_view)
+    return Session(
+        settings,
+        identity,
+        ranks,
+        device,
+        images,
+        method,
+        forward,
+        optimizer,
+        scheduler,
+        shuffle_gen,
+        augment_gen,
+        make_view,
+    )
 
 
 def resume(session: Session, checkpoint: Path) -> None:
@@ -187,8 +203,7 @@ def resume(session: Session, checkpoint: Path) -> None:
     s.optimizer.load_state_dict(state["optimizer"])
     if s.scheduler is not None:
         s.scheduler.load_state_dict(state["scheduler"])
-    restore_rng(state["rng"], s.shuffle_gen, s.augment_gen)
-    ddp.restore_augment_state(state["rng"], s.augment_gen, s.settings.seed, s.ranks)
+    random_state.restore_rng(state["rng"], s.shuffle_gen, s.augment_gen, s.settings.seed, s.ranks)
     s.history = list(state["history"])
     s.start_epoch = int(state["epoch"])
     log.info("%s: resuming from %s at epoch %d", s.settings.run_id, checkpoint, s.start_epoch)
@@ -208,7 +223,7 @@ def run_epoch(session: Session, epoch: int, checkpoint: Path) -> dict[str, float
     first_bad = torch.tensor(s.steps_per_epoch, device=s.device)
     for step in range(s.steps_per_epoch):
         first = step * settings.batch_size + s.ranks.rank * s.local_batch  # this rank's slice
-        x = aug.to_float(s.images[order[first:first + s.local_batch]])  # (b, 3, H, W) in [0, 1]
+        x = aug.to_float(s.images[order[first : first + s.local_batch]])  # (b, 3, H, W) in [0, 1]
         view1, view2 = make_views(x, settings.views, settings.image_size, s.make_view, s.augment_gen)
         terms = train_step(s.method, s.forward, s.optimizer, view1, view2)
         for name, value in terms.items():  # accumulate on the device: no host sync per step
@@ -219,8 +234,11 @@ def run_epoch(session: Session, epoch: int, checkpoint: Path) -> dict[str, float
     if bad_step < s.steps_per_epoch:
         # Raised before anything of this epoch is saved: the weights after a bad step never
         # reach the checkpoint, which stays at the last good epoch.
-        kept = (f"The last good checkpoint (epoch {s.history[-1]['epoch']}) is kept at {checkpoint}"
-                if s.history else "No checkpoint had been written yet")
+        kept = (
+            f"The last good checkpoint (epoch {s.history[-1]['epoch']}) is kept at {checkpoint}"
+            if s.history
+            else "No checkpoint had been written yet"
+        )
         raise NonFiniteLoss(
             f"run {settings.run_id}: loss is not finite in epoch {epoch + 1}, step {bad_step + 1} "
             f"of {s.steps_per_epoch} (global step {epoch * s.steps_per_epoch + bad_step + 1}); "
@@ -230,24 +248,31 @@ def run_epoch(session: Session, epoch: int, checkpoint: Path) -> dict[str, float
     if s.scheduler is not None:
         s.scheduler.step()
     seconds = time.perf_counter() - started
-    row = {"epoch": epoch + 1, "lr": lr, "seconds": round(seconds, 3),
-           "pairs_per_s": round(s.steps_per_epoch * settings.batch_size / seconds, 2)}
+    row = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "seconds": round(seconds, 3),
+        "pairs_per_s": round(s.steps_per_epoch * settings.batch_size / seconds, 2),
+    }
     row.update({name: float(total) / s.steps_per_epoch for name, total in sums.items()})
     return row
 
 
-def write_epoch(session: Session, files: RunFiles, rng: dict[str, torch.Tensor]) -> None:
+def write_epoch(session: Session, files: RunFiles, rng: dict[str, Any]) -> None:
     """The checkpoint (everything resume needs) and the curves so far; rank 0 only."""
     s = session
-    save_state(files.checkpoint, {
-        **s.identity.fields(),
-        "epoch": s.history[-1]["epoch"],
-        "model": s.method.state_dict(),
-        "optimizer": s.optimizer.state_dict(),
-        "scheduler": s.scheduler.state_dict() if s.scheduler is not None else {},
-        "rng": rng,
-        "history": s.history,
-    })
+    save_state(
+        files.checkpoint,
+        {
+            **s.identity.fields(),
+            "epoch": s.history[-1]["epoch"],
+            "model": s.method.state_dict(),
+            "optimizer": s.optimizer.state_dict(),
+            "scheduler": s.scheduler.state_dict() if s.scheduler is not None else {},
+            "rng": rng,
+            "history": s.history,
+        },
+    )
     write_text(files.curves, _curves_csv(s.history, curve_columns(s.method)))
 
 
@@ -269,16 +294,23 @@ def finish(session: Session, files: RunFiles) -> dict[str, Any]:
         "train_seconds": round(sum(r["seconds"] for r in s.history), 2),
     }
     if s.ranks.is_main:
-        save_state(files.model, {"settings": s.settings.to_dict(), **s.identity.fields(),
-                                 "model": s.method.state_dict()})
+        save_state(
+            files.model, {"settings": s.settings.to_dict(), **s.identity.fields(), "model": s.method.state_dict()}
+        )
         write_text(files.curves, _curves_csv(s.history, curve_columns(s.method)))
         write_json(files.summary, summary)
     return summary
 
 
-def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int | None = None,
-          progress: bool | None = None, sink: EpochSink = NO_SINK,
-          ranks: ddp.Ranks = ddp.SINGLE) -> dict[str, Any]:
+def train(
+    settings: RunSettings,
+    prepared: Path,
+    files: RunFiles,
+    threads: int | None = None,
+    progress: bool | None = None,
+    sink: EpochSink = NO_SINK,
+    ranks: ddp.Ranks = ddp.SINGLE,
+) -> dict[str, Any]:
     """Train (or resume) one run to ``settings.epochs`` and write its model and curves.
 
     ``sink`` gets the run's history once and each epoch's curve row (rank 0). ``ranks``: this
@@ -290,20 +322,32 @@ def train(settings: RunSettings, prepared: Path, files: RunFiles, threads: int |
     resume(session, files.checkpoint)
     sink.start(session.history)
     show = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
-    bar = tqdm(range(session.start_epoch, settings.epochs), initial=session.start_epoch,
-               total=settings.epochs, desc=settings.run_id, unit="epoch", disable=not show)
+    bar = tqdm(
+        range(session.start_epoch, settings.epochs),
+        initial=session.start_epoch,
+        total=settings.epochs,
+        desc=settings.run_id,
+        unit="epoch",
+        disable=not show,
+    )
     for epoch in bar:
         row = run_epoch(session, epoch, files.checkpoint)
         session.history.append(row)
         # Every rank takes part: the checkpoint keeps each rank's augmentation state.
-        rng = rng_state(session.shuffle_gen, session.augment_gen) | \
-            ddp.augment_states(session.augment_gen, ranks)
+        rng = random_state.rng_state(session.shuffle_gen, session.augment_gen, ranks)
         if not ranks.is_main:
             continue  # rank 0 alone writes and reports
         write_epoch(session, files, rng)
         sink.log_epoch(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
         if not show:
-            log.info("%s epoch %d/%d loss %.4f (%.1f s, %.0f pairs/s)", settings.run_id,
-                     epoch + 1, settings.epochs, row["loss"], row["seconds"], row["pairs_per_s"])
+            log.info(
+                "%s epoch %d/%d loss %.4f (%.1f s, %.0f pairs/s)",
+                settings.run_id,
+                epoch + 1,
+                settings.epochs,
+                row["loss"],
+                row["seconds"],
+                row["pairs_per_s"],
+            )
     return finish(session, files)

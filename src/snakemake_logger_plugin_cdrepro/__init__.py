@@ -22,15 +22,50 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any, Protocol, TextIO, cast
 
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.common import LogEvent
+from snakemake_interface_logger_plugins.settings import OutputSettingsLoggerInterface
 
 # Snakemake's narration of its own scheduling; the job lines say what happens instead.
-NARRATION = ("Assuming unrestricted shared filesystem usage", "Building DAG of jobs", "Using shell:",
-             "Conda environments: ignored", "Singularity containers: ignored", "Select jobs to execute")
-SILENT_EVENTS = {LogEvent.WORKFLOW_STARTED, LogEvent.RESOURCES_INFO, LogEvent.JOB_STARTED,
-                 LogEvent.PROGRESS, LogEvent.RULEGRAPH}
+NARRATION = (
+    "Assuming unrestricted shared filesystem usage",
+    "Building DAG of jobs",
+    "Using shell:",
+    "Conda environments: ignored",
+    "Singularity containers: ignored",
+    "Select jobs to execute",
+)
+SILENT_EVENTS = {
+    LogEvent.WORKFLOW_STARTED,
+    LogEvent.RESOURCES_INFO,
+    LogEvent.JOB_STARTED,
+    LogEvent.PROGRESS,
+    LogEvent.RULEGRAPH,
+}
+
+
+# The fields Snakemake adds (logging's ``extra``) to the records of the job events read here.
+class _JobInfoRecord(Protocol):  # LogEvent.JOB_INFO (snakemake.jobs.Job.log_info)
+    created: float
+    jobid: int
+    rule_name: str
+    wildcards: Mapping[str, Any]
+    log: list[str]
+
+
+class _JobFinishedRecord(Protocol):  # LogEvent.JOB_FINISHED (snakemake.scheduling.job_scheduler)
+    created: float
+    job_id: int
+
+
+class _JobErrorRecord(Protocol):  # LogEvent.JOB_ERROR (snakemake.jobs.Job.get_log_error_info)
+    jobid: int
+    rule_name: str
+    log: list[str]
+    shellcmd: str | None
 
 
 class LogHandler(LogHandlerBase):
@@ -57,8 +92,12 @@ class LogHandler(LogHandlerBase):
 
     def emit_compact(self, record: logging.LogRecord) -> None:
         event = getattr(record, "event", None)
-        own = {LogEvent.RUN_INFO: self.run_info, LogEvent.JOB_INFO: self.job_started,
-               LogEvent.JOB_FINISHED: self.job_finished, LogEvent.JOB_ERROR: self.job_failed}
+        own = {
+            LogEvent.RUN_INFO: self.run_info,
+            LogEvent.JOB_INFO: self.job_started,
+            LogEvent.JOB_FINISHED: self.job_finished,
+            LogEvent.JOB_ERROR: self.job_failed,
+        }
         if event in own:
             own[event](record)
         elif event not in SILENT_EVENTS and not is_narration(record):
@@ -70,7 +109,8 @@ class LogHandler(LogHandlerBase):
         counts = ", ".join(f"{rule} {count}" for rule, count in stats.items())
         self.write(f"Jobs to run: {self.total} ({counts})")
 
-    def job_started(self, record: logging.LogRecord) -> None:
+    def job_started(self, logged: logging.LogRecord) -> None:
+        record = cast(_JobInfoRecord, logged)  # emit_compact passes it JOB_INFO records only
         values = "-".join(str(value) for _, value in record.wildcards.items())
         name = f"{record.rule_name} {values}".strip()
         self.names[record.jobid] = name
@@ -78,13 +118,15 @@ class LogHandler(LogHandlerBase):
         if record.log:  # target rules (all, reproduce_tables) run nothing: only their end is shown
             self.write(f"{self.indent()}start  {name}   log: {shown_path(record.log[0])}")
 
-    def job_finished(self, record: logging.LogRecord) -> None:
+    def job_finished(self, logged: logging.LogRecord) -> None:
+        record = cast(_JobFinishedRecord, logged)  # emit_compact passes it JOB_FINISHED records only
         self.done += 1
         name = self.names.get(record.job_id, f"job {record.job_id}")
         took = duration(record.created - self.started.get(record.job_id, record.created))
         self.write(f"{self.counter():<{len(self.indent())}}done   {name} ({took})")
 
-    def job_failed(self, record: logging.LogRecord) -> None:
+    def job_failed(self, logged: logging.LogRecord) -> None:
+        record = cast(_JobErrorRecord, logged)  # emit_compact passes it JOB_ERROR records only
         name = self.names.get(record.jobid, record.rule_name)
         if record.log:
             said = last_line(record.log[0]) or "(its log is empty)"
@@ -125,16 +167,19 @@ class LogHandler(LogHandlerBase):
         return False
 
 
-def snakemake_stream_handler(settings) -> logging.Handler:
+def snakemake_stream_handler(settings: OutputSettingsLoggerInterface) -> logging.StreamHandler[TextIO]:
     """Snakemake's own terminal handler, as it is without a logger plugin: this plugin passes
     it what it does not print itself (and everything in a dry run)."""
     from snakemake.logging import ColorizingTextHandler, DefaultFilter, DefaultFormatter
 
     return ColorizingTextHandler(
-        nocolor=settings.nocolor, stream=sys.stdout if settings.stdout else sys.stderr,
+        nocolor=settings.nocolor,
+        stream=sys.stdout if settings.stdout else sys.stderr,
         formatter=DefaultFormatter(settings.quiet, settings.show_failed_logs),
-        filter=DefaultFilter(settings.quiet, settings.debug_dag, settings.verbose, settings.dryrun,
-                             settings.printshellcmds))
+        filter=DefaultFilter(
+            settings.quiet, settings.debug_dag, settings.verbose, settings.dryrun, settings.printshellcmds
+        ),
+    )
 
 
 def is_narration(record: logging.LogRecord) -> bool:
@@ -149,7 +194,8 @@ def config_file_problem(record: logging.LogRecord) -> str | None:
     says that some config file is not valid YAML), or None for any other record."""
     message = str(record.msg)
     if getattr(record, "event", None) != LogEvent.ERROR or not (
-            "Config file" in message or "load_configfile" in message):  # a file not found: a traceback
+        "Config file" in message or "load_configfile" in message
+    ):  # a file not found: a traceback
         return None
     from cdrepro.config import ParamsError, read_params_file
 
@@ -170,9 +216,11 @@ def taken_target(path: str, argv: list[str]) -> str | None:
     if path.endswith((".yaml", ".yml", ".json")) or (path, False) not in given or (path, True) in given:
         return None
     first = next(word for word, is_first in given if is_first)
-    return (f"{path} was read as a params file, as it follows --configfile (which takes several files); "
-            f"if it is a target, put it before --configfile (snakemake {path} --configfile {first}) or "
-            f"end the files with -- (snakemake --configfile {first} -- {path})")
+    return (
+        f"{path} was read as a params file, as it follows --configfile (which takes several files); "
+        f"if it is a target, put it before --configfile (snakemake {path} --configfile {first}) or "
+        f"end the files with -- (snakemake --configfile {first} -- {path})"
+    )
 
 
 def configfiles(argv: list[str]) -> list[str]:

@@ -43,13 +43,21 @@ def test_layers_are_the_authors_in_their_order(settings_of):
     model = build_method(settings_of("cc", 16, edit=tiny_cc), 10)
     assert [type(m) for m in model.instance_projector] == [nn.Linear, nn.ReLU, nn.Linear]
     assert [type(m) for m in model.cluster_projector] == [nn.Linear, nn.ReLU, nn.Linear, nn.Softmax]
-    assert all(layer.bias is not None for layer in (model.instance_projector[0], model.instance_projector[2],
-                                                    model.cluster_projector[0], model.cluster_projector[2]))
+    assert all(
+        layer.bias is not None
+        for layer in (
+            model.instance_projector[0],
+            model.instance_projector[2],
+            model.cluster_projector[0],
+            model.cluster_projector[2],
+        )
+    )
     assert not any(isinstance(m, nn.BatchNorm1d) for m in model.modules())  # heads: none; backbone: 2d only
 
 
 def test_loss_is_instance_plus_cluster_contrast_plus_both_entropies(settings_of):
     """tau_C other than 1 and tau_I other than 0.5, so a swapped or dropped temperature shows."""
+
     def edit(params):
         tiny_cc(params, cluster_temperature=0.7)
         params["train"]["instance_temperature"] = 0.3

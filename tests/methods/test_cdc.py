@@ -1,9 +1,8 @@
 """CDC (reconstructed; cdrepro.methods.cdc): heads, the loss composed from cdrepro.losses with
 every reconstructed option away from its default, argmax evaluation, params and docs."""
 
-from pathlib import Path
-
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +17,14 @@ from methods.variants import tiny_variant
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "methods.md"
-OFF_DEFAULT = dict(alpha=0.5, contrast_temperature=0.3, categorical_weight=0.25, sinkhorn_epsilon=0.1,
-                   sinkhorn_iterations=5, feature_dim=24)
+OFF_DEFAULT = dict(
+    alpha=0.5,
+    contrast_temperature=0.3,
+    categorical_weight=0.25,
+    sinkhorn_epsilon=0.1,
+    sinkhorn_iterations=5,
+    feature_dim=24,
+)
 
 
 tiny_cdc = partial(tiny_variant, method="cdc")
@@ -76,8 +81,14 @@ def test_a_cdc_variant_validates_and_resolves(settings_of):
         validate_params(params)
 
     settings = settings_of("cdc", edit=edit)
-    assert settings.options == {"feature_dim": 128, "alpha": 2.0, "contrast_temperature": 0.5,
-                                "categorical_weight": 1.0, "sinkhorn_epsilon": 0.05, "sinkhorn_iterations": 3}
+    assert settings.options == {
+        "feature_dim": 128,
+        "alpha": 2.0,
+        "contrast_temperature": 0.5,
+        "categorical_weight": 1.0,
+        "sinkhorn_epsilon": 0.05,
+        "sinkhorn_iterations": 3,
+    }
 
 
 @pytest.mark.parametrize("method", ["cc", "cld", "cdc"])

@@ -33,6 +33,7 @@ def test_heads_shapes_and_unit_group_features(settings_of):
 def test_the_instance_branch_is_simclrs(settings_of):
     """The same instance projector from the same seed, built first: CLD adds a branch and
     changes nothing of SimCLR's."""
+
     def edit(params):
         tiny_cld(params)
         params["variants"]["simclr"] = {"method": "simclr"}
@@ -55,8 +56,7 @@ def test_normed_linear_is_the_cosine_with_each_column():
     x = torch.randn(4, 5)
     with torch.no_grad():
         layer.weight.mul_(torch.tensor([2.0, 0.5, 3.0]))  # column scale does not change the output
-    expected = torch.stack([torch.stack([F.cosine_similarity(row, col, dim=0) for col in layer.weight.T])
-                            for row in x])
+    expected = torch.stack([torch.stack([F.cosine_similarity(row, col, dim=0) for col in layer.weight.T]) for row in x])
     torch.testing.assert_close(layer(x), expected)
 
 
@@ -76,7 +76,9 @@ def test_groups_default_to_half_the_batch(settings_of, batch, groups):
 @pytest.mark.parametrize("groups", [16, 40])
 def test_groups_not_below_the_batch_are_refused_at_construction(settings_of, groups):
     settings = settings_of("cld", 16, edit=lambda p: tiny_cld(p, groups=groups))
-    with pytest.raises(ValueError, match=rf"cld option groups gives K = {groups} groups for a batch of 16 .*smaller than the batch"):
+    with pytest.raises(
+        ValueError, match=rf"cld option groups gives K = {groups} groups for a batch of 16 .*smaller than the batch"
+    ):
         build_method(settings, 10)
     assert build_method(settings_of("cld", 16, edit=lambda p: tiny_cld(p, groups=15)), 10).groups == 15
 
@@ -115,8 +117,11 @@ def test_validate_refuses_groups_not_below_a_runs_batch_naming_the_run(embedded_
     tiny_cld(embedded_params, groups=groups)
     embedded_params["runs"].append({"dataset": "digits", "batch_size": 128, "variant": "cld", "seed": 1})
     first = next(i for i, run in enumerate(embedded_params["runs"]) if run["variant"] == "cld")
-    with pytest.raises(ParamsError, match=rf"runs\[{first}\]: cld option groups gives K = "
-                                          rf"{128 if groups != 300 else 300} groups for a batch of 128"):
+    with pytest.raises(
+        ParamsError,
+        match=rf"runs\[{first}\]: cld option groups gives K = "
+        rf"{128 if groups != 300 else 300} groups for a batch of 128",
+    ):
         validate_params(embedded_params)
 
 
@@ -127,6 +132,12 @@ def test_a_cld_variant_validates_and_resolves(embedded_params, settings_of):
         validate_params(params)
 
     settings = settings_of("cld", 128, edit=edit)
-    assert settings.options == {"groups": 32, "group_temperature": 0.2, "group_weight": 1.0,
-                                "kmeans_iterations": 5, "group_dim": 128, "group_head": "normed_linear"}
+    assert settings.options == {
+        "groups": 32,
+        "group_temperature": 0.2,
+        "group_weight": 1.0,
+        "kmeans_iterations": 5,
+        "group_dim": 128,
+        "group_head": "normed_linear",
+    }
     assert build_method(settings, 10).groups == 32

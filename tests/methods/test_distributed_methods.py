@@ -12,10 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cdrepro import distributed as ddp
 # The two-rank harness and the tiny runs (width-4 ResNet-18, 16x16 images, batch 16) of CD's tests.
 from test_distributed import assert_one_step_equal, fixed_views, on_two_ranks, one_step
 from test_train import params, settings_of  # noqa: F401 (params is a fixture)
+
+from cdrepro import distributed as ddp
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,7 +17,9 @@ def test_simclr_is_cd_without_its_head(settings_of):
     torch.manual_seed(3)
     no_head = build_method(no_head_settings, 10)
     assert simclr.state_dict().keys() == no_head.state_dict().keys()
-    assert all(torch.equal(a, b) for a, b in zip(simclr.state_dict().values(), no_head.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(simclr.state_dict().values(), no_head.state_dict().values(), strict=True)
+    )
     x1, x2 = torch.rand(6, 3, 32, 32), torch.rand(6, 3, 32, 32)
     terms_a = simclr.loss(simclr(x1), simclr(x2))
     terms_b = no_head.loss(no_head(x1), no_head(x2))

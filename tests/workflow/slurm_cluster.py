@@ -14,6 +14,7 @@ the PIDs the test holds, never by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -40,8 +41,10 @@ def why_not_here() -> str | None:
         return "needs root: munged, slurmctld and slurmd are started by hand as root"
     missing = [tool for tool in DAEMONS + CLIENTS if shutil.which(tool, path=SEARCH_PATH) is None]
     if missing:
-        return (f"SLURM or MUNGE not installed (missing {', '.join(missing)}); "
-                "apt-get install slurm-wlm munge, as .ci/run does")
+        return (
+            f"SLURM or MUNGE not installed (missing {', '.join(missing)}); "
+            "apt-get install slurm-wlm munge, as .ci/run does"
+        )
     # A real installation would read the test's /etc/slurm/slurm.conf on its next reconfigure.
     running = sorted(running_commands() & {"slurmctld", "slurmd"})
     if running:
@@ -53,10 +56,8 @@ def running_commands() -> set[str]:
     """The command names of every process on the machine (read only: /proc/PID/comm)."""
     names = set()
     for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
+        with contextlib.suppress(OSError):  # the process ended meanwhile
             names.add(comm.read_text().strip())
-        except OSError:  # the process ended meanwhile
-            pass
     return names
 
 
@@ -74,8 +75,9 @@ def free_ports(count: int) -> list[int]:
 
 def this_machine() -> dict[str, str]:
     """This machine as slurmd sees it: NodeName, CPUs, RealMemory, ... (``slurmd -C``)."""
-    out = subprocess.run([shutil.which("slurmd", path=SEARCH_PATH), "-C"], capture_output=True,
-                         text=True, check=True, timeout=30).stdout
+    out = subprocess.run(
+        [shutil.which("slurmd", path=SEARCH_PATH), "-C"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
     line = next(line for line in out.splitlines() if line.startswith("NodeName="))
     return dict(item.split("=", 1) for item in line.split())
 
@@ -135,10 +137,15 @@ class Cluster:
         # its 108-byte limit); clients, every SLURM command, connect there.
         self.munge_run = Path(tempfile.mkdtemp(prefix="cdrepro-munge-"))
         self.munge_run.chmod(0o755)
-        self._spawn("munged", "-F", f"--key-file={key}", f"--socket={self.munge_socket}",
-                    f"--log-file={self.logs / 'munged.log'}",
-                    f"--pid-file={self.munge_run / 'munged.pid'}",
-                    f"--seed-file={self.root / 'munge-key' / 'munged.seed'}")
+        self._spawn(
+            "munged",
+            "-F",
+            f"--key-file={key}",
+            f"--socket={self.munge_socket}",
+            f"--log-file={self.logs / 'munged.log'}",
+            f"--pid-file={self.munge_run / 'munged.pid'}",
+            f"--seed-file={self.root / 'munge-key' / 'munged.seed'}",
+        )
         self._wait("munged's socket", self.munge_socket.exists)
 
     def _write_conf(self) -> None:
@@ -163,12 +170,12 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
-StateSaveLocation={self.root / 'state'}
-SlurmdSpoolDir={self.root / 'spool'}
-SlurmctldPidFile={self.root / 'slurmctld.pid'}
-SlurmdPidFile={self.root / 'slurmd.pid'}
-SlurmctldLogFile={self.logs / 'slurmctld.log'}
-SlurmdLogFile={self.logs / 'slurmd.log'}
+StateSaveLocation={self.root / "state"}
+SlurmdSpoolDir={self.root / "spool"}
+SlurmctldPidFile={self.root / "slurmctld.pid"}
+SlurmdPidFile={self.root / "slurmd.pid"}
+SlurmctldLogFile={self.logs / "slurmctld.log"}
+SlurmdLogFile={self.logs / "slurmd.log"}
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
@@ -176,7 +183,7 @@ MinJobAge={self.min_job_age}
 GresTypes=gpu
 KillWait=5
 SlurmdParameters=config_overrides
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={machine['RealMemory']} Gres=gpu:1 State=UNKNOWN
+NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={machine["RealMemory"]} Gres=gpu:1 State=UNKNOWN
 PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 """
         # One GPU that is /dev/null: enough for SLURM to allocate, count and serialise GPU
@@ -195,27 +202,31 @@ PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=U
         path.write_text(text)
 
     def _spawn(self, daemon: str, *args: str) -> None:
-        out = open(self.logs / f"{daemon}.out", "w")
-        self.daemons[daemon] = subprocess.Popen(
-            [shutil.which(daemon, path=SEARCH_PATH), *args], stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-        out.close()
+        # The daemon holds its own copy of the log's descriptor: ours closes at once.
+        with open(self.logs / f"{daemon}.out", "w") as out:
+            self.daemons[daemon] = subprocess.Popen(
+                [shutil.which(daemon, path=SEARCH_PATH), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def _wait(self, what: str, ready, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
             dead = [name for name, p in self.daemons.items() if p.poll() is not None]
             if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"SLURM test cluster: no {what} after {timeout:.0f} s"
-                                   f"{' (' + ', '.join(dead) + ' exited)' if dead else ''}\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"SLURM test cluster: no {what} after {timeout:.0f} s"
+                    f"{' (' + ', '.join(dead) + ' exited)' if dead else ''}\n" + self.log_tail()
+                )
             time.sleep(0.3)
 
     # ---------------------------------------------------------------- commands
 
     def _run(self, *argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                              env=dict(os.environ, PATH=SEARCH_PATH))
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=dict(os.environ, PATH=SEARCH_PATH))
 
     def _out(self, *argv: str) -> str:
         return self._run(*argv).stdout

@@ -26,11 +26,28 @@ pytestmark = pytest.mark.slow
 
 def snakemake(tmp_path: Path, params: dict, target: str) -> subprocess.CompletedProcess:
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               CDREPRO_TRACKING="off")
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1",
-                             target, "--configfile", "my.yaml"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", CDREPRO_TRACKING="off"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--cores",
+            "1",
+            target,
+            "--configfile",
+            "my.yaml",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -48,8 +65,9 @@ def params(tmp_path: Path) -> dict:
             add_image(tmp_path / "data" / name / f"{i + 1}.png", seed=10 * c + i)
     return {
         "profile": "mine",
-        "datasets": {"mine": {"source": "folder", "path": "data", "images_per_class": 4,
-                              "color_strength": 0.5, "blur": False}},
+        "datasets": {
+            "mine": {"source": "folder", "path": "data", "images_per_class": 4, "color_strength": 0.5, "blur": False}
+        },
         "model": {"backbone": "resnet18", "backbone_width": 4},
         "train": {"epochs": 2, "image_size": 8, "device": "cpu"},
         "variants": {"cd": {}},

@@ -43,7 +43,7 @@ EVERYTHING = "all"
 # Loaded first by every Python process of a test (PYTHONPATH): refuses and logs any connection
 # or name lookup for another host, so "no network call on any command" is checked, not assumed.
 # (DVC's own daemons escape it; test_dvc_config_is_offline_and_local checks none is started.)
-NETWORK_GUARD = '''
+NETWORK_GUARD = """
 import os, socket
 _LOG = os.environ.get("CDREPRO_NETWORK_LOG")
 _LOCAL = {None, "", "localhost", "127.0.0.1", "::1"}
@@ -74,10 +74,11 @@ def getaddrinfo(host, *args, **kwargs):
 
 if _LOG:
     socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
-'''
+"""
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
 
 def environment(root: Path, base: Path) -> dict[str, str]:
     """Commands in a clone use the clone's own package, DVC offline, state under ``base``."""
@@ -95,17 +96,20 @@ def environment(root: Path, base: Path) -> dict[str, str]:
         DVC_NO_ANALYTICS="1",
         MLFLOW_DISABLE_TELEMETRY="true",  # as the Makefile and CI set it
         DVC_SITE_CACHE_DIR=str(base / "dvc-site-cache"),
-        GIT_AUTHOR_NAME="cdrepro tests", GIT_AUTHOR_EMAIL="tests@cdrepro.invalid",
-        GIT_COMMITTER_NAME="cdrepro tests", GIT_COMMITTER_EMAIL="tests@cdrepro.invalid",
+        GIT_AUTHOR_NAME="cdrepro tests",
+        GIT_AUTHOR_EMAIL="tests@cdrepro.invalid",
+        GIT_COMMITTER_NAME="cdrepro tests",
+        GIT_COMMITTER_EMAIL="tests@cdrepro.invalid",
     )
 
 
 def run(args: list[str], root: Path, base: Path, *, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=root, env=environment(root, base), capture_output=True,
-                            text=True, timeout=900)
+    result = subprocess.run(args, cwd=root, env=environment(root, base), capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, args))} failed ({result.returncode}) in {root}:\n"
-                    f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        pytest.fail(
+            f"{' '.join(map(str, args))} failed ({result.returncode}) in {root}:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -137,8 +141,13 @@ def snapshot(dest: Path, base: Path, params: dict | None = None) -> Path:
     """A git repository at ``dest`` holding the working tree as it is now (tracked files and
     untracked ones git does not ignore), committed on ``main``: what a clone of the next commit
     will hold. ``params`` replaces params.yaml; a dvc.lock is dropped (it belongs to other params)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for rel in filter(None, listed.split("\0")):
         if (REPO / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -162,16 +171,14 @@ def tiny_params() -> dict:
     params["evaluate"]["kmeans_n_init"] = 2
     params["figures"]["tsne"].update(sample=100, max_iter=250)
     params["figures"]["lime"].update(heads=1, images_per_head=2, num_samples=10)
-    params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42}
-                      for v in ("cd", "no_head")]
+    params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42} for v in ("cd", "no_head")]
     return params
 
 
 def snakemake_jobs(root: Path, base: Path) -> list[dict]:
     """Every job of ``snakemake --dry-run --printshellcmds`` with its rule, files and command.
     --cores is large so that no job's threads are capped below train.cpu_threads."""
-    text = snakemake(root, base, "--dry-run", "--printshellcmds", "--cores", "1024",
-                     EVERYTHING).stdout
+    text = snakemake(root, base, "--dry-run", "--printshellcmds", "--cores", "1024", EVERYTHING).stdout
     jobs: list[dict] = []
     for line in text.splitlines():
         if match := re.match(r"^(?:local)?rule (\w+):$", line):
@@ -189,24 +196,29 @@ def dvc_stages(root: Path) -> list[dict]:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        return [{
-            "name": stage.name,
-            "rule": stage.name.split("@")[0],
-            "cmd": " ".join(stage.cmd.split()),
-            "deps": {dep.def_path for dep in stage.deps if not hasattr(dep, "params")},
-            "params": {key for dep in stage.deps if hasattr(dep, "params") for key in dep.params},
-            "outs": {out.def_path for out in stage.outs},
-            "metrics": {out.def_path for out in stage.outs if out.metric},
-            "plots": {out.def_path for out in stage.outs if out.plot},
-        } for stage in repo.index.stages]
+        return [
+            {
+                "name": stage.name,
+                "rule": stage.name.split("@")[0],
+                "cmd": " ".join(stage.cmd.split()),
+                "deps": {dep.def_path for dep in stage.deps if not hasattr(dep, "params")},
+                "params": {key for dep in stage.deps if hasattr(dep, "params") for key in dep.params},
+                "outs": {out.def_path for out in stage.outs},
+                "metrics": {out.def_path for out in stage.outs if out.metric},
+                "plots": {out.def_path for out in stage.outs if out.plot},
+            }
+            for stage in repo.index.stages
+        ]
 
 
 def same_command(dvc_cmd: str, snakemake_cmd: str) -> bool:
     """The same command line, but for how it names params.yaml: dvc.yaml passes
     `--params params.yaml` (the only file DVC tracks params of) where a rule may leave it to the
     default or to CDREPRO_PARAMS, which the workflow sets to params.yaml."""
+
     def norm(cmd: str) -> str:
         return re.sub(r" --params params\.yaml(?= |$)", "", " ".join(cmd.split()))
+
     return "--params params.yaml" in dvc_cmd and norm(dvc_cmd) == norm(snakemake_cmd)
 
 
@@ -217,8 +229,9 @@ def covered(path: str, deps: set[str]) -> bool:
 def as_dvc_declares(outputs: set[str], dvc_outs: set[str]) -> frozenset[str]:
     """Snakemake's outputs with each file inside one of DVC's folder outputs replaced by that
     folder: a stage whose files depend on the run list (the figures) declares their folder."""
-    return frozenset(next((out for out in dvc_outs if path.startswith(out.rstrip("/") + "/")), path)
-                     for path in outputs)
+    return frozenset(
+        next((out for out in dvc_outs if path.startswith(out.rstrip("/") + "/")), path) for path in outputs
+    )
 
 
 def assert_no_network(base: Path) -> None:
@@ -227,6 +240,7 @@ def assert_no_network(base: Path) -> None:
 
 
 # --- the definitions (fast) ------------------------------------------------------------------
+
 
 @pytest.fixture(params=["params.yaml", "workflow/configs/paper.yaml"], ids=["embedded", "paper"])
 def profile_snapshot(request, tmp_path, monkeypatch):
@@ -249,7 +263,7 @@ def test_dvc_stages_are_the_snakemake_jobs(profile_snapshot):
     smk = {(job["rule"], as_dvc_declares(job["output"], dvc_outs)): job for job in jobs}
     dvc_ = {(st["rule"], frozenset(o for o in st["outs"] if not DVC_ONLY.search(o))): st for st in stages}
     assert len(smk) == len(jobs) and len(dvc_) == len(stages)
-    assert set(dvc_) == set(smk), (set(dvc_) ^ set(smk))
+    assert set(dvc_) == set(smk), set(dvc_) ^ set(smk)
     checkpoints = {o for st in stages for o in st["outs"] if DVC_ONLY.search(o)}
     assert checkpoints == {str(paths.checkpoint(rid)) for rid in run_ids}
 
@@ -266,9 +280,16 @@ def test_dvc_stages_are_the_snakemake_jobs(profile_snapshot):
         by_name = {st["name"]: st for st in stages}
         assert by_name[f"evaluate@{i}"]["metrics"] == {str(paths.metrics(rid))}
         assert by_name[f"train@{i}"]["plots"] == {str(paths.curves(rid))}
-    expected = {"prepare": len(params["datasets"]), "baseline": len(params["datasets"]),
-                "train": len(run_ids), "evaluate": len(run_ids), "tables": 1, "methods_table": 1,
-                "tsne": len(run_ids), "figures": 1}
+    expected = {
+        "prepare": len(params["datasets"]),
+        "baseline": len(params["datasets"]),
+        "train": len(run_ids),
+        "evaluate": len(run_ids),
+        "tables": 1,
+        "methods_table": 1,
+        "tsne": len(run_ids),
+        "figures": 1,
+    }
     assert {r: sum(st["rule"] == r for st in stages) for r in expected} == expected
 
 
@@ -282,12 +303,15 @@ def test_stages_read_only_their_params(profile_snapshot):
             run = params["runs"][int(key)]
             expected = {f"datasets.{run['dataset']}", "model", "methods", f"variants.{run['variant']}", "train"}
         else:
-            expected = {"prepare": {f"datasets.{key}", "data"}, "baseline": {"evaluate"},
-                        "evaluate": {"evaluate"}, "tables": {"runs", "datasets"},
-                        "methods_table": {"runs", "datasets", "variants"},
-                        "tsne": {"figures.tsne", "figures.dpi", "evaluate.batch_size"},
-                        "figures": {"figures.dpi", "figures.heads", "figures.lime", "evaluate.batch_size",
-                                    "runs", "datasets"}}[rule]
+            expected = {
+                "prepare": {f"datasets.{key}", "data"},
+                "baseline": {"evaluate"},
+                "evaluate": {"evaluate"},
+                "tables": {"runs", "datasets"},
+                "methods_table": {"runs", "datasets", "variants"},
+                "tsne": {"figures.tsne", "figures.dpi", "evaluate.batch_size"},
+                "figures": {"figures.dpi", "figures.heads", "figures.lime", "evaluate.batch_size", "runs", "datasets"},
+            }[rule]
         assert stage["params"] == expected, stage["name"]
 
 
@@ -307,13 +331,17 @@ def test_stage_code_deps_cover_every_module_their_command_loads(tmp_path, monkey
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc-site-cache"))
     stages = dvc_stages(REPO)
     for stage in stages:
-        loaded = {f"src/{p.relative_to(SRC).as_posix()}" for p in imported_files(command_modules(stage["rule"]))
-                  if p.name not in PLUMBING}
+        loaded = {
+            f"src/{p.relative_to(SRC).as_posix()}"
+            for p in imported_files(command_modules(stage["rule"]))
+            if p.name not in PLUMBING
+        }
         assert loaded, stage["name"]
         assert [f for f in loaded if not covered(f, stage["deps"])] == [], stage["name"]
         assert not any(d.startswith("src/cdrepro/methods/") for d in stage["deps"]), stage["name"]
         assert any(d == "src/cdrepro/methods" for d in stage["deps"]) == any(
-            f.startswith("src/cdrepro/methods/") for f in loaded), stage["name"]
+            f.startswith("src/cdrepro/methods/") for f in loaded
+        ), stage["name"]
     references = {f"src/cdrepro/references/{p.name}" for p in (REPO / "src/cdrepro/references").glob("*.csv")}
     tables = next(st for st in stages if st["name"] == "tables")
     assert references and references <= tables["deps"]
@@ -322,10 +350,16 @@ def test_stage_code_deps_cover_every_module_their_command_loads(tmp_path, monkey
 def test_no_list_of_method_files_outside_the_methods_package():
     """The registry (cdrepro/methods/__init__.py) is the one list of methods: no workflow file,
     DVC file or test names the method modules one by one."""
-    files = [REPO / "dvc.yaml", REPO / "Snakefile", *(REPO / "workflow").rglob("*.smk"), *(REPO / "tests").rglob("*.py")]
+    files = [
+        REPO / "dvc.yaml",
+        REPO / "Snakefile",
+        *(REPO / "workflow").rglob("*.smk"),
+        *(REPO / "tests").rglob("*.py"),
+    ]
     pattern = re.compile(r"methods/(cd|cc|cld|cdc|simclr)\.py")
-    listed = [f"{f.relative_to(REPO)}" for f in files if len(set(pattern.findall(f.read_text()))) > 1
-              and f != Path(__file__)]
+    listed = [
+        f"{f.relative_to(REPO)}" for f in files if len(set(pattern.findall(f.read_text()))) > 1 and f != Path(__file__)
+    ]
     assert listed == []
 
 
@@ -355,8 +389,14 @@ def test_dvc_config_is_offline_and_local(tmp_path):
     # (without DVC_NO_ANALYTICS) keeps DVC from starting any.
     root = snapshot(tmp_path / "repo", tmp_path)
     env = {k: v for k, v in environment(root, tmp_path).items() if k != "DVC_NO_ANALYTICS"}
-    result = subprocess.run([sys.executable, "-m", "dvc", "status", "--verbose"], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--verbose"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, output(result)
     assert "Analytics is disabled." in output(result) and "Trying to spawn" not in output(result)
     assert_no_network(tmp_path)
@@ -377,8 +417,10 @@ def test_dvc_config_is_offline_and_local(tmp_path):
 
 DAMAGED_LOCKS = {
     "not YAML": ("schema: '2.0'\nstages:\n  prepare: [unclosed\n", "YAML file structure is corrupted"),
-    "a merge conflict": ("schema: '2.0'\n<<<<<<< HEAD\nstages: {}\n=======\nstages: {}\n>>>>>>> b\n",
-                         "possible merge conflicts"),
+    "a merge conflict": (
+        "schema: '2.0'\n<<<<<<< HEAD\nstages: {}\n=======\nstages: {}\n>>>>>>> b\n",
+        "possible merge conflicts",
+    ),
     "not UTF-8": (b"schema: '2.0'\nstages: \xff\xfe\n", "is not valid utf-8"),
     "not DVC's schema": ("schema: '2.0'\nstages: 5\n", "validation failed"),
 }
@@ -405,6 +447,7 @@ def test_a_damaged_dvc_lock_is_one_line_naming_it_and_the_fix(tmp_path, action, 
 
 
 # --- runs of a tiny profile in fresh clones (slow) -------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory):
@@ -449,8 +492,18 @@ def test_dvc_repro_in_a_fresh_clone_gives_the_snakemake_tables(origin, snakemake
     params = tiny_params()
     smk, dvc_ = (ProfilePaths(root / "results" / "tiny") for root in (snakemake_clone, dvc_clone.root))
     assert set(re.findall(r"Running stage '([^']+)'", dvc_clone.repro)) == {
-        "prepare@digits", "baseline@digits", "train@0", "train@1", "evaluate@0", "evaluate@1", "tables",
-        "methods_table", "tsne@0", "tsne@1", "figures"}
+        "prepare@digits",
+        "baseline@digits",
+        "train@0",
+        "train@1",
+        "evaluate@0",
+        "evaluate@1",
+        "tables",
+        "methods_table",
+        "tsne@0",
+        "tsne@1",
+        "figures",
+    }
 
     # Training and evaluation are deterministic on the CPU: every number is bit-identical.
     ours = [row for row in numbers(dvc_.tables_dir() / "all.csv") if "ours" in row]
@@ -478,21 +531,35 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
     result = output(dvc(root, base, "exp", "run", "--name", "two-epochs", "-S", "train.epochs=2"))
     ran = set(re.findall(r"Running stage '([^']+)'", result))
     skipped = set(re.findall(r"Stage '([^']+)' didn't change, skipping", result))
-    assert ran == {"train@0", "train@1", "evaluate@0", "evaluate@1", "tables", "methods_table", "tsne@0", "tsne@1",
-                   "figures"}
+    assert ran == {
+        "train@0",
+        "train@1",
+        "evaluate@0",
+        "evaluate@1",
+        "tables",
+        "methods_table",
+        "tsne@0",
+        "tsne@1",
+        "figures",
+    }
     assert skipped == {"prepare@digits", "baseline@digits"}
 
     # dvc exp show lists the experiment with its param and every run's metrics.
     shown = json.loads(dvc(root, base, "exp", "show", "--json").stdout)
-    experiments = [exp for commit in shown for exp in (commit.get("experiments") or [])
-                   if exp.get("name") == "two-epochs"]
+    experiments = [
+        exp for commit in shown for exp in (commit.get("experiments") or []) if exp.get("name") == "two-epochs"
+    ]
     assert len(experiments) == 1
     data = experiments[0]["revs"][0]["data"]
     assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 2
     for run in runs_of(load_params(root / "params.yaml")):
         path = str(ProfilePaths(Path("results/tiny")).metrics(run_id(run)))
         metrics = data["metrics"][path]["data"]
-        assert set(metrics["stages"]["backbone"]) == set(metrics["stages"][metrics["final_stage"]]) == {"nmi", "ari", "acc"}
+        assert (
+            set(metrics["stages"]["backbone"])
+            == set(metrics["stages"][metrics["final_stage"]])
+            == {"nmi", "ari", "acc"}
+        )
     curves = list(csv.DictReader((root / "results/tiny/runs/digits-bs128-cd-s42/curves.csv").open()))
     assert [row["epoch"] for row in curves] == ["1", "2"]
 
@@ -503,9 +570,11 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
     # directly (their downstream stages follow through the data).
     assert dvc_changes(root, base) == {}
     original = (root / "params.yaml").read_text()
-    for key, value, reached in [("variants.no_head.views", 1, {"train@1", "methods_table"}),  # labels read variants
-                                ("evaluate.kmeans_n_init", 3, {"baseline@digits", "evaluate@0", "evaluate@1"}),
-                                ("model.backbone_width", 4, {"train@0", "train@1"})]:
+    for key, value, reached in [
+        ("variants.no_head.views", 1, {"train@1", "methods_table"}),  # labels read variants
+        ("evaluate.kmeans_n_init", 3, {"baseline@digits", "evaluate@0", "evaluate@1"}),
+        ("model.backbone_width", 4, {"train@0", "train@1"}),
+    ]:
         params = yaml.safe_load(original)
         section, name = key.rsplit(".", 1)
         parent = params
@@ -525,8 +594,12 @@ def tracked(origin, snakemake_clone):
     root, base = snakemake_clone, origin.base
     before = dvc_changes(root, base)
     track = bridge(root, base, "track", check=False)
-    state = SimpleNamespace(before=before, track=track, after=dvc_changes(root, base),
-                            snakemake=output(snakemake(root, base, "--dry-run", EVERYTHING)))
+    state = SimpleNamespace(
+        before=before,
+        track=track,
+        after=dvc_changes(root, base),
+        snakemake=output(snakemake(root, base, "--dry-run", EVERYTHING)),
+    )
     if track.returncode == 0:
         state.push = output(dvc(root, base, "push"))
         git(root, base, "add", "dvc.lock")

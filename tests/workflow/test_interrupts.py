@@ -11,6 +11,7 @@ training, evaluation and the tables run twice.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -37,15 +38,15 @@ def env() -> dict[str, str]:
 
 
 def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env(), capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=600)
 
 
 def start_snakemake(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
     """Snakemake in its own process group (its own session), as a terminal would run it."""
     with open(log, "w") as out:
-        return subprocess.Popen([*SNAKEMAKE, *args], cwd=cwd, env=env(), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [*SNAKEMAKE, *args], cwd=cwd, env=env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def params_file(folder: Path) -> Path:
@@ -90,10 +91,8 @@ def stop(proc: subprocess.Popen, sig: signal.Signals) -> None:
     proc.wait(timeout=120)
     if sig == signal.SIGKILL:
         return
-    try:  # whatever Snakemake left running is not ours to wait for
+    with contextlib.suppress(ProcessLookupError):  # what Snakemake left running is not ours to wait for
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def tables_of(paths: ProfilePaths) -> dict[str, str]:
@@ -119,8 +118,11 @@ def test_killed_then_interrupted_workflow_resumes_to_the_same_tables(tmp_path):
     def training(min_epochs: int, *, finished: set[str] = frozenset()):
         """The run (not in ``finished``) that has checkpointed ``min_epochs`` epochs, if any."""
         for rid in RUNS:
-            if rid not in finished and not paths.model(rid).exists() and \
-                    min_epochs <= epochs_done(paths.curves(rid)) < EPOCHS:
+            if (
+                rid not in finished
+                and not paths.model(rid).exists()
+                and min_epochs <= epochs_done(paths.curves(rid)) < EPOCHS
+            ):
                 return rid
         return None
 
@@ -143,8 +145,12 @@ def test_killed_then_interrupted_workflow_resumes_to_the_same_tables(tmp_path):
     assert str(paths.curves(first).relative_to(work)) in said, said[-3000:]
     log2 = tmp_path / "snakemake-2.log"
     proc = start_snakemake(*target, "--rerun-incomplete", cwd=work, log=log2)
-    second = wait_for(lambda: paths.model(first).exists() and training(1, finished={first}), proc,
-                      "the first run to finish and the second to checkpoint", log2)
+    second = wait_for(
+        lambda: paths.model(first).exists() and training(1, finished={first}),
+        proc,
+        "the first run to finish and the second to checkpoint",
+        log2,
+    )
     stop(proc, signal.SIGINT)
     first_log = (paths.logs_dir() / "train" / f"{first}.log").read_text()
     assert f"at epoch {killed_at}" in first_log and "resuming" in first_log, first_log

@@ -35,7 +35,12 @@ class Toy(SimCLR):
 
 def copy_project(dest: Path) -> Path:
     # The working tree as a clone would have it (committed or not, less what git ignores).
-    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, check=True).stdout
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
     for name in filter(None, tracked.decode().split("\0")):
         source = REPO / name
         if source.is_file():
@@ -58,9 +63,13 @@ def add_toy_method(root: Path) -> None:
 
 def run(root: Path, *command: str, timeout: int = 600) -> subprocess.CompletedProcess:
     # The copy's package first: its cdrepro is the one with the new method.
-    env = dict(os.environ, PYTHONPATH=str(root / "src"), CDREPRO_TRACKING="off",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_SITE_CACHE_DIR=str(root / ".dvc/tmp/site"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(root / "src"),
+        CDREPRO_TRACKING="off",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        DVC_SITE_CACHE_DIR=str(root / ".dvc/tmp/site"),
+    )
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, (command, result.stdout[-3000:], result.stderr[-3000:])
     return result
@@ -73,16 +82,23 @@ def tiny_params(root: Path) -> Path:
     params["train"].update(epochs=1, image_size=8)
     params["evaluate"]["kmeans_n_init"] = 1
     params["variants"] = {"cd": {}, "toy": {"method": "toy"}}
-    params["runs"] = [{"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42,
-                       "targets": ["compare_methods"]} for v in ("cd", "toy")]
+    params["runs"] = [
+        {"dataset": "digits", "batch_size": 128, "variant": v, "seed": 42, "targets": ["compare_methods"]}
+        for v in ("cd", "toy")
+    ]
     path = root / "toy.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root,
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def test_a_new_method_is_one_module_and_its_registry_entry(tmp_path):
@@ -92,10 +108,22 @@ def test_a_new_method_is_one_module_and_its_registry_entry(tmp_path):
     git(root, "commit", "-q", "-m", "the project")
     add_toy_method(root)
     assert sorted(git(root, "status", "--porcelain").splitlines()) == [
-        " M src/cdrepro/methods/__init__.py", "?? src/cdrepro/methods/toy.py"]
+        " M src/cdrepro/methods/__init__.py",
+        "?? src/cdrepro/methods/toy.py",
+    ]
     run(root, sys.executable, "-m", "cdrepro.dvc_stages", "--check")  # dvc.yaml needs no edit
-    run(root, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/workflow/test_dvc.py",
-        "-k", "generated or code_deps or no_list or stages_are_the_snakemake_jobs and embedded")
+    run(
+        root,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/workflow/test_dvc.py",
+        "-k",
+        "generated or code_deps or no_list or stages_are_the_snakemake_jobs and embedded",
+    )
     params = tiny_params(root)
     run(root, sys.executable, "-m", "snakemake", "--cores", "2", "compare_methods", "--configfile", str(params))
     rows = list(csv.DictReader((root / "results/toy/tables/methods.csv").open()))

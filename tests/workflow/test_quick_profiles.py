@@ -3,14 +3,13 @@
 import re
 
 import pytest
+from test_snakemake import REPO, snakemake
 
 from cdrepro.config import ParamsError, load_params, validate_params
 from cdrepro.methods import METHODS
 from cdrepro.run_settings import resolve_run, runs_of
-from test_snakemake import REPO, snakemake
 
-PROFILES = {"quick": REPO / "workflow/configs/quick.yaml",
-            "quick-cpu": REPO / "workflow/configs/quick-cpu.yaml"}
+PROFILES = {"quick": REPO / "workflow/configs/quick.yaml", "quick-cpu": REPO / "workflow/configs/quick-cpu.yaml"}
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -38,8 +37,9 @@ def test_the_cpu_rung_is_the_quick_profile_at_another_scale():
     assert [run for run in rung["runs"] if run["seed"] == 42] == quick["runs"]
     for key in ("variants", "methods", "evaluate"):
         if key == "evaluate":
-            assert {k: v for k, v in quick[key].items() if k != "batch_size"} == \
-                   {k: v for k, v in rung[key].items() if k != "batch_size"}
+            assert {k: v for k, v in quick[key].items() if k != "batch_size"} == {
+                k: v for k, v in rung[key].items() if k != "batch_size"
+            }
         else:
             assert quick[key] == rung[key], key
     same_training = ("lr", "weight_decay", "instance_temperature", "grad_clip_norm")

@@ -23,9 +23,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from system_packages import skip_unless_installed
 import yaml
 from slurm_cluster import ACCOUNT, PARTITION, Cluster, why_not_here
+from system_packages import skip_unless_installed
 from test_snakemake import REPO, snakemake, tiny_params
 
 from cdrepro.runs import ProfilePaths, Run, run_id
@@ -46,14 +46,20 @@ def planned_resources(plan: str) -> dict[str, list[dict[str, str]]]:
 
 
 def test_slurm_profile_plans_the_paper_with_each_rules_resources():
-    result = snakemake("-n", "reproduce_tables", f"--configfile={PAPER}",
-                       "--workflow-profile", str(PROFILES / "slurm"), cwd=REPO)
+    result = snakemake(
+        "-n", "reproduce_tables", f"--configfile={PAPER}", "--workflow-profile", str(PROFILES / "slurm"), cwd=REPO
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "workflow specific profile" in result.stderr and "profiles/slurm" in result.stderr
     jobs = planned_resources(result.stdout)
-    assert {rule: len(j) for rule, j in jobs.items()} == {"prepare": 4, "baseline": 4, "train": 20,
-                                                           "evaluate": 20, "tables": 1,
-                                                           "reproduce_tables": 1}
+    assert {rule: len(j) for rule, j in jobs.items()} == {
+        "prepare": 4,
+        "baseline": 4,
+        "train": 20,
+        "evaluate": 20,
+        "tables": 1,
+        "reproduce_tables": 1,
+    }
     profile = yaml.safe_load((PROFILES / "slurm" / "config.yaml").read_text())
     for rule, rule_jobs in jobs.items():
         wanted = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
@@ -72,8 +78,11 @@ def test_local_profile_plans_the_embedded_pipeline():
 def most_at_once(log: str, rule: str) -> int:
     """The most jobs of ``rule`` running at the same time, from Snakemake's log, where a job
     starts at "rule NAME: ... jobid: N" and ends at "Finished jobid: N (Rule: NAME)"."""
-    events = re.finditer(rf"^(?:local)?rule {rule}:\n(?:    .*\n)*?    jobid: (\d+)$|^Finished jobid: (\d+) \(Rule: {rule}\)",
-                         log, flags=re.M)
+    events = re.finditer(
+        rf"^(?:local)?rule {rule}:\n(?:    .*\n)*?    jobid: (\d+)$|^Finished jobid: (\d+) \(Rule: {rule}\)",
+        log,
+        flags=re.M,
+    )
     running, most = set(), 0
     for event in events:
         started, finished = event.groups()
@@ -96,8 +105,7 @@ def test_local_profile_runs_one_gpu_job_at_a_time(tmp_path):
     assert all((tmp_path / model).is_file() for model in models)
 
     # Not the default profile: most_at_once reads Snakemake's own job lines, not its logger's.
-    uncapped = snakemake("--workflow-profile", "none", "--cores", "2", *args, "--forcerun", "train",
-                         cwd=tmp_path)
+    uncapped = snakemake("--workflow-profile", "none", "--cores", "2", *args, "--forcerun", "train", cwd=tmp_path)
     assert uncapped.returncode == 0, uncapped.stderr[-4000:]
     assert most_at_once(uncapped.stderr, "train") == 2
 
@@ -119,8 +127,9 @@ def cluster(tmp_path_factory):
 def two_run_params(folder: Path) -> Path:
     path = tiny_params(folder)
     params = yaml.safe_load(path.read_text())
-    params["runs"] = [r for r in params["runs"]
-                      if run_id(Run(r["dataset"], r["batch_size"], r["variant"], r["seed"])) in RUNS]
+    params["runs"] = [
+        r for r in params["runs"] if run_id(Run(r["dataset"], r["batch_size"], r["variant"], r["seed"])) in RUNS
+    ]
     assert len(params["runs"]) == len(RUNS)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -137,14 +146,16 @@ def profile_for(folder: Path) -> Path:
     # On the paper's profile the rules ask for a GPU for training themselves; the tiny profile
     # trains on the CPU, so ask here, for the node's one (fake) GPU.
     profile["set-resources"]["train"]["gpu"] = 1
-    profile.update({
-        "slurm-status-command": "squeue",
-        # The plugin falls back to sacct unless MinJobAge (an hour here) is at least 3x this.
-        "slurm-init-seconds-before-status-checks": 2,
-        "slurm-keep-successful-logs": True,
-        # A failure fails the test at once, with its log, instead of being resubmitted.
-        "retries": 0,
-    })
+    profile.update(
+        {
+            "slurm-status-command": "squeue",
+            # The plugin falls back to sacct unless MinJobAge (an hour here) is at least 3x this.
+            "slurm-init-seconds-before-status-checks": 2,
+            "slurm-keep-successful-logs": True,
+            # A failure fails the test at once, with its log, instead of being resubmitted.
+            "retries": 0,
+        }
+    )
     path = folder / "profile" / "config.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
@@ -155,16 +166,25 @@ def profile_for(folder: Path) -> Path:
 def test_tiny_pipeline_runs_through_slurm(cluster, tmp_path):
     params_file = two_run_params(tmp_path)
     profile = profile_for(tmp_path)
-    result = snakemake("--workflow-profile", str(profile), "reproduce_tables", "--configfile",
-                       str(params_file), cwd=tmp_path)
+    result = snakemake(
+        "--workflow-profile", str(profile), "reproduce_tables", "--configfile", str(params_file), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-6000:] + "\n" + cluster.log_tail()
 
     # The pipeline's results.
     paths = ProfilePaths(tmp_path / "results" / "tiny")
-    ours = {(row["variant"], row["stage"]) for row in csv.DictReader((paths.tables_dir() / "all.csv").open())
-            if row["source"] == "ours"}
-    assert ours == {("cd", "backbone"), ("cd", "feature"), ("no_head", "backbone"), ("no_head", "projector"),
-                    ("kmeans_pixels", "pixels")}  # the baseline job's
+    ours = {
+        (row["variant"], row["stage"])
+        for row in csv.DictReader((paths.tables_dir() / "all.csv").open())
+        if row["source"] == "ours"
+    }
+    assert ours == {
+        ("cd", "backbone"),
+        ("cd", "feature"),
+        ("no_head", "backbone"),
+        ("no_head", "projector"),
+        ("kmeans_pixels", "pixels"),
+    }  # the baseline job's
     assert r"\toprule" in (paths.tables_dir() / "table2.tex").read_text()
     for rid in RUNS:
         assert paths.metrics(rid).is_file() and (paths.logs_dir() / "train" / f"{rid}.log").is_file()
@@ -172,13 +192,23 @@ def test_tiny_pipeline_runs_through_slurm(cluster, tmp_path):
     # Every job of the workflow was a SLURM job of this workflow run, completed on the node.
     jobs = cluster.jobs()
     assert Counter(job["Comment"].split("_wildcards_")[0] for job in jobs) == {
-        "rule_prepare": 1, "rule_baseline": 1, "rule_train": 2, "rule_evaluate": 2, "rule_tables": 1}
+        "rule_prepare": 1,
+        "rule_baseline": 1,
+        "rule_train": 2,
+        "rule_evaluate": 2,
+        "rule_tables": 1,
+    }
     assert {f"rule_{rule}_wildcards_{rid}" for rule in ("train", "evaluate") for rid in RUNS} <= {
-        job["Comment"] for job in jobs}
+        job["Comment"] for job in jobs
+    }
     assert len({job["JobName"] for job in jobs}) == 1  # the plugin names jobs by the run's uuid
     for job in jobs:
         assert (job["JobState"], job["Partition"], job["Account"], job["NodeList"]) == (
-            "COMPLETED", PARTITION, ACCOUNT, cluster.node), job
+            "COMPLETED",
+            PARTITION,
+            ACCOUNT,
+            cluster.node,
+        ), job
         # The plugin's own log of the job, under .snakemake/slurm_logs/rule_<rule>/...
         logs = list((tmp_path / ".snakemake" / "slurm_logs").glob(f"rule_*/**/{job['JobId']}.log"))
         assert len(logs) == 1, job["JobId"]

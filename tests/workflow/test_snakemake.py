@@ -21,8 +21,14 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def tiny_params(tmp_path: Path) -> Path:
@@ -73,13 +79,16 @@ def test_paper_profile_compare_methods_plans_every_method_and_cc_published_only(
     assert stats["train"] == stats["evaluate"] == "14" and stats["methods_table"] == "1"
     assert "tables" not in stats and "figures" not in stats
     params = load_params(REPO / "workflow" / "configs" / "paper.yaml")
-    planned = {(s.dataset, s.batch_size, s.method, s.schedule, s.grad_clip)
-               for s in (resolve_run(params, r) for r in runs_of(params, "compare_methods"))}
-    expected = {(d, 128, m, True, True) for d in ("stl10", "imagenet10")
-                for m in ("cd", "simclr", "cc", "cld", "cdc")}
+    planned = {
+        (s.dataset, s.batch_size, s.method, s.schedule, s.grad_clip)
+        for s in (resolve_run(params, r) for r in runs_of(params, "compare_methods"))
+    }
+    expected = {(d, 128, m, True, True) for d in ("stl10", "imagenet10") for m in ("cd", "simclr", "cc", "cld", "cdc")}
     expected |= {(d, 256, "cc", False, False) for d in ("cifar10", "cifar100_20", "stl10", "imagenet10")}
     assert planned == expected
-    reused = {run_id(r) for r in runs_of(params, "compare_methods")} & {run_id(r) for r in runs_of(params, "reproduce_tables")}
+    reused = {run_id(r) for r in runs_of(params, "compare_methods")} & {
+        run_id(r) for r in runs_of(params, "reproduce_tables")
+    }
     assert reused == {"stl10-bs128-cd-s42", "imagenet10-bs128-cd-s42"}
 
 
@@ -87,8 +96,11 @@ def test_a_params_error_through_snakemake_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "params.yaml").read_text().replace("\ntrain:", "\ntrian:"))
     result = snakemake("-n", "--configfile", str(bad), cwd=REPO)
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()
-             and not line.startswith("Using workflow specific profile")]  # Snakemake's, printed first
+    lines = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.strip() and not line.startswith("Using workflow specific profile")
+    ]  # Snakemake's, printed first
     assert result.returncode != 0
     assert len(lines) == 1 and lines[0].startswith("cdrepro: error: ") and "'trian'" in lines[0], lines[:5]
 
@@ -112,15 +124,22 @@ def test_tiny_profile_end_to_end_then_nothing_to_do(tmp_path, monkeypatch):
         rid = run_id(run)
         metrics = json.loads(paths.metrics(rid).read_text())
         assert metrics["n_images"] == 1797 and metrics["num_classes"] == 10
-        final = {"no_head": "projector", "simclr": "projector", "cc": "cluster", "cld": "group",
-                 "cdc": "cluster"}.get(run.variant, "feature")
+        final = {"no_head": "projector", "simclr": "projector", "cc": "cluster", "cld": "group", "cdc": "cluster"}.get(
+            run.variant, "feature"
+        )
         assert list(metrics["stages"]) == ["backbone", final] and metrics["final_stage"] == final
         for stage, scores in metrics["stages"].items():
             for metric, value in scores.items():
                 assert 0 <= value <= 1 or metric == "ari"
-                mine = [r for r in all_csv if r["source"] == "ours" and r["variant"] == run.variant
-                        and r["batch_size"] == str(run.batch_size) and r["stage"] == stage
-                        and r["metric"] == metric]
+                mine = [
+                    r
+                    for r in all_csv
+                    if r["source"] == "ours"
+                    and r["variant"] == run.variant
+                    and r["batch_size"] == str(run.batch_size)
+                    and r["stage"] == stage
+                    and r["metric"] == metric
+                ]
                 assert len(mine) == 1 and float(mine[0]["mean"]) == pytest.approx(value)
         curves = list(csv.DictReader(paths.curves(rid).open()))
         assert [int(r["epoch"]) for r in curves] == [1]
@@ -169,9 +188,12 @@ def assert_mlflow_has_every_run(params: dict, paths: ProfilePaths) -> None:
     for run in runs_of(params):
         logged, settings = by_id[run_id(run)], resolve_run(params, run)
         assert logged.info.run_name == tracking_name(run) and logged.info.status == "FINISHED"
-        assert {k: logged.data.params[k] for k in settings.to_dict()} == {k: str(v) for k, v in settings.to_dict().items()}
+        assert {k: logged.data.params[k] for k in settings.to_dict()} == {
+            k: str(v) for k, v in settings.to_dict().items()
+        }
         assert (logged.data.tags["variant"], logged.data.tags["params_hash"]) == (run.variant, settings.digest())
         metrics = json.loads(paths.metrics(run_id(run)).read_text())
-        assert {f"{stage}_{score}": value for stage, scores in metrics["stages"].items()
-                for score, value in scores.items()}.items() <= logged.data.metrics.items()
+        assert {
+            f"{stage}_{score}": value for stage, scores in metrics["stages"].items() for score, value in scores.items()
+        }.items() <= logged.data.metrics.items()
         assert logged.data.tags["method"] == settings.method

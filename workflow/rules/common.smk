@@ -10,12 +10,15 @@ try:
     from cdrepro import run_settings as cdruns
     from cdrepro.runs import ProfilePaths, run_id
     from cdrepro.data.fingerprint import folder_fingerprint
-    from cdrepro.results import methods_target
+    from cdrepro.results import comparison_target
     from cdrepro.steps import DATASET, RUN, STEPS, Item
 except ImportError:
-    print("cdrepro: error: this snakemake's Python has no cdrepro package; activate the project's "
-          "environment first (source .venv/bin/activate, after `make setup`; or conda activate "
-          "cdrepro) and run snakemake again", file=sys.stderr)
+    print(
+        "cdrepro: error: this snakemake's Python has no cdrepro package; activate the project's "
+        "environment first (source .venv/bin/activate, after `make setup`; or conda activate "
+        "cdrepro) and run snakemake again",
+        file=sys.stderr,
+    )
     sys.exit(1)
 
 # The jobs call `cdrepro`: the one installed beside this snakemake's Python, even when its
@@ -34,13 +37,17 @@ def stop(message):
 # first, so that an error names the key in one line.
 PARAMS_FILE = os.path.relpath(workflow.configfiles[-1])
 if not config:
-    stop(f"{PARAMS_FILE} holds no settings: put the params there (cp params.yaml {PARAMS_FILE} to "
-         "start from the embedded profile), or leave --configfile out to run params.yaml")
+    stop(
+        f"{PARAMS_FILE} holds no settings: put the params there (cp params.yaml {PARAMS_FILE} to "
+        "start from the embedded profile), or leave --configfile out to run params.yaml"
+    )
 try:
     PARAMS = cdconfig.load_params(PARAMS_FILE)  # the schema's defaults filled in
     if cdconfig.with_defaults(config) != PARAMS:
-        stop(f"the config differs from {PARAMS_FILE}; put changes in a params file and pass it "
-             "with --configfile (--config overrides are not supported)")
+        stop(
+            f"the config differs from {PARAMS_FILE}; put changes in a params file and pass it "
+            "with --configfile (--config overrides are not supported)"
+        )
 except cdconfig.ParamsError as exc:
     stop(str(exc).replace("\n", " "))
 # The rules see the values the steps read: the file with the schema's defaults filled in.
@@ -62,9 +69,9 @@ envvars:
 PATHS = ProfilePaths.from_params(config)
 RUNS = {run_id(run): run for run in cdruns.runs_of(config)}
 DATASETS = sorted({run.dataset for run in RUNS.values()})
-# What each target builds (a run's `targets:`): the paper's tables, the methods table.
+# What each target builds (a run's `targets:`): the paper's tables, the methods comparison.
 TABLE_RUNS = [run_id(run) for run in cdruns.runs_of(config, "reproduce_tables")]
-METHOD_RUNS = [run_id(run) for run in cdruns.runs_of(config, methods_target(config))]
+COMPARISON_RUNS = [run_id(run) for run in cdruns.runs_of(config, comparison_target(config))]
 LOGS = PATHS.logs_dir()
 CPU_THREADS = config["train"]["cpu_threads"]
 GPUS_PER_RUN = config["train"]["gpus_per_run"] if config["train"]["device"] == "cuda" else 0
@@ -99,8 +106,11 @@ def dataset_params(wildcards):
     retrains) nothing."""
     dataset = cdconfig.dataset_settings(config, wildcards.dataset)
     trigger = {
-        "dataset": {key: value for key, value in dataset.items()
-                    if key not in DATASET_DEFAULTS or value != DATASET_DEFAULTS[key]},
+        "dataset": {
+            key: value
+            for key, value in dataset.items()
+            if key not in DATASET_DEFAULTS or value != DATASET_DEFAULTS[key]
+        },
         "data": cdconfig.data_settings(config),
     }
     if "path" in dataset:  # a folder's files can change without any param: see their fingerprint
@@ -132,4 +142,3 @@ def step_params(name):
         return step.trigger(config)
 
     return trigger
-

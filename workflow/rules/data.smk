@@ -1,14 +1,14 @@
 rule prepare:
     output:
         **step_output("prepare"),
-    params:
-        # The sections it reads (datasets.<name>, data), less keys at their default, plus the
-        # folder's fingerprint: see dataset_params.
-        settings=dataset_params,
     log:
         str(LOGS / "prepare" / "{dataset}.log"),
     conda:
         "../../environment.yml"
+    params:
+        # The sections it reads (datasets.<name>, data), less keys at their default, plus the
+        # folder's fingerprint: see dataset_params.
+        settings=dataset_params,
     shell:
         "cdrepro prepare --dataset {wildcards.dataset} > {log} 2>&1"
 
@@ -19,11 +19,11 @@ rule baseline:
         meta=rules.prepare.output.meta,
     output:
         **step_output("baseline"),
-    params:
-        sections=step_params("baseline"),
     log:
         str(LOGS / "baseline" / "{dataset}.log"),
     conda:
         "../../environment.yml"
+    params:
+        sections=step_params("baseline"),
     shell:
         "cdrepro baseline --dataset {wildcards.dataset} > {log} 2>&1"

@@ -11,15 +11,15 @@ rule tsne:
         prepared=prepared_of_run,
     output:
         figure_files(FIGURES.tsne("{run}"), "../report/tsne.rst", "t-SNE", "{run}"),
-    params:
-        sections=step_params("tsne"),
-    threads: CPU_THREADS
-    resources:
-        gpu=GPUS_PER_EVAL,
     log:
         str(LOGS / "tsne" / "{run}.log"),
     conda:
         "../../environment.yml"
+    threads: CPU_THREADS
+    resources:
+        gpu=GPUS_PER_EVAL,
+    params:
+        sections=step_params("tsne"),
     shell:
         "cdrepro tsne --run {wildcards.run} --threads {threads} > {log} 2>&1"
 
@@ -35,20 +35,20 @@ rule figures:
         report(str(FIGURES.summary()), caption="../report/summary.rst", category="Results"),
         [figure_files(FIGURES.curves(d), "../report/curves.rst", "Training curves", d) for d in DATASETS],
         [figure_files(FIGURES.ablation(d), "../report/ablation.rst", "Ablations", d) for d in DATASETS],
-        [figure_files(FIGURES.methods(d), "../report/methods.rst", "Methods", d) for d in METHOD_FIGURE_DATASETS],
+        [figure_files(FIGURES.comparison(d), "../report/methods.rst", "Methods", d) for d in COMPARISON_FIGURE_DATASETS],
         [
             figure_files(FIGURES.head_figure(rid, name), f"../report/{name}.rst", "Feature heads", rid)
             for rid in HEAD_RUNS
             for name in HEAD_FIGURES
         ],
-    params:
-        sections=step_params("figures"),
-    threads: CPU_THREADS
-    resources:
-        gpu=GPUS_PER_EVAL,
     log:
         str(LOGS / "figures.log"),
     conda:
         "../../environment.yml"
+    threads: CPU_THREADS
+    resources:
+        gpu=GPUS_PER_EVAL,
+    params:
+        sections=step_params("figures"),
     shell:
         "cdrepro figures --threads {threads} > {log} 2>&1"

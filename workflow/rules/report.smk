@@ -1,7 +1,7 @@
 # The files each step writes: its declaration (cdrepro.steps, from cdrepro.tables.TABLE_FILES and
-# cdrepro.methods_table.METHOD_TABLE_FILES), which DVC's stages are generated from too.
+# cdrepro.comparison.table.COMPARISON_TABLE_FILES), which DVC's stages are generated from too.
 TABLES = list(step_output("tables").values())
-METHOD_TABLES = list(step_output("methods_table").values())
+COMPARISON_TABLES = list(step_output("methods_table").values())
 
 
 rule tables:
@@ -10,35 +10,30 @@ rule tables:
         baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(TABLE_RUNS)),
     output:
         # In the HTML report (snakemake --report) as files to open or download.
-        [
-            report(path, caption="../report/tables.rst", category="Tables")
-            for path in TABLES
-        ],
-    params:
-        sections=step_params("tables"),
+        [report(path, caption="../report/tables.rst", category="Tables") for path in TABLES],
     log:
         str(LOGS / "tables.log"),
     conda:
         "../../environment.yml"
+    params:
+        sections=step_params("tables"),
     shell:
         "cdrepro tables > {log} 2>&1"
 
 
-# The methods table: every method side by side, from the runs for compare_methods.
+# The methods table (the methods comparison's): every method side by side, from the runs for
+# compare_methods.
 rule methods_table:
     input:
-        metrics=expand(str(PATHS.metrics("{run}")), run=METHOD_RUNS),
-        baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(METHOD_RUNS)),
+        metrics=expand(str(PATHS.metrics("{run}")), run=COMPARISON_RUNS),
+        baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(COMPARISON_RUNS)),
     output:
-        [
-            report(path, caption="../report/methods_table.rst", category="Tables")
-            for path in METHOD_TABLES
-        ],
-    params:
-        sections=step_params("methods_table"),
+        [report(path, caption="../report/methods_table.rst", category="Tables") for path in COMPARISON_TABLES],
     log:
         str(LOGS / "methods_table.log"),
     conda:
         "../../environment.yml"
+    params:
+        sections=step_params("methods_table"),
     shell:
         "cdrepro methods-table > {log} 2>&1"

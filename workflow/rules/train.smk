@@ -5,18 +5,18 @@ rule train:
         prepared_of_run,
     output:
         **step_output("train"),
+    log:
+        str(LOGS / "train" / "{run}.log"),
+    conda:
+        "../../environment.yml"
+    threads: CPU_THREADS
+    resources:
+        gpu=GPUS_PER_RUN,
     params:
         # The run's resolved settings: a function of exactly the sections it reads (datasets.<its
         # dataset>, model, methods, variants.<its variant>, train), finer than the sections
         # themselves, so that a change nothing of this run reads (another run's variant, a
         # dataset's title) re-runs nothing.
         settings=run_settings,
-    threads: CPU_THREADS
-    resources:
-        gpu=GPUS_PER_RUN,
-    log:
-        str(LOGS / "train" / "{run}.log"),
-    conda:
-        "../../environment.yml"
     shell:
         "cdrepro train --run {wildcards.run} --threads {threads} > {log} 2>&1"

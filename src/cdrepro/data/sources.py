@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -171,14 +171,28 @@ class _Fetch(Enum):
     DOWNLOAD = "download the archive, check it and extract it"
 
 
-def _archive_help(dataset_class: type, root: Path) -> str:
+class _ArchivedDataset(Protocol):
+    """A torchvision dataset class read from one archive (CIFAR10, CIFAR100, STL10): the class
+    attributes used here, and its constructor."""
+
+    url: str
+    filename: str
+    tgz_md5: str
+    base_folder: str
+    train_list: list[list[str]]  # [file name, MD5] pairs
+    test_list: list[list[str]]
+
+    def __call__(self, *, root: str, download: bool, **split: Any) -> Any: ...
+
+
+def _archive_help(dataset_class: _ArchivedDataset, root: Path) -> str:
     return (
         f"download {dataset_class.url} by hand and place it as {root / dataset_class.filename}; "
         f"its MD5 ({dataset_class.tgz_md5}) and its members' paths are checked before it is extracted"
     )
 
 
-def _extracted_files_intact(dataset_class: type, root: Path) -> bool:
+def _extracted_files_intact(dataset_class: _ArchivedDataset, root: Path) -> bool:
     """The same check torchvision's ``_check_integrity`` makes, done on the class, not an instance."""
     from torchvision.datasets.utils import check_integrity
 
@@ -187,7 +201,7 @@ def _extracted_files_intact(dataset_class: type, root: Path) -> bool:
     return all(check_integrity(folder / file_name, md5) for file_name, md5 in files)
 
 
-def _corrupt(name: str, dataset_class: type, root: Path) -> DatasetUnavailable:
+def _corrupt(name: str, dataset_class: _ArchivedDataset, root: Path) -> DatasetUnavailable:
     archive, extracted = root / dataset_class.filename, root / dataset_class.base_folder
     return DatasetUnavailable(
         f"{name}: {archive} (or the files extracted from it in {extracted}) is corrupt or incomplete "
@@ -196,7 +210,7 @@ def _corrupt(name: str, dataset_class: type, root: Path) -> DatasetUnavailable:
     )
 
 
-def _plan_fetch(name: str, dataset_class: type, root: Path, download: bool) -> _Fetch:
+def _plan_fetch(name: str, dataset_class: _ArchivedDataset, root: Path, download: bool) -> _Fetch:
     """Decide what must happen before torchvision reads the extracted files, refusing early when
     it could only fail or touch the network. A hand-placed, intact archive is extracted even when
     ``download`` is false (extracting needs no network).
@@ -220,7 +234,7 @@ def _plan_fetch(name: str, dataset_class: type, root: Path, download: bool) -> _
     return _Fetch.DOWNLOAD
 
 
-def _download_archive(name: str, dataset_class: type, root: Path) -> None:
+def _download_archive(name: str, dataset_class: _ArchivedDataset, root: Path) -> None:
     """Fetch the archive with torchvision's ``download_url`` (which checks its MD5), not extracting it."""
     from torchvision.datasets.utils import download_url
 
@@ -282,7 +296,7 @@ def safe_extract(archive: Path, destination: Path) -> None:
                                  "download it again") from error
 
 
-def _fetch(name: str, dataset_class: type, root: Path, download: bool) -> None:
+def _fetch(name: str, dataset_class: _ArchivedDataset, root: Path, download: bool) -> None:
     """Make the extracted files present and intact: download (if needed and allowed), check, extract."""
     fetch = _plan_fetch(name, dataset_class, root, download)
     if fetch is _Fetch.NOTHING:
@@ -299,7 +313,7 @@ def _fetch(name: str, dataset_class: type, root: Path, download: bool) -> None:
         raise _corrupt(name, dataset_class, root)
 
 
-def _open_split(name: str, dataset_class: type, root: Path, **split: Any) -> Any:
+def _open_split(name: str, dataset_class: _ArchivedDataset, root: Path, **split: Any) -> Any:
     """Construct one torchvision split from the extracted files (never downloading or extracting)."""
     try:
         return dataset_class(root=str(root), download=False, **split)
@@ -310,7 +324,7 @@ def _open_split(name: str, dataset_class: type, root: Path, **split: Any) -> Any
         raise
 
 
-def _torchvision_info(source: str, dataset_class: type, split_sizes: dict[str, int]) -> dict[str, Any]:
+def _torchvision_info(source: str, dataset_class: _ArchivedDataset, split_sizes: dict[str, int]) -> dict[str, Any]:
     import torchvision
 
     return {

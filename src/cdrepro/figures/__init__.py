@@ -8,8 +8,9 @@ picture can be checked against the run's files:
 - ``curves``: every loss term (each method's own) and the learning rate per epoch, all runs of
   a dataset;
 - ``ablation``: NMI/ARI/ACC per variant, with the paper's and the authors' numbers;
-- ``methods``: NMI/ARI/ACC per method beside the published numbers (the methods table's), for a
-  dataset whose runs are of several methods, with the final stage's paired differences;
+- ``comparison``: the methods comparison's chart: NMI/ARI/ACC per method beside the published
+  numbers (the methods table's), for a dataset whose runs are of several methods, with the final
+  stage's paired differences;
 - ``heads``: how often each feature head fires, and how the heads correlate;
 - ``lime_views``: LIME views of single heads (the paper's Appendix B, Figures 8-9);
 - ``summary``: the results as an HTML table, for the Snakemake report;

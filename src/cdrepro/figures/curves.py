@@ -18,6 +18,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from cdrepro.methods.cc import ContrastiveClustering
+from cdrepro.methods.cdc import ContrastiveDisentanglementForClustering
+from cdrepro.methods.cld import CrossLevelDiscrimination
 from cdrepro.results import ResultsError, curve_terms, read_curves
 from cdrepro.runs import Run, run_id
 
@@ -31,12 +34,14 @@ TERM_LABELS: dict[str, str] = {
     "lr": "learning rate",
 }
 # A method's own meaning of a term, where the name alone would say something else or nothing.
+_CC, _CLD = ContrastiveClustering.name, CrossLevelDiscrimination.name
+_CDC = ContrastiveDisentanglementForClustering.name
 METHOD_TERM_LABELS: dict[tuple[str, str], str] = {
-    ("cc", "entropy"): "cluster entropy log K - H(p) (CC)",
-    ("cc", "cluster"): "cluster contrast (CC)",
-    ("cld", "group"): "cross-level group loss (CLD)",
-    ("cdc", "contrast"): "joint contrast on [p; z] (CDC)",
-    ("cdc", "swap"): "swapped Sinkhorn cross-entropy (CDC)",
+    (_CC, "entropy"): "cluster entropy log K - H(p) (CC)",
+    (_CC, "cluster"): "cluster contrast (CC)",
+    (_CLD, "group"): "cross-level group loss (CLD)",
+    (_CDC, "contrast"): "joint contrast on [p; z] (CDC)",
+    (_CDC, "swap"): "swapped Sinkhorn cross-entropy (CDC)",
 }
 COLUMNS = ["run", "label", "method", "variant", "batch_size", "epoch", "term", "panel", "value"]
 
@@ -67,9 +72,11 @@ def run_curves(path: Path, rid: str) -> list[dict[str, float]]:
     file again from the finished checkpoint's history, training nothing."""
     rows = read_curves(path)
     if not rows:
-        raise ResultsError(f"{path} holds no epochs (empty, or only its header), so run {rid} would be "
-                           f"missing from the training curves: write it again with cdrepro train --run "
-                           f"{rid} (a finished run's checkpoint.pt holds every epoch: nothing is retrained)")
+        raise ResultsError(
+            f"{path} holds no epochs (empty, or only its header), so run {rid} would be "
+            f"missing from the training curves: write it again with cdrepro train --run "
+            f"{rid} (a finished run's checkpoint.pt holds every epoch: nothing is retrained)"
+        )
     return rows
 
 
@@ -82,11 +89,19 @@ def curves_frame(runs: Sequence[tuple[Run, Path]], methods: Mapping[str, str] | 
     for run, path in runs:
         rows = run_curves(path, run_id(run))
         method = (methods or {}).get(run.variant, "")
-        lead = {"run": run_id(run), "label": run_label(run, seeds), "method": method, "variant": run.variant,
-                "batch_size": run.batch_size}
-        records += [{**lead, "epoch": int(row["epoch"]), "term": term, "panel": term_label(term, method),
-                     "value": row[term]}
-                    for term in _plotted(rows) for row in rows if term in row]
+        lead = {
+            "run": run_id(run),
+            "label": run_label(run, seeds),
+            "method": method,
+            "variant": run.variant,
+            "batch_size": run.batch_size,
+        }
+        records += [
+            {**lead, "epoch": int(row["epoch"]), "term": term, "panel": term_label(term, method), "value": row[term]}
+            for term in _plotted(rows)
+            for row in rows
+            if term in row
+        ]
     return pd.DataFrame(records, columns=COLUMNS)
 
 
@@ -111,10 +126,17 @@ def run_styles(labels: Sequence[str]) -> dict[str, tuple[tuple[float, float, flo
 
 def _legend(fig: plt.Figure, styles: Mapping[str, tuple], height: float) -> float:
     """The runs' legend under the panels; the fraction of the figure's ``height`` (inches) it takes."""
-    handles = [plt.Line2D([], [], color=colour, linestyle=(0, dashes) if dashes else "-", label=label)
-               for label, (colour, dashes) in styles.items()]
-    fig.legend(handles=handles, loc="lower center", ncols=min(len(handles), LEGEND_COLUMNS),
-               bbox_to_anchor=(0.5, 0), frameon=False)
+    handles = [
+        plt.Line2D([], [], color=colour, linestyle=(0, dashes) if dashes else "-", label=label)
+        for label, (colour, dashes) in styles.items()
+    ]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncols=min(len(handles), LEGEND_COLUMNS),
+        bbox_to_anchor=(0.5, 0),
+        frameon=False,
+    )
     return (0.25 * -(-len(handles) // LEGEND_COLUMNS) + 0.15) / height
 
 
@@ -123,18 +145,29 @@ def plot_curves(frame: pd.DataFrame, title: str) -> plt.Figure:
     cols = min(len(shown), PANELS_PER_ROW)
     rows = -(-len(shown) // cols)
     fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows + 0.4), squeeze=False)
-    for ax in grid.flat[len(shown):]:
+    for ax in grid.flat[len(shown) :]:
         ax.set_visible(False)
-    axes = grid.flat[:len(shown)]
+    axes = grid.flat[: len(shown)]
     labels = list(dict.fromkeys(frame["label"]))
     styles = run_styles(labels)
     palette, dashes = ({label: style[i] for label, style in styles.items()} for i in (0, 1))
-    for ax, panel in zip(axes, shown):
+    for ax, panel in zip(axes, shown, strict=True):
         part = frame[frame["panel"] == panel]
         if len(part):
-            sns.lineplot(data=part, x="epoch", y="value", hue="label", hue_order=labels, palette=palette,
-                         style="label", style_order=labels, dashes=dashes, ax=ax, legend=False,
-                         marker="." if part["epoch"].nunique() < 30 else None)
+            sns.lineplot(
+                data=part,
+                x="epoch",
+                y="value",
+                hue="label",
+                hue_order=labels,
+                palette=palette,
+                style="label",
+                style_order=labels,
+                dashes=dashes,
+                ax=ax,
+                legend=False,
+                marker="." if part["epoch"].nunique() < 30 else None,
+            )
         ax.set(title=panel, xlabel="epoch", ylabel="")
     axes[-1].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))  # the learning rate
     legend = _legend(fig, styles, 3.4 * rows + 0.4)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cdrepro.run_settings import RunSettings
 from cdrepro.data.prepared import PreparedDataset
 from cdrepro.device import select_device
 from cdrepro.evaluate import embed, load_model
 from cdrepro.methods import Method, Stage, method_class
+from cdrepro.run_settings import RunSettings
 
 
 @dataclass
@@ -48,8 +48,9 @@ class EmbeddedRun:
         return self.outputs[self.heads]
 
 
-def embed_run(settings: RunSettings, data: PreparedDataset, model_path: Path, batch_size: int,
-              indices: np.ndarray | None = None) -> EmbeddedRun:
+def embed_run(
+    settings: RunSettings, data: PreparedDataset, model_path: Path, batch_size: int, indices: np.ndarray | None = None
+) -> EmbeddedRun:
     """Load the run's model (refused if trained with other settings or data) and embed the images at
     ``indices`` (every image when None) with the evaluation transform: every output a stage
     reads, and the sigmoid heads if the method has them."""
@@ -59,6 +60,7 @@ def embed_run(settings: RunSettings, data: PreparedDataset, model_path: Path, ba
     heads = method_class(settings.method).sigmoid_heads(settings.options)
     names = tuple(dict.fromkeys([stage.output for stage in stages.values()] + ([heads] if heads else [])))
     chosen = np.arange(len(data)) if indices is None else np.asarray(indices)
-    outputs = embed(model, data.images[chosen], settings.image_size, batch_size, device, settings.precision,
-                    outputs=names)
+    outputs = embed(
+        model, data.images[chosen], settings.image_size, batch_size, device, settings.precision, outputs=names
+    )
     return EmbeddedRun(settings, model.eval(), device, data, chosen, outputs, stages, heads)

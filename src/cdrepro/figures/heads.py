@@ -20,8 +20,9 @@ def activity_column(threshold: float) -> str:
 def head_activity(outputs: np.ndarray, thresholds: Sequence[float]) -> pd.DataFrame:
     """One row per head: its mean output and the number of images where it is above each
     threshold. outputs: (N, K) sigmoid outputs."""
-    frame = pd.DataFrame({"head": np.arange(outputs.shape[1]), "mean_output": outputs.mean(axis=0),
-                          "n_images": outputs.shape[0]})
+    frame = pd.DataFrame(
+        {"head": np.arange(outputs.shape[1]), "mean_output": outputs.mean(axis=0), "n_images": outputs.shape[0]}
+    )
     for threshold in thresholds:
         frame[activity_column(threshold)] = (outputs > threshold).sum(axis=0)
     return frame
@@ -32,14 +33,18 @@ def plot_head_activity(activity: pd.DataFrame, thresholds: Sequence[float], titl
     n_heads, n_images = len(activity), int(activity["n_images"].iloc[0])
     fig, ax = plt.subplots(figsize=(max(6.0, 0.06 * n_heads + 3), 3.6))
     colours = sns.color_palette("rocket_r", len(thresholds))
-    for colour, threshold in zip(colours, sorted(thresholds)):
-        ax.bar(activity["head"], activity[activity_column(threshold)], width=1.0, color=colour,
-               label=f"output > {threshold:g}")
+    for colour, threshold in zip(colours, sorted(thresholds), strict=True):
+        ax.bar(
+            activity["head"],
+            activity[activity_column(threshold)],
+            width=1.0,
+            color=colour,
+            label=f"output > {threshold:g}",
+        )
     ax.set(xlabel="feature head", ylabel=f"images (of {n_images})", xlim=(-0.5, n_heads - 0.5), ylim=(0, n_images))
     ax.legend(loc="upper right", framealpha=0.9)
     never = int((activity[activity_column(max(thresholds))] == 0).sum())
-    ax.set_title(f"{title}: images each head fires on ({never} of {n_heads} heads never "
-                 f"above {max(thresholds):g})")
+    ax.set_title(f"{title}: images each head fires on ({never} of {n_heads} heads never above {max(thresholds):g})")
     return fig
 
 
@@ -73,6 +78,8 @@ def plot_head_correlation(corr: np.ndarray, title: str) -> plt.Figure:
     fig.colorbar(image, ax=ax, label="Pearson r")
     ax.grid(False)
     ax.set(xlabel="feature head", ylabel="feature head")
-    ax.set_title(f"{title}: head-head correlation\n(mean |r| off the diagonal "
-                 f"{np.nanmean(off_diagonal):.2f}; blank: a constant head)")
+    ax.set_title(
+        f"{title}: head-head correlation\n(mean |r| off the diagonal "
+        f"{np.nanmean(off_diagonal):.2f}; blank: a constant head)"
+    )
     return fig

@@ -53,8 +53,9 @@ def choose_heads(outputs: np.ndarray, lime_params: dict[str, Any]) -> list[int]:
         return list(heads)
     eligible = [h for h in range(n_heads) if (outputs[:, h] > threshold).sum() >= per_head]
     if len(eligible) < heads:
-        log.warning("only %d heads fire above %g on at least %d images; showing those",
-                    len(eligible), threshold, per_head)
+        log.warning(
+            "only %d heads fire above %g on at least %d images; showing those", len(eligible), threshold, per_head
+        )
     return eligible[:heads]
 
 
@@ -67,11 +68,13 @@ def eval_images(run: EmbeddedRun, positions: np.ndarray) -> np.ndarray:
 
 def head_outputs(run: EmbeddedRun):
     """LIME's classifier function: (n, S, S, 3) images -> (n, K) head outputs."""
+
     @torch.no_grad()
     def predict(images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.asarray(images, dtype=np.float32)).permute(0, 3, 1, 2).to(run.device)
         with autocast(run.device, run.settings.precision):
             return run.model(x)[run.heads].float().cpu().numpy()
+
     return predict
 
 
@@ -81,12 +84,12 @@ def segmenter(segmentation: dict[str, Any], seed: int) -> Callable[[np.ndarray],
     LIME takes the superpixels as features 0..n-1 and switches feature z off by masking
     ``segments == z``; SLIC numbers its superpixels from 1, so feature 0 masked nothing and
     the last superpixel was never switched off. Renumbering suits every algorithm."""
-    segment = SegmentationAlgorithm(segmentation["algorithm"], **segmentation.get("options", {}),
-                                    random_seed=seed)
+    segment = SegmentationAlgorithm(segmentation["algorithm"], **segmentation.get("options", {}), random_seed=seed)
 
     def zero_based(image: np.ndarray) -> np.ndarray:
         segments = segment(image)
         return np.unique(segments, return_inverse=True)[1].reshape(segments.shape)
+
     return zero_based
 
 
@@ -97,10 +100,18 @@ def explain(run: EmbeddedRun, image: np.ndarray, head: int, lime_params: dict[st
     segment = segmenter(lime_params["segmentation"], seed)
     explainer = lime_image.LimeImageExplainer(random_state=seed)
     explanation = explainer.explain_instance(
-        image, head_outputs(run), labels=(head,), top_labels=None, num_samples=lime_params["num_samples"],
-        batch_size=lime_params["batch_size"], segmentation_fn=segment, random_seed=seed)
-    _, mask = explanation.get_image_and_mask(head, positive_only=True, num_features=lime_params["num_features"],
-                                             hide_rest=False)
+        image,
+        head_outputs(run),
+        labels=(head,),
+        top_labels=None,
+        num_samples=lime_params["num_samples"],
+        batch_size=lime_params["batch_size"],
+        segmentation_fn=segment,
+        random_seed=seed,
+    )
+    _, mask = explanation.get_image_and_mask(
+        head, positive_only=True, num_features=lime_params["num_features"], hide_rest=False
+    )
     return mask.astype(bool), int(np.unique(explanation.segments).size)
 
 
@@ -110,12 +121,21 @@ def lime_frame(run: EmbeddedRun, lime_params: dict[str, Any]) -> tuple[pd.DataFr
     values = run.head_values
     for head in choose_heads(values, lime_params):
         positions = top_images(values, head, lime_params["threshold"], lime_params["images_per_head"])
-        for rank, (position, image) in enumerate(zip(positions, eval_images(run, positions))):
+        for rank, (position, image) in enumerate(zip(positions, eval_images(run, positions), strict=True)):
             mask, n_segments = explain(run, image, head, lime_params)
             label = int(run.labels[position])
-            rows.append({"head": head, "rank": rank, "image": int(run.indices[position]), "label": label,
-                         "class": run.data.class_names[label], "output": float(values[position, head]),
-                         "segments": n_segments, "highlighted_pixels": int(mask.sum())})
+            rows.append(
+                {
+                    "head": head,
+                    "rank": rank,
+                    "image": int(run.indices[position]),
+                    "label": label,
+                    "class": run.data.class_names[label],
+                    "output": float(values[position, head]),
+                    "segments": n_segments,
+                    "highlighted_pixels": int(mask.sum()),
+                }
+            )
             pictures.append(mark_boundaries(image, mask.astype(int), color=HIGHLIGHT))
     columns = ["head", "rank", "image", "label", "class", "output", "segments", "highlighted_pixels"]
     return pd.DataFrame(rows, columns=columns), pictures
@@ -125,22 +145,39 @@ def plot_lime(frame: pd.DataFrame, pictures: list[np.ndarray], lime_params: dict
     """A grid: one row per head, its images left to right by output."""
     heads = list(dict.fromkeys(frame["head"]))
     columns = max(1, lime_params["images_per_head"])
-    fig, axes = plt.subplots(max(1, len(heads)), columns, figsize=(1.6 * columns + 0.6, 1.8 * max(1, len(heads))),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        max(1, len(heads)), columns, figsize=(1.6 * columns + 0.6, 1.8 * max(1, len(heads))), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
-    for row, picture in zip(frame.to_dict("records"), pictures):
+    for row, picture in zip(frame.to_dict("records"), pictures, strict=True):
         ax = axes[heads.index(row["head"])][row["rank"]]
         ax.imshow(picture, interpolation="nearest")
         # A text, not a title: matplotlib re-lays out every axes title of the grid on each draw.
-        ax.text(0.5, 1.02, f"{row['class']} ({row['output']:.2f})", transform=ax.transAxes,
-                ha="center", va="bottom", fontsize=7)
+        ax.text(
+            0.5,
+            1.02,
+            f"{row['class']} ({row['output']:.2f})",
+            transform=ax.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     for i, head in enumerate(heads):
-        axes[i][0].text(-0.08, 0.5, f"head {head}", transform=axes[i][0].transAxes, rotation=90,
-                        ha="right", va="center", fontsize=8)
+        axes[i][0].text(
+            -0.08, 0.5, f"head {head}", transform=axes[i][0].transAxes, rotation=90, ha="right", va="center", fontsize=8
+        )
     if not heads:
-        axes[0][0].text(0.5, 0.5, f"no head fires above {lime_params['threshold']:g} on "
-                        f"{lime_params['images_per_head']} images", ha="center", va="center")
-    fig.suptitle(f"{title}: LIME, images with head output > {lime_params['threshold']:g} "
-                 f"(class (output)); yellow: the regions that raise the head most", fontsize=9)
+        axes[0][0].text(
+            0.5,
+            0.5,
+            f"no head fires above {lime_params['threshold']:g} on {lime_params['images_per_head']} images",
+            ha="center",
+            va="center",
+        )
+    fig.suptitle(
+        f"{title}: LIME, images with head output > {lime_params['threshold']:g} "
+        f"(class (output)); yellow: the regions that raise the head most",
+        fontsize=9,
+    )
     return fig

@@ -5,8 +5,9 @@ plots, ``<stem>.csv``.
 
 ``results/<profile>/tsne/<run id>.*``: the t-SNE of each run, one job per run (``cdrepro tsne``).
 ``results/<profile>/figures/``: everything the profile's figure job writes (``cdrepro figures``):
-``curves_<dataset>``, ``ablation_<dataset>``, ``methods_<dataset>`` (``method_figure_datasets``),
-``heads/<run id>/{head_activity,head_correlation,lime}`` and ``summary.html``. DVC tracks that folder as one output, as its list of files depends on the
+``curves_<dataset>``, ``ablation_<dataset>``, ``methods_<dataset>`` (the methods comparison's:
+``comparison_figure_datasets``), ``heads/<run id>/{head_activity,head_correlation,lime}`` and
+``summary.html``. DVC tracks that folder as one output, as its list of files depends on the
 runs of the params.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdrepro.results import methods_target, variant_infos
+from cdrepro.results import comparison_target, variant_infos
 from cdrepro.run_settings import runs_of
 from cdrepro.runs import ProfilePaths, Run
 
@@ -33,12 +34,12 @@ def head_runs(params: dict[str, Any]) -> list[Run]:
     return [run for run in runs_of(params) if variants[run.variant].sigmoid_heads is not None]
 
 
-def method_figure_datasets(params: dict[str, Any]) -> list[str]:
-    """The datasets with a method comparison figure: those where the runs for the methods table
+def comparison_figure_datasets(params: dict[str, Any]) -> list[str]:
+    """The datasets with a methods comparison figure: those where the runs for the comparison
     (``compare_methods``; every run where none is tagged for it) are of two methods or more."""
     variants = variant_infos(params)
     methods: dict[str, set[str]] = {}
-    for run in runs_of(params, methods_target(params)):
+    for run in runs_of(params, comparison_target(params)):
         methods.setdefault(run.dataset, set()).add(variants[run.variant].method)
     return sorted(dataset for dataset, found in methods.items() if len(found) > 1)
 
@@ -54,7 +55,7 @@ class FigurePaths:
     profile_root: Path  # results/<profile>
 
     @classmethod
-    def of(cls, paths: ProfilePaths) -> "FigurePaths":
+    def of(cls, paths: ProfilePaths) -> FigurePaths:
         return cls(paths.root)
 
     @property
@@ -77,8 +78,8 @@ class FigurePaths:
     def ablation(self, dataset: str) -> Path:
         return self.root / f"ablation_{dataset}"
 
-    def methods(self, dataset: str) -> Path:
-        """The method comparison chart of a dataset of ``method_figure_datasets``."""
+    def comparison(self, dataset: str) -> Path:
+        """The methods comparison chart of a dataset of ``comparison_figure_datasets``."""
         return self.root / f"methods_{dataset}"
 
     def summary(self) -> Path:

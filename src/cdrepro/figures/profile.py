@@ -1,7 +1,7 @@
 """The profile's figure step (``cdrepro figures``, one job per profile): what it reads and writes.
 
-Training curves and ablation charts per dataset, a method comparison chart per dataset whose
-methods-table runs are of several methods, head statistics and LIME views of every run whose
+Training curves and ablation charts per dataset, a methods comparison chart per dataset whose
+comparison runs are of several methods, head statistics and LIME views of every run whose
 method has sigmoid heads, and the summary table (HTML, for the report). The t-SNE
 figures, the costly part on a CPU, are one job per run instead (``cdrepro tsne``,
 ``figures.tsne``). Models run with ``evaluate.batch_size``, which changes nothing in the
@@ -17,14 +17,14 @@ import torch
 
 from cdrepro import run_settings as rs
 from cdrepro.atomic import write_text
+from cdrepro.comparison.frame import comparison_frame
 from cdrepro.data.prepared import PreparedDataset, load_prepared
-from cdrepro.figures import ablation, curves, heads, lime_views, methods, summary
+from cdrepro.figures import ablation, comparison, curves, heads, lime_views, summary
 from cdrepro.figures.embedding import embed_run
 from cdrepro.figures.output import save_figure
-from cdrepro.figures.paths import FigurePaths, head_runs, method_figure_datasets
-from cdrepro.method_comparison import methods_frame
-from cdrepro.results import (ProfileResults, load_cc_results, load_paper_results, load_repo_variability,
-                             methods_target, published_rows)
+from cdrepro.figures.paths import FigurePaths, comparison_figure_datasets, head_runs
+from cdrepro.published import load_cc_results, load_paper_results, load_repo_variability, published_rows
+from cdrepro.results import ProfileResults, comparison_target
 from cdrepro.runs import ProfilePaths, run_id
 
 
@@ -41,18 +41,20 @@ def profile_figures(params: dict[str, Any], results: ProfileResults, threads: in
     paper, repo = load_paper_results(), load_repo_variability()
 
     written: list[Path] = []
-    comparisons = {}
+    ablations = {}
     run_methods = {name: info.method for name, info in results.variants.items()}
     for dataset in sorted({run.dataset for run in runs}):
         title = results.titles.get(dataset, dataset)
-        frame = curves.curves_frame([(run, paths.curves(run_id(run))) for run in runs if run.dataset == dataset],
-                                    run_methods)
+        frame = curves.curves_frame(
+            [(run, paths.curves(run_id(run))) for run in runs if run.dataset == dataset], run_methods
+        )
         written += save_figure(curves.plot_curves(frame, title), where.curves(dataset), frame, dpi)
-        comparisons[dataset] = ablation.comparison_frame(dataset, results.frame, paper, repo)
-        written += save_figure(ablation.plot_ablation(comparisons[dataset], title), where.ablation(dataset),
-                               comparisons[dataset], dpi)
-    written += method_figures(params, results, where, dpi)
-    write_text(where.summary(), summary.summary_html(comparisons, results.titles, params["profile"]))
+        ablations[dataset] = ablation.chart_frame(dataset, results.frame, paper, repo)
+        written += save_figure(
+            ablation.plot_ablation(ablations[dataset], title), where.ablation(dataset), ablations[dataset], dpi
+        )
+    written += comparison_figures(params, results, where, dpi)
+    write_text(where.summary(), summary.summary_html(ablations, results.titles, params["profile"]))
     written.append(where.summary())
 
     with_heads = head_runs(params)
@@ -63,19 +65,23 @@ def profile_figures(params: dict[str, Any], results: ProfileResults, threads: in
     return written
 
 
-def method_figures(params: dict[str, Any], results: ProfileResults, where: FigurePaths, dpi: int) -> list[Path]:
-    """The method comparison chart of each dataset of ``method_figure_datasets``, from the runs
-    of the methods table's target."""
-    datasets = method_figure_datasets(params)
+def comparison_figures(params: dict[str, Any], results: ProfileResults, where: FigurePaths, dpi: int) -> list[Path]:
+    """The methods comparison chart of each dataset of ``comparison_figure_datasets``, from the
+    runs of the comparison's target."""
+    datasets = comparison_figure_datasets(params)
     if not datasets:
         return []
-    target = results.restricted(run_id(run) for run in rs.runs_of(params, methods_target(params)))
-    table = methods_frame(target, published_rows(load_paper_results(), load_cc_results(), load_repo_variability()))
+    target = results.restricted(run_id(run) for run in rs.runs_of(params, comparison_target(params)))
+    table = comparison_frame(target, published_rows(load_paper_results(), load_cc_results(), load_repo_variability()))
     written: list[Path] = []
     for dataset in datasets:
-        frame = methods.chart_frame(table, dataset)
-        written += save_figure(methods.plot_methods(frame, results.titles.get(dataset, dataset)),
-                               where.methods(dataset), frame, dpi)
+        frame = comparison.chart_frame(table, dataset)
+        written += save_figure(
+            comparison.plot_comparison(frame, results.titles.get(dataset, dataset)),
+            where.comparison(dataset),
+            frame,
+            dpi,
+        )
     return written
 
 
@@ -87,12 +93,24 @@ def head_figures(params: dict[str, Any], rid: str, data: PreparedDataset, paths:
     run = embed_run(settings, data, paths.model(rid), params["evaluate"]["batch_size"])
     thresholds = figures["heads"]["thresholds"]
     activity = heads.head_activity(run.head_values, thresholds)
-    written = save_figure(heads.plot_head_activity(activity, thresholds, rid),
-                          where.head_figure(rid, "head_activity"), activity, figures["dpi"])
+    written = save_figure(
+        heads.plot_head_activity(activity, thresholds, rid),
+        where.head_figure(rid, "head_activity"),
+        activity,
+        figures["dpi"],
+    )
     corr = heads.head_correlation(run.head_values)
-    written += save_figure(heads.plot_head_correlation(corr, rid), where.head_figure(rid, "head_correlation"),
-                           heads.correlation_frame(corr), figures["dpi"])
+    written += save_figure(
+        heads.plot_head_correlation(corr, rid),
+        where.head_figure(rid, "head_correlation"),
+        heads.correlation_frame(corr),
+        figures["dpi"],
+    )
     frame, pictures = lime_views.lime_frame(run, figures["lime"])
-    written += save_figure(lime_views.plot_lime(frame, pictures, figures["lime"], rid),
-                           where.head_figure(rid, "lime"), frame, figures["dpi"])
+    written += save_figure(
+        lime_views.plot_lime(frame, pictures, figures["lime"], rid),
+        where.head_figure(rid, "lime"),
+        frame,
+        figures["dpi"],
+    )
     return written

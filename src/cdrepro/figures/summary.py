@@ -29,9 +29,11 @@ def cell(value: float, std: float) -> str:
 
 def dataset_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (run or reference), one column per stage x metric."""
-    frame = frame.assign(shown=[cell(v, s) for v, s in zip(frame["value"], frame["std"])],
-                         source=frame["source"].map(SOURCES),
-                         column=frame["stage_role"].map(ROLE_TITLES) + " " + frame["metric"].str.upper())
+    frame = frame.assign(
+        shown=[cell(v, s) for v, s in zip(frame["value"], frame["std"], strict=True)],
+        source=frame["source"].map(SOURCES),
+        column=frame["stage_role"].map(ROLE_TITLES) + " " + frame["metric"].str.upper(),
+    )
     table = frame.pivot_table(index=["label", "source"], columns="column", values="shown", aggfunc="first", sort=False)
     wanted = [f"{ROLE_TITLES[role]} {metric.upper()}" for role in ROLES for metric in SCORES]
     table = table.reindex(columns=wanted).fillna("–").reset_index().rename(columns={"label": "run"})
@@ -41,19 +43,19 @@ def dataset_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _page(title: str, body: list[str]) -> str:
     head = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-    return "\n".join([head, _STYLE, "</head><body>", f"<h2>{html.escape(title)}</h2>", *body,
-                      "</body></html>"]) + "\n"
+    return "\n".join([head, _STYLE, "</head><body>", f"<h2>{html.escape(title)}</h2>", *body, "</body></html>"]) + "\n"
 
 
 def summary_html(frames: Mapping[str, pd.DataFrame], titles: Mapping[str, str], profile: str) -> str:
-    """``frames``: dataset -> ``ablation.comparison_frame``."""
-    parts = ["<p>Backbone: K-means on the backbone output h. Final stage: the method's last "
-             "evaluation stage (CD: the feature predictor output f; a run without a head and SimCLR: "
-             "the projector output z; CC and CDC: the argmax of the cluster head, no K-means; CLD: "
-             "the group features). Where a dataset's runs end in different stages, each run's label "
-             "names its own. Mean ± sample std where a run has several seeds.</p>"]
+    """``frames``: dataset -> ``ablation.chart_frame``."""
+    parts = [
+        "<p>Backbone: K-means on the backbone output h. Final stage: the method's last "
+        "evaluation stage (CD: the feature predictor output f; a run without a head and SimCLR: "
+        "the projector output z; CC and CDC: the argmax of the cluster head, no K-means; CLD: "
+        "the group features). Where a dataset's runs end in different stages, each run's label "
+        "names its own. Mean ± sample std where a run has several seeds.</p>"
+    ]
     for dataset, frame in frames.items():
         parts.append(f"<h3>{html.escape(titles.get(dataset, dataset))}</h3>")
         parts.append(dataset_table(frame).to_html(index=False, border=0))
     return _page(f"K-means NMI / ARI / ACC, profile {profile}", parts)
-

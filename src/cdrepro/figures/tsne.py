@@ -26,6 +26,7 @@ from cdrepro.figures.output import save_figure
 from cdrepro.figures.paths import FigurePaths
 from cdrepro.runs import ProfilePaths
 
+
 def sample_indices(n_images: int, sample: int, seed: int) -> np.ndarray:
     """``sample`` distinct images drawn with ``seed`` (every image if there are fewer), sorted:
     the same images for every run of a dataset, so their pictures compare."""
@@ -38,15 +39,16 @@ def embed_2d(features: np.ndarray, perplexity: float, max_iter: int, seed: int) 
     """(n, d) -> (n, 2). The perplexity is capped at (n - 1) / 3, since t-SNE looks at 3 x
     perplexity neighbours of each point and a small sample has fewer."""
     perplexity = min(float(perplexity), (len(features) - 1) / 3)
-    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=max_iter, init="pca",
-                random_state=seed)
+    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=max_iter, init="pca", random_state=seed)
     return tsne.fit_transform(features.astype(np.float32, copy=False))
 
 
 def stage_titles(run: EmbeddedRun) -> dict[str, str]:
     """``(a) backbone stage: output h``, ``(b) feature stage: output f``, ... per shown stage."""
-    return {stage: f"({chr(ord('a') + i)}) {stage} stage: output {run.stages[stage].output}"
-            for i, stage in enumerate(run.shown_stages)}
+    return {
+        stage: f"({chr(ord('a') + i)}) {stage} stage: output {run.stages[stage].output}"
+        for i, stage in enumerate(run.shown_stages)
+    }
 
 
 def tsne_frame(run: EmbeddedRun, tsne_params: dict[str, Any]) -> pd.DataFrame:
@@ -54,13 +56,21 @@ def tsne_frame(run: EmbeddedRun, tsne_params: dict[str, Any]) -> pd.DataFrame:
     label and class."""
     frames = []
     for stage in run.shown_stages:
-        points = embed_2d(run.stage_features(stage), tsne_params["perplexity"], tsne_params["max_iter"],
-                          tsne_params["seed"])
-        frames.append(pd.DataFrame({
-            "stage": stage, "image": run.indices, "label": run.labels,
-            "class": [run.data.class_names[label] for label in run.labels],
-            "x": points[:, 0], "y": points[:, 1],
-        }))
+        points = embed_2d(
+            run.stage_features(stage), tsne_params["perplexity"], tsne_params["max_iter"], tsne_params["seed"]
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "stage": stage,
+                    "image": run.indices,
+                    "label": run.labels,
+                    "class": [run.data.class_names[label] for label in run.labels],
+                    "x": points[:, 0],
+                    "y": points[:, 1],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -69,20 +79,36 @@ def class_palette(n_classes: int) -> str:
     return "tab10" if n_classes <= 10 else "tab20" if n_classes <= 20 else "husl"
 
 
-def plot_tsne(frame: pd.DataFrame, class_names: list[str], title: str,
-              titles: dict[str, str] | None = None) -> plt.Figure:
+def plot_tsne(
+    frame: pd.DataFrame, class_names: list[str], title: str, titles: dict[str, str] | None = None
+) -> plt.Figure:
     """One panel per stage of ``frame``, titled from ``titles`` (stage -> title; default: the
     stage's name)."""
     stages = list(dict.fromkeys(frame["stage"]))
     titles = titles or {}
     fig, axes = plt.subplots(1, len(stages), figsize=(5.2 * len(stages), 5), squeeze=False)
-    for ax, stage in zip(axes[0], stages):
-        sns.scatterplot(data=frame[frame["stage"] == stage], x="x", y="y", hue="class",
-                        hue_order=class_names, palette=class_palette(len(class_names)), s=8,
-                        linewidth=0, ax=ax, legend=ax is axes[0][-1])
+    for ax, stage in zip(axes[0], stages, strict=True):
+        sns.scatterplot(
+            data=frame[frame["stage"] == stage],
+            x="x",
+            y="y",
+            hue="class",
+            hue_order=class_names,
+            palette=class_palette(len(class_names)),
+            s=8,
+            linewidth=0,
+            ax=ax,
+            legend=ax is axes[0][-1],
+        )
         ax.set(title=titles.get(stage, stage), xlabel="", ylabel="", xticks=[], yticks=[])
-    axes[0][-1].legend(title="class", bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7,
-                       markerscale=2, ncols=1 if len(class_names) <= 10 else 2)
+    axes[0][-1].legend(
+        title="class",
+        bbox_to_anchor=(1.02, 1),
+        loc="upper left",
+        fontsize=7,
+        markerscale=2,
+        ncols=1 if len(class_names) <= 10 else 2,
+    )
     n_images = frame["image"].nunique()
     fig.suptitle(f"{title}: t-SNE of {n_images} images, coloured by true class")
     return fig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from cdrepro.methods.base import ARGMAX, KMEANS, Method, Stage
+from cdrepro.methods.base import ARGMAX, KMEANS, Method, MethodSettings, Stage
 from cdrepro.methods.cc import ContrastiveClustering
 from cdrepro.methods.cd import ContrastiveDisentangling
 from cdrepro.methods.cdc import ContrastiveDisentanglementForClustering
@@ -26,12 +26,12 @@ def method_class(name: str) -> type[Method]:
     return METHODS[name]
 
 
-def build_method(settings, num_classes: int) -> Method:
-    """The model of one run: its method's backbone and heads (``settings``: RunSettings)."""
+def build_method(settings: MethodSettings, num_classes: int) -> Method:
+    """The model of one run: its method's backbone and heads (``settings``: a RunSettings)."""
     return method_class(settings.method)(settings, num_classes)
 
 
-__all__ = ["METHODS", "Method", "Stage", "build_method", "describe_methods", "method_class"]
+__all__ = ["METHODS", "Method", "MethodSettings", "Stage", "build_method", "describe_methods", "method_class"]
 
 
 def _stages_under(cls: type[Method], options: dict) -> dict[str, Stage]:

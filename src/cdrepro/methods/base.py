@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -31,7 +31,44 @@ Outputs = dict[str, torch.Tensor]
 """A forward pass's named tensors: ``h`` (B, rep_dim) from the backbone, then the heads'."""
 
 BACKBONE_STAGE = "backbone"
+"""Every method's first evaluation stage: K-means on the backbone's output h. A method's other
+stages are named by constants in its own module (``simclr.PROJECTOR_STAGE``, ``cd.FEATURE_STAGE``, ...)."""
 KMEANS, ARGMAX = "kmeans", "argmax"
+
+
+class MethodSettings(Protocol):
+    """What a method reads of a run's settings: the shared architecture, the instance loss's
+    temperature, the batch size, and ``options``, the method's own parameters resolved and
+    validated; ``method`` says which method builds the model (``cdrepro.methods.build_method``).
+    ``cdrepro.run_settings.RunSettings`` is one; the methods do not import it (they sit below
+    the settings' layer: ``tests/test_imports.py``)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def backbone(self) -> str: ...
+
+    @property
+    def backbone_width(self) -> int: ...
+
+    @property
+    def stem(self) -> str: ...
+
+    @property
+    def rep_dim(self) -> int: ...
+
+    @property
+    def hidden_dim(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def instance_temperature(self) -> float: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -49,8 +86,9 @@ class LossTermsError(RuntimeError):
 
 
 class Method(nn.Module):
-    """Backbone -> heads. ``settings`` is the run's ``cdrepro.run_settings.RunSettings``; its
-    ``options`` hold this method's own parameters, resolved and validated."""
+    """Backbone -> heads. ``settings`` is the run's settings (``MethodSettings``: a
+    ``cdrepro.run_settings.RunSettings`` in training); its ``options`` hold this method's own
+    parameters, resolved and validated."""
 
     name: ClassVar[str]
     label: ClassVar[str]  # the name tables, figures and MLflow show
@@ -60,7 +98,7 @@ class Method(nn.Module):
     # (those a forward pass does not return are skipped).
     gathered: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, settings: Any, num_classes: int) -> None:
+    def __init__(self, settings: MethodSettings, num_classes: int) -> None:
         super().__init__()
         self.settings = settings
         self.num_classes = num_classes
@@ -119,8 +157,10 @@ class Method(nn.Module):
         declared = set(self.term_names()) | {"loss"}
         missing, extra = sorted(declared - set(terms)), sorted(set(terms) - declared)
         if missing or extra:
-            problems = ([f"declares but does not return {missing}"] if missing else []) + \
-                       ([f"returns but does not declare {extra}"] if extra else [])
-            raise LossTermsError(f"method '{self.name}': loss {' and '.join(problems)}; "
-                                 "term_names() and loss() must name the same terms")
+            problems = ([f"declares but does not return {missing}"] if missing else []) + (
+                [f"returns but does not declare {extra}"] if extra else []
+            )
+            raise LossTermsError(
+                f"method '{self.name}': loss {' and '.join(problems)}; term_names() and loss() must name the same terms"
+            )
         return dict(terms)

@@ -14,8 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdrepro.losses import cluster_contrast_loss, cluster_entropy, instance_loss
-from cdrepro.methods.base import ARGMAX, BACKBONE_STAGE, Method, Outputs, Stage
+from cdrepro.methods.base import ARGMAX, BACKBONE_STAGE, Method, MethodSettings, Outputs, Stage
 from cdrepro.methods.options import count, temperature
+
+CLUSTER_STAGE = "cluster"
+"""The final stage of a method with a cluster head: the argmax of its output (CC's; CDC's)."""
 
 
 def mlp_head(rep_dim: int, out_dim: int) -> nn.Sequential:
@@ -36,13 +39,17 @@ class ContrastiveClustering(Method):
     gathered = ("z", "y")
     options = {
         "feature_dim": count(128, "width of the instance head's output z (CC: 128)"),
-        "cluster_temperature": temperature(1.0, "tau_C of the cluster-column contrast (CC: 1.0); "
-                                               "tau_I is train.instance_temperature"),
+        "cluster_temperature": temperature(
+            1.0, "tau_C of the cluster-column contrast (CC: 1.0); tau_I is train.instance_temperature"
+        ),
     }
-    authors_layout = {"resnet": "backbone", "instance_projector": "instance_projector",
-                      "cluster_projector": "cluster_projector"}
+    authors_layout = {
+        "resnet": "backbone",
+        "instance_projector": "instance_projector",
+        "cluster_projector": "cluster_projector",
+    }
 
-    def __init__(self, settings, num_classes: int) -> None:
+    def __init__(self, settings: MethodSettings, num_classes: int) -> None:
         super().__init__(settings, num_classes)
         # K is the dataset's number of classes (10; 20 for CIFAR-100-20), as in CC.
         self.instance_projector = mlp_head(settings.rep_dim, settings.options["feature_dim"])
@@ -62,9 +69,8 @@ class ContrastiveClustering(Method):
         # CC's code form, H_a + H_b with weight 1: it is added, as log K - H(p) is 0 when the
         # batch's mass is spread evenly over the clusters.
         entropy = cluster_entropy(out1["y"]) + cluster_entropy(out2["y"])
-        return {"instance": instance, "cluster": cluster, "entropy": entropy,
-                "loss": instance + cluster + entropy}
+        return {"instance": instance, "cluster": cluster, "entropy": entropy, "loss": instance + cluster + entropy}
 
     def stages(self) -> dict[str, Stage]:
         # The cluster head's argmax is CC's clustering: no K-means on top of it.
-        return {BACKBONE_STAGE: Stage("h"), "cluster": Stage("y", ARGMAX)}
+        return {BACKBONE_STAGE: Stage("h"), CLUSTER_STAGE: Stage("y", ARGMAX)}

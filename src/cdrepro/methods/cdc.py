@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from cdrepro.losses import joint_representation, nt_xent, sinkhorn_knopp, swapped_prediction_loss
-from cdrepro.methods.base import ARGMAX, BACKBONE_STAGE, Method, Outputs, Stage
-from cdrepro.methods.cc import mlp_head
+from cdrepro.methods.base import ARGMAX, BACKBONE_STAGE, Method, MethodSettings, Outputs, Stage
+from cdrepro.methods.cc import CLUSTER_STAGE, mlp_head
 from cdrepro.methods.options import count, temperature, weight
 
 
@@ -36,8 +36,7 @@ class ContrastiveDisentanglementForClustering(Method):
     gathered = ("z", "logits")
     options = {
         "feature_dim": count(128, "width of the instance part z (ours, as CC's 128)"),
-        "alpha": weight(1.0, "weight of p in r = normalize([alpha p; z]) (ours: a confident p "
-                                 "then has the norm of z)"),
+        "alpha": weight(1.0, "weight of p in r = normalize([alpha p; z]) (ours: a confident p then has the norm of z)"),
         "contrast_temperature": temperature(0.5, "tau of the NT-Xent on r (ours, as the instance loss)"),
         "categorical_weight": weight(1.0, "weight of the swapped equipartition term (ours)"),
         "sinkhorn_epsilon": temperature(0.05, "Sinkhorn-Knopp's epsilon (ours, SwAV's 0.05)"),
@@ -45,7 +44,7 @@ class ContrastiveDisentanglementForClustering(Method):
     }
     authors_layout = {}  # no released code or checkpoints
 
-    def __init__(self, settings, num_classes: int) -> None:
+    def __init__(self, settings: MethodSettings, num_classes: int) -> None:
         super().__init__(settings, num_classes)
         self.categorical_head = mlp_head(settings.rep_dim, num_classes)
         self.instance_head = mlp_head(settings.rep_dim, settings.options["feature_dim"])
@@ -72,4 +71,4 @@ class ContrastiveDisentanglementForClustering(Method):
 
     def stages(self) -> dict[str, Stage]:
         # argmax of the logits is argmax of p: no softmax needed at evaluation.
-        return {BACKBONE_STAGE: Stage("h"), "cluster": Stage("logits", ARGMAX)}
+        return {BACKBONE_STAGE: Stage("h"), CLUSTER_STAGE: Stage("logits", ARGMAX)}

@@ -16,10 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdrepro.losses import cross_level_loss
-from cdrepro.methods.base import BACKBONE_STAGE, Outputs, Stage
+from cdrepro.methods.base import BACKBONE_STAGE, MethodSettings, Outputs, Stage
 from cdrepro.methods.options import choice, count, temperature, weight, width
 from cdrepro.methods.simclr import SimCLR
 
+GROUP_STAGE = "group"
+"""CLD's final stage: K-means on the group branch's output g."""
 
 
 class NormedLinear(nn.Module):
@@ -52,9 +54,11 @@ def one_group_problem(groups: int | str) -> str | None:
     """Why one group is refused, or None: every instance then picks the one centroid, so the
     cross-level loss is exactly 0, the group head never trains, and CLD is SimCLR."""
     if groups == 1:
-        return ("cld option groups gives K = 1 group: every instance picks its one centroid, so "
-                "the group loss is exactly 0 and CLD reduces to SimCLR; use method simclr, or "
-                "groups of at least 2")
+        return (
+            "cld option groups gives K = 1 group: every instance picks its one centroid, so "
+            "the group loss is exactly 0 and CLD reduces to SimCLR; use method simclr, or "
+            "groups of at least 2"
+        )
     return None
 
 
@@ -63,9 +67,11 @@ def groups_problem(groups: int, batch_size: int) -> str | None:
     discrimination again), or None."""
     if groups < batch_size:
         return None
-    return (f"cld option groups gives K = {groups} groups for a batch of {batch_size} (the run's "
-            f"batch_size); K must be smaller than the batch (K >= B degenerates into instance "
-            f"discrimination): use groups: half_batch (K = {batch_size // 2}) or a number below {batch_size}")
+    return (
+        f"cld option groups gives K = {groups} groups for a batch of {batch_size} (the run's "
+        f"batch_size); K must be smaller than the batch (K >= B degenerates into instance "
+        f"discrimination): use groups: half_batch (K = {batch_size // 2}) or a number below {batch_size}"
+    )
 
 
 class CrossLevelDiscrimination(SimCLR):
@@ -74,15 +80,21 @@ class CrossLevelDiscrimination(SimCLR):
     # K-means runs on the global batch, so 1 process and 2 group the same rows the same way.
     gathered = ("z", "g")
     options = {
-        "groups": width("half_batch", "K, groups per step, smaller than the batch; half_batch = B // 2 "
-                                  "(ours; the authors' CIFAR-10 scripts: 128 at B 256 with NPID, "
-                                  "200 with MoCo)"),
+        "groups": width(
+            "half_batch",
+            "K, groups per step, smaller than the batch; half_batch = B // 2 "
+            "(ours; the authors' CIFAR-10 scripts: 128 at B 256 with NPID, "
+            "200 with MoCo)",
+        ),
         "group_temperature": temperature(0.2, "tau_G of the cross-level loss (the authors' scripts: 0.2)"),
         "group_weight": weight(1.0, "lambda: loss = instance + lambda * group"),
         "kmeans_iterations": count(5, "Lloyd iterations of the per-step K-means (scripts: 5)"),
         "group_dim": count(128, "width of the group features g"),
-        "group_head": choice("normed_linear", ("normed_linear", "linear"),
-                             "the group layer: normed_linear (MoCo scripts) or linear (NPID)"),
+        "group_head": choice(
+            "normed_linear",
+            ("normed_linear", "linear"),
+            "the group layer: normed_linear (MoCo scripts) or linear (NPID)",
+        ),
     }
     # The authors' checkpoints are MoCo / NPID models of other backbones (a CIFAR ResNet-18,
     # encoder_q.*): none fits this architecture, so no layout is mapped.
@@ -97,7 +109,7 @@ class CrossLevelDiscrimination(SimCLR):
         # One group is refused by validation only: the model itself can be built and trained.
         return groups_problem(options["groups"], batch_size) or one_group_problem(options["groups"])
 
-    def __init__(self, settings, num_classes: int) -> None:
+    def __init__(self, settings: MethodSettings, num_classes: int) -> None:
         super().__init__(settings, num_classes)
         o = settings.options
         problem = groups_problem(o["groups"], settings.batch_size)  # validate says so earlier
@@ -117,10 +129,11 @@ class CrossLevelDiscrimination(SimCLR):
     def loss(self, out1: Outputs, out2: Outputs) -> dict[str, torch.Tensor]:
         o = self.settings.options
         terms = super().loss(out1, out2)
-        terms["group"] = cross_level_loss(out1["g"], out2["g"], self.groups, o["group_temperature"],
-                                          o["kmeans_iterations"])
+        terms["group"] = cross_level_loss(
+            out1["g"], out2["g"], self.groups, o["group_temperature"], o["kmeans_iterations"]
+        )
         terms["loss"] = terms["instance"] + o["group_weight"] * terms["group"]
         return terms
 
     def stages(self) -> dict[str, Stage]:
-        return {BACKBONE_STAGE: Stage("h"), "group": Stage("g")}
+        return {BACKBONE_STAGE: Stage("h"), GROUP_STAGE: Stage("g")}

@@ -7,11 +7,17 @@ build the same layers in the same order and compute the same loss.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from cdrepro.losses import instance_loss
-from cdrepro.methods.base import BACKBONE_STAGE, Method, Outputs, Stage
+from cdrepro.methods.base import BACKBONE_STAGE, Method, MethodSettings, Outputs, Stage
+
+PROJECTOR_STAGE = "projector"
+"""The instance branch's last stage: K-means on the projector's output z (SimCLR's final stage,
+and CD's without its feature predictor)."""
 
 
 def instance_projector(rep_dim: int, hidden_dim: int) -> nn.Sequential:
@@ -27,9 +33,9 @@ def instance_projector(rep_dim: int, hidden_dim: int) -> nn.Sequential:
 class SimCLR(Method):
     name = "simclr"
     label = "SimCLR"
-    gathered = ("z",)
+    gathered: ClassVar[tuple[str, ...]] = ("z",)  # as Method's: subclasses gather more outputs
 
-    def __init__(self, settings, num_classes: int) -> None:
+    def __init__(self, settings: MethodSettings, num_classes: int) -> None:
         super().__init__(settings, num_classes)
         self.instance_projector = instance_projector(settings.rep_dim, settings.hidden_dim)
 
@@ -44,4 +50,4 @@ class SimCLR(Method):
         return {"instance": instance, "loss": instance}
 
     def stages(self) -> dict[str, Stage]:
-        return {BACKBONE_STAGE: Stage("h"), "projector": Stage("z")}
+        return {BACKBONE_STAGE: Stage("h"), PROJECTOR_STAGE: Stage("z")}

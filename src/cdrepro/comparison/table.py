@@ -1,16 +1,16 @@
-"""The methods table as LaTeX: every method trained here under one protocol, beside its
-published numbers.
+"""The methods comparison's table as LaTeX (``methods.tex``, "the methods table"): every method
+trained here under one protocol, beside its published numbers.
 
-Input: ``cdrepro.method_comparison.methods_frame`` of a profile's results for the
+Input: ``cdrepro.comparison.frame.comparison_frame`` of a profile's results for the
 ``compare_methods`` target (``cdrepro methods-table`` loads them; every run where no run is
-tagged for it). Output (``write_methods_table``): ``methods.tex``, ``methods.csv`` (that frame)
-and ``methods_differences.csv`` (``method_comparison.methods_differences``: the paired
-differences of our rows) in ``<results_dir>/<profile>/tables/``.
+tagged for it). Output (``write_comparison_table``): ``methods.tex``, ``methods.csv`` (that frame)
+and ``methods_differences.csv`` (``comparison_differences``: the paired differences of our
+rows) in ``<results_dir>/<profile>/tables/``.
 
 Layout: one block per dataset, in the frame's order (the pixel baseline, then each method: our
 rows, then its published rows, each labelled with its source; a method with nothing published
 says so in a row of its own). Columns: the backbone stage (K-means on h) and the method's final
-stage, NMI/ARI/ACC, mean +- the half-width of its 95 % interval over seeds (``tables.Cell``; the
+stage, NMI/ARI/ACC, mean +- the half-width of its 95 % interval over seeds (``latex.Cell``; the
 std and the interval's ends are in the CSV), and the number of seeds ("one seed": a plain
 number, no interval). A published number no reachable source confirms carries an asterisk; the
 notes of the published rows (CC's STL-10 with its unlabeled images, where CC's paper and CD's
@@ -20,7 +20,7 @@ column within a dataset; the raw-pixel row and the published rows are references
 Then a compact table of the paired differences of our rows (``tab:cdrepro-methods-differences``):
 one row per dataset, batch size and pair ("CD - SimCLR"; "CD (no_ne) - CD"), its shared seeds,
 and the difference at the backbone and the final stage, NMI/ARI/ACC, mean +- half-width,
-marked where within noise (``tables.difference_latex``).
+marked where within noise (``latex.difference_latex``).
 """
 
 from __future__ import annotations
@@ -32,12 +32,34 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from cdrepro import atomic
-from cdrepro.method_comparison import NONE, OURS, ROLES, batch_of, methods_differences, methods_frame
-from cdrepro.results import (AUTHORS_REPO, BASELINE_VARIANT, CC_PAPER, CD_PAPER, SCORES, ProfileResults,
-                             load_cc_results, load_paper_results, load_repo_variability, published_rows)
-from cdrepro.tables import (Cell, bold_by_column, dataset_title, default_results_label, difference_latex,
-                            difference_words, half_width, latex_escape, latex_row, render_cells, row_seeds,
-                            seeds_text, spread_words, table_float, two_stage_header)
+from cdrepro.comparison.frame import NONE, OURS, ROLES, batch_of, comparison_differences, comparison_frame
+from cdrepro.latex import (
+    Cell,
+    bold_by_column,
+    dataset_title,
+    default_results_label,
+    difference_latex,
+    difference_words,
+    half_width,
+    latex_escape,
+    latex_row,
+    render_cells,
+    row_seeds,
+    seeds_text,
+    spread_words,
+    table_float,
+    two_stage_header,
+)
+from cdrepro.published import (
+    AUTHORS_REPO,
+    CC_PAPER,
+    CD_PAPER,
+    load_cc_results,
+    load_paper_results,
+    load_repo_variability,
+    published_rows,
+)
+from cdrepro.results import BASELINE_VARIANT, SCORES, ProfileResults
 
 UNCONFIRMED = r"$^{\ast}$"
 _NOTE_SYMBOLS = (r"\dagger", r"\ddagger", r"\S", r"\P", r"\|")
@@ -59,8 +81,9 @@ class RowKey(NamedTuple):
 
 
 def _key(rec: Mapping[str, Any]) -> RowKey:
-    return RowKey(rec["dataset"], rec["method"], rec["variant"], batch_of(rec["batch_size"]), rec["source"],
-                  rec["paper_column"])
+    return RowKey(
+        rec["dataset"], rec["method"], rec["variant"], batch_of(rec["batch_size"]), rec["source"], rec["paper_column"]
+    )
 
 
 def table_rows(frame: pd.DataFrame) -> dict[RowKey, pd.DataFrame]:
@@ -93,7 +116,9 @@ def _cells(part: pd.DataFrame) -> list[Cell | None]:
 def _unconfirmed(part: pd.DataFrame) -> set[int]:
     """The cell indices (as ``_cells``) of numbers no reachable source confirms."""
     hit = part[~part["confirmed"].astype(bool)]
-    return {ROLES.index(r) * len(SCORES) + SCORES.index(m) for r, m in zip(hit["stage_role"], hit["metric"])}
+    return {
+        ROLES.index(r) * len(SCORES) + SCORES.index(m) for r, m in zip(hit["stage_role"], hit["metric"], strict=True)
+    }
 
 
 def _notes(cells: Iterable[str]) -> list[str]:
@@ -122,12 +147,13 @@ def _lead(key: RowKey, part: pd.DataFrame, marks: Mapping[str, str]) -> list[str
     return [method, batch, source, latex_escape(finals.iloc[0]) if len(finals) else "", seeds]
 
 
-def _dataset_lines(dataset: str, rows: Sequence[tuple[RowKey, pd.DataFrame]], titles: Mapping[str, str],
-                   marks: Mapping[str, str]) -> list[str]:
+def _dataset_lines(
+    dataset: str, rows: Sequence[tuple[RowKey, pd.DataFrame]], titles: Mapping[str, str], marks: Mapping[str, str]
+) -> list[str]:
     """One dataset's block: our methods' rows ranked per column; the pixel baseline and the
     published rows as printed (references, not contestants)."""
     ranked = [key for key, _ in rows if key.source == OURS and key.variant != BASELINE_VARIANT]
-    bold = dict(zip(ranked, bold_by_column([_cells(part) for key, part in rows if key in ranked])))
+    bold = dict(zip(ranked, bold_by_column([_cells(part) for key, part in rows if key in ranked]), strict=True))
     lines = [r"\midrule"]
     for i, (key, part) in enumerate(rows):
         lead = [dataset_title(dataset, titles) if i == 0 else ""] + _lead(key, part, marks)
@@ -147,8 +173,9 @@ def _header() -> list[str]:
 
 def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:
     notes = " ".join(f"${mark}$: {latex_escape(note)}." for note, mark in marks.items())
-    unconfirmed = "" if frame["confirmed"].astype(bool).all() else \
-        f" {UNCONFIRMED}: not confirmed by a reachable source."
+    unconfirmed = (
+        "" if frame["confirmed"].astype(bool).all() else f" {UNCONFIRMED}: not confirmed by a reachable source."
+    )
     return (
         "Every method trained here under one protocol (the same images, backbone, augmentation, "
         rf"optimizer, epochs, seeds and evaluation), from \texttt{{{latex_escape(label)}}}: K-means "
@@ -160,8 +187,7 @@ def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:
         "shown; the CD authors' repository's no-head model, which is SimCLR's model (mean $\\pm$ "
         "std over several runs). CDC is reconstructed from its abstract (docs/methods.md). Bold: "
         "the best of our methods per column within a dataset; the raw-pixel K-means and the "
-        "published rows are references, not ranked. ``--'': no number." + unconfirmed
-        + (" " + notes if notes else "")
+        "published rows are references, not ranked. ``--'': no number." + unconfirmed + (" " + notes if notes else "")
     )
 
 
@@ -188,28 +214,40 @@ def _paged(blocks: Sequence[list[str]], header: list[str], name: str, caption: s
     for i, group in enumerate(_floats(blocks)):
         lines = header + [line for block in group for line in block] + [r"\bottomrule", r"\end{tabular}"]
         text = caption if i == 0 else f"Continued from Table~\\ref{{tab:cdrepro-{name}}} (the same columns and marks)."
-        floats.append(table_float(name if i == 0 else f"{name}-{i + 1}", text, lines, small=True,
-                                  generator=__name__, font=r"\footnotesize"))
+        floats.append(
+            table_float(
+                name if i == 0 else f"{name}-{i + 1}",
+                text,
+                lines,
+                generator=__name__,
+                small=True,
+                font=r"\footnotesize",
+            )
+        )
     return floats
 
 
-def render_methods_table(frame: pd.DataFrame, titles: Mapping[str, str], label: str,
-                         differences: pd.DataFrame | None = None) -> str:
-    """``methods.tex`` from ``methods_frame``'s rows, then the table of their paired differences
-    (``differences``: ``methods_differences(frame)``, computed when not given); a one-line note
+def render_comparison_table(
+    frame: pd.DataFrame, titles: Mapping[str, str], label: str, differences: pd.DataFrame | None = None
+) -> str:
+    """``methods.tex`` from ``comparison_frame``'s rows, then the table of their paired differences
+    (``differences``: ``comparison_differences(frame)``, computed when not given); a one-line note
     when there is no run."""
     if not (frame["source"] == OURS).any():
         note = f"Methods table: no run in \\texttt{{{latex_escape(label)}}}."
-        return f"% Generated by cdrepro.methods_table.\n\\noindent\\textit{{{note}}}\\par\n"
+        return f"% Generated by {__name__}.\n\\noindent\\textit{{{note}}}\\par\n"
     rows = table_rows(frame)
     marks = note_marks(frame)
-    blocks = [_dataset_lines(dataset, [(k, p) for k, p in rows.items() if k.dataset == dataset], titles, marks)
-              for dataset in dict.fromkeys(key.dataset for key in rows)]
+    blocks = [
+        _dataset_lines(dataset, [(k, p) for k, p in rows.items() if k.dataset == dataset], titles, marks)
+        for dataset in dict.fromkeys(key.dataset for key in rows)
+    ]
     floats = _paged(blocks, _header(), "methods", _caption(frame, label, marks))
-    differences = methods_differences(frame) if differences is None else differences
+    differences = comparison_differences(frame) if differences is None else differences
     if len(differences):
-        blocks = [_difference_block(dataset, part, titles)
-                  for dataset, part in differences.groupby("dataset", sort=False)]
+        blocks = [
+            _difference_block(dataset, part, titles) for dataset, part in differences.groupby("dataset", sort=False)
+        ]
         floats += _paged(blocks, _difference_header(), "methods-differences", _difference_caption(label))
     return "\n".join(floats)
 
@@ -233,9 +271,12 @@ def _difference_block(dataset: str, part: pd.DataFrame, titles: Mapping[str, str
     for i, (_, pair) in enumerate(part.groupby(keys, sort=False)):
         found = {(r["stage_role"], r["metric"]): r for r in pair.to_dict("records")}
         first = pair.iloc[0]
-        lead = [dataset_title(dataset, titles) if i == 0 else "", str(int(first["batch_size"])),
-                f"{latex_escape(first['method_label'])} $-$ {latex_escape(first['vs_method_label'])}",
-                seeds_text(int(first["n_seeds"]))]
+        lead = [
+            dataset_title(dataset, titles) if i == 0 else "",
+            str(int(first["batch_size"])),
+            f"{latex_escape(first['method_label'])} $-$ {latex_escape(first['vs_method_label'])}",
+            seeds_text(int(first["n_seeds"])),
+        ]
         cells = [difference_latex(found.get((role, metric))) for role in ROLES for metric in SCORES]
         lines.append(latex_row(lead + cells))
     return lines
@@ -254,22 +295,25 @@ def _difference_caption(label: str) -> str:
 # Writing
 
 
-METHOD_TABLE_FILES: tuple[str, ...] = ("methods.tex", "methods.csv", "methods_differences.csv")
-"""The methods-table step's files: what its rule and DVC stage declare (``cdrepro.steps``)."""
+COMPARISON_TABLE_FILES: tuple[str, ...] = ("methods.tex", "methods.csv", "methods_differences.csv")
+"""The files of the ``methods_table`` step (``cdrepro methods-table``): what its rule and DVC
+stage declare (``cdrepro.steps``)."""
 
 
-def write_methods_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
+def write_comparison_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
     """Write ``methods.tex``, ``methods.csv`` and ``methods_differences.csv`` (atomically) into
     ``out_dir``; return their paths. ``results_label``: the folder the caption names (default ``results/<profile>``)."""
     out_dir = Path(out_dir)
     published = published_rows(load_paper_results(), load_cc_results(), load_repo_variability())
-    frame = methods_frame(results, published)
-    differences = methods_differences(frame)
+    frame = comparison_frame(results, published)
+    differences = comparison_differences(frame)
     label = results_label or default_results_label(out_dir)
-    texts = {"methods.tex": render_methods_table(frame, results.titles, label, differences),
-             "methods.csv": frame.to_csv(index=False),
-             "methods_differences.csv": differences.to_csv(index=False)}
-    assert tuple(texts) == METHOD_TABLE_FILES, "METHOD_TABLE_FILES is the declaration: keep them one"
+    texts = {
+        "methods.tex": render_comparison_table(frame, results.titles, label, differences),
+        "methods.csv": frame.to_csv(index=False),
+        "methods_differences.csv": differences.to_csv(index=False),
+    }
+    assert tuple(texts) == COMPARISON_TABLE_FILES, "COMPARISON_TABLE_FILES is the declaration: keep them one"
     written = []
     for name, text in texts.items():
         atomic.write_text(out_dir / name, text)
@@ -277,4 +321,4 @@ def write_methods_table(results: ProfileResults, out_dir: Path, *, results_label
     return written
 
 
-__all__ = ["METHOD_TABLE_FILES", "render_methods_table", "write_methods_table"]
+__all__ = ["COMPARISON_TABLE_FILES", "render_comparison_table", "write_comparison_table"]

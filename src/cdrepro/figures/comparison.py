@@ -1,16 +1,16 @@
-"""Method comparison charts: NMI/ARI/ACC at the backbone and the final stage of every method run
-on one dataset, beside the published numbers, with our raw-pixel K-means as a line.
+"""The methods comparison's charts: NMI/ARI/ACC at the backbone and the final stage of every
+method run on one dataset, beside the published numbers, with our raw-pixel K-means as a line.
 
-The numbers are the methods table's (``cdrepro.method_comparison.methods_frame``: the runs for the
+The numbers are the methods table's (``cdrepro.comparison.frame.comparison_frame``: the runs for the
 ``compare_methods`` target, each published number under the method it is of), so the chart and
 the table cannot disagree. A bar is one of our (method, variant, batch size) rows; a published
 number is a marker on a row of its own under its method, labelled with its source (CD's paper,
 CC's own paper, the CD authors' repository); a number no reachable source confirms is hollow.
 Our bars' error bars are the 95 % interval of the mean over seeds (none for one seed: the
 legend says so); under the bars, one panel per metric of the final stage's paired differences
-(``method_comparison.methods_differences``), a point per pair with its interval, hollow where
-within noise. Written beside the ablation chart, for each dataset where the runs are of two methods or more
-(``figures.paths.method_figure_datasets``).
+(``comparison.frame.comparison_differences``), a point per pair with its interval, hollow where
+within noise. Written beside the ablation chart (as ``methods_<dataset>``), for each dataset where
+the runs are of two methods or more (``figures.paths.comparison_figure_datasets``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from cdrepro.comparison.frame import NONE, OURS, comparison_differences
 from cdrepro.figures.ablation import COLUMNS, SOURCES, plot_bars
-from cdrepro.method_comparison import NONE, OURS, methods_differences
-from cdrepro.results import AUTHORS_REPO, BASELINE_VARIANT, CC_PAPER, CD_PAPER, FINAL_ROLE, SOURCE_LABELS
+from cdrepro.published import AUTHORS_REPO, CC_PAPER, CD_PAPER, SOURCE_LABELS
+from cdrepro.results import BASELINE_VARIANT, FINAL_ROLE
 from cdrepro.seed_statistics import interval_note
 
-MARKERS: dict[str, tuple[str, str]] = {CD_PAPER: ("D", "black"), CC_PAPER: ("s", "darkviolet"),
-                                       AUTHORS_REPO: ("o", "dimgray")}
+MARKERS: dict[str, tuple[str, str]] = {
+    CD_PAPER: ("D", "black"),
+    CC_PAPER: ("s", "darkviolet"),
+    AUTHORS_REPO: ("o", "dimgray"),
+}
 NAMES: dict[str, str] = {**SOURCES, **SOURCE_LABELS}
 CHART_COLUMNS: list[str] = [*COLUMNS, "confirmed", "note", "within_noise"]
 DIFFERENCE = "difference"
@@ -39,30 +43,43 @@ def _label(rec: dict) -> str:
 
 
 def _difference_rows(table: pd.DataFrame, dataset: str) -> list[dict]:
-    """The final stage's paired differences of the dataset's pairs (``methods_differences``),
+    """The final stage's paired differences of the dataset's pairs (``comparison_differences``),
     labelled "CD - SimCLR, bs 128", with "(one seed)" where there is no interval. Only the final
     stage: a fourth row of panels would make the chart too tall to read; methods.tex and
     methods_differences.csv have the backbone's."""
-    differences = methods_differences(table)
+    differences = comparison_differences(table)
     mine = differences[(differences["dataset"] == dataset) & (differences["stage_role"] == FINAL_ROLE)]
     rows = []
     for rec in mine.to_dict("records"):
         note = interval_note(rec["n_seeds"])
         label = f"{rec['method_label']} − {rec['vs_method_label']}, bs {rec['batch_size']}"
-        rows.append({**rec, "source": DIFFERENCE, "value": rec["mean"], "confirmed": True,
-                     "label": f"{label} ({note})" if note else label})
+        rows.append(
+            {
+                **rec,
+                "source": DIFFERENCE,
+                "value": rec["mean"],
+                "confirmed": True,
+                "label": f"{label} ({note})" if note else label,
+            }
+        )
     return rows
 
 
 def chart_frame(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """One dataset's numbers as the chart plots them (``CHART_COLUMNS``). ``table``:
-    ``methods_frame``'s rows; our pixel K-means becomes the ``kmeans_pixels`` line; the paired
+    ``comparison_frame``'s rows; our pixel K-means becomes the ``kmeans_pixels`` line; the paired
     differences of the final stage follow, ``source`` ``difference``."""
     rows = []
     for rec in table[(table["dataset"] == dataset) & (table["source"] != NONE)].to_dict("records"):
         pixels = rec["source"] == OURS and rec["variant"] == BASELINE_VARIANT
-        rows.append({**rec, "source": "kmeans_pixels" if pixels else rec["source"], "value": rec["mean"],
-                     "label": rec["method_label"] if pixels else _label(rec)})
+        rows.append(
+            {
+                **rec,
+                "source": "kmeans_pixels" if pixels else rec["source"],
+                "value": rec["mean"],
+                "label": rec["method_label"] if pixels else _label(rec),
+            }
+        )
     rows += _difference_rows(table, dataset)
     frame = pd.DataFrame(rows, columns=CHART_COLUMNS)
     frame["batch_size"] = frame["batch_size"].astype("Int64")
@@ -70,10 +87,11 @@ def chart_frame(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return frame
 
 
-def plot_methods(frame: pd.DataFrame, title: str) -> plt.Figure:
+def plot_comparison(frame: pd.DataFrame, title: str) -> plt.Figure:
     """``chart_frame``'s rows: the bars and markers, then the paired differences' panels."""
     published = frame["source"].isin(list(MARKERS)).any()
     suptitle = f"{title}: NMI / ARI / ACC per method" + (", beside the published numbers" if published else "")
     differences = frame[frame["source"] == DIFFERENCE]
-    return plot_bars(frame[frame["source"] != DIFFERENCE], suptitle, MARKERS, NAMES,
-                     differences if len(differences) else None)
+    return plot_bars(
+        frame[frame["source"] != DIFFERENCE], suptitle, MARKERS, NAMES, differences if len(differences) else None
+    )

@@ -1,11 +1,12 @@
-"""The methods table's numbers: ours and the published ones, lined up under the method they are of.
+"""The methods comparison's numbers: ours and the published ones, lined up under the method they
+are of.
 
-One long frame (``methods_frame``, written as ``methods.csv``) that both the LaTeX table
-(``cdrepro.methods_table``) and the method comparison charts (``cdrepro.figures.methods``) read,
-so the two cannot disagree; the figures may not import the LaTeX module, hence this one.
+One long frame (``comparison_frame``, written as ``methods.csv``) that both the LaTeX table
+(``cdrepro.comparison.table``) and the comparison charts (``cdrepro.figures.comparison``) read,
+so the two cannot disagree; the figures may not import the LaTeX modules, hence this one.
 
 Rows: our backbone and final-stage numbers of every run group (and the pixel baseline), each
-published number of a method we ran on that dataset (``cdrepro.results.published_rows``), and
+published number of a method we ran on that dataset (``cdrepro.published.published_rows``), and
 one row per method of ``NO_PUBLISHED`` saying that there is nothing to show. Which published
 number goes with which of our rows, so that nothing is compared silently across recipes:
 
@@ -17,7 +18,7 @@ number goes with which of our rows, so that nothing is compared silently across 
 - CLD and CDC: nothing published on these datasets (``NO_PUBLISHED``).
 
 Our rows carry, over seeds, the mean, the sample std and the 95 % interval of the mean
-(``ci_low``, ``ci_high``; "one seed" in ``note`` where there is none); ``methods_differences``
+(``ci_low``, ``ci_high``; "one seed" in ``note`` where there is none); ``comparison_differences``
 gives the paired differences between them (``cdrepro.seed_statistics``).
 
 Order: dataset (the paper's first), the pixel baseline, then each method in the registry's
@@ -35,8 +36,18 @@ from typing import Any
 import pandas as pd
 
 from cdrepro.methods import METHODS
-from cdrepro.results import (AUTHORS_REPO, BACKBONE_ROLE, BASELINE_VARIANT, CC_PAPER, CD_PAPER, FINAL_ROLE,
-                             SCORES, SOURCE_LABELS, ProfileResults, dataset_name, dataset_order)
+from cdrepro.methods.cdc import ContrastiveDisentanglementForClustering
+from cdrepro.methods.cld import CrossLevelDiscrimination
+from cdrepro.published import AUTHORS_REPO, CC_PAPER, CD_PAPER, SOURCE_LABELS
+from cdrepro.results import (
+    BACKBONE_ROLE,
+    BASELINE_VARIANT,
+    FINAL_ROLE,
+    SCORES,
+    ProfileResults,
+    dataset_name,
+    dataset_order,
+)
 from cdrepro.seed_statistics import interval_note, paired_differences, with_intervals
 
 ROLES: tuple[str, ...] = (BACKBONE_ROLE, FINAL_ROLE)
@@ -44,14 +55,33 @@ OURS, NONE = "ours", "none"
 SOURCE_ORDER: tuple[str, ...] = (OURS, CD_PAPER, CC_PAPER, AUTHORS_REPO, NONE)
 PIXELS_LABEL = "K-means (raw pixels)"
 NO_PUBLISHED: dict[str, str] = {
-    "cld": "no published NMI/ARI/ACC (CLD's paper gives only kNN and linear-probe accuracies)",
-    "cdc": "no published numbers on these datasets (the abstract gives only a full-ImageNet ACC)",
+    CrossLevelDiscrimination.name: "no published NMI/ARI/ACC (CLD's paper gives only kNN and linear-probe accuracies)",
+    ContrastiveDisentanglementForClustering.name: "no published numbers on these datasets (the abstract gives "
+    "only a full-ImageNet ACC)",
 }
 """The methods with no published clustering number on any of our datasets, and why."""
 CSV_COLUMNS: list[str] = [
-    "dataset", "dataset_title", "method", "method_label", "variant", "batch_size", "source",
-    "source_label", "paper_column", "stage", "stage_role", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds",
-    "seeds", "values", "confirmed", "note",
+    "dataset",
+    "dataset_title",
+    "method",
+    "method_label",
+    "variant",
+    "batch_size",
+    "source",
+    "source_label",
+    "paper_column",
+    "stage",
+    "stage_role",
+    "metric",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+    "seeds",
+    "values",
+    "confirmed",
+    "note",
 ]
 
 
@@ -70,27 +100,45 @@ def batch_of(value: Any) -> int | None:
 def _published_for(ours: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """The published rows of a (dataset, method) we have; one of a variant at a batch size
     (CD-128) only where we ran that variant at that batch size."""
-    have = set(zip(ours["dataset"], ours["method"]))
-    runs = {(d, v, batch_of(b)) for d, v, b in zip(ours["dataset"], ours["variant"], ours["batch_size"])}
-    keep = [(d, m) in have and (v == "" or (d, v, batch_of(b)) in runs)
-            for d, m, v, b in zip(published["dataset"], published["method"], published["variant"],
-                                  published["batch_size"])]
+    have = set(zip(ours["dataset"], ours["method"], strict=True))
+    runs = {(d, v, batch_of(b)) for d, v, b in zip(ours["dataset"], ours["variant"], ours["batch_size"], strict=True)}
+    keep = [
+        (d, m) in have and (v == "" or (d, v, batch_of(b)) in runs)
+        for d, m, v, b in zip(
+            published["dataset"], published["method"], published["variant"], published["batch_size"], strict=True
+        )
+    ]
     return published[keep]
 
 
 def _nothing_published(ours: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, method) of ``NO_PUBLISHED`` that we ran, saying so."""
-    pairs = dict.fromkeys((d, m) for d, m in zip(ours["dataset"], ours["method"]) if m in NO_PUBLISHED)
-    return pd.DataFrame([{"dataset": d, "method": m, "variant": "", "source": NONE, "paper_column": "",
-                          "stage": "", "stage_role": "", "metric": "", "confirmed": True, "note": NO_PUBLISHED[m]}
-                         for d, m in pairs], columns=CSV_COLUMNS)
+    pairs = dict.fromkeys((d, m) for d, m in zip(ours["dataset"], ours["method"], strict=True) if m in NO_PUBLISHED)
+    return pd.DataFrame(
+        [
+            {
+                "dataset": d,
+                "method": m,
+                "variant": "",
+                "source": NONE,
+                "paper_column": "",
+                "stage": "",
+                "stage_role": "",
+                "metric": "",
+                "confirmed": True,
+                "note": NO_PUBLISHED[m],
+            }
+            for d, m in pairs
+        ],
+        columns=CSV_COLUMNS,
+    )
 
 
 def _labels(frame: pd.DataFrame, results: ProfileResults) -> dict[tuple[str, str], str]:
     """(method, variant) -> the row label: the method's label, and the variant where the table
     has several variants of the method (none needed for the variant named as its method)."""
     ours = frame[(frame["source"] == OURS) & (frame["variant"] != BASELINE_VARIANT)]
-    pairs = list(dict.fromkeys(zip(ours["method"], ours["variant"])))
+    pairs = list(dict.fromkeys(zip(ours["method"], ours["variant"], strict=True)))
     counts = pd.Series([m for m, _ in pairs]).value_counts().to_dict()
     labels = {("", BASELINE_VARIANT): PIXELS_LABEL}
     for method, variant in pairs:
@@ -122,21 +170,25 @@ def _sort_keys(frame: pd.DataFrame, results: ProfileResults) -> pd.DataFrame:
     datasets = {d: i for i, d in enumerate(dataset_order(set(frame["dataset"]), results.titles))}
     methods = {m: i for i, m in enumerate(["", *METHODS, *sorted(set(frame["method"]) - set(METHODS) - {""})])}
     variants = {v: i for i, v in enumerate([BASELINE_VARIANT, *results.variants])}
-    keys = pd.DataFrame({
-        "d": frame["dataset"].map(datasets), "m": frame["method"].map(methods),
-        "s": frame["source"].map({s: i for i, s in enumerate(SOURCE_ORDER)}),
-        "v": frame["variant"].map(lambda v: variants.get(v, len(variants))),
-        "b": frame["batch_size"].fillna(-1).astype(int), "p": frame["paper_column"],
-        "r": frame["stage_role"].map({r: i for i, r in enumerate(ROLES)}).fillna(-1),
-        "x": frame["metric"].map({m: i for i, m in enumerate(SCORES)}).fillna(-1),
-    })
+    keys = pd.DataFrame(
+        {
+            "d": frame["dataset"].map(datasets),
+            "m": frame["method"].map(methods),
+            "s": frame["source"].map({s: i for i, s in enumerate(SOURCE_ORDER)}),
+            "v": frame["variant"].map(lambda v: variants.get(v, len(variants))),
+            "b": frame["batch_size"].fillna(-1).astype(int),
+            "p": frame["paper_column"],
+            "r": frame["stage_role"].map({r: i for i, r in enumerate(ROLES)}).fillna(-1),
+            "x": frame["metric"].map({m: i for i, m in enumerate(SCORES)}).fillna(-1),
+        }
+    )
     order = keys.sort_values(list(keys.columns), kind="stable").index
     return frame.loc[order].reset_index(drop=True)
 
 
-def methods_frame(results: ProfileResults, published: pd.DataFrame) -> pd.DataFrame:
+def comparison_frame(results: ProfileResults, published: pd.DataFrame) -> pd.DataFrame:
     """Every number of the methods table, long format (``CSV_COLUMNS``), in table order.
-    ``published``: ``results.published_rows(...)``."""
+    ``published``: ``cdrepro.published.published_rows(...)``."""
     ours = _ours(with_intervals(results.frame))
     parts = [ours, _published_for(ours, published), _nothing_published(ours)]
     present = [p.reindex(columns=CSV_COLUMNS) for p in parts if len(p)]  # concat warns on empty frames
@@ -146,19 +198,22 @@ def methods_frame(results: ProfileResults, published: pd.DataFrame) -> pd.DataFr
     frame["batch_size"] = frame["batch_size"].astype("Int64")
     frame["n_seeds"] = frame["n_seeds"].astype("Int64")
     labels = _labels(frame, results)
-    frame["method_label"] = [_method_label(m, v, labels) for m, v in zip(frame["method"], frame["variant"])]
-    frame["source_label"] = [_source_label(s, c) for s, c in zip(frame["source"], frame["paper_column"])]
+    frame["method_label"] = [
+        _method_label(m, v, labels) for m, v in zip(frame["method"], frame["variant"], strict=True)
+    ]
+    frame["source_label"] = [_source_label(s, c) for s, c in zip(frame["source"], frame["paper_column"], strict=True)]
     frame["dataset_title"] = [dataset_name(d, results.titles) for d in frame["dataset"]]
     return _sort_keys(frame, results)
 
 
-def methods_differences(table: pd.DataFrame) -> pd.DataFrame:
-    """The paired differences of our rows of ``methods_frame`` (every two methods, each ablation
+def comparison_differences(table: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences of our rows of ``comparison_frame`` (every two methods, each ablation
     against its full model, at one dataset and batch size; ``seed_statistics``), in the
     table's order, with each side's row label (``method_label``, ``vs_method_label``), so the
     LaTeX and the chart name a pair as the table names its rows."""
     differences = paired_differences(table, ROLES)
-    labels = dict(zip(zip(table["method"], table["variant"]), table["method_label"]))
+    labels = dict(zip(zip(table["method"], table["variant"], strict=True), table["method_label"], strict=True))
     return differences.assign(
-        method_label=[labels[key] for key in zip(differences["method"], differences["variant"])],
-        vs_method_label=[labels[key] for key in zip(differences["vs_method"], differences["vs_variant"])])
+        method_label=[labels[key] for key in zip(differences["method"], differences["variant"], strict=True)],
+        vs_method_label=[labels[key] for key in zip(differences["vs_method"], differences["vs_variant"], strict=True)],
+    )

@@ -1,0 +1,11 @@
+"""The methods comparison: every method trained here under one protocol, side by side with the
+published numbers (the ``compare_methods`` target; the ``methods_table`` step, ``cdrepro
+methods-table``).
+
+- ``frame``: the numbers, ours and the published ones, lined up under the method they are of
+  (``methods.csv``), and the paired differences of ours (``methods_differences.csv``);
+- ``table``: that frame as LaTeX (``methods.tex``).
+
+The chart of the same numbers is ``cdrepro.figures.comparison``. "Methods" alone names the
+models (``cdrepro.methods``); the files keep their names (``methods.tex``, ...), which users know.
+"""
