@@ -43,6 +43,11 @@ NO_SHARED_SEED = "no shared seed"
 ABLATION_COMPARISON, METHODS_COMPARISON = "ablation", "methods"
 """The two kinds of pair (the ``comparison`` column)."""
 
+SEED_STATISTICS_COLUMNS: list[str] = ["mean", "std", "ci_low", "ci_high", "n_seeds", "seeds", "values"]
+"""A row's statistics over seeds, in every long CSV (all.csv, methods.csv, the differences): the
+mean, std and 95 % interval of the per-seed numbers, their count, and the seeds and numbers
+themselves (``;``-separated)."""
+
 DIFFERENCE_COLUMNS: list[str] = [
     "dataset",
     "batch_size",
@@ -55,13 +60,7 @@ DIFFERENCE_COLUMNS: list[str] = [
     "vs_method",
     "vs_variant",
     "vs_stage",
-    "mean",
-    "std",
-    "ci_low",
-    "ci_high",
-    "n_seeds",
-    "seeds",
-    "values",
+    *SEED_STATISTICS_COLUMNS,
     "within_noise",
     "note",
 ]

@@ -92,7 +92,7 @@ from cdrepro.published import (
 )
 from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, ProfileResults, dataset_name, dataset_order
 from cdrepro.results import SCORES as METRICS
-from cdrepro.seed_statistics import interval_note, paired_differences, with_intervals
+from cdrepro.seed_statistics import SEED_STATISTICS_COLUMNS, interval_note, paired_differences, with_intervals
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +121,7 @@ ALL_COLUMNS: list[str] = [
     "stage",
     "stage_role",
     "metric",
-    "mean",
-    "std",
-    "ci_low",
-    "ci_high",
-    "n_seeds",
-    "seeds",
-    "values",
+    *SEED_STATISTICS_COLUMNS,
     "comparison",
     "vs_method",
     "vs_variant",

@@ -48,7 +48,7 @@ from cdrepro.results import (
     dataset_name,
     dataset_order,
 )
-from cdrepro.seed_statistics import interval_note, paired_differences, with_intervals
+from cdrepro.seed_statistics import SEED_STATISTICS_COLUMNS, interval_note, paired_differences, with_intervals
 
 ROLES: tuple[str, ...] = (BACKBONE_ROLE, FINAL_ROLE)
 OURS, NONE = "ours", "none"
@@ -73,13 +73,7 @@ CSV_COLUMNS: list[str] = [
     "stage",
     "stage_role",
     "metric",
-    "mean",
-    "std",
-    "ci_low",
-    "ci_high",
-    "n_seeds",
-    "seeds",
-    "values",
+    *SEED_STATISTICS_COLUMNS,
     "confirmed",
     "note",
 ]
