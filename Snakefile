@@ -16,6 +16,15 @@ if not workflow.configfiles:
 
 
 include: "workflow/rules/common.smk"
+
+
+# Up to GPUs x runs_per_gpu jobs on this machine's GPUs at once, each in a slot it takes
+# itself (docs/cluster.md, "One machine"); unless --resources gives gpu_slot, and only where
+# jobs run here (a cluster's jobs are the scheduler's to place).
+if workflow.is_main_process and workflow.local_exec and "gpu_slot" not in workflow.global_resources:
+    workflow.register_resource("gpu_slot", GPU_SLOTS)
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

@@ -66,6 +66,8 @@ def params(embedded_params, tmp_path, monkeypatch, tracked, empty_store):
     embedded_params["train"].update(epochs=2, image_size=16, device="cpu")
     embedded_params["evaluate"]["kmeans_n_init"] = 1
     embedded_params["runs"] = [vars(r).copy() for r in RUNS]
+    # A machine of two GPUs, simulated: jobs take GPU slots, and MLflow says which (issue 23).
+    embedded_params["gpus"] = {"count": 2, "slot_dir": str(tmp_path / "slots")}
     store = ProfilePaths.from_params(embedded_params).root / tracking.DB_NAME
     store.parent.mkdir(parents=True)
     shutil.copy(empty_store, store)
@@ -138,6 +140,8 @@ def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog)
             "params_hash": settings.digest(),
         }
         assert tags["git_commit"] and tags["mlflow.source.git.commit"] == tags["git_commit"]
+        # One job at a time here: each takes the first slot of the first GPU.
+        assert (tags["train_gpu_slots"], tags["evaluate_gpu_slots"]) == ("0.0", "0.0")
         assert Path(tags["checkpoint_path"]) == paths.checkpoint(rid).resolve()
         assert Path(tags["checkpoint_path"]).is_file()  # referenced, not copied
 

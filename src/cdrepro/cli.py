@@ -14,10 +14,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cdrepro import config as cfg
 from cdrepro import run_settings as rs
 from cdrepro.runs import ProfilePaths, run_id
+
+if TYPE_CHECKING:
+    from cdrepro.gpu_slots import Placement
 
 log = logging.getLogger("cdrepro")
 
@@ -81,14 +85,18 @@ def cmd_baseline(args: argparse.Namespace) -> None:
     print(f"{args.dataset} raw-pixel K-means: {json.dumps(result['pixels'])}")
 
 
-def _start_processes(args: argparse.Namespace, settings: rs.RunSettings, lock: Path) -> None:
+def _start_processes(
+    args: argparse.Namespace, settings: rs.RunSettings, lock: Path, placement: Placement | None
+) -> None:
     """Become torchrun, which starts ``train.gpus_per_run`` copies of this train command.
 
     Replaces this process (exec) rather than waiting on a child, so that a SIGTERM from the
     scheduler or Snakemake reaches torchrun, which passes it on to the training processes.
     torchrun runs under ``cdrepro.launcher.launch``: its failures read as one line, and the
     processes die with it (they know it by its pid, this one's). torch is not imported first:
-    torchrun and each process import it anyway."""
+    torchrun and each process import it anyway. The GPU slots this process holds
+    (``placement``; None where it takes none) stay held by torchrun, and its processes inherit
+    CUDA_VISIBLE_DEVICES naming their GPUs."""
     from cdrepro.runlock import run_lock
 
     processes = settings.gpus_per_run
@@ -119,36 +127,44 @@ def _start_processes(args: argparse.Namespace, settings: rs.RunSettings, lock: P
     log.info("%s: starting %d training processes: %s", args.run, processes, " ".join(command[1:]))
     sys.stdout.flush()
     sys.stderr.flush()
+    if placement is not None:
+        placement.keep_across_exec()
     # launcher.LAUNCHER_ENV (not imported: it imports torch).
     os.execve(sys.executable, command, dict(os.environ, CDREPRO_LAUNCHER_PID=str(os.getpid())))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from cdrepro.gpu_slots import placed
+
     params, paths = _context(args)
     settings = rs.resolve_run(params, rs.find_run(params, args.run))
-    if settings.gpus_per_run > 1 and "WORLD_SIZE" not in os.environ:  # not under torchrun yet
-        _start_processes(args, settings, paths.lock(args.run))
+    # The GPUs first: CUDA_VISIBLE_DEVICES must name them before CUDA starts.
+    with placed(params, settings.gpus_per_run, args.run) as placement:
+        if settings.gpus_per_run > 1 and "WORLD_SIZE" not in os.environ:  # not under torchrun yet
+            _start_processes(args, settings, paths.lock(args.run), placement)
 
-    from cdrepro import distributed as ddp
-    from cdrepro.device import select_device
-    from cdrepro.launcher import launched_worker
-    from cdrepro.runlock import run_lock
-    from cdrepro.tracking import Tracker
-    from cdrepro.train import RunFiles, train
+        from cdrepro import distributed as ddp
+        from cdrepro.device import select_device
+        from cdrepro.launcher import launched_worker
+        from cdrepro.runlock import run_lock
+        from cdrepro.tracking import Tracker
+        from cdrepro.train import RunFiles, train
 
-    files = RunFiles(
-        paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run), paths.train_summary(args.run)
-    )
-    with launched_worker(), ddp.process_group(select_device(settings.device)) as ranks:
-        if not ranks.is_main:  # rank 0 speaks for the run
-            logging.getLogger("cdrepro").setLevel(logging.WARNING)
-        # Rank 0 holds the run's lock (one writer per run) and alone tracks; the tracker closes
-        # the MLflow run, whatever happens.
-        lock = run_lock(paths.lock(args.run), args.run, "training") if ranks.is_main else contextlib.nullcontext()
-        with lock, Tracker(params, paths, settings, active=None if ranks.is_main else False) as tracker:
-            summary = train(
-                settings, paths.prepared(settings.dataset), files, threads=args.threads, sink=tracker, ranks=ranks
-            )
+        files = RunFiles(
+            paths.checkpoint(args.run), paths.model(args.run), paths.curves(args.run), paths.train_summary(args.run)
+        )
+        tags = {"train_gpu_slots": placement.names} if placement is not None else {}
+        with launched_worker(), ddp.process_group(select_device(settings.device)) as ranks:
+            if not ranks.is_main:  # rank 0 speaks for the run
+                logging.getLogger("cdrepro").setLevel(logging.WARNING)
+            # Rank 0 holds the run's lock (one writer per run) and alone tracks; the tracker
+            # closes the MLflow run, whatever happens.
+            lock = run_lock(paths.lock(args.run), args.run, "training") if ranks.is_main else contextlib.nullcontext()
+            active = None if ranks.is_main else False
+            with lock, Tracker(params, paths, settings, active=active, extra_tags=tags) as tracker:
+                summary = train(
+                    settings, paths.prepared(settings.dataset), files, threads=args.threads, sink=tracker, ranks=ranks
+                )
     if not ranks.is_main:
         return
     where = summary["device"] + (f" ({ranks.world_size} processes)" if ranks.distributed else "")
@@ -160,6 +176,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from cdrepro.evaluate import evaluate
+    from cdrepro.gpu_slots import placed
     from cdrepro.results import write_metrics
     from cdrepro.runlock import run_lock
     from cdrepro.tracking import Tracker
@@ -167,14 +184,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     params, paths = _context(args)
     settings = rs.resolve_run(params, rs.find_run(params, args.run))
     if args.checkpoint is not None:
-        _evaluate_checkpoint(args, params, paths, settings)
+        with placed(params, 1, args.run):
+            _evaluate_checkpoint(args, params, paths, settings)
         return
-    with run_lock(paths.lock(args.run), args.run, "evaluation"):
+    with run_lock(paths.lock(args.run), args.run, "evaluation"), placed(params, 1, args.run) as placement:
         metrics = evaluate(
             settings, paths.prepared(settings.dataset), paths.model(args.run), params["evaluate"], threads=args.threads
         )
         write_metrics(paths.metrics(args.run), metrics)
-        Tracker(params, paths, settings).log_evaluation(metrics)
+        tags = {"evaluate_gpu_slots": placement.names} if placement is not None else {}
+        Tracker(params, paths, settings, extra_tags=tags).log_evaluation(metrics)
     print(f"{args.run}: {_stage_scores(metrics)}")
 
 
@@ -204,19 +223,23 @@ def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfileP
 
 def cmd_tsne(args: argparse.Namespace) -> None:
     from cdrepro.figures.tsne import tsne_figure
+    from cdrepro.gpu_slots import placed
 
     params, _ = _context(args)
-    for path in tsne_figure(params, args.run, threads=args.threads):
-        print(path)
+    with placed(params, 1, f"t-SNE of {args.run}"):
+        for path in tsne_figure(params, args.run, threads=args.threads):
+            print(path)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
     from cdrepro.figures.profile import profile_figures
+    from cdrepro.gpu_slots import placed
     from cdrepro.results import ProfileResults
 
     params, _ = _context(args)
-    for path in profile_figures(params, ProfileResults.load(params), threads=args.threads):
-        print(path)
+    with placed(params, 1, "figures"):
+        for path in profile_figures(params, ProfileResults.load(params), threads=args.threads):
+            print(path)
 
 
 def cmd_tables(args: argparse.Namespace) -> None:

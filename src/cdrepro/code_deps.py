@@ -25,6 +25,7 @@ PLUMBING = frozenset(
         "runlock.py",
         "dvc_bridge.py",
         "launcher.py",
+        "gpu_slots.py",  # which GPU a job runs on, not what it computes
     }
 )
 FOLDERS = ("cdrepro/methods",)

@@ -428,10 +428,17 @@ class Tracker:
     warning and tracking stops for the rest of this tracker's life."""
 
     def __init__(
-        self, params: dict[str, Any], paths: ProfilePaths, settings: RunSettings, active: bool | None = None
+        self,
+        params: dict[str, Any],
+        paths: ProfilePaths,
+        settings: RunSettings,
+        active: bool | None = None,
+        extra_tags: dict[str, str] | None = None,
     ) -> None:
         self.params, self.paths, self.settings = params, paths, settings
         self.active = enabled() if active is None else active
+        # What this job adds about itself (the GPU slots it held: train_gpu_slots, evaluate_gpu_slots).
+        self.extra_tags = extra_tags or {}
         self.client: MlflowClient | None = None  # set by _open, with mlflow_run_id
         self.mlflow_run_id: str | None = None
         self.created = False  # whether this tracker opened a new MLflow run
@@ -508,7 +515,7 @@ class Tracker:
             "run_dir": str(self.paths.run_dir(rid).resolve()),
             "checkpoint_path": str(self.paths.checkpoint(rid).resolve()),
             "model_path": str(self.paths.model(rid).resolve()),
-        }
+        } | self.extra_tags
         # "method" too: to_dict leaves CD's out, so that the digests of CD runs stay as they were.
         flat = settings.to_dict() | {"method": settings.method}
         params = {k: str(v) for k, v in flat.items() if k not in have_params}
@@ -631,6 +638,7 @@ class _Off(Tracker):
 
     def __init__(self) -> None:  # noqa: D107 - deliberately without settings
         self.active = False
+        self.extra_tags = {}
         self.mlflow_run_id = None
         self.created = False
         self.logged_epochs = set()

@@ -3,7 +3,8 @@
 Fast: the project's two profiles plan the pipeline: workflow/profiles/slurm the paper's, with
 the resources each job would ask the cluster for; workflow/profiles/local the embedded one.
 
-Slow, the local profile: two trainings that ask for a GPU run one at a time under it.
+Slow, the local profile: two trainings on a simulated machine of one GPU run one at a time under
+it (the Snakefile's GPU slots).
 
 Slow, SLURM: a single-node cluster is brought up on this machine (slurm_cluster.py: munged, slurmctld
 and slurmd, started by hand as root, with one fake GPU), and a tiny profile's reproduce_tables
@@ -92,22 +93,27 @@ def most_at_once(log: str, rule: str) -> int:
 
 
 @pytest.mark.slow
-def test_local_profile_runs_one_gpu_job_at_a_time(tmp_path):
-    """Two trainings that ask for a GPU (as the paper's do) on two free cores: the local
-    profile's gpu=1 runs them one after the other; without it they run side by side. Only the
-    trainings (and the data they need) run: the SLURM test below runs the whole pipeline."""
-    params_file = two_run_params(tmp_path)
+def test_local_profile_runs_no_more_gpu_jobs_than_slots(tmp_path):
+    """Two trainings on a machine of one GPU with one run a GPU (simulated: gpus.count 1), on
+    two free cores: the Snakefile's gpu_slot resource (GPUs x runs_per_gpu = 1) runs them one
+    after the other, and neither waits for the slot. Given two slots with --resources,
+    Snakemake starts both, and the slot's lock keeps them apart all the same: the second waits
+    (its log says so). Only the trainings (and the data they need) run: the SLURM test below
+    runs the whole pipeline."""
+    params_file = two_run_params(tmp_path, gpus={"count": 1, "slot_dir": str(tmp_path / "slots")})
     models = [str(ProfilePaths(Path("results") / "tiny").model(rid)) for rid in RUNS]
-    args = (*models, "--configfile", str(params_file), "--set-resources", "train:gpu=1")
-    capped = snakemake("--workflow-profile", str(PROFILES / "local"), "--cores", "2", *args, cwd=tmp_path)
+    logs = [tmp_path / "results" / "tiny" / "logs" / "train" / f"{rid}.log" for rid in RUNS]
+    args = ("--workflow-profile", str(PROFILES / "local"), "--cores", "2", *models, "--configfile", str(params_file))
+    capped = snakemake(*args, cwd=tmp_path)
     assert capped.returncode == 0, capped.stderr[-4000:]
     assert most_at_once(capped.stderr, "train") == 1
     assert all((tmp_path / model).is_file() for model in models)
+    assert not any("waiting for" in log.read_text() for log in logs)
 
-    # Not the default profile: most_at_once reads Snakemake's own job lines, not its logger's.
-    uncapped = snakemake("--workflow-profile", "none", "--cores", "2", *args, "--forcerun", "train", cwd=tmp_path)
-    assert uncapped.returncode == 0, uncapped.stderr[-4000:]
-    assert most_at_once(uncapped.stderr, "train") == 2
+    two = snakemake(*args, "--resources", "gpu_slot=2", "--forcerun", "train", cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-4000:]
+    assert most_at_once(two.stderr, "train") == 2
+    assert sum("waiting for 1 free GPU slot(s)" in log.read_text() for log in logs) == 1
 
 
 # --------------------------------------------------------------------------- a real cluster
@@ -124,9 +130,11 @@ def cluster(tmp_path_factory):
         cluster.stop()
 
 
-def two_run_params(folder: Path) -> Path:
+def two_run_params(folder: Path, gpus: dict | None = None) -> Path:
     path = tiny_params(folder)
     params = yaml.safe_load(path.read_text())
+    if gpus:
+        params["gpus"] = gpus
     params["runs"] = [
         r for r in params["runs"] if run_id(Run(r["dataset"], r["batch_size"], r["variant"], r["seed"])) in RUNS
     ]

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 try:
     from cdrepro import config as cdconfig
     from cdrepro import run_settings as cdruns
+    from cdrepro import gpu_slots as cdslots
     from cdrepro.runs import ProfilePaths, run_id
     from cdrepro.data.fingerprint import folder_fingerprint
     from cdrepro.results import comparison_target
@@ -74,9 +75,16 @@ TABLE_RUNS = [run_id(run) for run in cdruns.runs_of(config, "reproduce_tables")]
 COMPARISON_RUNS = [run_id(run) for run in cdruns.runs_of(config, comparison_target(config))]
 LOGS = PATHS.logs_dir()
 CPU_THREADS = config["train"]["cpu_threads"]
+# What the jobs ask a cluster for (the SLURM plugin's sbatch --gpus): GPUs on cuda.
 GPUS_PER_RUN = config["train"]["gpus_per_run"] if config["train"]["device"] == "cuda" else 0
 # Evaluation and figures embed with one process: one GPU whatever training used.
 GPUS_PER_EVAL = 1 if config["train"]["device"] == "cuda" else 0
+# On this machine: its GPU slots (GPUs x gpus.runs_per_gpu; none on the CPU unless gpus.count
+# simulates some), which the jobs take themselves (cdrepro.gpu_slots). The Snakefile makes
+# their number a resource, so that no job waits for a slot: Snakemake starts no more.
+GPU_SLOTS = cdslots.machine_slots(config)
+SLOTS_PER_RUN = config["train"]["gpus_per_run"] if GPU_SLOTS else 0
+SLOTS_PER_EVAL = 1 if GPU_SLOTS else 0
 
 
 wildcard_constraints:

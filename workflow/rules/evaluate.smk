@@ -11,6 +11,7 @@ rule evaluate:
     threads: CPU_THREADS
     resources:
         gpu=GPUS_PER_EVAL,
+        gpu_slot=SLOTS_PER_EVAL,
     params:
         sections=step_params("evaluate"),
     shell:

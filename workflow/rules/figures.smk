@@ -18,6 +18,7 @@ rule tsne:
     threads: CPU_THREADS
     resources:
         gpu=GPUS_PER_EVAL,
+        gpu_slot=SLOTS_PER_EVAL,
     params:
         sections=step_params("tsne"),
     shell:
@@ -48,6 +49,7 @@ rule figures:
     threads: CPU_THREADS
     resources:
         gpu=GPUS_PER_EVAL,
+        gpu_slot=SLOTS_PER_EVAL,
     params:
         sections=step_params("figures"),
     shell:

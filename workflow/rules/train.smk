@@ -12,6 +12,7 @@ rule train:
     threads: CPU_THREADS
     resources:
         gpu=GPUS_PER_RUN,
+        gpu_slot=SLOTS_PER_RUN,
     params:
         # The run's resolved settings: a function of exactly the sections it reads (datasets.<its
         # dataset>, model, methods, variants.<its variant>, train), finer than the sections
