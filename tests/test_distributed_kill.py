@@ -23,7 +23,7 @@ import psutil
 import pytest
 from test_reliability import files_of, load, wait_for, write_profile
 
-from cdrepro import cli, launcher
+from cdrepro import cli, gpu_slots, launcher
 from cdrepro.runlock import run_lock
 from cdrepro.runs import ProfilePaths
 
@@ -35,8 +35,10 @@ EPOCHS = 8
 
 
 def two_process_run(root: Path, embedded: dict) -> tuple[list[str], dict, str]:
-    """The command of a tiny gpus_per_run: 2 training on the CPU, its params and run id."""
+    """The command of a tiny gpus_per_run: 2 training on the CPU, its params and run id, on a
+    simulated machine of two GPUs (issue 23): the job takes both GPU slots."""
     embedded["train"]["gpus_per_run"] = 2
+    embedded["gpus"] = {"count": 2, "slot_dir": str(root / "slots")}
     params_file, params, rid = write_profile(root, embedded, epochs=EPOCHS, n_images=64)
     command = [sys.executable, "-m", "cdrepro", "train", "--params", str(params_file), "--run", rid, "--threads", "1"]
     return command, params, rid
@@ -95,6 +97,10 @@ def test_a_sigkilled_two_process_training_leaves_no_process_and_its_rerun_resume
         wait_for(files.checkpoint.exists, torchrun, "the first checkpoint", timeout=240)
         workers = training_processes(torchrun, rid)
         assert len(alive(workers)) == 2, (tmp_path / "first.log").read_text()[-3000:]
+        # torchrun holds the two GPU slots the job took before it became torchrun, and its
+        # processes see those GPUs only.
+        assert gpu_slots._choose_alone(tmp_path / "slots", ["0", "1"], 1, 1) == []
+        assert {p.environ()["CUDA_VISIBLE_DEVICES"] for p in workers} == {"0,1"}
         killed_at = load(files.checkpoint)["epoch"]
         torchrun.kill()
         torchrun.wait(timeout=30)
@@ -103,6 +109,7 @@ def test_a_sigkilled_two_process_training_leaves_no_process_and_its_rerun_resume
     finally:
         torchrun.kill()
         kill_all(workers)
+    # The kernel freed the slots with torchrun: the rerun takes the same two at once.
     # Nothing trained on: the checkpoint is the one of the kill (or the next, were it being
     # renamed into place just then).
     assert load(files.checkpoint)["epoch"] <= killed_at + 1 < EPOCHS and not files.model.exists()
@@ -116,6 +123,8 @@ def test_a_sigkilled_two_process_training_leaves_no_process_and_its_rerun_resume
     trained = re.findall(rf"{rid} epoch (\d+)/{EPOCHS}", again.stderr)  # rank 0's progress
     assert trained == [str(e) for e in range(killed_at + 1, EPOCHS + 1)], again.stderr[-3000:]
     assert f"{rid}: trained {EPOCHS} epochs" in again.stdout and "(2 processes)" in again.stdout
+    assert f"{rid}: GPU slots 0.0,1.0 (GPUs 0,1; CUDA_VISIBLE_DEVICES=0,1)" in again.stderr
+    assert "waiting for" not in again.stderr
     assert files.model.exists()
 
 
