@@ -159,3 +159,18 @@ def test_a_bad_gpus_setting_names_the_key_and_what_to_write(embedded_params, gpu
     with pytest.raises(cfg.ParamsError) as error:
         cfg.validate_params(embedded_params)
     assert str(next(iter(gpus.values()))) in str(error.value) and hint in str(error.value), str(error.value)
+
+
+def test_a_job_whose_cuda_sees_other_gpus_than_its_slots_stops(monkeypatch):
+    """CUDA started before CUDA_VISIBLE_DEVICES named the job's GPU (no NVML to count them
+    without it): the job would see every GPU and run on the first, which another job holds."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "init", lambda: None)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    held = {gpu_slots.SLOTS_ENV: "2.1", "CUDA_VISIBLE_DEVICES": "2"}
+    with pytest.raises(RuntimeError, match=r"holds GPU slot\(s\) 2.1 but CUDA shows it 4 GPUs .* Set gpus.count"):
+        gpu_slots.check_cuda_sees_its_gpus(held)
+    gpu_slots.check_cuda_sees_its_gpus({})  # no slots held: nothing to check
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    gpu_slots.check_cuda_sees_its_gpus(held)

@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from cdrepro.gpu_slots import check_cuda_sees_its_gpus
+
 
 class DeviceUnavailable(RuntimeError):
     """The params demand a device this machine does not have."""
@@ -14,13 +16,16 @@ class DeviceUnavailable(RuntimeError):
 def select_device(name: str) -> torch.device:
     """``auto`` takes CUDA when present; ``cuda`` without a GPU is an error, not a fallback."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return select_device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailable(
             "train.device is 'cuda' but no CUDA GPU is visible (torch.cuda.is_available() is "
             "False); set train.device to 'auto' or 'cpu', or run on a GPU machine"
         )
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        check_cuda_sees_its_gpus()
+    return device
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

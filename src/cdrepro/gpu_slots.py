@@ -112,6 +112,27 @@ def gpu_count(params: dict[str, Any]) -> int:
     return 0 if params["train"]["device"] == "cpu" else cuda_gpu_count()
 
 
+def check_cuda_sees_its_gpus(environ: MutableMapping[str, str] | None = None) -> None:
+    """Once CUDA is in use: a job holding slots sees their GPUs only. Else CUDA started before
+    CUDA_VISIBLE_DEVICES named them (counting GPUs had to start it: NVML did not answer), and
+    the job would run on GPUs that other jobs hold; it stops instead, saying what to do."""
+    environ = os.environ if environ is None else environ
+    held = environ.get(SLOTS_ENV)
+    if not held:
+        return
+    import torch
+
+    torch.cuda.init()  # from here device_count is the driver's, not NVML's reading of the variable
+    seen, slots = torch.cuda.device_count(), held.split(",")
+    if seen != len(slots):
+        raise RuntimeError(
+            f"this job holds GPU slot(s) {held} but CUDA shows it {seen} GPUs for "
+            f"{VISIBLE_ENV}={environ.get(VISIBLE_ENV)}: gpus.count names more GPUs than the machine "
+            "has, or CUDA started before the variable named the job's GPUs (counting them without "
+            "NVML does that). Set gpus.count in the params file to the machine's number of GPUs"
+        )
+
+
 def machine_slots(params: dict[str, Any]) -> int:
     """The slots of this machine: GPUs x runs_per_gpu; the Snakemake resource ``gpu_slot``."""
     return gpu_count(params) * params["gpus"]["runs_per_gpu"]
@@ -223,6 +244,8 @@ def _record(folder: Path, event: str, placement: Placement, job: str) -> None:
     """One line of record.jsonl: one write with O_APPEND, so concurrent jobs' lines stay whole."""
     line = {"time": time.time(), "event": event, "slots": placement.names, "job": job, "pid": os.getpid()}
     fd = os.open(folder / RECORD, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    with contextlib.suppress(OSError):  # as the locks: every user of the machine appends
+        os.fchmod(fd, 0o666)
     try:
         os.write(fd, (json.dumps(line) + "\n").encode())
     finally:
