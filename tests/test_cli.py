@@ -61,11 +61,13 @@ def error_line(command: str, err: str) -> str:
 
 def test_validate_reports_the_run_count_and_output_folder(params, capsys):
     params["runs"].append({"dataset": "digits", "batch_size": 128, "variant": "no_head", "seed": 1})
+    params["gpus"] = {"count": 4, "runs_per_gpu": 2}  # a machine of 4 GPUs, simulated
     write_params(params)
     code, out, _ = cli(capsys, "validate")
     assert code == 0
     assert re.search(r"\b2 runs\b", out), out
     assert str(ProfilePaths.from_params(params).root) in out
+    assert "GPU slots on this machine: 4 GPUs x 2 runs a GPU (gpus.runs_per_gpu) = up to 8 GPU jobs at once" in out
 
 
 def test_validate_checks_batch_sizes_against_prepared_data(params, capsys):

@@ -42,6 +42,20 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print(
         f"{args.params}: valid; profile '{params['profile']}', {len(params['runs'])} runs, outputs under {paths.root}"
     )
+    print(_slots_line(params))
+
+
+def _slots_line(params: dict) -> str:
+    """What the jobs of ``params`` take of this machine's GPUs (docs/cluster.md, "One machine")."""
+    from cdrepro.gpu_slots import gpu_count
+
+    gpus, per_gpu = gpu_count(params), params["gpus"]["runs_per_gpu"]
+    if not gpus:
+        return "GPU slots on this machine: none (no GPU to train on, or gpus.count 0): GPU jobs take no slots"
+    return (
+        f"GPU slots on this machine: {gpus} GPUs x {per_gpu} runs a GPU (gpus.runs_per_gpu) = up to "
+        f"{gpus * per_gpu} GPU jobs at once"
+    )
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
