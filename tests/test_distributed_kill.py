@@ -200,7 +200,7 @@ def test_a_launched_process_dies_with_its_launcher_and_one_whose_launcher_is_gon
     # A launcher whose worker armed itself, then SIGKILLed: the kernel kills the worker.
     read, write = os.pipe()
 
-    def launcher():
+    def a_launcher():  # not named `launcher`: that is the module under test
         if os.fork() == 0:  # the worker
             launcher.die_with_parent(os.getppid())
             os.write(write, f"{os.getpid()}\n".encode())
@@ -208,7 +208,7 @@ def test_a_launched_process_dies_with_its_launcher_and_one_whose_launcher_is_gon
             os._exit(0)
         time.sleep(60)
 
-    pid = _fork(launcher)
+    pid = _fork(a_launcher)
     worker = psutil.Process(int(os.read(read, 64).decode()))
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)

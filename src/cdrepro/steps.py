@@ -95,9 +95,11 @@ def _run_data(paths: ProfilePaths, item: Item) -> list[Path]:
 
 
 REFERENCES = tuple(
-    Path("src/cdrepro/references") / name for name in ("paper_results.csv", "repo_variability.csv", "cc_results.csv")
+    Path("src/cdrepro/references") / path.name for path in sorted((Path(__file__).parent / "references").glob("*.csv"))
 )
-"""The published numbers the tables and figures print beside ours."""
+"""The published numbers the tables and figures print beside ours: every file of the package's
+references folder, so that a new one needs no edit here (relative to the project root, where
+the rules and DVC's stages run)."""
 
 
 def _profile_results(paths: ProfilePaths, _: Item) -> list[Path]:

@@ -43,7 +43,8 @@ def test_stratified_split_is_fixed_by_its_seed():
     assert stratified_split(np.repeat([0, 1], 5), 0.4, seed=0)[1].tolist() == PINNED_TEST_IDX
 
 
-PINNED_TEST_IDX = None  # filled in below, once computed
+# Computed once (numpy 2.4, PCG64) and kept: a change of the draw order changes every split.
+PINNED_TEST_IDX = [2, 3, 6, 8]
 
 
 def test_every_class_is_in_both_splits():
