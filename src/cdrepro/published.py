@@ -290,6 +290,6 @@ def published_rows(
         parts.append(_from_knn(knn))
     rows = pd.concat([part.reindex(columns=PUBLISHED_COLUMNS) for part in parts], ignore_index=True)
     rows["note"] = rows["note"].fillna("")
-    rows["setting"] = rows["setting"].fillna("")
+    rows["setting"] = ["" if pd.isna(value) else value for value in rows["setting"]]  # all NaN without knn
     rows["batch_size"] = rows["batch_size"].astype("Int64")
     return _mark_disagreements(rows)

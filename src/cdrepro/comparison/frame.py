@@ -98,7 +98,9 @@ def _ours(frame: pd.DataFrame) -> pd.DataFrame:
     """Our backbone and final-stage rows (and the pixel baseline's); "one seed" in the note of
     a row with no interval."""
     ours = frame[frame["stage_role"].isin(ROLES)]
-    return ours.assign(source=OURS, paper_column="", confirmed=True, note=[interval_note(n) for n in ours["n_seeds"]])
+    return ours.assign(
+        source=OURS, paper_column="", confirmed=True, setting="", note=[interval_note(n) for n in ours["n_seeds"]]
+    )
 
 
 def batch_of(value: Any) -> int | None:
