@@ -4,7 +4,7 @@ epochs, not an overrun.
 
 Phases (seconds from the script's start; BUDGET_S = 510 of a 540-s command by default):
   1. setup     unpack the archive, derive the params from workflow/configs/quick.yaml
-               (bench/quick_params.py); ``cdrepro prepare`` then ``baseline`` start in the
+               (bench/quick_params.py); ``cdrepro prepare``, ``split`` and ``baseline`` start in the
                background (CPU only) and run on through phases 2 and 3.
   2. probe     bench/packing_probe.py: 1, 2, 3 and 6 processes at once, each timing every run's
                real step for 1 s (--probe-seconds); rank 0 alone also times model-only and
@@ -157,7 +157,7 @@ def run_id_of(raw: dict[str, Any]) -> str:
 
 
 def prepare_in_background(s: Session) -> threading.Thread:
-    """``prepare`` then ``baseline``, on the CPU, while the GPU is probed and trains."""
+    """``prepare``, ``split`` then ``baseline``, on the CPU, while the GPU is probed and trains."""
     params = ["--params", str(s.params_path)]
     # A few BLAS threads for the baseline's K-means: the training processes need CPU too.
     env = dict(os.environ, OMP_NUM_THREADS=str(s.args.baseline_threads))
@@ -167,6 +167,10 @@ def prepare_in_background(s: Session) -> threading.Thread:
             cdrepro("prepare", *params, "--dataset", "cifar10"), s.logs / "prepare.log", CLOCK.until(s.args.budget)
         )
         if s.background["prepare"]["status"] == 0:
+            # The held-out split evaluation reads (seconds: CIFAR-10's official test split).
+            s.background["split"] = run_logged(
+                cdrepro("split", *params, "--dataset", "cifar10"), s.logs / "split.log", CLOCK.until(s.args.budget)
+            )
             s.background["baseline"] = run_logged(
                 cdrepro("baseline", *params, "--dataset", "cifar10"),
                 s.logs / "baseline.log",

@@ -163,6 +163,25 @@ def flip_prepared_byte(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     npz.write_bytes(bytes(data))
 
 
+def train_split_lacks_class_9(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Digits re-prepared with an official split whose train part has no 9 (all 9s in test)."""
+    from cdrepro.data.prepared import load_prepared, save_prepared
+
+    npz = tmp / profile_file("data", "digits.npz")
+    data = load_prepared(npz)
+    order = np.argsort(data.labels == 9, kind="stable")  # the 9s last
+    nines = int(np.sum(data.labels == 9))
+    splits = {"splits": {"train": len(data) - nines, "test": nines}}
+    save_prepared(
+        npz, npz.with_suffix(".json"), "digits", data.images[order], data.labels[order], data.class_names, splits
+    )
+
+
+def stale_split(tmp: Path) -> None:
+    split = tmp / profile_file("data", "digits.split.json")
+    split.write_text(split.read_text().replace('"data_digest": "', '"data_digest": "0'))
+
+
 def damaged_prepared_metadata(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp / profile_file("data", "digits.json")).write_text('{"name": "digits"')
 
@@ -521,7 +540,7 @@ CASES: dict[str, Case] = {
     "a full disk while evaluating (not advised as if training)": Case(
         ["evaluate", "--run", RID],
         ["disk is full", f"{RID}/metrics.json", "run cdrepro evaluate again", "the trained model is untouched"],
-        setup=after(["train", "--run", RID], then=disk_full_writing("metrics.json")),
+        setup=after(["split", "--dataset", "digits"], ["train", "--run", RID], then=disk_full_writing("metrics.json")),
         prepare_first=True,
     ),
     "a model trained on other data than is prepared now": Case(
@@ -536,11 +555,30 @@ CASES: dict[str, Case] = {
         stamped_file("metrics", settings_digest="0" * 16),
         prepare_first=True,
     ),
+    "a kNN k larger than the train split": Case(
+        ["split", "--dataset", "digits"],
+        ["evaluate.knn.k=2000", "digits's train split of 1438 images", "set evaluate.knn.k <= 1438"],
+        set_in("evaluate", knn={"k": 2000}),
+        prepare_first=True,
+    ),
+    "a test split with classes the train split lacks": Case(
+        ["split", "--dataset", "digits"],
+        ["dataset digits: the test split has classes the train split lacks: 9 (9)"],
+        setup=train_split_lacks_class_9,
+        prepare_first=True,
+    ),
+    "a split of other data than is prepared now": Case(
+        ["evaluate", "--run", RID],
+        ["digits.split.json was drawn from other data", "cdrepro split --dataset digits"],
+        setup=after(["split", "--dataset", "digits"], ["train", "--run", RID], then=lambda tmp, mp: stale_split(tmp)),
+        prepare_first=True,
+    ),
     "a curves.csv of its header only": Case(
         ["figures"],
         [f"{RID}/curves.csv holds no epochs", f"write it again with cdrepro train --run {RID}"],
         setup=after(
             ["baseline", "--dataset", "digits"],
+            ["split", "--dataset", "digits"],
             ["train", "--run", RID],
             ["evaluate", "--run", RID],
             then=header_only_curves,

@@ -207,6 +207,10 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
     baseline = json.loads(paths.baseline("digits").read_text())
     assert baseline["dataset"] == "digits" and set(baseline["pixels"]) == {"nmi", "ari", "acc"}
 
+    code, out, _ = cli(capsys, "split", "--dataset", "digits")
+    assert code == 0 and "stratified split, 1438 train (the kNN bank, the probe's fit) and 359 test images" in out
+    assert json.loads(paths.split("digits").read_text())["n_test"] == 359
+
     # Evaluation before training, tables before evaluation: exit 2, naming the missing file.
     code, _, err = cli(capsys, "evaluate", "--run", RID, "--threads", "1")
     assert code == 2 and "model.pt" in error_line("evaluate", err)
@@ -228,6 +232,7 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
     metrics = json.loads(paths.metrics(RID).read_text())
     assert metrics["run_id"] == RID and metrics["n_images"] == 1797 and metrics["num_classes"] == 10
     assert list(metrics["stages"]) == ["backbone", "feature"] and metrics["final_stage"] == "feature"
+    assert {"knn", "linear"} <= set(metrics["stages"]["backbone"]) and "knn" in metrics["stages"]["feature"]
 
     code, out, _ = cli(capsys, "tables")
     assert code == 0
@@ -237,6 +242,9 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
     assert all(p.parent == paths.tables_dir() and p.is_file() for p in written)
     all_csv = paths.tables_dir().joinpath("all.csv").read_text().splitlines()
     assert "method" in all_csv[0].split(",") and any(line.startswith("ours,") and ",cd," in line for line in all_csv)
+    # The held-out accuracies are rows of all.csv like NMI/ARI/ACC: metric knn (both stages), linear.
+    held_out = [line for line in all_csv if line.startswith("ours,") and (",knn," in line or ",linear," in line)]
+    assert len(held_out) == 3 and all(line.startswith("ours,,") for line in held_out)  # in no paper table
 
     # A metrics.json of another shape (here: from before there were methods): one line naming it.
     old = {k: v for k, v in metrics.items() if k not in ("stages", "final_stage")}
@@ -249,6 +257,7 @@ def test_prepare_baseline_train_evaluate_tables(params, capsys):
 def test_evaluate_refuses_a_model_trained_with_other_settings(params, capsys):
     write_params(params)
     assert cli(capsys, "prepare", "--dataset", "digits")[0] == 0
+    assert cli(capsys, "split", "--dataset", "digits")[0] == 0
     assert cli(capsys, "train", "--run", RID, "--threads", "1")[0] == 0
 
     params["train"]["lr"] = 1e-3

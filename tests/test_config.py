@@ -176,7 +176,15 @@ DOCUMENTED_DEFAULTS = {
         "cpu_threads": 1,
         "gpus_per_run": 1,
     },
-    "evaluate": {"batch_size": 256, "kmeans_n_init": 10, "kmeans_seed": 42, "kmeans_backend": "auto"},
+    "evaluate": {
+        "batch_size": 256,
+        "kmeans_n_init": 10,
+        "kmeans_seed": 42,
+        "kmeans_backend": "auto",
+        "split": {"test_fraction": 0.2, "seed": 42},
+        "knn": {"k": 200, "temperature": 0.07},
+        "linear": {"C": 1.0, "max_iter": 1000},
+    },
     "figures": {
         "dpi": 150,
         "tsne": {"sample": 1000, "perplexity": 30, "max_iter": 1000, "seed": 42},

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cdrepro.config import validate_params
+from cdrepro.data.heldout import SplitError, make_split, write_split
 from cdrepro.data.prepared import load_prepared, meta_path_for, save_prepared
 from cdrepro.device import DeviceUnavailable
 from cdrepro.evaluate import embed, evaluate, kmeans_scores, load_model, pixel_baseline
@@ -30,8 +31,11 @@ HIDDEN_DIM = 12  # differs from K (= the batch size, 16) so the two final widths
 def params(embedded_params):
     embedded_params["model"].update(backbone_width=4, hidden_dim=HIDDEN_DIM)
     embedded_params["train"].update(epochs=1, image_size=16, device="cpu")
-    embedded_params["evaluate"].update(batch_size=EVAL_BATCH, kmeans_n_init=2)
+    embedded_params["evaluate"].update(batch_size=EVAL_BATCH, kmeans_n_init=2, knn={"k": KNN_K})
     return validate_params(embedded_params)
+
+
+KNN_K = 5  # the tiny dataset's train split holds 56 images
 
 
 def settings_of(params: dict, variant: str = "cd") -> RunSettings:
@@ -50,6 +54,13 @@ def prepared(tmp_path) -> Path:
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(N_IMAGES, 12, 12, 3), dtype=np.uint8)
     return write_prepared(tmp_path / "data" / "tiny.npz", images, np.arange(N_IMAGES) % NUM_CLASSES)
+
+
+def split_of(prepared: Path, params: dict) -> Path:
+    """The prepared dataset's held-out split file (what ``cdrepro split`` writes)."""
+    path = prepared.with_suffix(".split.json")
+    write_split(path, make_split(load_prepared(prepared), params["evaluate"]["split"], KNN_K))
+    return path
 
 
 def trained_model(settings: RunSettings, prepared: Path, root: Path) -> Path:
@@ -98,7 +109,7 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
     settings = settings_of(params, variant)
     model_path = trained_model(settings, prepared, tmp_path)
 
-    metrics = evaluate(settings, prepared, model_path, params["evaluate"], threads=1)
+    metrics = evaluate(settings, prepared, model_path, split_of(prepared, params), params["evaluate"], threads=1)
     assert set(metrics) == {
         "run_id",
         "dataset",
@@ -110,6 +121,7 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
         "num_classes",
         "stages",
         "final_stage",
+        "held_out",
         "settings_digest",
         "data_digest",
     }
@@ -126,11 +138,35 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
     assert metrics["n_images"] == N_IMAGES  # every image, the last partial batch included
     assert metrics["num_classes"] == NUM_CLASSES
     assert list(metrics["stages"]) == ["backbone", stage] and metrics["final_stage"] == stage
-    for scores in metrics["stages"].values():
-        assert set(scores) == {"nmi", "ari", "acc"}
+    for name, scores in metrics["stages"].items():
+        assert set(scores) == {"nmi", "ari", "acc", "knn"} | ({"linear"} if name == "backbone" else set())
         assert 0.0 <= scores["nmi"] <= 1.0 and -1.0 <= scores["ari"] <= 1.0
+        assert 0.0 <= scores["knn"] <= 1.0
         assert 1.0 / NUM_CLASSES - 1e-9 <= scores["acc"] <= 1.0  # a one-to-one map gets a class's share
+    assert 0.0 <= metrics["stages"]["backbone"]["linear"] <= 1.0
+    # How the held-out scores were measured: the digits-like tiny set has no official split.
+    held_out = metrics["held_out"]
+    assert held_out["split"] == {
+        "dataset": "tiny",
+        "kind": "stratified",
+        "test_fraction": 0.2,
+        "seed": 42,
+        "n_train": 56,
+        "n_test": 14,
+    }
+    assert held_out["knn"] == {"k": KNN_K, "temperature": 0.07}
+    assert held_out["linear"]["C"] == 1.0 and held_out["linear"]["features"] == "backbone"
     assert json.loads(json.dumps(metrics)) == metrics  # plain JSON, as metrics.json stores it
+
+
+def test_evaluate_refuses_a_split_of_other_data(params, prepared, tmp_path):
+    settings = settings_of(params, "cd")
+    model_path = trained_model(settings, prepared, tmp_path)
+    split = split_of(prepared, params)
+    record = json.loads(split.read_text())
+    split.write_text(json.dumps(record | {"data_digest": "0" * 16}))
+    with pytest.raises(SplitError, match=r"drawn from other data than tiny has now; re-run `cdrepro split"):
+        evaluate(settings, prepared, model_path, split, params["evaluate"], threads=1)
 
 
 def test_evaluate_refuses_a_model_trained_with_other_settings(params, prepared, tmp_path):
@@ -141,7 +177,7 @@ def test_evaluate_refuses_a_model_trained_with_other_settings(params, prepared, 
     params["train"]["lr"] = 1e-3
     changed = settings_of(params, "cd")
     with pytest.raises(RuntimeError, match="other settings"):
-        evaluate(changed, prepared, model_path, params["evaluate"], threads=1)
+        evaluate(changed, prepared, model_path, split_of(prepared, params), params["evaluate"], threads=1)
 
 
 def test_evaluate_refuses_a_model_trained_on_other_data(params, prepared, tmp_path):
@@ -150,7 +186,7 @@ def test_evaluate_refuses_a_model_trained_on_other_data(params, prepared, tmp_pa
     data = load_prepared(prepared)
     write_prepared(prepared, data.images[::-1].copy(), data.labels[::-1].copy())  # same name, other order
     with pytest.raises(RuntimeError, match=f"other data .*{settings.run_id}.*cdrepro train --run"):
-        evaluate(settings, prepared, model_path, params["evaluate"], threads=1)
+        evaluate(settings, prepared, model_path, split_of(prepared, params), params["evaluate"], threads=1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -158,7 +194,9 @@ def test_evaluate_on_cuda_without_a_gpu_is_an_error(params, prepared, tmp_path):
     model_path = trained_model(settings_of(params, "cd"), prepared, tmp_path)
     params["train"]["device"] = "cuda"
     with pytest.raises(DeviceUnavailable):
-        evaluate(settings_of(params, "cd"), prepared, model_path, params["evaluate"], threads=1)
+        evaluate(
+            settings_of(params, "cd"), prepared, model_path, split_of(prepared, params), params["evaluate"], threads=1
+        )
 
 
 # --------------------------------------------------------------------------- scoring

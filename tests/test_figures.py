@@ -56,7 +56,7 @@ def pipeline(tmp_path_factory):
     params = tiny_params(yaml.safe_load((REPO / "params.yaml").read_text()), base / "results")
     params_file = base / "params.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    steps = [("prepare", "--dataset", "digits"), ("baseline", "--dataset", "digits")]
+    steps = [("prepare", "--dataset", "digits"), ("split", "--dataset", "digits"), ("baseline", "--dataset", "digits")]
     for rid in (CD, NO_HEAD):
         steps += [
             ("train", "--run", rid, "--threads", "1"),
@@ -155,7 +155,8 @@ def test_ablation_bars_are_each_runs_metrics(pipeline):
     for run in runs_of(params):
         metrics = json.loads(paths.metrics(run_id(run)).read_text())
         mine = plotted[(plotted["source"] == "ours") & (plotted["variant"] == run.variant)]
-        assert len(mine) == 6 and set(mine["method"]) == {"cd"}
+        # NMI/ARI/ACC of both stages, then the held-out row: kNN of both, the backbone's probe.
+        assert len(mine) == 9 and set(mine["method"]) == {"cd"}
         for row in mine.itertuples():
             assert row.value == pytest.approx(metrics["stages"][row.stage][row.metric], abs=1e-12)
         assert set(mine[mine["stage_role"] == "final"]["stage"]) == {metrics["final_stage"]}

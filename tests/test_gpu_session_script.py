@@ -33,7 +33,8 @@ VARIANTS = ("cd", "no_ne", "simclr", "cc", "cld", "cdc")
 RUNS = [f"cifar10-bs16-{v}-s42" for v in VARIANTS]
 TINY = (
     "--images-per-class 6 --batch-size 16 --set model.backbone_width=4 --set train.image_size=16 "
-    "--set evaluate.kmeans_n_init=2 --packs 1,2 --probe-seconds 0.2 --probe-warmup 1 --startup-s 2 "
+    "--set evaluate.kmeans_n_init=2 --set evaluate.knn.k=10 "  # a kNN bank of 48 images
+    "--packs 1,2 --probe-seconds 0.2 --probe-warmup 1 --startup-s 2 "
     "--eval-s 2 --report-s 40 --threads 1 --max-epochs 2"
 )
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cdrepro.knn import DEFAULT_K, DEFAULT_TEMPERATURE, knn_accuracy, knn_predict
+from cdrepro.config import load_schema
+from cdrepro.knn import knn_accuracy, knn_predict
+
+T = 0.07  # the schema's default temperature (test_defaults_follow_npid_and_cld)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -45,7 +48,8 @@ def as_tensors(bank, labels, queries):
 
 
 def test_defaults_follow_npid_and_cld():
-    assert (DEFAULT_K, DEFAULT_TEMPERATURE) == (200, 0.07)
+    knn = load_schema()["properties"]["evaluate"]["properties"]["knn"]["properties"]
+    assert (knn["k"]["default"], knn["temperature"]["default"]) == (200, T)
 
 
 def test_weighted_vote_on_a_hand_made_bank():
@@ -69,8 +73,8 @@ def test_tied_votes_go_to_the_smallest_label():
     queries = [[1.0, 0.0]]
     for labels in ([2, 1, 0], [1, 2, 0]):
         b, y, q = as_tensors(bank, labels, queries)
-        assert knn_predict(b, y, q, k=2).tolist() == [1]
-        assert oracle_predict(bank, labels, queries, 2, DEFAULT_TEMPERATURE, 3) == [1]
+        assert knn_predict(b, y, q, k=2, temperature=T).tolist() == [1]
+        assert oracle_predict(bank, labels, queries, 2, T, 3) == [1]
     # Equal numbers of equally similar neighbours per class, three classes: still the smallest.
     bank = [[1.0, 1.0], [1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [1.0, 1.0], [1.0, -1.0]]
     labels = [2, 2, 1, 1, 0, 0]
@@ -114,17 +118,19 @@ def test_batching_gives_the_answer_of_one_batch():
     bank = torch.randn(500, 16, generator=g)
     labels = torch.randint(0, 7, (500,), generator=g)
     queries = torch.randn(90, 16, generator=g)
-    whole = knn_predict(bank, labels, queries, k=20, query_batch=90, bank_batch=500)
+    whole = knn_predict(bank, labels, queries, k=20, query_batch=90, bank_batch=500, temperature=T)
     for query_batch, bank_batch in [(1, 500), (7, 13), (90, 3), (32, 20), (1000, 499)]:
         # bank_batch 3 < k: the running top k merges many partial lists.
-        batched = knn_predict(bank, labels, queries, k=20, query_batch=query_batch, bank_batch=bank_batch)
+        batched = knn_predict(
+            bank, labels, queries, k=20, query_batch=query_batch, bank_batch=bank_batch, temperature=T
+        )
         assert torch.equal(batched, whole), (query_batch, bank_batch)
 
 
 def test_k_larger_than_the_bank_is_one_line_naming_k():
     b, y, q = as_tensors([[1.0, 0.0]] * 10, [0] * 10, [[1.0, 0.0]])
     with pytest.raises(ValueError, match=r"^k=11 is larger than the bank's 10 images") as info:
-        knn_predict(b, y, q, k=11)
+        knn_predict(b, y, q, k=11, temperature=T)
     assert "\n" not in str(info.value)
 
 
@@ -140,7 +146,7 @@ def test_k_larger_than_the_bank_is_one_line_naming_k():
 )
 def test_bad_arguments_are_one_line(kwargs, pattern):
     b, y, q = as_tensors([[1.0, 0.0], [0.0, 1.0]], [0, 1], [[1.0, 0.0]])
-    kwargs = {"k": 1, **kwargs}
+    kwargs = {"k": 1, "temperature": T, **kwargs}
     with pytest.raises(ValueError, match=pattern) as info:
         knn_predict(b, y, q, **kwargs)
     assert "\n" not in str(info.value)
@@ -148,18 +154,18 @@ def test_bad_arguments_are_one_line(kwargs, pattern):
 
 def test_mismatched_feature_sizes_are_refused():
     with pytest.raises(ValueError, match="^queries must have the bank's feature size d=2"):
-        knn_predict(torch.ones(3, 2), torch.zeros(3, dtype=torch.long), torch.ones(1, 4), k=1)
+        knn_predict(torch.ones(3, 2), torch.zeros(3, dtype=torch.long), torch.ones(1, 4), k=1, temperature=T)
 
 
 def test_accuracy_counts_a_class_the_bank_lacks_as_wrong():
     b, y, q = as_tensors([[1.0, 0.0], [0.0, 1.0]], [0, 1], [[1.0, 0.1], [0.1, 1.0], [0.1, 1.0]])
-    assert knn_accuracy(b, y, q, torch.tensor([0, 1, 2]), k=1) == pytest.approx(2 / 3)
+    assert knn_accuracy(b, y, q, torch.tensor([0, 1, 2]), k=1, temperature=T) == pytest.approx(2 / 3)
 
 
 def test_half_precision_features_and_empty_queries():
     b, y, q = as_tensors([[1.0, 0.0], [0.0, 1.0]], [0, 1], [[0.9, 0.1]])
-    assert knn_predict(b.bfloat16(), y, q.half(), k=1).tolist() == [0]
-    assert knn_predict(b, y, q[:0], k=1).shape == (0,)
+    assert knn_predict(b.bfloat16(), y, q.half(), k=1, temperature=T).tolist() == [0]
+    assert knn_predict(b, y, q[:0], k=1, temperature=T).shape == (0,)
 
 
 @cuda
@@ -167,7 +173,7 @@ def test_cuda_agrees_with_cpu():
     g = torch.Generator().manual_seed(2)
     bank, queries = torch.randn(2000, 32, generator=g), torch.randn(300, 32, generator=g)
     labels = torch.randint(0, 10, (2000,), generator=g)
-    on_cpu = knn_predict(bank, labels, queries, bank_batch=700)
-    on_gpu = knn_predict(bank.cuda(), labels.cuda(), queries.cuda(), bank_batch=700)
+    on_cpu = knn_predict(bank, labels, queries, k=200, temperature=T, bank_batch=700)
+    on_gpu = knn_predict(bank.cuda(), labels.cuda(), queries.cuda(), k=200, temperature=T, bank_batch=700)
     assert on_gpu.device.type == "cuda"
     assert (on_gpu.cpu() == on_cpu).float().mean() > 0.99  # TF32/ordering may flip near-ties

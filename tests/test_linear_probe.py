@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from cdrepro.linear_probe import DEFAULT_MAX_ITER, linear_probe
+from cdrepro.linear_probe import linear_probe
+
+MAX_ITER = 1000  # the schema's default (evaluate.linear.max_iter)
 
 
 def blobs(rng, n_per_class, num_classes, d, spread):
@@ -20,7 +22,7 @@ def test_separable_features_are_classified_almost_perfectly():
     x, y = blobs(rng, 200, 5, 32, spread=4.0)
     order = rng.permutation(y.size)
     train, test = order[:600], order[600:]
-    result = linear_probe(x[train], y[train], x[test], y[test], max_iter=DEFAULT_MAX_ITER)
+    result = linear_probe(x[train], y[train], x[test], y[test], max_iter=MAX_ITER, C=1.0, seed=0)
     assert result.test_accuracy >= 0.99
     assert result.train_accuracy >= 0.99
     assert result.converged
@@ -34,7 +36,7 @@ def test_shuffled_labels_score_near_chance():
     x, y = blobs(rng, 1500, 4, 16, spread=4.0)
     y_shuffled = rng.permutation(y)
     train, test = np.arange(2000), np.arange(2000, 6000)
-    result = linear_probe(x[train], y_shuffled[train], x[test], y_shuffled[test], max_iter=DEFAULT_MAX_ITER)
+    result = linear_probe(x[train], y_shuffled[train], x[test], y_shuffled[test], max_iter=MAX_ITER, C=1.0, seed=0)
     assert abs(result.test_accuracy - 0.25) < 0.04
 
 
@@ -47,7 +49,7 @@ def test_the_scaler_is_fit_on_the_train_split_only():
     y = np.repeat([0, 1], 100)
     x_train = (np.where(y == 0, -1.0, 1.0) + 0.1 * rng.normal(size=y.size))[:, None]
     x_test = x_train + 10.0
-    result = linear_probe(x_train, y, x_test, y, max_iter=DEFAULT_MAX_ITER)
+    result = linear_probe(x_train, y, x_test, y, max_iter=MAX_ITER, C=1.0, seed=0)
     assert result.train_accuracy == 1.0
     assert result.test_accuracy == 0.5
     np.testing.assert_allclose(result.scaler.mean_, x_train.mean(axis=0))
@@ -58,8 +60,8 @@ def test_torch_features_and_determinism():
     rng = np.random.default_rng(3)
     x, y = blobs(rng, 50, 3, 8, spread=1.0)  # overlapping: the accuracy is not trivially 1
     features, labels = torch.from_numpy(x).float(), torch.from_numpy(y)
-    first = linear_probe(features, labels, x, y, max_iter=DEFAULT_MAX_ITER, seed=7)
-    second = linear_probe(features, labels, x, y, max_iter=DEFAULT_MAX_ITER, seed=7)
+    first = linear_probe(features, labels, x, y, max_iter=MAX_ITER, C=1.0, seed=7)
+    second = linear_probe(features, labels, x, y, max_iter=MAX_ITER, C=1.0, seed=7)
     assert first.test_accuracy == second.test_accuracy
     np.testing.assert_array_equal(first.classifier.coef_, second.classifier.coef_)
 
@@ -67,7 +69,7 @@ def test_torch_features_and_determinism():
 def test_a_capped_solver_says_it_did_not_converge():
     rng = np.random.default_rng(4)
     x, y = blobs(rng, 100, 3, 8, spread=0.5)
-    result = linear_probe(x, y, x, y, max_iter=2)
+    result = linear_probe(x, y, x, y, max_iter=2, C=1.0, seed=0)
     assert not result.converged and result.n_iter == 2
 
 
@@ -89,7 +91,9 @@ def test_bad_input_is_one_line(change, pattern):
         "train_labels": np.array([0, 1, 0, 1]),
         "test_features": np.eye(4)[:, :2],
         "test_labels": np.array([0, 1, 0, 1]),
-        "max_iter": DEFAULT_MAX_ITER,
+        "max_iter": MAX_ITER,
+        "C": 1.0,
+        "seed": 0,
         **change,
     }
     with pytest.raises(ValueError, match=pattern) as info:

@@ -95,6 +95,7 @@ def test_a_method_registered_by_a_test_goes_through_the_whole_pipeline(toy_profi
     paths = toy_profile
     toy, cd = run_id(TOY_RUN), run_id(CD_RUN)
     cdrepro("prepare", "--dataset", "digits")
+    cdrepro("split", "--dataset", "digits")
     cdrepro("baseline", "--dataset", "digits")
     for rid in (cd, toy):
         cdrepro("train", "--run", rid, "--threads", "1")

@@ -85,6 +85,7 @@ def first_run(tmp_path_factory):
     params["model"]["backbone_width"] = 4
     params["train"]["epochs"] = 1
     params["runs"][0]["batch_size"] = 32
+    params["evaluate"] = {"knn": {"k": 20}}  # README: a folder of fewer than 250 images (here 60)
     # A partial figures block: the rest of it comes from the schema's defaults.
     params["figures"] = {"lime": {"num_samples": 50}, "tsne": {"max_iter": 250}}
     (clone / "my.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

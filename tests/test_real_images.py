@@ -55,7 +55,7 @@ def quick_cpu_params(images: Path, results: Path) -> dict:
     params["datasets"]["cifar10"].update(path=str(images), images_per_class=IMAGES_PER_CLASS)
     params["model"]["backbone_width"] = 4
     params["train"].update(epochs=1, cpu_threads=1)
-    params["evaluate"]["kmeans_n_init"] = 1
+    params["evaluate"].update(kmeans_n_init=1, knn={"k": 20})  # a bank of 80% of the few images
     params["variants"] = {name: {"method": name} for name in METHODS}
     params["runs"] = [{"dataset": "cifar10", "batch_size": 64, "variant": name, "seed": 0} for name in METHODS]
     return params
@@ -70,6 +70,7 @@ def test_real_cifar10_images_prepare_and_every_method_trains_one_epoch(real_imag
     paths = ProfilePaths.from_params(params)
     meta = json.loads(paths.prepared_meta("cifar10").read_text())
     assert meta["n_images"] == 10 * IMAGES_PER_CLASS and meta["image_shape"][:2] == [32, 32], meta
+    assert main(["split", "--dataset", "cifar10"]) == 0
     for run in params["runs"]:
         rid = f"cifar10-bs64-{run['variant']}-s0"
         assert main(["train", "--run", rid]) == 0, rid

@@ -38,7 +38,7 @@ def workspace(embedded_params, tmp_path, monkeypatch):
     params["results_dir"] = str(tmp_path / "results")
     params["model"]["backbone_width"] = 64
     params["train"].update(image_size=16, device="cpu")
-    params["evaluate"].update(batch_size=32, kmeans_n_init=2)
+    params["evaluate"].update(batch_size=32, kmeans_n_init=2, knn={"k": 5})  # a small bank
     params["runs"] = [vars(RUN).copy()]
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     params = load_params("params.yaml")
@@ -56,6 +56,7 @@ def workspace(embedded_params, tmp_path, monkeypatch):
         [f"class{i}" for i in range(NUM_CLASSES)],
         {},
     )
+    assert main(["split", "--dataset", "digits"]) == 0  # the held-out split evaluation reads
 
     settings = resolve_run(params, find_run(params, RID))
     torch.manual_seed(0)

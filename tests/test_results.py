@@ -391,3 +391,65 @@ def test_published_numbers_are_lined_up_with_our_methods_and_labelled_by_source(
     simclr = rows[rows.method == "simclr"]
     assert set(simclr.source) == {"authors_repo"} and set(simclr.paper_column) == {"no_head"}
     assert set(rows.method) == {"cd", "cc", "simclr", ""}
+
+
+# --------------------------------------------------------------------------- held-out accuracies (issue 22)
+
+
+def with_held_out(record: dict, knn: float = 0.9, linear: float = 0.8) -> dict:
+    """``record`` as evaluation writes it since issue 22: kNN on every stage, the probe on h."""
+    stages = {name: scores | {"knn": knn} for name, scores in record["stages"].items()}
+    stages["backbone"]["linear"] = linear
+    return record | {"stages": stages, "held_out": {"split": {"kind": "stratified"}, "knn": {"k": 200}}}
+
+
+def test_held_out_accuracies_become_frame_rows_and_older_records_still_read(tmp_path):
+    new = with_held_out(metrics_record("cd"))
+    old = metrics_record("no_head", stages=("backbone", "projector"))  # written before issue 22
+    path = tmp_path / "runs" / new["run_id"] / "metrics.json"
+    results.write_metrics(path, new)
+    assert results.read_metrics(path) == new
+    frame = results.collect([new, old], [BASELINE])
+    held = frame[frame.metric.isin(["knn", "linear"])]
+    assert set(zip(held.variant, held.stage, held.metric, strict=True)) == {
+        ("cd", "backbone", "knn"),
+        ("cd", "feature", "knn"),
+        ("cd", "backbone", "linear"),
+    }
+    assert list(frame[(frame.variant == "cd") & (frame.stage == "backbone")].metric) == [*SCORES, "knn", "linear"]
+    assert set(frame[frame.variant == "no_head"].metric) == set(SCORES)  # nothing invented for the old one
+
+
+def test_a_held_out_accuracy_some_seeds_lack_is_left_out_not_averaged_over_fewer():
+    runs = [with_held_out(metrics_record(seed=42)), metrics_record(seed=43)]
+    assert set(results.collect(runs, []).metric) == set(SCORES)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda r: with_held_out(r, knn=1.5), "stages.backbone.knn must be an accuracy from 0 to 1"),
+        (lambda r: with_held_out(r, linear="high"), "stages.backbone.linear must be an accuracy"),
+        (lambda r: r | {"held_out": 3}, "'held_out' must be an object"),
+    ],
+)
+def test_bad_held_out_values_are_named(tmp_path, change, says):
+    path = tmp_path / "runs" / "digits-bs128-cd-s42" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(change(metrics_record())))
+    with pytest.raises(ResultsError, match=says):
+        results.read_metrics(path)
+
+
+def test_clds_published_knn_comes_with_its_setting():
+    rows = published.published_rows(
+        published.load_paper_results(),
+        published.load_cc_results(),
+        published.load_repo_variability(),
+        published.load_knn_results(),
+    )
+    cld = rows[(rows.method == "cld") & (rows.dataset == "cifar10") & (rows.source == "cld_paper")]
+    npid = cld[cld.paper_column == "NPID+CLD"].iloc[0]
+    assert (npid.metric, npid["mean"], npid.stage_role, npid.setting) == ("knn", 0.867, "final", "k = 200, T = 0.1")
+    assert "projection" in npid.stage and "200 epochs" in npid.note and "ResNet-18" in npid.note
+    assert set(rows[rows.method == "cld"].metric) == {"knn", "linear"}

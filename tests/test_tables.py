@@ -714,7 +714,8 @@ def methods_written(tmp_path_factory) -> dict[str, Path]:
 
 
 def methods_block(tex: str, title: str) -> list[list[str]]:
-    """The rows of one dataset's block of methods.tex (6 lead columns, then 6 numbers)."""
+    """The rows of one dataset's block of methods.tex (6 lead columns, then 6 numbers, then the 3
+    held-out accuracies)."""
     return data_rows_by_dataset(tex, header_rows=2)[title]
 
 
@@ -727,7 +728,7 @@ def test_the_methods_table_has_a_row_per_method_and_the_pixel_row(methods_writte
     stl = methods_block(tex, "STL-10")
     pixels = next(row for row in stl if row[1] == "K-means (raw pixels)")
     assert pixels[6:9] == ["0.991", "0.992", "0.993"]  # a reference: not bold, although the highest
-    assert pixels[9:] == ["--"] * 3 and pixels[5] == ""
+    assert pixels[9:] == ["--"] * 6 and pixels[5] == ""  # no final stage, no held-out accuracy
     cd = next(row for row in stl if row[1] == "CD")
     assert (cd[2], cd[4], cd[5]) == ("128", "feature", "2")
     vals = expected("stl10", 128, "cd", "feature", "acc", (42, 43))
@@ -768,12 +769,12 @@ def test_the_methods_table_puts_the_published_numbers_beside_ours_with_their_sou
     stl = methods_block(tex, "STL-10")
     # CD: its paper's CD-128 (we ran CD at 128 only).
     (cd,) = _published(stl, "CD")
-    assert cd[3] == "CD's paper: CD-128" and [number(c) for c in cd[6:]] == [0.670, 0.523, 0.684, 0.687, 0.549, 0.702]
+    assert cd[3] == "CD's paper: CD-128" and [number(c) for c in cd[6:12]] == [0.670, 0.523, 0.684, 0.687, 0.549, 0.702]
     # CC: CC's own paper (final stage) and CD's paper's CC column (both stages), each labelled.
     cc = {re.sub(r"\$\^\{.*\}\$", "", row[3]): row for row in _published(stl, r"CC (cc\_published)")}
     assert set(cc) == {"CD's paper: CC", "CC's paper"}
-    assert [number(c) for c in cc["CD's paper: CC"][6:]] == [0.608, 0.443, 0.594, 0.622, 0.539, 0.670]
-    assert cc["CC's paper"][6:9] == ["--"] * 3 and [number(c) for c in cc["CC's paper"][9:]] == [0.764, 0.726, 0.850]
+    assert [number(c) for c in cc["CD's paper: CC"][6:12]] == [0.608, 0.443, 0.594, 0.622, 0.539, 0.670]
+    assert cc["CC's paper"][6:9] == ["--"] * 3 and [number(c) for c in cc["CC's paper"][9:12]] == [0.764, 0.726, 0.850]
     assert cc["CC's paper"][10].endswith(r"$^{\ast}$") and not cc["CC's paper"][9].endswith(r"$^{\ast}$")
     assert cc["CC's paper"][2] == "256" and cc["CC's paper"][4] == "cluster"
     # Where the two disagree (STL-10), both rows carry the same mark, and the caption says so.

@@ -28,7 +28,7 @@ import yaml
 import cdrepro.train as train_module
 from cdrepro import tracking
 from cdrepro.cli import main
-from cdrepro.config import load_params, validate_params
+from cdrepro.config import load_params, validate_params, with_defaults
 from cdrepro.data.prepared import meta_path_for, save_prepared
 from cdrepro.run_settings import resolve_run, runs_of
 from cdrepro.runs import ProfilePaths, Run, run_id, tracking_name
@@ -111,6 +111,7 @@ def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog)
     assert uri == f"sqlite:///{(paths.root / 'mlflow.db').resolve()}"
     assert cli(capsys, "tracking-init")[0] == 0
     assert cli(capsys, "prepare", "--dataset", "digits")[0] == 0
+    assert cli(capsys, "split", "--dataset", "digits")[0] == 0
     for run in RUNS:
         assert cli(capsys, "train", "--run", run_id(run), "--threads", "1")[0] == 0
         assert cli(capsys, "evaluate", "--run", run_id(run), "--threads", "1")[0] == 0
@@ -126,7 +127,7 @@ def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog)
         logged = runs[rid]
         assert logged.info.run_name == tracking_name(run) and logged.info.status == "FINISHED"
         expected_params = {k: str(v) for k, v in settings.to_dict().items()} | {"method": "cd"}
-        expected_params.update({f"evaluate.{k}": str(v) for k, v in params["evaluate"].items()})
+        expected_params.update(tracking.flat_params("evaluate", with_defaults(params)["evaluate"]))  # evaluate.knn.k
         assert logged.data.params == expected_params
         tags = logged.data.tags
         keys = ("dataset", "batch_size", "method", "variant", "seed", "profile", "params_hash")
@@ -150,7 +151,9 @@ def test_a_pipeline_logs_one_mlflow_run_per_training_run(params, capsys, caplog)
         finals = {
             f"{stage}_{score}": value for stage, scores in metrics["stages"].items() for score, value in scores.items()
         }
-        assert len(finals) == 6 and finals.items() <= logged.data.metrics.items()
+        # NMI/ARI/ACC of both stages, kNN of both, the backbone's linear probe (issue 22).
+        assert len(finals) == 9 and finals.items() <= logged.data.metrics.items()
+        assert {"backbone_knn", "backbone_linear", "final_knn"} <= set(logged.data.metrics)
         with paths.curves(rid).open(newline="") as handle:
             curves = list(csv.DictReader(handle))
         # Every curves.csv column per epoch: the method's terms under their own names.
@@ -259,8 +262,10 @@ def test_eight_processes_log_concurrently_to_one_sqlite_store(embedded_params, t
     runs = mlflow_runs(uri, embedded_params["profile"])
     assert len(runs) == n
     n_params = (
-        len(resolve_run(embedded_params, Run("digits", 128, "cd", 0)).to_dict()) + 1 + len(embedded_params["evaluate"])
-    )  # the settings, the method, then evaluate.*
+        len(resolve_run(embedded_params, Run("digits", 128, "cd", 0)).to_dict())
+        + 1
+        + len(tracking.flat_params("evaluate", with_defaults(embedded_params)["evaluate"]))
+    )  # the settings, the method, then evaluate.* (evaluate.knn.k, ...)
     for logged in runs:
         i = int(logged.data.tags["seed"])
         assert logged.info.status == "FINISHED"
@@ -285,6 +290,7 @@ def test_training_with_an_unreachable_store_completes_and_syncs_later(
     paths = ProfilePaths.from_params(params)
     rid = run_id(RUNS[0])
     assert cli(capsys, "prepare", "--dataset", "digits")[0] == 0
+    assert cli(capsys, "split", "--dataset", "digits")[0] == 0
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", bad_uri)
     started = time.monotonic()
@@ -300,7 +306,7 @@ def test_training_with_an_unreachable_store_completes_and_syncs_later(
         assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [1, 2]
     assert json.loads(paths.train_summary(rid).read_text())["epochs"] == 2
     metrics = json.loads(paths.metrics(rid).read_text())
-    assert set(metrics["stages"]["backbone"]) == {"nmi", "ari", "acc"}
+    assert set(metrics["stages"]["backbone"]) == {"nmi", "ari", "acc", "knn", "linear"}
     assert list(blocker.parent.glob("a_file*")) == [blocker] and blocker.is_file()
 
     # Once the store is back (here: the profile's own), sync logs what the files hold.

@@ -101,6 +101,7 @@ def test_a_pipeline_logs_through_an_mlflow_server(server_params, mlflow_server, 
     for argv in (
         ["tracking-init"],
         ["prepare", "--dataset", "digits"],
+        ["split", "--dataset", "digits"],
         ["train", "--run", rid, "--threads", "1"],
         ["evaluate", "--run", rid, "--threads", "1"],
     ):

@@ -88,6 +88,21 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(f"{args.dataset}: {meta['n_images']} images, {meta['num_classes']} classes -> {paths.prepared(args.dataset)}")
 
 
+def cmd_split(args: argparse.Namespace) -> None:
+    from cdrepro.data.heldout import make_split, write_split
+    from cdrepro.data.prepared import load_prepared
+
+    params, paths = _context(args)
+    cfg.dataset_settings(params, args.dataset)
+    evaluate = params["evaluate"]
+    split = make_split(load_prepared(paths.prepared(args.dataset)), evaluate["split"], evaluate["knn"]["k"])
+    write_split(paths.split(args.dataset), split)
+    print(
+        f"{args.dataset}: {split.kind} split, {split.train.size} train (the kNN bank, the probe's fit) "
+        f"and {split.test.size} test images -> {paths.split(args.dataset)}"
+    )
+
+
 def cmd_baseline(args: argparse.Namespace) -> None:
     from cdrepro.atomic import write_json
     from cdrepro.evaluate import pixel_baseline_file
@@ -203,7 +218,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         return
     with run_lock(paths.lock(args.run), args.run, "evaluation"), placed(params, 1, args.run) as placement:
         metrics = evaluate(
-            settings, paths.prepared(settings.dataset), paths.model(args.run), params["evaluate"], threads=args.threads
+            settings,
+            paths.prepared(settings.dataset),
+            paths.model(args.run),
+            paths.split(settings.dataset),
+            params["evaluate"],
+            threads=args.threads,
         )
         write_metrics(paths.metrics(args.run), metrics)
         tags = {"evaluate_gpu_slots": placement.names} if placement is not None else {}
@@ -219,6 +239,7 @@ def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfileP
     """``evaluate --checkpoint``: a checkpoint from elsewhere (the authors' released models, say)
     in the run's architecture and on its dataset. Not logged to MLflow, and written beside the
     profile's runs (unless --out says otherwise): it is not the run's own training."""
+    from cdrepro.data.heldout import read_split
     from cdrepro.data.prepared import load_prepared
     from cdrepro.evaluate import evaluate_model
     from cdrepro.methods import build_method
@@ -226,9 +247,10 @@ def _evaluate_checkpoint(args: argparse.Namespace, params: dict, paths: ProfileP
     from cdrepro.results import write_metrics
 
     data = load_prepared(paths.prepared(settings.dataset))
+    split = read_split(paths.split(settings.dataset), data)
     model = build_method(settings, data.num_classes)
     layout = load_checkpoint(args.checkpoint, model, args.run)
-    metrics = evaluate_model(model, settings, data, params["evaluate"], threads=args.threads)
+    metrics = evaluate_model(model, settings, data, split, params["evaluate"], threads=args.threads)
     metrics.update(checkpoint=str(args.checkpoint), layout=layout)
     out = args.out or default_metrics_path(paths, args.run, args.checkpoint)
     write_metrics(out, metrics)
@@ -416,9 +438,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("runs", cmd_runs, "list the run ids of a params file")
     add("methods", cmd_methods, "the methods, their evaluation stages and their options with defaults")
     add("prepare", cmd_prepare, "download/read a dataset into one uint8 array file", dataset=True)
+    add(
+        "split",
+        cmd_split,
+        "the held-out split of a prepared dataset (its official test split, else evaluate.split's)",
+        dataset=True,
+    )
     add("baseline", cmd_baseline, "raw-pixel K-means baseline of a prepared dataset", dataset=True)
     add("train", cmd_train, "train (or resume) one run", run=True, threads=True)
-    add("evaluate", cmd_evaluate, "K-means NMI/ARI/ACC of one trained run", run=True, threads=True)
+    add(
+        "evaluate",
+        cmd_evaluate,
+        "K-means NMI/ARI/ACC of one trained run, and its kNN and linear-probe accuracy on the held-out split",
+        run=True,
+        threads=True,
+    )
     sub.choices["evaluate"].add_argument(
         "--checkpoint",
         type=Path,

@@ -5,7 +5,8 @@ The protocol of the instance-discrimination literature: features of the train sp
 similarity (dot product of L2-normalised features), each neighbour ``i`` voting
 ``exp(s_i / T)`` for its label, and the query takes the label with the largest summed vote.
 
-Defaults, k = 200 and T = 0.07, and where they come from:
+The params' defaults (``evaluate.knn`` in the schema), k = 200 and T = 0.07, and where they
+come from:
 
 * Wu, Xiong, Yu, Lin, "Unsupervised feature learning via non-parametric instance
   discrimination", CVPR 2018 (NPID): the weighted kNN above with k = 200 and the temperature
@@ -42,8 +43,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-DEFAULT_K = 200
-DEFAULT_TEMPERATURE = 0.07
+# k and T have no defaults here: theirs are the params schema's (evaluate.knn), written once.
 # Queries and bank rows per chunk: one (query_batch, bank_batch) float32 similarity block at a
 # time, 256 MiB at these defaults, whatever the sizes of the splits.
 DEFAULT_QUERY_BATCH = 1024
@@ -83,8 +83,8 @@ def knn_predict(
     bank_labels: torch.Tensor,
     queries: torch.Tensor,
     *,
-    k: int = DEFAULT_K,
-    temperature: float = DEFAULT_TEMPERATURE,
+    k: int,
+    temperature: float,
     num_classes: int | None = None,
     query_batch: int = DEFAULT_QUERY_BATCH,
     bank_batch: int = DEFAULT_BANK_BATCH,
@@ -180,8 +180,8 @@ def knn_accuracy(
     queries: torch.Tensor,
     query_labels: torch.Tensor,
     *,
-    k: int = DEFAULT_K,
-    temperature: float = DEFAULT_TEMPERATURE,
+    k: int,
+    temperature: float,
     num_classes: int | None = None,
     query_batch: int = DEFAULT_QUERY_BATCH,
     bank_batch: int = DEFAULT_BANK_BATCH,

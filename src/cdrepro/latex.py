@@ -154,16 +154,24 @@ def latex_row(cells: Sequence[str]) -> str:
     return " & ".join(cells) + r" \\"
 
 
-def two_stage_header(alignment: str, labels: Sequence[str], final_title: str) -> list[str]:
+def two_stage_header(
+    alignment: str, labels: Sequence[str], final_title: str, held_out: Sequence[str] = ()
+) -> list[str]:
     """A table's opening lines: its ``labels`` columns (aligned by ``alignment``), then NMI, ARI
-    and ACC under "Backbone" and under ``final_title``."""
+    and ACC under "Backbone" and under ``final_title``; then, if any, the ``held_out`` columns
+    (one each) under "Held-out accuracy"."""
     first = len(labels) + 1
+    groups = [r"\multicolumn{3}{c}{Backbone}", r"\multicolumn{3}{c}{" + final_title + "}"]
+    rules = rf"\cmidrule(lr){{{first}-{first + 2}}}\cmidrule(lr){{{first + 3}-{first + 5}}}"
+    if held_out:
+        groups.append(rf"\multicolumn{{{len(held_out)}}}{{c}}{{Held-out accuracy}}")
+        rules += rf"\cmidrule(lr){{{first + 6}-{first + 5 + len(held_out)}}}"
     return [
-        r"\begin{tabular}{" + alignment + "c" * 6 + "}",
+        r"\begin{tabular}{" + alignment + "c" * (6 + len(held_out)) + "}",
         r"\toprule",
-        latex_row([*labels, r"\multicolumn{3}{c}{Backbone}", r"\multicolumn{3}{c}{" + final_title + "}"]),
-        rf"\cmidrule(lr){{{first}-{first + 2}}}\cmidrule(lr){{{first + 3}-{first + 5}}}",
-        latex_row([""] * len(labels) + [m.upper() for m in SCORES] * 2),
+        latex_row([*labels, *groups]),
+        rules,
+        latex_row([""] * len(labels) + [m.upper() for m in SCORES] * 2 + list(held_out)),
     ]
 
 

@@ -36,12 +36,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-DEFAULT_C = 1.0  # scikit-learn's default L2 strength, on standardised features
-# lbfgs stops after this many iterations and the result says it did not converge. Not a keyword
-# default of ``linear_probe``: the wiring will pass it from the params schema (issue 21's rule,
-# tests/test_defaults_once.py, which would also take it for t-SNE's ``max_iter`` of the same value).
-DEFAULT_MAX_ITER = 1000
-DEFAULT_SEED = 0
+# C, max_iter: no defaults here; theirs are the params schema's (evaluate.linear), written once.
 
 
 @dataclass(frozen=True)
@@ -91,16 +86,17 @@ def linear_probe(
     test_labels: Any,
     *,
     max_iter: int,
-    C: float = DEFAULT_C,
-    seed: int = DEFAULT_SEED,
+    C: float,
+    seed: int,
 ) -> LinearProbeResult:
     """Fit scaler + logistic regression on the train split, score both splits.
 
     train_features: (N, d), train_labels: (N,), test_features: (M, d), test_labels: (M,);
     numpy arrays or torch tensors on any device. A test label the train split lacks can never
     be predicted and counts as wrong (``cdrepro.data.splits.check_split_classes`` refuses such
-    splits before training). ``max_iter`` caps lbfgs (``DEFAULT_MAX_ITER`` is the suggested
-    value); ``C`` is the inverse L2 strength on standardised features.
+    splits before training). ``max_iter`` caps lbfgs; ``C`` is the inverse L2 strength on
+    standardised features; ``seed`` is scikit-learn's ``random_state`` (lbfgs draws nothing
+    with it: passed for completeness).
     """
     x_train = _features("train_features", train_features)  # (N, d)
     x_test = _features("test_features", test_features)  # (M, d)

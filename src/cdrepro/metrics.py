@@ -1,10 +1,15 @@
-"""Clustering metrics: NMI, ARI and Hungarian-matched accuracy."""
+"""Clustering metrics: NMI, ARI and Hungarian-matched accuracy; the names of the held-out ones."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
+
+KNN, LINEAR = "knn", "linear"
+"""The held-out accuracies (0..1) a stage of metrics.json may carry beside NMI/ARI/ACC: weighted
+kNN (``cdrepro.knn``, every stage) and the linear probe (``cdrepro.linear_probe``, the backbone)."""
+HELD_OUT_SCORES: tuple[str, ...] = (KNN, LINEAR)
 
 
 def confusion(labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""The published numbers: CD's paper (its Tables 2 and 3), CC's own paper, and the CD authors'
-repository, read from the files of ``references/`` (shipped with the package; their sources in
-``references/README.md``).
+"""The published numbers: CD's paper (its Tables 2 and 3), CC's own paper, the CD authors'
+repository, and CLD's kNN and linear-probe accuracies, read from the files of ``references/``
+(shipped with the package; their sources in ``references/README.md``).
 
 In the long format of our own numbers (``cdrepro.results.collect``): ``paper_rows`` (the
 paper's, as Tables 2-3 print them) and ``authors_rows`` (the repository's mean and std), so they
@@ -14,13 +14,16 @@ from __future__ import annotations
 import io
 import math
 from importlib import resources
+from typing import Any
 
 import pandas as pd
 
 from cdrepro.methods.base import BACKBONE_STAGE
 from cdrepro.methods.cc import ContrastiveClustering
 from cdrepro.methods.cd import FEATURE_STAGE, ContrastiveDisentangling
+from cdrepro.methods.cld import CrossLevelDiscrimination
 from cdrepro.methods.simclr import PROJECTOR_STAGE, SimCLR
+from cdrepro.metrics import KNN
 from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, SCORES
 
 REFERENCE_METHOD = ContrastiveDisentangling.name
@@ -117,7 +120,14 @@ def authors_rows(repo: pd.DataFrame) -> pd.DataFrame:
 # Every published number, by the method it is of
 
 CD_PAPER, CC_PAPER, AUTHORS_REPO = "cd_paper", "cc_paper", "authors_repo"
-SOURCE_LABELS: dict[str, str] = {CD_PAPER: "CD's paper", CC_PAPER: "CC's paper", AUTHORS_REPO: "CD authors' repository"}
+CLD_PAPER, CLD_REPO = "cld_paper", "cld_repo"
+SOURCE_LABELS: dict[str, str] = {
+    CD_PAPER: "CD's paper",
+    CC_PAPER: "CC's paper",
+    AUTHORS_REPO: "CD authors' repository",
+    CLD_PAPER: "CLD's paper",
+    CLD_REPO: "CLD's repository",
+}
 CC_METHOD = ContrastiveClustering.name
 """The method of CC's own paper and of CD's paper's CC column."""
 CC_PUBLISHED_BATCH_SIZE = 256
@@ -135,6 +145,7 @@ PUBLISHED_COLUMNS: list[str] = [
     "mean",
     "std",
     "confirmed",
+    "setting",
     "note",
 ]
 # The columns of CD's paper that are of a method we train (its CD-128/CD-256 are CD's own).
@@ -217,7 +228,54 @@ def _mark_disagreements(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def published_rows(paper: pd.DataFrame, cc: pd.DataFrame, repo: pd.DataFrame) -> pd.DataFrame:
+def load_knn_results() -> pd.DataFrame:
+    """Published kNN and linear-probe accuracies with their settings (``references/knn_results.csv``:
+    CLD's paper and repository)."""
+    return pd.read_csv(io.StringIO(_reference_csv("knn_results.csv")), dtype={"k": "Int64"}, keep_default_na=False)
+
+
+# The methods of knn_results.csv, by its spelling.
+_KNN_METHODS = {"CLD": CrossLevelDiscrimination.name}
+KNN_STAGE = "projection z"
+"""What CLD's published kNN is measured on: its 128-d instance projection, our CLD's z, which is not
+one of its evaluation stages (its final stage is the group branch g); the note says so."""
+
+
+def knn_setting(rec: Any) -> str:
+    """A published kNN or linear number's setting, short: "k = 200, T = 0.1" or "linear"."""
+    if rec.metric == KNN:
+        return f"k = {rec.k}, T = {rec.temperature}"
+    return "linear"
+
+
+def _from_knn(knn: pd.DataFrame) -> pd.DataFrame:
+    """knn_results.csv in the long format: a kNN number in the final-stage role (its features are a
+    head's output, not h: ``stage`` says which), a linear one in the backbone's."""
+    rows = [
+        {
+            "source": rec.source,
+            "dataset": rec.dataset,
+            "method": _KNN_METHODS[rec.method],
+            "variant": "",
+            "batch_size": None,
+            "paper_column": rec.variant,
+            "stage": KNN_STAGE if rec.metric == KNN else BACKBONE_STAGE,
+            "stage_role": FINAL_ROLE if rec.metric == KNN else BACKBONE_ROLE,
+            "metric": rec.metric,
+            "mean": float(rec.accuracy),
+            "std": math.nan,
+            "confirmed": True,
+            "setting": knn_setting(rec),
+            "note": f"{rec.variant}: {rec.backbone}, {rec.epochs} epochs, {knn_setting(rec)} on the {rec.features}",
+        }
+        for rec in knn.itertuples(index=False)
+    ]
+    return pd.DataFrame(rows)
+
+
+def published_rows(
+    paper: pd.DataFrame, cc: pd.DataFrame, repo: pd.DataFrame, knn: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every published number of a method we train, long format (``PUBLISHED_COLUMNS``).
 
     ``method`` is our method's name ("" with variant ``kmeans_pixels``: the pixel baseline);
@@ -225,9 +283,13 @@ def published_rows(paper: pd.DataFrame, cc: pd.DataFrame, repo: pd.DataFrame) ->
     at 128) and empty where it is of the method (CC's numbers, for every cc variant);
     ``paper_column`` is the source's own name for it; ``confirmed`` is False for a number no
     reachable source confirms. ``paper``/``cc``/``repo``: ``load_paper_results()``,
-    ``load_cc_results()``, ``load_repo_variability()``."""
+    ``load_cc_results()``, ``load_repo_variability()``; ``knn``: ``load_knn_results()`` (the
+    held-out accuracies; the tables of the paper leave it out)."""
     parts = [_from_cd_paper(paper), _from_cc_paper(cc), _from_authors(repo)]
+    if knn is not None:
+        parts.append(_from_knn(knn))
     rows = pd.concat([part.reindex(columns=PUBLISHED_COLUMNS) for part in parts], ignore_index=True)
     rows["note"] = rows["note"].fillna("")
+    rows["setting"] = ["" if pd.isna(value) else value for value in rows["setting"]]  # all NaN without knn
     rows["batch_size"] = rows["batch_size"].astype("Int64")
     return _mark_disagreements(rows)

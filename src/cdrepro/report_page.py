@@ -39,6 +39,8 @@ from cdrepro.cli import PARAMS_ENV
 
 METRICS = ("nmi", "ari", "acc")
 ROLES = ("backbone", "final")
+# The held-out columns after them, as methods.tex has them (cdrepro.comparison.table.HELD_OUT_COLUMNS).
+HELD_OUT = (("backbone", "knn", "kNN h"), ("final", "knn", "kNN final"), ("backbone", "linear", "Linear h"))
 OURS, NOTHING_PUBLISHED = "ours", "none"
 NOTE_MARKS = ("†", "‡", "§", "¶", "‖")
 UNCONFIRMED = "*"
@@ -83,7 +85,7 @@ def methods_table_html(records: Sequence[Mapping[str, str]]) -> str:
         )
     )
     marks = {note: NOTE_MARKS[i % len(NOTE_MARKS)] * (1 + i // len(NOTE_MARKS)) for i, note in enumerate(notes)}
-    columns = [(role, metric) for role in ROLES for metric in METRICS]
+    columns = [(role, metric) for role in ROLES for metric in METRICS] + [(role, m) for role, m, _ in HELD_OUT]
     cells: dict[tuple[str, ...], list[tuple[float, str] | None]] = {}
     for key, part in rows.items():
         found = {(rec["stage_role"], rec["metric"]): rec for rec in part}
@@ -100,8 +102,12 @@ def methods_table_html(records: Sequence[Mapping[str, str]]) -> str:
         "<thead>",
         '<tr><th rowspan="2">Method</th><th rowspan="2">Batch</th><th rowspan="2">Source</th>'
         '<th rowspan="2">Final stage</th><th rowspan="2">Seeds</th>'
-        '<th colspan="3">Backbone</th><th colspan="3">Final stage</th></tr>',
-        "<tr>" + "".join(f"<th>{m.upper()}</th>" for _ in ROLES for m in METRICS) + "</tr>",
+        '<th colspan="3">Backbone</th><th colspan="3">Final stage</th>'
+        f'<th colspan="{len(HELD_OUT)}">Held-out accuracy</th></tr>',
+        "<tr>"
+        + "".join(f"<th>{m.upper()}</th>" for _ in ROLES for m in METRICS)
+        + "".join(f"<th>{header}</th>" for _, _, header in HELD_OUT)
+        + "</tr>",
         "</thead>",
         "<tbody>",
     ]

@@ -5,8 +5,15 @@ Records (one schema each, checked on reading):
 - ``metrics.json`` of a run (``cdrepro evaluate``)::
 
       {"run_id", "dataset", "batch_size", "method", "variant", "seed", "n_images", "num_classes",
-       "stages": {"backbone": {"nmi", "ari", "acc"}, ..., "<final stage>": {...}},
-       "final_stage": "<final stage>", "settings_digest", "data_digest"}
+       "stages": {"backbone": {"nmi", "ari", "acc", "knn", "linear"}, ..., "<final stage>": {..., "knn"}},
+       "final_stage": "<final stage>", "held_out": {"split", "knn", "linear"},
+       "settings_digest", "data_digest"}
+
+  ``knn`` (every stage) and ``linear`` (the backbone) are the held-out accuracies
+  (``cdrepro.metrics.HELD_OUT_SCORES``, 0..1, on the test split of ``cdrepro.data.heldout``) and
+  ``held_out`` how they were measured (the split's kind and sizes, k and T, the probe's settings
+  and fit). All three are optional: a record written before them (issue 22) is read as it
+  was, and its runs simply have no held-out rows in the frame and "--" in the tables.
 
   The two digests are the identity of the model it scored (``cdrepro.identity``); a profile's
   tables and figures refuse a record whose digests are not those the params and the prepared
@@ -55,9 +62,13 @@ from cdrepro.data.prepared import data_digest
 from cdrepro.identity import DATA_KEY, SETTINGS_KEY, RunIdentity
 from cdrepro.methods import method_class
 from cdrepro.methods.base import BACKBONE_STAGE
+from cdrepro.metrics import HELD_OUT_SCORES
 from cdrepro.runs import ProfilePaths, Run, run_id
 
 SCORES: tuple[str, ...] = ("nmi", "ari", "acc")
+"""The clustering scores every stage of a metrics.json has (K-means or argmax, every image)."""
+ALL_SCORES: tuple[str, ...] = (*SCORES, *HELD_OUT_SCORES)
+"""Those, then the held-out accuracies a stage may have: the frame's metrics, in this order."""
 BASELINE_VARIANT = cfg.BASELINE_VARIANT
 """The variant name of the raw-pixel K-means rows; validation refuses it as a variant's name."""
 PIXELS_STAGE = "pixels"
@@ -103,6 +114,9 @@ def _is_number(value: Any) -> bool:
 def _scores_problem(scores: Any, where: str) -> str | None:
     if not isinstance(scores, dict) or not all(_is_number(scores.get(s)) for s in SCORES):
         return f"{where} must hold the numbers {', '.join(SCORES)}"
+    for name in HELD_OUT_SCORES:  # optional: records before issue 22 lack them
+        if name in scores and not (_is_number(scores[name]) and 0.0 <= scores[name] <= 1.0):
+            return f"{where}.{name} must be an accuracy from 0 to 1"
     return None
 
 
@@ -134,6 +148,8 @@ def _metrics_problem(metrics: Any) -> str | None:
         return f"'stages' must be an object of stages, '{BACKBONE_STAGE}' among them"
     if final not in stages or (final == BACKBONE_STAGE and len(stages) > 1):
         return f"'final_stage' ({final}) must name the method's last stage in 'stages'"
+    if "held_out" in metrics and not isinstance(metrics["held_out"], dict):
+        return "'held_out' must be an object (how the held-out accuracies were measured)"
     problems = (_scores_problem(scores, f"stages.{name}") for name, scores in stages.items())
     return next((p for p in problems if p), None)
 
@@ -360,6 +376,13 @@ def group_runs(metrics: Iterable[Mapping[str, Any]]) -> dict[GroupKey, list[Mapp
     return groups
 
 
+def stage_metrics(runs: Sequence[Mapping[str, Any]], stage: str) -> list[str]:
+    """The metrics of ``stage`` that every run of a group has, in ``ALL_SCORES`` order: NMI/ARI/ACC
+    always; a held-out accuracy only where no seed lacks it (a mean over some seeds would pass
+    for one over all)."""
+    return [m for m in ALL_SCORES if all(m in run["stages"][stage] for run in runs)]
+
+
 def _group_rows(key: GroupKey, runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The long rows (stage x metric) of one group over its seeds."""
     dataset, batch_size, variant = key
@@ -367,7 +390,7 @@ def _group_rows(key: GroupKey, runs: Sequence[Mapping[str, Any]]) -> list[dict[s
     seeds = ";".join(str(run["seed"]) for run in runs)
     rows = []
     for stage in stages:
-        for metric in SCORES:
+        for metric in stage_metrics(runs, stage):
             values = [float(run["stages"][stage][metric]) for run in runs]
             mean, std = _summarise(values)
             rows.append(

@@ -61,6 +61,10 @@ class ProfilePaths:
     def prepared_meta(self, dataset: str) -> Path:
         return self.root / "data" / f"{dataset}.json"
 
+    def split(self, dataset: str) -> Path:
+        """The held-out split of a prepared dataset (``cdrepro.data.heldout``)."""
+        return self.root / "data" / f"{dataset}.split.json"
+
     def baseline(self, dataset: str) -> Path:
         return self.root / "baselines" / f"{dataset}.json"
 

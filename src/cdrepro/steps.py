@@ -94,6 +94,10 @@ def _run_data(paths: ProfilePaths, item: Item) -> list[Path]:
     return [paths.model(item.key), paths.prepared(item.dataset)]
 
 
+def _prepared(paths: ProfilePaths, item: Item) -> list[Path]:
+    return [paths.prepared(item.key), paths.prepared_meta(item.key)]
+
+
 REFERENCES = tuple(
     Path("src/cdrepro/references") / path.name for path in sorted((Path(__file__).parent / "references").glob("*.csv"))
 )
@@ -118,12 +122,22 @@ STEPS: dict[str, Step] = {
             lambda p, i: [],
             "prepare {key}",
         ),
+        # A sibling of prepare rather than part of it: only evaluation reads the split, so
+        # changing it re-runs evaluations, never a training (which reads the prepared file).
+        Step(
+            "split",
+            DATASET,
+            ("evaluate.split", "evaluate.knn.k"),
+            lambda p, i: [Output("split", p.split(i.key))],
+            _prepared,
+            "held-out split of {key}",
+        ),
         Step(
             "baseline",
             DATASET,
-            ("evaluate",),
+            ("evaluate.kmeans_n_init", "evaluate.kmeans_seed"),
             lambda p, i: [Output("baseline", p.baseline(i.key), METRIC)],
-            lambda p, i: [p.prepared(i.key), p.prepared_meta(i.key)],
+            _prepared,
             "baseline {key}",
         ),
         Step(
@@ -147,7 +161,7 @@ STEPS: dict[str, Step] = {
             RUN,
             ("evaluate",),
             lambda p, i: [Output("metrics", p.metrics(i.key), METRIC)],
-            _run_data,
+            lambda p, i: [*_run_data(p, i), p.split(i.dataset)],
             "evaluate {key}",
             threads=True,
         ),

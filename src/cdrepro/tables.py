@@ -728,10 +728,13 @@ def _authors_with_tables(repo: pd.DataFrame) -> pd.DataFrame:
 
 
 def _tables_of(rows: pd.DataFrame) -> list[str]:
-    """``all.csv``'s ``table`` cell of each of our rows (of a difference: its first row's tables)."""
+    """``all.csv``'s ``table`` cell of each of our rows (of a difference: its first row's tables);
+    empty for a held-out accuracy, which no paper table shows (the methods table does)."""
     return [
-        ";".join(paper_tables(None if pd.isna(b) else int(b), m, v, r))
-        for b, m, v, r in zip(rows["batch_size"], rows["method"], rows["variant"], rows["stage_role"], strict=True)
+        ";".join(paper_tables(None if pd.isna(b) else int(b), m, v, r)) if metric in METRICS else ""
+        for b, m, v, r, metric in zip(
+            rows["batch_size"], rows["method"], rows["variant"], rows["stage_role"], rows["metric"], strict=True
+        )
     ]
 
 

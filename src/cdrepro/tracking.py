@@ -405,6 +405,17 @@ def epoch_metrics(row: dict[str, float]) -> dict[str, float]:
     return {EPOCH_RENAMED.get(column, column): float(value) for column, value in row.items() if column != "epoch"}
 
 
+def flat_params(prefix: str, section: dict[str, Any]) -> dict[str, str]:
+    """A params section as MLflow params, nested blocks by dotted name (``evaluate.knn.k``)."""
+    flat: dict[str, str] = {}
+    for key, value in section.items():
+        if isinstance(value, dict):
+            flat.update(flat_params(f"{prefix}.{key}", value))
+        else:
+            flat[f"{prefix}.{key}"] = str(value)
+    return flat
+
+
 def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """``<stage>_<score>`` of every stage and score of a metrics.json record."""
     return {
@@ -592,8 +603,9 @@ class Tracker:
     # ------------------------------------------------------------------ evaluation, sync
 
     def log_evaluation(self, metrics: dict[str, Any]) -> None:
-        """Every stage's NMI/ARI/ACC (and the metrics file) into the run's latest MLflow run; a
-        run trained without tracking gets one created."""
+        """Every stage's NMI/ARI/ACC and held-out accuracies (``<stage>_knn``, ``backbone_linear``,
+        ``final_knn``), and the metrics file, into the run's latest MLflow run; a run trained
+        without tracking gets one created."""
         self._guard("logging the evaluation", lambda: self._log_evaluation(metrics))
 
     def _log_evaluation(self, metrics: dict[str, Any]) -> None:
@@ -605,7 +617,7 @@ class Tracker:
         scores = final_metrics(metrics) | final_stage_metrics(metrics)
         finals = [Metric(name, value, now, 0) for name, value in scores.items()]
         have = retry(self.client.get_run, self.mlflow_run_id).data.params
-        evaluate = {f"evaluate.{k}": str(v) for k, v in self.params["evaluate"].items()}
+        evaluate = flat_params("evaluate", self.params["evaluate"])
         retry(
             self.client.log_batch,
             self.mlflow_run_id,
@@ -652,14 +664,14 @@ OFF = _Off()
 
 def _final_columns(metric_names: Iterable[str]) -> list[str]:
     """The final metrics among MLflow metric names, ``<stage>_<score>``: the backbone's first,
-    then by stage name; scores in nmi, ari, acc order."""
-    from cdrepro.results import BACKBONE_ROLE, SCORES
+    then by stage name; scores in nmi, ari, acc, knn, linear order (``results.ALL_SCORES``)."""
+    from cdrepro.results import ALL_SCORES, BACKBONE_ROLE
 
     names = set(metric_names)
-    stages = {name.rsplit("_", 1)[0] for name in names if "_" in name and name.rsplit("_", 1)[1] in SCORES}
+    stages = {name.rsplit("_", 1)[0] for name in names if "_" in name and name.rsplit("_", 1)[1] in ALL_SCORES}
     stages.discard(FINAL_PREFIX)  # final_<score> repeats the run's own final stage
     ordered = sorted(stages, key=lambda stage: (stage != BACKBONE_ROLE, stage))
-    return [f"{stage}_{score}" for stage in ordered for score in SCORES if f"{stage}_{score}" in names]
+    return [f"{stage}_{score}" for stage in ordered for score in ALL_SCORES if f"{stage}_{score}" in names]
 
 
 def runs_table(params: dict[str, Any]):

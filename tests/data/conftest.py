@@ -82,10 +82,15 @@ def fake_cifar10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDataset
     labels = np.arange(len(images), dtype=np.int64) % 10
     for index, batch_name in enumerate(batch_names):
         part = slice(2 * index, 2 * index + 2)
-        write_pickle(staging / batch_name, {
-            "batch_label": batch_name, "labels": labels[part].tolist(),
-            "data": cifar_rows(images[part]), "filenames": [f"{batch_name}_{i}.png" for i in range(2)],
-        })
+        write_pickle(
+            staging / batch_name,
+            {
+                "batch_label": batch_name,
+                "labels": labels[part].tolist(),
+                "data": cifar_rows(images[part]),
+                "filenames": [f"{batch_name}_{i}.png" for i in range(2)],
+            },
+        )
     write_pickle(staging / CIFAR10.meta["filename"], {"label_names": CIFAR10_NAMES, "num_vis": 3072})
 
     download_dir = tmp_path / "downloads"
@@ -110,15 +115,24 @@ def fake_cifar100(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDatase
     fine = (coarse * 5 + 3) % 100  # deliberately different from the coarse labels
     splits = {"train": slice(0, 20), "test": slice(20, 24)}
     for split_name, part in splits.items():
-        write_pickle(staging / split_name, {
-            "batch_label": split_name, "fine_labels": fine[part].tolist(),
-            "coarse_labels": coarse[part].tolist(), "data": cifar_rows(images[part]),
-            "filenames": [f"{split_name}_{i}.png" for i in range(part.stop - part.start)],
-        })
+        write_pickle(
+            staging / split_name,
+            {
+                "batch_label": split_name,
+                "fine_labels": fine[part].tolist(),
+                "coarse_labels": coarse[part].tolist(),
+                "data": cifar_rows(images[part]),
+                "filenames": [f"{split_name}_{i}.png" for i in range(part.stop - part.start)],
+            },
+        )
     coarse_names = [f"superclass_{i:02d}" for i in range(20)]
-    write_pickle(staging / "meta", {
-        "fine_label_names": [f"fine_{i:03d}" for i in range(100)], "coarse_label_names": coarse_names,
-    })
+    write_pickle(
+        staging / "meta",
+        {
+            "fine_label_names": [f"fine_{i:03d}" for i in range(100)],
+            "coarse_label_names": coarse_names,
+        },
+    )
 
     download_dir = tmp_path / "downloads"
     archive = download_dir / CIFAR100.filename

@@ -26,8 +26,13 @@ def toy_arrays() -> tuple[np.ndarray, np.ndarray]:
 def save_toy(folder: Path, **overrides: Any) -> dict[str, Any]:
     images, labels = toy_arrays()
     arguments: dict[str, Any] = {
-        "npz_path": folder / "toy.npz", "meta_path": folder / "toy.json", "name": "toy",
-        "images": images, "labels": labels, "class_names": CLASS_NAMES, "source_info": {"source": "test"},
+        "npz_path": folder / "toy.npz",
+        "meta_path": folder / "toy.json",
+        "name": "toy",
+        "images": images,
+        "labels": labels,
+        "class_names": CLASS_NAMES,
+        "source_info": {"source": "test"},
     }
     return save_prepared(**(arguments | overrides))
 
@@ -72,9 +77,7 @@ INVALID_INPUTS = {
     "channels first": ({"images": toy_arrays()[0].transpose(0, 3, 1, 2).copy()}, r"\(N, H, W, 3\)"),
     "grey images": ({"images": toy_arrays()[0][..., 0]}, r"\(N, H, W, 3\)"),
     "four channels": ({"images": np.zeros((7, 4, 5, 4), np.uint8)}, r"\(N, H, W, 3\)"),
-    "no images": (
-        {"images": np.zeros((0, 4, 5, 3), np.uint8), "labels": np.zeros(0, np.int64)}, "at least one"
-    ),
+    "no images": ({"images": np.zeros((0, 4, 5, 3), np.uint8), "labels": np.zeros(0, np.int64)}, "at least one"),
     "label count": ({"labels": np.array([0, 1, 2])}, r"shape \(7,\)"),
     "float labels": ({"labels": toy_arrays()[1].astype(np.float64)}, "integers"),
     "label too large": ({"labels": np.array([0, 1, 2, 0, 1, 2, 3])}, r"0\.\.2"),
@@ -106,16 +109,14 @@ def failing_savez(handle: Any, **arrays: np.ndarray) -> None:
     raise OSError("No space left on device (simulated)")
 
 
-def test_failure_while_writing_the_npz_leaves_no_files(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_while_writing_the_npz_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(np, "savez", failing_savez)
     with pytest.raises(OSError, match="No space left"):
         save_toy(tmp_path)
     assert list(tmp_path.iterdir()) == []  # neither the files nor the temporary file
 
 
-def test_failed_rewrite_leaves_the_dataset_marked_unprepared(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_rewrite_leaves_the_dataset_marked_unprepared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The old metadata goes first, so a crash cannot pair old metadata with other bytes."""
     save_toy(tmp_path)
     monkeypatch.setattr(np, "savez", failing_savez)
@@ -126,8 +127,9 @@ def test_failed_rewrite_leaves_the_dataset_marked_unprepared(tmp_path: Path,
         load_prepared(tmp_path / "toy.npz")
 
 
-def test_failure_before_the_metadata_leaves_the_dataset_unprepared(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_before_the_metadata_leaves_the_dataset_unprepared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def failing_write_json(path: Any, obj: Any) -> None:
         raise OSError("crash before the metadata (simulated)")
 

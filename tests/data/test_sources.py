@@ -55,8 +55,9 @@ def test_digits_are_rgb_uint8_scaled_to_full_range() -> None:
 
 
 def test_prepare_digits_writes_a_loadable_pair(tmp_path: Path) -> None:
-    meta = prepare_dataset("digits", settings("digits"), tmp_path / "downloads", False,
-                           tmp_path / "digits.npz", tmp_path / "digits.json")
+    meta = prepare_dataset(
+        "digits", settings("digits"), tmp_path / "downloads", False, tmp_path / "digits.npz", tmp_path / "digits.json"
+    )
     data = load_prepared(tmp_path / "digits.npz")
     assert meta["n_images"] == len(data) == 1797 and data.num_classes == 10
     assert data.meta["source_info"]["source"] == "digits"
@@ -92,8 +93,14 @@ def test_cifar100_20_uses_the_coarse_superclasses(fake_cifar100: FakeDataset) ->
 
 
 def test_prepare_cifar100_20_stores_twenty_classes(fake_cifar100: FakeDataset, tmp_path: Path) -> None:
-    meta = prepare_dataset("cifar100_20", settings("cifar100_20"), fake_cifar100.download_dir, False,
-                           tmp_path / "out" / "cifar100_20.npz", tmp_path / "out" / "cifar100_20.json")
+    meta = prepare_dataset(
+        "cifar100_20",
+        settings("cifar100_20"),
+        fake_cifar100.download_dir,
+        False,
+        tmp_path / "out" / "cifar100_20.npz",
+        tmp_path / "out" / "cifar100_20.json",
+    )
     assert meta["num_classes"] == 20 and meta["n_images"] == 24 and sum(meta["class_counts"]) == 24
 
 
@@ -125,8 +132,7 @@ def test_corrupt_extracted_file_is_reported_as_a_checksum_mismatch(fake_cifar10:
         load_source(settings("cifar10"), fake_cifar10.download_dir, download=False)
 
 
-def test_network_failure_says_where_to_place_the_archive(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_network_failure_says_where_to_place_the_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.datasets import CIFAR100
 
     def no_network(*args: Any, **kwargs: Any) -> Any:
@@ -141,8 +147,7 @@ def test_network_failure_says_where_to_place_the_archive(tmp_path: Path,
     assert str(download_dir / "cifar-100-python.tar.gz") in message and "MD5" in message
 
 
-def test_corrupt_download_is_reported_as_a_checksum_mismatch(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_download_is_reported_as_a_checksum_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.datasets import utils
 
     def truncated_download(url: str, filename: Any, chunk_size: int = 0) -> None:
@@ -157,8 +162,9 @@ def test_corrupt_download_is_reported_as_a_checksum_mismatch(tmp_path: Path,
 def test_failed_prepare_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(DatasetUnavailable):
-        prepare_dataset("cifar10", settings("cifar10"), tmp_path / "downloads", False,
-                        out / "cifar10.npz", out / "cifar10.json")
+        prepare_dataset(
+            "cifar10", settings("cifar10"), tmp_path / "downloads", False, out / "cifar10.npz", out / "cifar10.json"
+        )
     assert not out.exists() or list(out.iterdir()) == []
 
 
@@ -201,8 +207,7 @@ def imagenet10_tree(tmp_path: Path) -> Path:
 
 def test_imagenet10_squashes_each_image_to_store_size(imagenet10_tree: Path) -> None:
     with pytest.warns(UserWarning, match="expected 1300 images per synset"):
-        raw = load_source(settings("imagenet10", path=str(imagenet10_tree), store_size=16),
-                          Path("unused"), False)
+        raw = load_source(settings("imagenet10", path=str(imagenet10_tree), store_size=16), Path("unused"), False)
     assert raw.images.shape == (20, 16, 16, 3) and raw.images.dtype == np.uint8
     assert raw.labels.tolist() == [label for label in range(10) for _ in range(2)]
     assert raw.class_names == list(IMAGENET10_SYNSETS)
@@ -282,9 +287,15 @@ def test_a_folder_is_stored_at_its_images_own_size_unless_store_size_says(tmp_pa
             path = tmp_path / "same" / name / f"{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.full((32, 32, 3), colour, np.uint8)).save(path)
-    assert load_source(settings("folder", path=str(tmp_path / "same")), Path("unused"), False).images.shape == (4, 32, 32, 3)
-    assert load_source(settings("folder", path=str(tmp_path / "same"), store_size=16), Path("unused"), False,
-                       eval_size=64).images.shape == (4, 16, 16, 3)
+    assert load_source(settings("folder", path=str(tmp_path / "same")), Path("unused"), False).images.shape == (
+        4,
+        32,
+        32,
+        3,
+    )
+    assert load_source(
+        settings("folder", path=str(tmp_path / "same"), store_size=16), Path("unused"), False, eval_size=64
+    ).images.shape == (4, 16, 16, 3)
     write_png(tmp_path / "mixed" / "a" / "x.png", (1, 2, 3))  # 9 x 12
     write_png(tmp_path / "mixed" / "b" / "y.png", (4, 5, 6))
     write_png(tmp_path / "mixed" / "b" / "z.png", (7, 8, 9))
@@ -339,9 +350,8 @@ def evil_cifar10_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evil: 
     ordinary member and then ``evil(tar)``'s."""
     import tarfile
 
-    from torchvision.datasets import CIFAR10
-
     from conftest import md5_of  # tests/data/conftest.py
+    from torchvision.datasets import CIFAR10
 
     download_dir = tmp_path / "downloads"
     download_dir.mkdir()
@@ -357,22 +367,28 @@ EVIL_MEMBERS = {
     "dot-dot": (lambda tar, out: add_member(tar, "cifar-10-batches-py/../../evil"), "'..' component"),
     "absolute": (lambda tar, out: add_member(tar, str(out / "evil")), "absolute path"),
     "symlink out, then a file through it": (
-        lambda tar, out: (add_member(tar, "cifar-10-batches-py/out", "symlink", "../.."),
-                          add_member(tar, "cifar-10-batches-py/out/evil")),
-        "outside the folder"),
-    "hard link out": (lambda tar, out: add_member(tar, "cifar-10-batches-py/pw", "hardlink", "../evil"),
-                      "outside the folder"),
+        lambda tar, out: (
+            add_member(tar, "cifar-10-batches-py/out", "symlink", "../.."),
+            add_member(tar, "cifar-10-batches-py/out/evil"),
+        ),
+        "outside the folder",
+    ),
+    "hard link out": (
+        lambda tar, out: add_member(tar, "cifar-10-batches-py/pw", "hardlink", "../evil"),
+        "outside the folder",
+    ),
     "device file": (lambda tar, out: add_member(tar, "cifar-10-batches-py/dev", "device"), "device"),
 }
 
 
 @pytest.mark.parametrize("kind", list(EVIL_MEMBERS))
-def test_an_archive_with_an_unsafe_member_is_refused_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           kind: str) -> None:
+def test_an_archive_with_an_unsafe_member_is_refused_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     add_evil, reason = EVIL_MEMBERS[kind]
     download_dir = evil_cifar10_archive(tmp_path, monkeypatch, lambda tar: add_evil(tar, tmp_path))
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    with pytest.raises(DatasetUnavailable, match=rf"refused, nothing was extracted") as caught:
+    with pytest.raises(DatasetUnavailable, match=r"refused, nothing was extracted") as caught:
         load_source(settings("cifar10"), download_dir, download=False)
     assert reason in str(caught.value) and "cifar-10-python.tar.gz" in str(caught.value)
     assert not (tmp_path / "evil").exists()
@@ -395,10 +411,10 @@ def test_safe_extract_extracts_an_ordinary_archive(tmp_path: Path) -> None:
 
 
 def test_a_truncated_archive_with_a_matching_md5_is_reported_as_corrupt(
-        fake_cifar10: FakeDataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    from torchvision.datasets import CIFAR10
-
+    fake_cifar10: FakeDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from conftest import md5_of
+    from torchvision.datasets import CIFAR10
 
     assert fake_cifar10.archive is not None
     data = fake_cifar10.archive.read_bytes()
@@ -436,8 +452,7 @@ def png16_bytes(samples: np.ndarray, colour_type: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 PNG16_KINDS = {"grey": (1, None), "grey+alpha": (2, 4), "rgb": (3, 2), "rgba": (4, 6)}  # channels, colour type
@@ -471,8 +486,14 @@ def test_a_16_bit_png_is_stored_as_the_8_bit_image_it_was_made_from(tmp_path: Pa
         stored = {}
         for folder in (eight, sixteen):
             out = tmp_path / "out" / f"{folder.name}{store_size}"
-            prepare_dataset("mine", settings("folder", path=str(folder), **store_size), "unused", False,
-                            out / "mine.npz", out / "mine.json")
+            prepare_dataset(
+                "mine",
+                settings("folder", path=str(folder), **store_size),
+                "unused",
+                False,
+                out / "mine.npz",
+                out / "mine.json",
+            )
             stored[folder.name] = load_prepared(out / "mine.npz").images
         assert np.array_equal(stored["sixteen"], stored["eight"])
         assert len(np.unique(stored["sixteen"])) > 50  # the random pictures, not a blank
@@ -492,8 +513,10 @@ def test_16_bit_grey_keeps_its_high_byte_as_pil_does_for_16_bit_rgb(tmp_path: Pa
             else:
                 path.write_bytes(data)
             (path.parent / "1.png").write_bytes(path.read_bytes())
-    grey, rgb = (load_source(settings("folder", path=str(tmp_path / name)), Path("unused"), False).images
-                 for name in ("grey", "rgb"))
+    grey, rgb = (
+        load_source(settings("folder", path=str(tmp_path / name)), Path("unused"), False).images
+        for name in ("grey", "rgb")
+    )
     assert np.array_equal(grey, rgb)
     assert grey[0, 0, :, 0].tolist() == (values[0] >> 8).tolist()
 
@@ -508,16 +531,18 @@ def test_a_16_bit_grey_png_that_an_older_pillow_opens_as_mode_i_is_scaled_too() 
 
 
 @pytest.mark.parametrize("dtype, mode", [(np.int32, "I"), (np.float32, "F")])
-def test_32_bit_and_floating_point_pixels_are_refused_naming_the_file(tmp_path: Path, dtype: type,
-                                                                      mode: str) -> None:
+def test_32_bit_and_floating_point_pixels_are_refused_naming_the_file(tmp_path: Path, dtype: type, mode: str) -> None:
     """No fixed range to map to 8 bits, so refused rather than clipped. PIL reads a file by its
     content, so a 32-bit TIFF saved under a .png name reaches the decoder."""
     for name in ("a/0.png", "a/1.png", "b/0.png"):
         write_png(tmp_path / name, (10, 20, 30))
     deep = tmp_path / "b" / "1.png"
     Image.fromarray(np.full((12, 9), 70000, dtype)).save(deep, format="TIFF")
-    with pytest.raises(ImageFolderError, match=rf"cannot read image {re.escape(str(deep))}: .*\(PIL mode {mode}\) "
-                                               r"have no fixed range .*save the images as 8- or 16-bit PNG"):
+    with pytest.raises(
+        ImageFolderError,
+        match=rf"cannot read image {re.escape(str(deep))}: .*\(PIL mode {mode}\) "
+        r"have no fixed range .*save the images as 8- or 16-bit PNG",
+    ):
         load_source(settings("folder", path=str(tmp_path), store_size=8), Path("unused"), False)
 
 
@@ -528,7 +553,8 @@ def store_size_maximum() -> int:
 
 
 def test_images_above_store_sizes_maximum_are_stored_at_the_maximum_and_said_so(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Before the fix, a folder of 3000 px squares without store_size was stored at 3000 px."""
     maximum = store_size_maximum()
     side = maximum + 8
@@ -542,10 +568,15 @@ def test_images_above_store_sizes_maximum_are_stored_at_the_maximum_and_said_so(
     assert (raw.images[0] == (200, 10, 10)).all() and (raw.images[3] == (10, 10, 200)).all()
     assert [record.getMessage() for record in caplog.records] == [
         f"{tmp_path}: the images are {side} x {side} px, above store_size's maximum: stored at {maximum} x "
-        f"{maximum} (set the dataset's store_size to store them smaller)"]
+        f"{maximum} (set the dataset's store_size to store them smaller)"
+    ]
     caplog.clear()
-    assert load_source(settings("folder", path=str(tmp_path), store_size=16), Path("unused"),
-                       False).images.shape == (4, 16, 16, 3)
+    assert load_source(settings("folder", path=str(tmp_path), store_size=16), Path("unused"), False).images.shape == (
+        4,
+        16,
+        16,
+        3,
+    )
     assert caplog.records == []  # a store_size that was set is not commented on
 
 
@@ -553,8 +584,11 @@ def test_images_above_store_sizes_maximum_are_stored_at_the_maximum_and_said_so(
 def test_an_image_root_that_is_a_file_is_called_a_file(tmp_path: Path, source: str) -> None:
     root = tmp_path / "images.zip"
     root.write_bytes(b"PK\x03\x04 an archive, not a folder")
-    with pytest.raises(ImageFolderError, match=rf"^{re.escape(str(root))} is a file, not a folder of class "
-                                               r"folders; point the dataset's path at the folder"):
+    with pytest.raises(
+        ImageFolderError,
+        match=rf"^{re.escape(str(root))} is a file, not a folder of class "
+        r"folders; point the dataset's path at the folder",
+    ):
         load_source(settings(source, path=str(root)), Path("unused"), False)
 
 
@@ -562,11 +596,20 @@ def test_one_image_per_class_is_refused_because_every_score_would_be_one(tmp_pat
     for name in ("a", "b", "c"):
         write_png(tmp_path / "images" / name / "only.png", (ord(name), 0, 0))
     out = tmp_path / "out"
-    with pytest.raises(ImageFolderError, match=r"images: every class has one image, so any clustering of its "
-                                               r"3 images into 3 clusters scores 1\.0: put at least 2 images "
-                                               r"in every class folder$"):
-        prepare_dataset("mine", settings("folder", path=str(tmp_path / "images")), "unused", False,
-                        out / "mine.npz", out / "mine.json")
+    with pytest.raises(
+        ImageFolderError,
+        match=r"images: every class has one image, so any clustering of its "
+        r"3 images into 3 clusters scores 1\.0: put at least 2 images "
+        r"in every class folder$",
+    ):
+        prepare_dataset(
+            "mine",
+            settings("folder", path=str(tmp_path / "images")),
+            "unused",
+            False,
+            out / "mine.npz",
+            out / "mine.json",
+        )
     assert not out.exists()
     write_png(tmp_path / "images" / "a" / "second.png", (1, 2, 3))  # one class of two: a real task
     assert len(load_source(settings("folder", path=str(tmp_path / "images")), Path("unused"), False).labels) == 4
@@ -576,11 +619,15 @@ def test_images_per_class_1_is_refused_because_every_score_would_be_one(tmp_path
     for name in ("a", "b"):
         for index in range(3):
             write_png(tmp_path / name / f"{index}.png", (index, 0, 0))
-    with pytest.raises(ImageFolderError, match=r"every class has one image.*2 images into 2 clusters scores "
-                                               r"1\.0: set images_per_class to 2 or more$"):
+    with pytest.raises(
+        ImageFolderError,
+        match=r"every class has one image.*2 images into 2 clusters scores "
+        r"1\.0: set images_per_class to 2 or more$",
+    ):
         load_source(settings("folder", path=str(tmp_path), images_per_class=1), Path("unused"), False)
-    assert load_source(settings("folder", path=str(tmp_path), images_per_class=2), Path("unused"),
-                       False).labels.tolist() == [0, 0, 1, 1]
+    assert load_source(
+        settings("folder", path=str(tmp_path), images_per_class=2), Path("unused"), False
+    ).labels.tolist() == [0, 0, 1, 1]
 
 
 def test_imagenet10_with_one_image_per_synset_is_refused(imagenet10_tree: Path) -> None:

@@ -19,6 +19,7 @@ def one_line(info):
 
 # --- stratified_split ------------------------------------------------------------------------
 
+
 def test_stratified_split_partitions_each_class_in_proportion():
     labels = np.repeat(np.arange(10), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])  # digits
     np.random.default_rng(0).shuffle(labels)
@@ -55,13 +56,16 @@ def test_every_class_is_in_both_splits():
     assert set(labels[train]) == {0, 1}
 
 
-@pytest.mark.parametrize("args, pattern", [
-    (([0, 0, 1], 0.5, 0), r"^classes \[1\] have a single image"),
-    (([0, 0, 1, 1], 0.0, 0), "^test_fraction must be a number strictly between 0 and 1"),
-    (([0, 0, 1, 1], 1.0, 0), "^test_fraction must be"),
-    (([0, 0, 1, 1], 0.5, -1), "^seed must be a non-negative integer"),
-    (([0.0, 1.0], 0.5, 0), "^labels must be integer class labels"),
-])
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (([0, 0, 1], 0.5, 0), r"^classes \[1\] have a single image"),
+        (([0, 0, 1, 1], 0.0, 0), "^test_fraction must be a number strictly between 0 and 1"),
+        (([0, 0, 1, 1], 1.0, 0), "^test_fraction must be"),
+        (([0, 0, 1, 1], 0.5, -1), "^seed must be a non-negative integer"),
+        (([0.0, 1.0], 0.5, 0), "^labels must be integer class labels"),
+    ],
+)
 def test_stratified_split_bad_input_is_one_line(args, pattern):
     with pytest.raises(ValueError, match=pattern) as info:
         stratified_split(*args)
@@ -97,8 +101,7 @@ def test_long_tail_indices_keep_exactly_those_counts(ratio):
     labels = np.tile(np.arange(10), 200)  # 200 per class, interleaved
     kept = long_tail_indices(labels, ratio, seed=0)
     assert np.all(np.diff(kept) > 0)
-    np.testing.assert_array_equal(np.bincount(labels[kept], minlength=10),
-                                  long_tail_counts(200, 10, ratio))
+    np.testing.assert_array_equal(np.bincount(labels[kept], minlength=10), long_tail_counts(200, 10, ratio))
     np.testing.assert_array_equal(kept, long_tail_indices(labels, ratio, seed=0))
     if ratio > 1:
         assert not np.array_equal(kept, long_tail_indices(labels, ratio, seed=1))
@@ -112,8 +115,10 @@ def test_long_tail_of_an_unbalanced_split_starts_from_its_smallest_class():
 
 @pytest.mark.parametrize("ratio", [0.5, 0, -3])
 def test_an_imbalance_ratio_below_one_is_one_line_naming_it(ratio):
-    for call in (lambda: long_tail_counts(5000, 10, ratio),
-                 lambda: long_tail_indices(np.repeat(np.arange(10), 5), ratio, seed=0)):
+    for call in (
+        lambda: long_tail_counts(5000, 10, ratio),
+        lambda: long_tail_indices(np.repeat(np.arange(10), 5), ratio, seed=0),
+    ):
         pattern = r"^imbalance_ratio must be >= 1 .*pass e\.g\. 10"
         with pytest.raises(ValueError, match=pattern) as info:
             call()
@@ -121,8 +126,11 @@ def test_an_imbalance_ratio_below_one_is_one_line_naming_it(ratio):
 
 
 def test_an_imbalance_ratio_that_empties_the_tail_is_refused():
-    with pytest.raises(ValueError, match=r"^imbalance_ratio=200 leaves the last class none of its "
-                                         r"100 images: pass imbalance_ratio <= 100") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"^imbalance_ratio=200 leaves the last class none of its "
+        r"100 images: pass imbalance_ratio <= 100",
+    ) as info:
         long_tail_counts(100, 10, 200)
     assert one_line(info)
     with pytest.raises(ValueError, match="^imbalance_ratio must be a finite number"):
@@ -130,6 +138,7 @@ def test_an_imbalance_ratio_that_empties_the_tail_is_refused():
 
 
 # --- repeated (correlated) sets --------------------------------------------------------------
+
 
 def test_repeated_indices():
     assert repeated_indices(3, 2).tolist() == [0, 0, 1, 1, 2, 2]
@@ -148,8 +157,11 @@ NAMES = ["plane", "car", "bird", "cat", "deer"]
 
 def test_a_test_split_with_classes_the_train_split_lacks_is_refused_naming_them():
     check_split_classes([0, 1, 2, 3, 4], [4, 3, 0], NAMES)  # fine
-    with pytest.raises(ValueError, match=r"^the test split has classes the train split lacks: "
-                                         r"cat \(3\), deer \(4\);") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"^the test split has classes the train split lacks: "
+        r"cat \(3\), deer \(4\);",
+    ) as info:
         check_split_classes([0, 1, 2, 2], [0, 3, 4, 4], NAMES)
     assert one_line(info)
     with pytest.raises(ValueError, match=r"^test_labels must lie in 0\.\.4"):
@@ -158,7 +170,10 @@ def test_a_test_split_with_classes_the_train_split_lacks_is_refused_naming_them(
 
 def test_more_clusters_than_images_is_refused_naming_k_and_the_split():
     check_clusters(10, 10, "test")
-    with pytest.raises(ValueError, match=r"^num_clusters K=100 is larger than the test split's "
-                                         r"50 images: pass K <= 50") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"^num_clusters K=100 is larger than the test split's "
+        r"50 images: pass K <= 50",
+    ) as info:
         check_clusters(100, 50, "test")
     assert one_line(info)

@@ -305,7 +305,8 @@ def test_stages_read_only_their_params(profile_snapshot):
         else:
             expected = {
                 "prepare": {f"datasets.{key}", "data"},
-                "baseline": {"evaluate"},
+                "split": {"evaluate.split", "evaluate.knn.k"},
+                "baseline": {"evaluate.kmeans_n_init", "evaluate.kmeans_seed"},
                 "evaluate": {"evaluate"},
                 "tables": {"runs", "datasets"},
                 "methods_table": {"runs", "datasets", "variants"},
@@ -364,7 +365,7 @@ def test_no_list_of_method_files_outside_the_methods_package():
 
 
 def test_paper_profile_plans_with_dvc(tmp_path):
-    """The paper's configuration, copied over params.yaml, is a 107-stage DVC pipeline that
+    """The paper's configuration, copied over params.yaml, is a 111-stage DVC pipeline that
     `dvc dag` and `dvc status` handle (docs/dvc.md)."""
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     root = snapshot(tmp_path / "repo", tmp_path, params)
@@ -372,7 +373,8 @@ def test_paper_profile_plans_with_dvc(tmp_path):
     assert "train@19" in dag and "tables" in dag
     changes = dvc_changes(root, tmp_path)
     runs = len(params["runs"])  # the paper's 20 and the methods' 12
-    assert runs == 32 and len(changes) == 4 + 4 + runs + runs + 1 + 1 + runs + 1  # ... tables, methods, tsne, figures
+    # prepare, split, baseline, train, evaluate, tables, methods, tsne, figures
+    assert runs == 32 and len(changes) == 4 + 4 + 4 + runs + runs + 1 + 1 + runs + 1
     assert_no_network(tmp_path)
 
 

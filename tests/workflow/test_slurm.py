@@ -55,6 +55,7 @@ def test_slurm_profile_plans_the_paper_with_each_rules_resources():
     jobs = planned_resources(result.stdout)
     assert {rule: len(j) for rule, j in jobs.items()} == {
         "prepare": 4,
+        "split": 4,
         "baseline": 4,
         "train": 20,
         "evaluate": 20,

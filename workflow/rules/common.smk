@@ -105,6 +105,10 @@ def prepared_of_run(wildcards):
     return str(PATHS.prepared(RUNS[wildcards.run].dataset))
 
 
+def split_of_run(wildcards):
+    return str(PATHS.split(RUNS[wildcards.run].dataset))
+
+
 DATASET_DEFAULTS = cdconfig.dataset_defaults()
 
 

@@ -2,6 +2,7 @@ rule evaluate:
     input:
         model=rules.train.output.model,
         prepared=prepared_of_run,
+        split=split_of_run,
     output:
         **step_output("evaluate"),
     log:

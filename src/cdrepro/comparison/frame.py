@@ -15,7 +15,13 @@ number goes with which of our rows, so that nothing is compared silently across 
   images; its STL-10 ARI unconfirmed) and CD's paper's CC column (both stages), each labelled;
   where they disagree both carry a note and neither is picked;
 - SimCLR: the CD authors' repository's no-head model (the same model), mean +- std;
-- CLD and CDC: nothing published on these datasets (``NO_PUBLISHED``).
+- CLD: its kNN accuracies (``references/knn_results.csv``: its paper's and its repository's,
+  CIFAR-10 and CIFAR-100) with their setting (k, T, the features they are of) in ``setting`` and
+  ``note``; where we ran CLD on another dataset, its "nothing published" row says where they are;
+- CDC: nothing published on these datasets (``NO_PUBLISHED``).
+
+Beside NMI/ARI/ACC, our rows carry the held-out accuracies where the runs have them
+(``metric`` ``knn`` for the backbone and the final stage, ``linear`` for the backbone).
 
 Our rows carry, over seeds, the mean, the sample std and the 95 % interval of the mean
 (``ci_low``, ``ci_high``; "one seed" in ``note`` where there is none); ``comparison_differences``
@@ -38,12 +44,13 @@ import pandas as pd
 from cdrepro.methods import METHODS
 from cdrepro.methods.cdc import ContrastiveDisentanglementForClustering
 from cdrepro.methods.cld import CrossLevelDiscrimination
-from cdrepro.published import AUTHORS_REPO, CC_PAPER, CD_PAPER, SOURCE_LABELS
+from cdrepro.metrics import KNN
+from cdrepro.published import AUTHORS_REPO, CC_PAPER, CD_PAPER, CLD_PAPER, CLD_REPO, SOURCE_LABELS
 from cdrepro.results import (
+    ALL_SCORES,
     BACKBONE_ROLE,
     BASELINE_VARIANT,
     FINAL_ROLE,
-    SCORES,
     ProfileResults,
     dataset_name,
     dataset_order,
@@ -52,14 +59,15 @@ from cdrepro.seed_statistics import SEED_STATISTICS_COLUMNS, interval_note, pair
 
 ROLES: tuple[str, ...] = (BACKBONE_ROLE, FINAL_ROLE)
 OURS, NONE = "ours", "none"
-SOURCE_ORDER: tuple[str, ...] = (OURS, CD_PAPER, CC_PAPER, AUTHORS_REPO, NONE)
+SOURCE_ORDER: tuple[str, ...] = (OURS, CD_PAPER, CC_PAPER, AUTHORS_REPO, CLD_PAPER, CLD_REPO, NONE)
 PIXELS_LABEL = "K-means (raw pixels)"
 NO_PUBLISHED: dict[str, str] = {
     CrossLevelDiscrimination.name: "no published NMI/ARI/ACC (CLD's paper gives only kNN and linear-probe accuracies)",
     ContrastiveDisentanglementForClustering.name: "no published numbers on these datasets (the abstract gives "
     "only a full-ImageNet ACC)",
 }
-"""The methods with no published clustering number on any of our datasets, and why."""
+"""The methods with no published clustering number on any of our datasets, and why. A (dataset,
+method) with a published number of another kind (CLD's kNN on CIFAR-10) shows that instead."""
 CSV_COLUMNS: list[str] = [
     "dataset",
     "dataset_title",
@@ -75,6 +83,7 @@ CSV_COLUMNS: list[str] = [
     "metric",
     *SEED_STATISTICS_COLUMNS,
     "confirmed",
+    "setting",
     "note",
 ]
 
@@ -83,7 +92,9 @@ def _ours(frame: pd.DataFrame) -> pd.DataFrame:
     """Our backbone and final-stage rows (and the pixel baseline's); "one seed" in the note of
     a row with no interval."""
     ours = frame[frame["stage_role"].isin(ROLES)]
-    return ours.assign(source=OURS, paper_column="", confirmed=True, note=[interval_note(n) for n in ours["n_seeds"]])
+    return ours.assign(
+        source=OURS, paper_column="", confirmed=True, setting="", note=[interval_note(n) for n in ours["n_seeds"]]
+    )
 
 
 def batch_of(value: Any) -> int | None:
@@ -105,9 +116,30 @@ def _published_for(ours: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     return published[keep]
 
 
-def _nothing_published(ours: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, method) of ``NO_PUBLISHED`` that we ran, saying so."""
-    pairs = dict.fromkeys((d, m) for d, m in zip(ours["dataset"], ours["method"], strict=True) if m in NO_PUBLISHED)
+def _published_elsewhere(method: str, dataset: str, published: pd.DataFrame) -> str:
+    """The published kNN accuracies of ``method`` on other datasets than ``dataset`` (its paper's),
+    in words: what a reader of its "nothing published" row can set our numbers beside."""
+    rows = published[
+        (published["method"] == method)
+        & (published["dataset"] != dataset)
+        & (published["metric"] == KNN)
+        & (published["source"] == CLD_PAPER)
+    ]
+    found = [
+        f"{rec['dataset']} {rec['mean']:.3f} ({rec['paper_column']}, {rec['setting']})"
+        for rec in rows.to_dict("records")
+    ]
+    return f"; its published kNN accuracy: {', '.join(found)}" if found else ""
+
+
+def _nothing_published(ours: pd.DataFrame, kept: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, method) of ``NO_PUBLISHED`` that we ran and that has no published
+    row of any kind there (``kept``: the published rows shown beside ours), saying so and where
+    its published numbers are, if anywhere (``published``: every one)."""
+    have = set(zip(kept["dataset"], kept["method"], strict=True))
+    pairs = dict.fromkeys(
+        (d, m) for d, m in zip(ours["dataset"], ours["method"], strict=True) if m in NO_PUBLISHED and (d, m) not in have
+    )
     return pd.DataFrame(
         [
             {
@@ -120,7 +152,8 @@ def _nothing_published(ours: pd.DataFrame) -> pd.DataFrame:
                 "stage_role": "",
                 "metric": "",
                 "confirmed": True,
-                "note": NO_PUBLISHED[m],
+                "setting": "",
+                "note": NO_PUBLISHED[m] + _published_elsewhere(m, d, published),
             }
             for d, m in pairs
         ],
@@ -173,7 +206,7 @@ def _sort_keys(frame: pd.DataFrame, results: ProfileResults) -> pd.DataFrame:
             "b": frame["batch_size"].fillna(-1).astype(int),
             "p": frame["paper_column"],
             "r": frame["stage_role"].map({r: i for i, r in enumerate(ROLES)}).fillna(-1),
-            "x": frame["metric"].map({m: i for i, m in enumerate(SCORES)}).fillna(-1),
+            "x": frame["metric"].map({m: i for i, m in enumerate(ALL_SCORES)}).fillna(-1),
         }
     )
     order = keys.sort_values(list(keys.columns), kind="stable").index
@@ -184,10 +217,11 @@ def comparison_frame(results: ProfileResults, published: pd.DataFrame) -> pd.Dat
     """Every number of the methods table, long format (``CSV_COLUMNS``), in table order.
     ``published``: ``cdrepro.published.published_rows(...)``."""
     ours = _ours(with_intervals(results.frame))
-    parts = [ours, _published_for(ours, published), _nothing_published(ours)]
+    kept = _published_for(ours, published)
+    parts = [ours, kept, _nothing_published(ours, kept, published)]
     present = [p.reindex(columns=CSV_COLUMNS) for p in parts if len(p)]  # concat warns on empty frames
     frame = pd.concat(present, ignore_index=True) if present else pd.DataFrame(columns=CSV_COLUMNS)
-    for column in ("variant", "paper_column", "note", "stage", "stage_role", "metric", "seeds", "values"):
+    for column in ("variant", "paper_column", "setting", "note", "stage", "stage_role", "metric", "seeds", "values"):
         frame[column] = frame[column].fillna("")
     frame["batch_size"] = frame["batch_size"].astype("Int64")
     frame["n_seeds"] = frame["n_seeds"].astype("Int64")

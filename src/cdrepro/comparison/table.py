@@ -10,7 +10,9 @@ rows) in ``<results_dir>/<profile>/tables/``.
 Layout: one block per dataset, in the frame's order (the pixel baseline, then each method: our
 rows, then its published rows, each labelled with its source; a method with nothing published
 says so in a row of its own). Columns: the backbone stage (K-means on h) and the method's final
-stage, NMI/ARI/ACC, mean +- the half-width of its 95 % interval over seeds (``latex.Cell``; the
+stage, NMI/ARI/ACC, then the held-out accuracies (``HELD_OUT_COLUMNS``: kNN on h and on the final
+stage, the linear probe on h; CLD's published kNN in the final stage's, its features named in
+the row's stage), mean +- the half-width of its 95 % interval over seeds (``latex.Cell``; the
 std and the interval's ends are in the CSV), and the number of seeds ("one seed": a plain
 number, no interval). A published number no reachable source confirms carries an asterisk; the
 notes of the published rows (CC's STL-10 with its unlabeled images, where CC's paper and CD's
@@ -50,18 +52,33 @@ from cdrepro.latex import (
     table_float,
     two_stage_header,
 )
+from cdrepro.metrics import KNN, LINEAR
 from cdrepro.published import (
     AUTHORS_REPO,
     CC_PAPER,
     CD_PAPER,
+    CLD_PAPER,
+    CLD_REPO,
     load_cc_results,
+    load_knn_results,
     load_paper_results,
     load_repo_variability,
     published_rows,
 )
-from cdrepro.results import BASELINE_VARIANT, SCORES, ProfileResults
+from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, SCORES, ProfileResults
 
 UNCONFIRMED = r"$^{\ast}$"
+HELD_OUT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    (BACKBONE_ROLE, KNN, "kNN h"),
+    (FINAL_ROLE, KNN, "kNN final"),
+    (BACKBONE_ROLE, LINEAR, "Linear h"),
+)
+"""The held-out columns after NMI/ARI/ACC: (stage role, metric, header)."""
+CELL_KEYS: tuple[tuple[str, str], ...] = (
+    *((role, metric) for role in ROLES for metric in SCORES),
+    *((role, metric) for role, metric, _ in HELD_OUT_COLUMNS),
+)
+"""Every numeric column of a row, in order: (stage role, metric)."""
 _NOTE_SYMBOLS = (r"\dagger", r"\ddagger", r"\S", r"\P", r"\|")
 
 
@@ -104,21 +121,18 @@ def _cell(rec: Mapping[str, Any]) -> Cell:
 
 
 def _cells(part: pd.DataFrame) -> list[Cell | None]:
-    """Backbone then final stage, NMI/ARI/ACC."""
+    """Backbone then final stage, NMI/ARI/ACC; then the held-out accuracies (``CELL_KEYS``)."""
     cells: list[Cell | None] = []
-    for role in ROLES:
-        for metric in SCORES:
-            hit = part[(part["stage_role"] == role) & (part["metric"] == metric)]
-            cells.append(None if hit.empty else _cell(hit.iloc[0]))
+    for role, metric in CELL_KEYS:
+        hit = part[(part["stage_role"] == role) & (part["metric"] == metric)]
+        cells.append(None if hit.empty else _cell(hit.iloc[0]))
     return cells
 
 
 def _unconfirmed(part: pd.DataFrame) -> set[int]:
     """The cell indices (as ``_cells``) of numbers no reachable source confirms."""
     hit = part[~part["confirmed"].astype(bool)]
-    return {
-        ROLES.index(r) * len(SCORES) + SCORES.index(m) for r, m in zip(hit["stage_role"], hit["metric"], strict=True)
-    }
+    return {CELL_KEYS.index((r, m)) for r, m in zip(hit["stage_role"], hit["metric"], strict=True)}
 
 
 def _notes(cells: Iterable[str]) -> list[str]:
@@ -129,7 +143,7 @@ def _notes(cells: Iterable[str]) -> list[str]:
 def note_marks(frame: pd.DataFrame) -> dict[str, str]:
     """A footnote symbol per distinct note of the published rows (a method's "nothing
     published" is said in its row, not marked)."""
-    notes = _notes(frame.loc[frame["source"].isin([CD_PAPER, CC_PAPER, AUTHORS_REPO]), "note"])
+    notes = _notes(frame.loc[frame["source"].isin([CD_PAPER, CC_PAPER, AUTHORS_REPO, CLD_PAPER, CLD_REPO]), "note"])
     return {note: _NOTE_SYMBOLS[i % len(_NOTE_SYMBOLS)] for i, note in enumerate(notes)}
 
 
@@ -159,7 +173,7 @@ def _dataset_lines(
         lead = [dataset_title(dataset, titles) if i == 0 else ""] + _lead(key, part, marks)
         if key.source == NONE:
             text = latex_escape(str(part.iloc[0]["note"]))
-            lines.append(latex_row(lead + [rf"\multicolumn{{6}}{{l}}{{\textit{{{text}}}}}"]))
+            lines.append(latex_row(lead + [rf"\multicolumn{{{len(CELL_KEYS)}}}{{l}}{{\textit{{{text}}}}}"]))
             continue
         cells = render_cells(_cells(part), bold.get(key, set()))
         cells = [c + UNCONFIRMED if j in _unconfirmed(part) else c for j, c in enumerate(cells)]
@@ -168,10 +182,35 @@ def _dataset_lines(
 
 
 def _header() -> list[str]:
-    return two_stage_header("llrllr", ["Dataset", "Method", "Batch", "Source", "Final stage", "Seeds"], "Final stage")
+    return two_stage_header(
+        "llrllr",
+        ["Dataset", "Method", "Batch", "Source", "Final stage", "Seeds"],
+        "Final stage",
+        [header for _, _, header in HELD_OUT_COLUMNS],
+    )
 
 
-def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:
+def held_out_words(metrics: Iterable[Mapping[str, Any]]) -> str:
+    """How our held-out accuracies were measured, from the runs' metrics.json (``held_out``): the
+    kNN's k and T, and each dataset's split; "" where no run has them (records before issue 22)."""
+    knn = sorted({(m["held_out"][KNN]["k"], m["held_out"][KNN]["temperature"]) for m in metrics if "held_out" in m})
+    splits = {
+        m["dataset"]: m["held_out"]["split"] for m in metrics if "held_out" in m
+    }  # one split per dataset: the file every run of it reads
+    if not knn:
+        return ""
+    settings = "; ".join(f"k = {k}, T = {t:g}" for k, t in knn)
+    sizes = ", ".join(
+        f"{latex_escape(d)} {s['kind']} {s['n_train']:,} / {s['n_test']:,}" for d, s in sorted(splits.items())
+    )
+    return (
+        f" Held-out accuracy: our weighted kNN ({settings}; cosine, exp(s/T) votes) on h and on the final "
+        "stage, and a linear probe (logistic regression on standardised h), fit on a train split and "
+        f"scored on its test split ({sizes} images); training and K-means use every image."
+    )
+
+
+def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str], held_out: str = "") -> str:
     notes = " ".join(f"${mark}$: {latex_escape(note)}." for note, mark in marks.items())
     unconfirmed = (
         "" if frame["confirmed"].astype(bool).all() else f" {UNCONFIRMED}: not confirmed by a reachable source."
@@ -185,9 +224,14 @@ def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:
         "2-3) at our CD run's batch size; CC's own paper (its recipe: "
         "batch size 256, no schedule or clipping, 1000 epochs) and CD's paper's CC column, both "
         "shown; the CD authors' repository's no-head model, which is SimCLR's model (mean $\\pm$ "
-        "std over several runs). CDC is reconstructed from its abstract (docs/methods.md). Bold: "
+        "std over several runs); CLD's own kNN accuracies (its paper's and its repository's) at their "
+        "setting, on its 128-d instance projection (not one of our stages), where we ran CLD on their "
+        "dataset. CDC is reconstructed from its abstract (docs/methods.md). Bold: "
         "the best of our methods per column within a dataset; the raw-pixel K-means and the "
-        "published rows are references, not ranked. ``--'': no number." + unconfirmed + (" " + notes if notes else "")
+        "published rows are references, not ranked. ``--'': no number."
+        + held_out
+        + unconfirmed
+        + (" " + notes if notes else "")
     )
 
 
@@ -228,11 +272,15 @@ def _paged(blocks: Sequence[list[str]], header: list[str], name: str, caption: s
 
 
 def render_comparison_table(
-    frame: pd.DataFrame, titles: Mapping[str, str], label: str, differences: pd.DataFrame | None = None
+    frame: pd.DataFrame,
+    titles: Mapping[str, str],
+    label: str,
+    differences: pd.DataFrame | None = None,
+    held_out: str = "",
 ) -> str:
     """``methods.tex`` from ``comparison_frame``'s rows, then the table of their paired differences
     (``differences``: ``comparison_differences(frame)``, computed when not given); a one-line note
-    when there is no run."""
+    when there is no run. ``held_out``: ``held_out_words`` of the runs, for the caption."""
     if not (frame["source"] == OURS).any():
         note = f"Methods table: no run in \\texttt{{{latex_escape(label)}}}."
         return f"% Generated by {__name__}.\n\\noindent\\textit{{{note}}}\\par\n"
@@ -242,7 +290,7 @@ def render_comparison_table(
         _dataset_lines(dataset, [(k, p) for k, p in rows.items() if k.dataset == dataset], titles, marks)
         for dataset in dict.fromkeys(key.dataset for key in rows)
     ]
-    floats = _paged(blocks, _header(), "methods", _caption(frame, label, marks))
+    floats = _paged(blocks, _header(), "methods", _caption(frame, label, marks, held_out))
     differences = comparison_differences(frame) if differences is None else differences
     if len(differences):
         blocks = [
@@ -304,12 +352,14 @@ def write_comparison_table(results: ProfileResults, out_dir: Path, *, results_la
     """Write ``methods.tex``, ``methods.csv`` and ``methods_differences.csv`` (atomically) into
     ``out_dir``; return their paths. ``results_label``: the folder the caption names (default ``results/<profile>``)."""
     out_dir = Path(out_dir)
-    published = published_rows(load_paper_results(), load_cc_results(), load_repo_variability())
+    published = published_rows(load_paper_results(), load_cc_results(), load_repo_variability(), load_knn_results())
     frame = comparison_frame(results, published)
     differences = comparison_differences(frame)
     label = results_label or default_results_label(out_dir)
     texts = {
-        "methods.tex": render_comparison_table(frame, results.titles, label, differences),
+        "methods.tex": render_comparison_table(
+            frame, results.titles, label, differences, held_out_words(results.metrics)
+        ),
         "methods.csv": frame.to_csv(index=False),
         "methods_differences.csv": differences.to_csv(index=False),
     }

@@ -165,8 +165,10 @@ def _not_prepared(npz_path: Path, missing: Path) -> FileNotFoundError:
 
 
 def _damaged(npz_path: Path, why: str) -> ValueError:
-    return ValueError(f"{npz_path} is damaged ({why}): delete it and run `cdrepro prepare --dataset "
-                      f"{npz_path.stem}` again (or the workflow, which then prepares it anew)")
+    return ValueError(
+        f"{npz_path} is damaged ({why}): delete it and run `cdrepro prepare --dataset "
+        f"{npz_path.stem}` again (or the workflow, which then prepares it anew)"
+    )
 
 
 def load_prepared(npz_path: str | Path, meta_path: str | Path | None = None) -> PreparedDataset:

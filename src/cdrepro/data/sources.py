@@ -66,9 +66,7 @@ IMAGENET10_IMAGES_PER_CLASS = 1300  # every class of the ImageNet-1k train split
 # Used when stl10_binary/class_names.txt is absent (torchvision then sets no ``classes``).
 STL10_CLASS_NAMES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 
-RESIZE_NOTE = (
-    "PIL bilinear (antialiased when shrinking) to store_size x store_size; whole image squashed, no crop"
-)
+RESIZE_NOTE = "PIL bilinear (antialiased when shrinking) to store_size x store_size; whole image squashed, no crop"
 
 # What a failed download raises: urllib's URLError and socket errors are OSErrors; a connection
 # dropped mid-response can also surface as an http.client exception.
@@ -98,8 +96,9 @@ class RawDataset:
     source_info: dict[str, Any]
 
 
-def load_source(settings: dict[str, Any], download_dir: Path, download: bool,
-                eval_size: int | None = None) -> RawDataset:
+def load_source(
+    settings: dict[str, Any], download_dir: Path, download: bool, eval_size: int | None = None
+) -> RawDataset:
     """Read the dataset that ``settings`` (one entry of the params file's ``datasets``) describes.
 
     ``download_dir`` holds torchvision archives; ``download`` allows fetching missing ones.
@@ -118,8 +117,9 @@ def load_source(settings: dict[str, Any], download_dir: Path, download: bool,
     if source == "imagenet10":
         return _load_imagenet10(_folder_setting(settings), _store_size(settings))
     if source == "folder":
-        return _load_class_folder(_folder_setting(settings), settings.get("store_size"), eval_size,
-                                  settings.get("images_per_class"))
+        return _load_class_folder(
+            _folder_setting(settings), settings.get("store_size"), eval_size, settings.get("images_per_class")
+        )
     known = "digits, cifar10, cifar100_20, stl10, imagenet10, folder"
     raise ValueError(f"unknown dataset source {source!r} (known: {known})")
 
@@ -155,8 +155,7 @@ def _load_digits() -> RawDataset:
     grey = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
     images = np.repeat(grey[..., np.newaxis], 3, axis=-1)
     labels = np.asarray(bunch.target, dtype=np.int64)
-    info = {"source": "digits", "origin": "sklearn.datasets.load_digits",
-            "value_scale": "round(v * 255 / 16)"}
+    info = {"source": "digits", "origin": "sklearn.datasets.load_digits", "value_scale": "round(v * 255 / 16)"}
     return RawDataset(images, labels, [str(digit) for digit in range(10)], info)
 
 
@@ -292,8 +291,9 @@ def safe_extract(archive: Path, destination: Path) -> None:
             else:  # Python < 3.11.4: the checks above are the protection
                 tar.extractall(destination, members=members)
     except (tarfile.TarError, EOFError) as error:
-        raise DatasetUnavailable(f"{archive} is not a readable tar archive ({error}): delete it and "
-                                 "download it again") from error
+        raise DatasetUnavailable(
+            f"{archive} is not a readable tar archive ({error}): delete it and download it again"
+        ) from error
 
 
 def _fetch(name: str, dataset_class: _ArchivedDataset, root: Path, download: bool) -> None:
@@ -399,9 +399,7 @@ def _load_stl10(root: Path, download: bool) -> RawDataset:
 def _folder_setting(settings: dict[str, Any]) -> Path:
     """The dataset's image folder; a relative path is taken from the current directory (the project root)."""
     if not settings.get("path"):
-        raise ValueError(
-            f"source {settings.get('source')!r} needs a 'path': the folder <path>/<class>/<image>"
-        )
+        raise ValueError(f"source {settings.get('source')!r} needs a 'path': the folder <path>/<class>/<image>")
     return Path(settings["path"]).expanduser()
 
 
@@ -451,8 +449,10 @@ def _eight_bit(image: Any) -> Any:
         return Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8))
     if image.mode in ("I", "F"):
         kind = "32-bit integer" if image.mode == "I" else "floating-point"
-        raise ValueError(f"{kind} pixels (PIL mode {image.mode}) have no fixed range to scale to 8 bits; "
-                         "save the images as 8- or 16-bit PNG or JPEG")
+        raise ValueError(
+            f"{kind} pixels (PIL mode {image.mode}) have no fixed range to scale to 8 bits; "
+            "save the images as 8- or 16-bit PNG or JPEG"
+        )
     return image
 
 
@@ -472,8 +472,14 @@ def _decode_all(paths: Sequence[Path], size: int, description: str) -> np.ndarra
     pool = ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4))
     try:
         # disable=None: a bar on a terminal only, so logs and captured stderr keep one line per message
-        progress = tqdm(pool.map(decode_into, range(len(paths))), total=len(paths), desc=description,
-                        unit="img", file=sys.stderr, disable=None)
+        progress = tqdm(
+            pool.map(decode_into, range(len(paths))),
+            total=len(paths),
+            desc=description,
+            unit="img",
+            file=sys.stderr,
+            disable=None,
+        )
         for _ in progress:
             pass
     finally:
@@ -508,8 +514,15 @@ def _capped_store_size(root: Path, side: int) -> int:
     maximum = _store_size_maximum()
     if side <= maximum:
         return side
-    log.warning("%s: the images are %d x %d px, above store_size's maximum: stored at %d x %d "
-                "(set the dataset's store_size to store them smaller)", root, side, side, maximum, maximum)
+    log.warning(
+        "%s: the images are %d x %d px, above store_size's maximum: stored at %d x %d "
+        "(set the dataset's store_size to store them smaller)",
+        root,
+        side,
+        side,
+        maximum,
+        maximum,
+    )
     return maximum
 
 
@@ -533,8 +546,9 @@ def _native_size(paths: Sequence[Path], eval_size: int | None) -> int:
     return eval_size or DEFAULT_STORE_SIZE
 
 
-def _load_class_folder(root: Path, size: int | None, eval_size: int | None = None,
-                       per_class: int | None = None) -> RawDataset:
+def _load_class_folder(
+    root: Path, size: int | None, eval_size: int | None = None, per_class: int | None = None
+) -> RawDataset:
     """A user's own images, laid out ``<root>/<class>/<image>``; classes are the sorted folder names.
 
     ``per_class`` (``images_per_class``) keeps the first that many files of each class, in sorted
@@ -556,10 +570,12 @@ def _load_class_folder(root: Path, size: int | None, eval_size: int | None = Non
         raise ImageFolderError(f"{root} has no class sub-folders: {layout}")
     if len(class_folders) == 1:
         # One class: every clustering scores 1.0 against it, which would look like success.
-        raise ImageFolderError(f"{root} has one class sub-folder ({class_folders[0].name}); clustering "
-                               f"is scored against at least two classes: {layout}")
+        raise ImageFolderError(
+            f"{root} has one class sub-folder ({class_folders[0].name}); clustering "
+            f"is scored against at least two classes: {layout}"
+        )
     files_per_class = [_image_files(folder) for folder in class_folders]
-    for folder, files in zip(class_folders, files_per_class):
+    for folder, files in zip(class_folders, files_per_class, strict=True):
         if not files:
             raise ImageFolderError(f"class folder {folder} holds no images: {layout}")
     extra_info: dict[str, Any] = {}
@@ -568,8 +584,7 @@ def _load_class_folder(root: Path, size: int | None, eval_size: int | None = Non
         extra_info["images_per_class"] = per_class
     _refuse_one_image_per_class(root, files_per_class, per_class)
     if size is None:
-        size = _capped_store_size(root, _native_size([path for files in files_per_class for path in files],
-                                                     eval_size))
+        size = _capped_store_size(root, _native_size([path for files in files_per_class for path in files], eval_size))
     return _decode_classes(
         "folder", root, int(size), [folder.name for folder in class_folders], files_per_class, extra_info
     )
@@ -578,8 +593,10 @@ def _load_class_folder(root: Path, size: int | None, eval_size: int | None = Non
 def _refuse_a_file(root: Path, layout: str) -> None:
     """A file given as the image root: said as such (is_dir alone would call it "not found")."""
     if root.is_file():
-        raise ImageFolderError(f"{root} is a file, not a folder of class folders; point the dataset's "
-                               f"path at the folder that holds them: {layout}")
+        raise ImageFolderError(
+            f"{root} is a file, not a folder of class folders; point the dataset's "
+            f"path at the folder that holds them: {layout}"
+        )
 
 
 def _refuse_one_image_per_class(root: Path, files_per_class: list[list[Path]], per_class: int | None) -> None:
@@ -588,28 +605,33 @@ def _refuse_one_image_per_class(root: Path, files_per_class: list[list[Path]], p
     if any(len(files) > 1 for files in files_per_class):
         return
     count = len(files_per_class)
-    remedy = ("set images_per_class to 2 or more" if per_class == 1
-              else "put at least 2 images in every class folder")
-    raise ImageFolderError(f"{root}: every class has one image, so any clustering of its {count} images "
-                           f"into {count} clusters scores 1.0: {remedy}")
+    remedy = "set images_per_class to 2 or more" if per_class == 1 else "put at least 2 images in every class folder"
+    raise ImageFolderError(
+        f"{root}: every class has one image, so any clustering of its {count} images "
+        f"into {count} clusters scores 1.0: {remedy}"
+    )
 
 
-def _first_per_class(class_folders: list[Path], files_per_class: list[list[Path]],
-                     per_class: int) -> list[list[Path]]:
-    for folder, files in zip(class_folders, files_per_class):
+def _first_per_class(class_folders: list[Path], files_per_class: list[list[Path]], per_class: int) -> list[list[Path]]:
+    for folder, files in zip(class_folders, files_per_class, strict=True):
         if len(files) < per_class:
             raise ImageFolderError(
                 f"class folder {folder} holds {len(files)} image{'' if len(files) == 1 else 's'}, fewer "
-                f"than images_per_class {per_class}: lower images_per_class or remove it to use every image")
+                f"than images_per_class {per_class}: lower images_per_class or remove it to use every image"
+            )
     return [files[:per_class] for files in files_per_class]
 
 
-def _decode_classes(source: str, root: Path, size: int, class_names: list[str],
-                    files_per_class: list[list[Path]], extra_info: dict[str, Any]) -> RawDataset:
+def _decode_classes(
+    source: str,
+    root: Path,
+    size: int,
+    class_names: list[str],
+    files_per_class: list[list[Path]],
+    extra_info: dict[str, Any],
+) -> RawDataset:
     paths = [path for files in files_per_class for path in files]
-    labels = np.concatenate(
-        [np.full(len(files), label, dtype=np.int64) for label, files in enumerate(files_per_class)]
-    )
+    labels = np.concatenate([np.full(len(files), label, dtype=np.int64) for label, files in enumerate(files_per_class)])
     images = _decode_all(paths, size, description=f"{source} {root.name}")
     info = _folder_info(source, root, size, [len(files) for files in files_per_class]) | extra_info
     return RawDataset(images, labels, class_names, info)
@@ -644,14 +666,15 @@ def _load_imagenet10(root: Path, size: int) -> RawDataset:
         )
         raise ImageFolderError(f"imagenet10: {root} has {'; '.join(problems)}; {_imagenet10_layout()}")
     files_per_class = [_image_files(root / synset) for synset in IMAGENET10_SYNSETS]
-    empty = [synset for synset, files in zip(IMAGENET10_SYNSETS, files_per_class) if not files]
+    empty = [synset for synset, files in zip(IMAGENET10_SYNSETS, files_per_class, strict=True) if not files]
     if empty:
-        raise ImageFolderError(
-            f"imagenet10: synset folders without images: {', '.join(empty)}; {_imagenet10_layout()}"
-        )
+        raise ImageFolderError(f"imagenet10: synset folders without images: {', '.join(empty)}; {_imagenet10_layout()}")
     _refuse_one_image_per_class(root, files_per_class, None)
-    off_count = [f"{synset}: {len(files)}" for synset, files in zip(IMAGENET10_SYNSETS, files_per_class)
-                 if len(files) != IMAGENET10_IMAGES_PER_CLASS]
+    off_count = [
+        f"{synset}: {len(files)}"
+        for synset, files in zip(IMAGENET10_SYNSETS, files_per_class, strict=True)
+        if len(files) != IMAGENET10_IMAGES_PER_CLASS
+    ]
     if off_count:
         warnings.warn(
             f"imagenet10: expected {IMAGENET10_IMAGES_PER_CLASS} images per synset (the paper's "

@@ -75,20 +75,20 @@ def stratified_split(labels: Any, test_fraction: float, seed: int) -> tuple[np.n
     on ``labels``, ``test_fraction`` and ``seed``. Both index arrays are ascending.
     """
     labels = _labels("labels", labels)
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) \
-            or not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be a number strictly between 0 and 1, "
-                         f"got {test_fraction!r}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
     rng = np.random.default_rng(_seed(seed))
     if labels.size == 0:
         raise ValueError("labels is empty: there is nothing to split")
     classes, counts = np.unique(labels, return_counts=True)
     single = classes[counts < 2]
     if single.size:
-        raise ValueError(f"classes {single.tolist()} have a single image and cannot be in both "
-                         "splits: give them more images or drop them")
+        raise ValueError(
+            f"classes {single.tolist()} have a single image and cannot be in both "
+            "splits: give them more images or drop them"
+        )
     train_parts, test_parts = [], []
-    for c, n_c in zip(classes, counts):
+    for c, n_c in zip(classes, counts, strict=True):
         members = _shuffled(np.flatnonzero(labels == c), rng)  # (n_c,)
         n_test = min(max(math.floor(test_fraction * n_c + 0.5), 1), n_c - 1)
         test_parts.append(members[:n_test])
@@ -98,12 +98,13 @@ def stratified_split(labels: Any, test_fraction: float, seed: int) -> tuple[np.n
 
 def _imbalance_ratio(imbalance_ratio: Any) -> float:
     ratio = imbalance_ratio
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)) \
-            or not math.isfinite(ratio):
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)) or not math.isfinite(ratio):
         raise ValueError(f"imbalance_ratio must be a finite number >= 1, got {ratio!r}")
     if ratio < 1:
-        raise ValueError(f"imbalance_ratio must be >= 1 (head class size / tail class size; "
-                         f"1 keeps the classes balanced), got {ratio!r}: pass e.g. 10 or 100")
+        raise ValueError(
+            f"imbalance_ratio must be >= 1 (head class size / tail class size; "
+            f"1 keeps the classes balanced), got {ratio!r}: pass e.g. 10 or 100"
+        )
     return float(imbalance_ratio)
 
 
@@ -125,8 +126,9 @@ def long_tail_counts(n_per_class: int, num_classes: int, imbalance_ratio: float)
         exact = n / ratio ** (c / (num_classes - 1))
         counts.append(math.floor(exact + _COUNT_SLACK))
     if counts[-1] < 1:
-        raise ValueError(f"imbalance_ratio={ratio:g} leaves the last class none of its {n} images: "
-                         f"pass imbalance_ratio <= {n}")
+        raise ValueError(
+            f"imbalance_ratio={ratio:g} leaves the last class none of its {n} images: pass imbalance_ratio <= {n}"
+        )
     return counts
 
 
@@ -145,8 +147,7 @@ def long_tail_indices(labels: Any, imbalance_ratio: float, seed: int) -> np.ndar
         raise ValueError("labels is empty: there is nothing to subsample")
     classes, sizes = np.unique(labels, return_counts=True)
     counts = long_tail_counts(int(sizes.min()), classes.size, ratio)
-    kept = [_shuffled(np.flatnonzero(labels == c), rng)[:count]
-            for c, count in zip(classes, counts)]
+    kept = [_shuffled(np.flatnonzero(labels == c), rng)[:count] for c, count in zip(classes, counts, strict=True)]
     return np.sort(np.concatenate(kept))
 
 
@@ -172,13 +173,17 @@ def check_split_classes(train_labels: Any, test_labels: Any, class_names: Sequen
     names = list(class_names)
     for split, labels in (("train", train), ("test", test)):
         if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
-            raise ValueError(f"{split}_labels must lie in 0..{len(names) - 1} (one per class "
-                             f"name), got {int(labels.min())}..{int(labels.max())}")
+            raise ValueError(
+                f"{split}_labels must lie in 0..{len(names) - 1} (one per class "
+                f"name), got {int(labels.min())}..{int(labels.max())}"
+            )
     missing = np.setdiff1d(np.unique(test), np.unique(train))
     if missing.size:
         listed = ", ".join(f"{names[c]} ({c})" for c in missing.tolist())
-        raise ValueError(f"the test split has classes the train split lacks: {listed}; give the "
-                         "train split images of them or drop them from the test split")
+        raise ValueError(
+            f"the test split has classes the train split lacks: {listed}; give the "
+            "train split images of them or drop them from the test split"
+        )
 
 
 def check_clusters(num_clusters: int, n_images: int, split: str) -> None:
@@ -187,5 +192,7 @@ def check_clusters(num_clusters: int, n_images: int, split: str) -> None:
     if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 0:
         raise ValueError(f"n_images must be a non-negative integer, got {n_images!r}")
     if k > n_images:
-        raise ValueError(f"num_clusters K={k} is larger than the {split} split's {n_images} "
-                         f"images: pass K <= {n_images} or use a larger split")
+        raise ValueError(
+            f"num_clusters K={k} is larger than the {split} split's {n_images} "
+            f"images: pass K <= {n_images} or use a larger split"
+        )

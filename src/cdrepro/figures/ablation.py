@@ -1,5 +1,7 @@
 """Ablation bar charts: NMI/ARI/ACC of every run of a dataset at the backbone and the final
-stage (a method's last evaluation stage), with the paper's numbers where it has them.
+stage (a method's last evaluation stage), with the paper's numbers where it has them; and, where
+the runs have them, a row of their held-out accuracies (kNN on h and on the final stage, the
+linear probe on h: ``HELD_OUT_PANELS``).
 
 Our bars' error bars: the 95 % interval of the mean over seeds (none for one seed; the legend
 says so). References (``cdrepro.published`` reads them from ``references/``): the paper's CD-128/CD-256
@@ -19,12 +21,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.artist import Artist
 
+from cdrepro.metrics import HELD_OUT_SCORES, KNN, LINEAR
 from cdrepro.published import REFERENCE_METHOD, authors_rows, paper_rows
 from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, SCORES
 from cdrepro.seed_statistics import with_intervals
 
 ROLES = (BACKBONE_ROLE, FINAL_ROLE)
 ROLE_TITLES = {BACKBONE_ROLE: "backbone", FINAL_ROLE: "final stage"}
+HELD_OUT_PANELS: tuple[tuple[str, str], ...] = ((BACKBONE_ROLE, KNN), (FINAL_ROLE, KNN), (BACKBONE_ROLE, LINEAR))
+"""The held-out row's panels, left to right: (stage role, metric)."""
 COLUMNS = [
     "source",
     "label",
@@ -268,6 +273,20 @@ def _bar_row(
         ax.set(xlim=(low, 1), yticks=np.arange(len(labels)), title=f"{ROLE_TITLES[role]}: {metric.upper()}")
 
 
+def _held_out_row(
+    axes_row: Sequence[plt.Axes],
+    frame: pd.DataFrame,
+    labels: list[str],
+    markers: Mapping[str, tuple[str, str]],
+    names: Mapping[str, str],
+) -> None:
+    for ax, (role, metric) in zip(axes_row, HELD_OUT_PANELS, strict=True):
+        cell = frame[(frame["stage_role"] == role) & (frame["metric"] == metric)]
+        _panel(ax, cell, labels, markers, names)
+        what = "kNN" if metric == KNN else "linear probe"
+        ax.set(xlim=(0, 1), yticks=np.arange(len(labels)), title=f"held out: {what} on {ROLE_TITLES[role]}")
+
+
 def plot_bars(
     frame: pd.DataFrame,
     suptitle: str,
@@ -278,10 +297,13 @@ def plot_bars(
     """Backbone and final stage x NMI/ARI/ACC: one row per label (a bar where it is ours, markers
     where a reference has it), in the frame's order; the pixel baseline as a line. With
     ``differences`` (rows with a ``label`` per pair, ``value``, ``ci_low``/``ci_high`` and
-    ``within_noise``, at the final stage): a third row of panels, one point per pair."""
+    ``within_noise``, at the final stage): a last row of panels, one point per pair. Where the
+    frame has held-out accuracies, a row of them comes before it (``HELD_OUT_PANELS``)."""
     labels = list(dict.fromkeys(frame[frame["source"] != "kmeans_pixels"]["label"]))
     pairs = [] if differences is None else list(dict.fromkeys(differences["label"]))
-    heights = [max(len(labels), 1)] * len(ROLES) + ([len(pairs)] if pairs else [])
+    held_out = bool(frame["metric"].isin(HELD_OUT_SCORES).any())
+    bar_rows = len(ROLES) + held_out
+    heights = [max(len(labels), 1)] * bar_rows + ([len(pairs)] if pairs else [])
     fig, axes = plt.subplots(
         len(heights),
         len(SCORES),
@@ -291,10 +313,12 @@ def plot_bars(
     )
     for row, role in enumerate(ROLES):
         _bar_row(axes[row], frame, role, labels, markers, names)
+    if held_out:
+        _held_out_row(axes[len(ROLES)], frame, labels, markers, names)
     for col, metric in enumerate(SCORES if pairs else ()):
         assert differences is not None  # pairs come from it
         _difference_panel(axes[-1][col], differences[differences["metric"] == metric], pairs, metric)
-    for row, ticks in enumerate([labels] * len(ROLES) + ([pairs] if pairs else [])):
+    for row, ticks in enumerate([labels] * bar_rows + ([pairs] if pairs else [])):
         axes[row][0].set_yticklabels(ticks)
         for ax in axes[row]:
             ax.tick_params(axis="y", labelleft=ax is axes[row][0])

@@ -20,7 +20,8 @@ import pandas as pd
 
 from cdrepro.comparison.frame import NONE, OURS, comparison_differences
 from cdrepro.figures.ablation import COLUMNS, SOURCES, plot_bars
-from cdrepro.published import AUTHORS_REPO, CC_PAPER, CD_PAPER, SOURCE_LABELS
+from cdrepro.metrics import HELD_OUT_SCORES
+from cdrepro.published import AUTHORS_REPO, CC_PAPER, CD_PAPER, CLD_PAPER, CLD_REPO, SOURCE_LABELS
 from cdrepro.results import BASELINE_VARIANT, FINAL_ROLE
 from cdrepro.seed_statistics import interval_note
 
@@ -28,6 +29,8 @@ MARKERS: dict[str, tuple[str, str]] = {
     CD_PAPER: ("D", "black"),
     CC_PAPER: ("s", "darkviolet"),
     AUTHORS_REPO: ("o", "dimgray"),
+    CLD_PAPER: ("^", "darkgreen"),
+    CLD_REPO: ("v", "seagreen"),
 }
 NAMES: dict[str, str] = {**SOURCES, **SOURCE_LABELS}
 CHART_COLUMNS: list[str] = [*COLUMNS, "confirmed", "note", "within_noise"]
@@ -90,7 +93,9 @@ def chart_frame(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
 def plot_comparison(frame: pd.DataFrame, title: str) -> plt.Figure:
     """``chart_frame``'s rows: the bars and markers, then the paired differences' panels."""
     published = frame["source"].isin(list(MARKERS)).any()
-    suptitle = f"{title}: NMI / ARI / ACC per method" + (", beside the published numbers" if published else "")
+    held_out = " and held-out accuracy" if frame["metric"].isin(HELD_OUT_SCORES).any() else ""
+    beside = ", beside the published numbers" if published else ""
+    suptitle = f"{title}: NMI / ARI / ACC{held_out} per method{beside}"
     differences = frame[frame["source"] == DIFFERENCE]
     return plot_bars(
         frame[frame["source"] != DIFFERENCE], suptitle, MARKERS, NAMES, differences if len(differences) else None

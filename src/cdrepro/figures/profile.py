@@ -23,7 +23,13 @@ from cdrepro.figures import ablation, comparison, curves, heads, lime_views, sum
 from cdrepro.figures.embedding import embed_run
 from cdrepro.figures.output import save_figure
 from cdrepro.figures.paths import FigurePaths, comparison_figure_datasets, head_runs
-from cdrepro.published import load_cc_results, load_paper_results, load_repo_variability, published_rows
+from cdrepro.published import (
+    load_cc_results,
+    load_knn_results,
+    load_paper_results,
+    load_repo_variability,
+    published_rows,
+)
 from cdrepro.results import ProfileResults, comparison_target
 from cdrepro.runs import ProfilePaths, run_id
 
@@ -72,7 +78,8 @@ def comparison_figures(params: dict[str, Any], results: ProfileResults, where: F
     if not datasets:
         return []
     target = results.restricted(run_id(run) for run in rs.runs_of(params, comparison_target(params)))
-    table = comparison_frame(target, published_rows(load_paper_results(), load_cc_results(), load_repo_variability()))
+    published = published_rows(load_paper_results(), load_cc_results(), load_repo_variability(), load_knn_results())
+    table = comparison_frame(target, published)
     written: list[Path] = []
     for dataset in datasets:
         frame = comparison.chart_frame(table, dataset)

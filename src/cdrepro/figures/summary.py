@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from cdrepro.figures.ablation import ROLE_TITLES, ROLES, SOURCES
+from cdrepro.figures.ablation import HELD_OUT_PANELS, ROLE_TITLES, ROLES, SOURCES
 from cdrepro.results import SCORES
 
 _STYLE = """<style>
@@ -36,6 +36,8 @@ def dataset_table(frame: pd.DataFrame) -> pd.DataFrame:
     )
     table = frame.pivot_table(index=["label", "source"], columns="column", values="shown", aggfunc="first", sort=False)
     wanted = [f"{ROLE_TITLES[role]} {metric.upper()}" for role in ROLES for metric in SCORES]
+    # The held-out accuracies, where the runs have them (metrics.json before issue 22 has none).
+    wanted += [c for c in (f"{ROLE_TITLES[role]} {metric.upper()}" for role, metric in HELD_OUT_PANELS) if c in table]
     table = table.reindex(columns=wanted).fillna("–").reset_index().rename(columns={"label": "run"})
     table.columns.name = None  # else to_html adds a header cell for it
     return table
@@ -53,7 +55,9 @@ def summary_html(frames: Mapping[str, pd.DataFrame], titles: Mapping[str, str], 
         "evaluation stage (CD: the feature predictor output f; a run without a head and SimCLR: "
         "the projector output z; CC and CDC: the argmax of the cluster head, no K-means; CLD: "
         "the group features). Where a dataset's runs end in different stages, each run's label "
-        "names its own. Mean ± sample std where a run has several seeds.</p>"
+        "names its own. KNN and LINEAR: held-out accuracy (weighted kNN, linear probe) on the "
+        "dataset's test split, the train split as the bank and the probe's training set. "
+        "Mean ± sample std where a run has several seeds.</p>"
     ]
     for dataset, frame in frames.items():
         parts.append(f"<h3>{html.escape(titles.get(dataset, dataset))}</h3>")
