@@ -149,7 +149,8 @@ def test_the_trained_params_are_quick_yaml_but_for_data_device_and_epochs(sessio
         "images_per_class": PER_CLASS,
     }
     assert used["variants"] == quick["variants"] and used["methods"] == quick["methods"]
-    assert used["evaluate"] == {**quick["evaluate"], "kmeans_n_init": 2}
+    knn = {**quick["evaluate"].get("knn", {}), "k": 10}  # the test's --set: a bank of 48 images
+    assert used["evaluate"] == {**quick["evaluate"], "kmeans_n_init": 2, "knn": knn}
 
 
 # --------------------------------------------------------------------------- the plan, by hand

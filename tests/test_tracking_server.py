@@ -129,9 +129,9 @@ def test_a_pipeline_logs_through_an_mlflow_server(server_params, mlflow_server, 
     assert [e for e, _ in loss_history(url, logged.info.run_id)] == [1, 2]
     metrics = json.loads(paths.metrics(rid).read_text())
     assert tracking.final_metrics(metrics).items() <= logged.data.metrics.items()
-    assert {f"{stage}_{score}" for stage in ("backbone", "feature") for score in ("nmi", "ari", "acc")} == set(
-        tracking.final_metrics(metrics)
-    )
+    # NMI/ARI/ACC and kNN of both stages, the linear probe of the backbone (issue 22).
+    scores = {f"{stage}_{score}" for stage in ("backbone", "feature") for score in ("nmi", "ari", "acc", "knn")}
+    assert scores | {"backbone_linear"} == set(tracking.final_metrics(metrics))
     assert logged.data.params["method"] == logged.data.tags["method"] == "cd"
     assert logged.data.tags["final_stage"] == "feature"
 

@@ -74,11 +74,13 @@ HELD_OUT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     (BACKBONE_ROLE, LINEAR, "Linear h"),
 )
 """The held-out columns after NMI/ARI/ACC: (stage role, metric, header)."""
-CELL_KEYS: tuple[tuple[str, str], ...] = (
-    *((role, metric) for role in ROLES for metric in SCORES),
-    *((role, metric) for role, metric, _ in HELD_OUT_COLUMNS),
-)
-"""Every numeric column of a row, in order: (stage role, metric)."""
+SCORE_KEYS: tuple[tuple[str, str], ...] = tuple((role, metric) for role in ROLES for metric in SCORES)
+"""The clustering table's numeric columns, in order: (stage role, metric)."""
+HELD_OUT_KEYS: tuple[tuple[str, str], ...] = tuple((role, metric) for role, metric, _ in HELD_OUT_COLUMNS)
+"""The held-out table's numeric columns: a table of their own, as one table of both would not fit a
+landscape A4 page (tests/test_tables.py compiles the widest)."""
+NOTE_WIDTH = r"0.5\textwidth"
+"""The width a "nothing published" row's note wraps at, under the numeric columns."""
 _NOTE_SYMBOLS = (r"\dagger", r"\ddagger", r"\S", r"\P", r"\|")
 
 
@@ -120,19 +122,21 @@ def _cell(rec: Mapping[str, Any]) -> Cell:
     return Cell(float(rec["mean"]), None if pd.isna(rec["std"]) else float(rec["std"]))
 
 
-def _cells(part: pd.DataFrame) -> list[Cell | None]:
-    """Backbone then final stage, NMI/ARI/ACC; then the held-out accuracies (``CELL_KEYS``)."""
+def _cells(part: pd.DataFrame, keys: Sequence[tuple[str, str]] = SCORE_KEYS) -> list[Cell | None]:
+    """The row's numbers in the columns ``keys``: backbone then final stage, NMI/ARI/ACC
+    (``SCORE_KEYS``), or the held-out accuracies (``HELD_OUT_KEYS``)."""
     cells: list[Cell | None] = []
-    for role, metric in CELL_KEYS:
+    for role, metric in keys:
         hit = part[(part["stage_role"] == role) & (part["metric"] == metric)]
         cells.append(None if hit.empty else _cell(hit.iloc[0]))
     return cells
 
 
-def _unconfirmed(part: pd.DataFrame) -> set[int]:
+def _unconfirmed(part: pd.DataFrame, keys: Sequence[tuple[str, str]]) -> set[int]:
     """The cell indices (as ``_cells``) of numbers no reachable source confirms."""
     hit = part[~part["confirmed"].astype(bool)]
-    return {CELL_KEYS.index((r, m)) for r, m in zip(hit["stage_role"], hit["metric"], strict=True)}
+    pairs = zip(hit["stage_role"], hit["metric"], strict=True)
+    return {list(keys).index(pair) for pair in pairs if pair in keys}
 
 
 def _notes(cells: Iterable[str]) -> list[str]:
@@ -162,32 +166,52 @@ def _lead(key: RowKey, part: pd.DataFrame, marks: Mapping[str, str]) -> list[str
 
 
 def _dataset_lines(
-    dataset: str, rows: Sequence[tuple[RowKey, pd.DataFrame]], titles: Mapping[str, str], marks: Mapping[str, str]
+    dataset: str,
+    rows: Sequence[tuple[RowKey, pd.DataFrame]],
+    titles: Mapping[str, str],
+    marks: Mapping[str, str],
+    keys: Sequence[tuple[str, str]] = SCORE_KEYS,
 ) -> list[str]:
-    """One dataset's block: our methods' rows ranked per column; the pixel baseline and the
-    published rows as printed (references, not contestants)."""
+    """One dataset's block in the columns ``keys``: our methods' rows ranked per column; the pixel
+    baseline and the published rows as printed (references, not contestants). A row with no
+    number in these columns is left out (a published kNN row in the clustering table, say)."""
+    rows = [(k, p) for k, p in rows if k.source == NONE or any(c is not None for c in _cells(p, keys))]
+    if not rows:
+        return []
     ranked = [key for key, _ in rows if key.source == OURS and key.variant != BASELINE_VARIANT]
-    bold = dict(zip(ranked, bold_by_column([_cells(part) for key, part in rows if key in ranked]), strict=True))
+    bold = dict(zip(ranked, bold_by_column([_cells(part, keys) for key, part in rows if key in ranked]), strict=True))
     lines = [r"\midrule"]
     for i, (key, part) in enumerate(rows):
         lead = [dataset_title(dataset, titles) if i == 0 else ""] + _lead(key, part, marks)
         if key.source == NONE:
             text = latex_escape(str(part.iloc[0]["note"]))
-            lines.append(latex_row(lead + [rf"\multicolumn{{{len(CELL_KEYS)}}}{{l}}{{\textit{{{text}}}}}"]))
+            # Wrapped: a note (CLD's, naming its published kNN numbers) can be longer than a page.
+            span = rf"\multicolumn{{{len(keys)}}}{{p{{{NOTE_WIDTH}}}}}{{\textit{{{text}}}}}"
+            lines.append(latex_row(lead + [span]))
             continue
-        cells = render_cells(_cells(part), bold.get(key, set()))
-        cells = [c + UNCONFIRMED if j in _unconfirmed(part) else c for j, c in enumerate(cells)]
+        cells = render_cells(_cells(part, keys), bold.get(key, set()))
+        cells = [c + UNCONFIRMED if j in _unconfirmed(part, keys) else c for j, c in enumerate(cells)]
         lines.append(latex_row(lead + cells))
     return lines
 
 
+LEAD_LABELS = ["Dataset", "Method", "Batch", "Source", "Final stage", "Seeds"]
+LEAD_ALIGNMENT = "llrllr"
+
+
 def _header() -> list[str]:
-    return two_stage_header(
-        "llrllr",
-        ["Dataset", "Method", "Batch", "Source", "Final stage", "Seeds"],
-        "Final stage",
-        [header for _, _, header in HELD_OUT_COLUMNS],
-    )
+    return two_stage_header(LEAD_ALIGNMENT, LEAD_LABELS, "Final stage")
+
+
+def _held_out_header() -> list[str]:
+    first, columns = len(LEAD_LABELS) + 1, [header for _, _, header in HELD_OUT_COLUMNS]
+    return [
+        r"\begin{tabular}{" + LEAD_ALIGNMENT + "c" * len(columns) + "}",
+        r"\toprule",
+        latex_row([*LEAD_LABELS, rf"\multicolumn{{{len(columns)}}}{{c}}{{Held-out accuracy}}"]),
+        rf"\cmidrule(lr){{{first}-{first + len(columns) - 1}}}",
+        latex_row([""] * len(LEAD_LABELS) + columns),
+    ]
 
 
 def held_out_words(metrics: Iterable[Mapping[str, Any]]) -> str:
@@ -210,7 +234,17 @@ def held_out_words(metrics: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str], held_out: str = "") -> str:
+def _held_out_caption(label: str, held_out: str) -> str:
+    return (
+        rf"The methods of Table~\ref{{tab:cdrepro-methods}} ({latex_escape(label)}) on held-out images."
+        + held_out
+        + " Beside ours, CLD's own kNN accuracies (its paper's and its repository's) at their setting, on "
+        "its 128-d instance projection (not one of our stages), where we ran CLD on their dataset. "
+        "Bold: the best of our methods per column within a dataset; marks as in that table."
+    )
+
+
+def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str]) -> str:
     notes = " ".join(f"${mark}$: {latex_escape(note)}." for note, mark in marks.items())
     unconfirmed = (
         "" if frame["confirmed"].astype(bool).all() else f" {UNCONFIRMED}: not confirmed by a reachable source."
@@ -224,14 +258,9 @@ def _caption(frame: pd.DataFrame, label: str, marks: Mapping[str, str], held_out
         "2-3) at our CD run's batch size; CC's own paper (its recipe: "
         "batch size 256, no schedule or clipping, 1000 epochs) and CD's paper's CC column, both "
         "shown; the CD authors' repository's no-head model, which is SimCLR's model (mean $\\pm$ "
-        "std over several runs); CLD's own kNN accuracies (its paper's and its repository's) at their "
-        "setting, on its 128-d instance projection (not one of our stages), where we ran CLD on their "
-        "dataset. CDC is reconstructed from its abstract (docs/methods.md). Bold: "
+        "std over several runs). CDC is reconstructed from its abstract (docs/methods.md). Bold: "
         "the best of our methods per column within a dataset; the raw-pixel K-means and the "
-        "published rows are references, not ranked. ``--'': no number."
-        + held_out
-        + unconfirmed
-        + (" " + notes if notes else "")
+        "published rows are references, not ranked. ``--'': no number." + unconfirmed + (" " + notes if notes else "")
     )
 
 
@@ -265,7 +294,9 @@ def _paged(blocks: Sequence[list[str]], header: list[str], name: str, caption: s
                 lines,
                 generator=__name__,
                 small=True,
-                font=r"\footnotesize",
+                # Scriptsize: 15 columns (six of them "mean ± half-width", three held-out) fit
+                # a landscape A4 page only at this size (tests/test_tables.py compiles it).
+                font=r"\scriptsize",
             )
         )
     return floats
@@ -286,11 +317,18 @@ def render_comparison_table(
         return f"% Generated by {__name__}.\n\\noindent\\textit{{{note}}}\\par\n"
     rows = table_rows(frame)
     marks = note_marks(frame)
-    blocks = [
-        _dataset_lines(dataset, [(k, p) for k, p in rows.items() if k.dataset == dataset], titles, marks)
-        for dataset in dict.fromkeys(key.dataset for key in rows)
-    ]
-    floats = _paged(blocks, _header(), "methods", _caption(frame, label, marks, held_out))
+
+    def blocks_of(keys: Sequence[tuple[str, str]]) -> list[list[str]]:
+        by_dataset = (
+            _dataset_lines(dataset, [(k, p) for k, p in rows.items() if k.dataset == dataset], titles, marks, keys)
+            for dataset in dict.fromkeys(key.dataset for key in rows)
+        )
+        return [block for block in by_dataset if block]
+
+    floats = _paged(blocks_of(SCORE_KEYS), _header(), "methods", _caption(frame, label, marks))
+    held_out_blocks = [b for b in blocks_of(HELD_OUT_KEYS) if any(r"\\" in line and "Ours" in line for line in b)]
+    if held_out_blocks:
+        floats += _paged(held_out_blocks, _held_out_header(), "methods-held-out", _held_out_caption(label, held_out))
     differences = comparison_differences(frame) if differences is None else differences
     if len(differences):
         blocks = [
