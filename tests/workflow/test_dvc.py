@@ -495,6 +495,7 @@ def test_dvc_repro_in_a_fresh_clone_gives_the_snakemake_tables(origin, snakemake
     smk, dvc_ = (ProfilePaths(root / "results" / "tiny") for root in (snakemake_clone, dvc_clone.root))
     assert set(re.findall(r"Running stage '([^']+)'", dvc_clone.repro)) == {
         "prepare@digits",
+        "split@digits",
         "baseline@digits",
         "train@0",
         "train@1",
@@ -544,7 +545,7 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
         "tsne@1",
         "figures",
     }
-    assert skipped == {"prepare@digits", "baseline@digits"}
+    assert skipped == {"prepare@digits", "split@digits", "baseline@digits"}
 
     # dvc exp show lists the experiment with its param and every run's metrics.
     shown = json.loads(dvc(root, base, "exp", "show", "--json").stdout)
