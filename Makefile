@@ -39,13 +39,15 @@ tables-pdf: run
 	pdflatex -interaction=nonstopmode -halt-on-error -output-directory results/embedded/tables docs/img/tables.tex
 	pdftoppm -png -r 90 -f 1 -l 2 results/embedded/tables/tables.pdf docs/img/tables
 
-## test: every test, the end-to-end workflow runs included
+## test: every test, the end-to-end workflow runs included, over one pytest-xdist worker per
+## core (TEST_WORKERS); a test file stays on one worker, so a module's fixtures are built once
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## test-fast: skip the slow end-to-end workflow runs
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 ## lint: ruff (lint and format), mypy on src/, snakefmt and Snakemake's own lint on the rules; CI runs it
 lint: $(STAMP)

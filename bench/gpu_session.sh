@@ -17,6 +17,11 @@
 #                                     # what bounds the step (plan: bench/quick_session.py).
 #                                     # Device tool: carry ["data/cifar10-train.tar.gz", ".whl"],
 #                                     # timeout_s 540. DEVICE=cpu and QUICK_ARGS: the CPU test.
+#   bash bench/gpu_session.sh pack    # issue 23, one command of at most 9 minutes: every method's
+#                                     # pairs/s alone and 2, 3, 4 processes at once, at the quick
+#                                     # and the paper's size (bench/packing_session.py), within
+#                                     # PACK_S (default 480 s). Device tool: timeout_s 540, carry
+#                                     # [".whl"]. DEVICE=cpu and PACK_ARGS: the CPU test.
 # Missing pure-Python dependencies (jsonschema and its needs) come as wheels in .whl/ when
 # present. Everything lands in $OUT (default results/gpu_session), packed as one tarball.
 set -uo pipefail
@@ -104,6 +109,16 @@ quick)
   STATUS=$?
   kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
   find "$F" -name '*.pt' -delete
+  ;;
+pack)
+  section machine
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
+  export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-4}
+  section "packing session: ${PACK_S:=480} s"
+  # shellcheck disable=SC2086  # PACK_ARGS: extra options, word-split on purpose (CPU test)
+  python3 bench/packing_session.py --out "$F" --device "${DEVICE:-cuda}" --max-s "$PACK_S" \
+    ${PACK_ARGS:-} 2>&1 | tee "$F/session.log"
+  STATUS=$?
   ;;
 esac
 tar -czf "$OUT/session-${1:-bench}.tar.gz" -C "$OUT" files && rm -rf "$F" || exit 1

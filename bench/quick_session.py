@@ -204,42 +204,71 @@ def setup(args: argparse.Namespace) -> tuple[Session, threading.Thread]:
 def probe(s: Session) -> dict[str, Any]:
     """Start the probe's processes together; merge what they wrote by the probe's deadline."""
     a = s.args
-    sync_dir = s.out / "probe-sync"
+    rates = run_probe(
+        s.params_path,
+        s.runs,
+        a.packs,
+        s.out,
+        s.logs,
+        seconds=a.probe_seconds,
+        warmup=a.probe_warmup,
+        threads=a.threads,
+        deadline=CLOCK.started + a.probe_max_s,
+    )
+    (s.out / "rates.json").write_text(json.dumps(rates, indent=2) + "\n")
+    log(f"probe: exit {rates['statuses']}; total pairs/s by packing factor {rates['total_pairs_per_s']}")
+    return rates
+
+
+def run_probe(
+    params_path: Path,
+    runs: list[str],
+    packs: list[int],
+    out: Path,
+    logs: Path,
+    *,
+    seconds: float,
+    warmup: int,
+    threads: int | None,
+    deadline: float,
+    name: str = "probe",
+) -> dict[str, Any]:
+    """bench/packing_probe.py in max(packs) processes started together, rank 0 also timing what
+    bounds the step; each stopped at ``deadline`` (epoch seconds). Their JSON files
+    (``<name>-rank<r>.json`` in ``out``) merged by ``merge_probe``."""
+    sync_dir = out / f"{name}-sync"
     shutil.rmtree(sync_dir, ignore_errors=True)
     sync_dir.mkdir()
     procs = []
-    for rank in range(max(a.packs)):
+    for rank in range(max(packs)):
         command = [
             PY,
             str(BENCH / "packing_probe.py"),
             "--params",
-            str(s.params_path),
+            str(params_path),
             "--runs",
-            ",".join(s.runs),
+            ",".join(runs),
             "--rank",
             str(rank),
             "--packs",
-            ",".join(map(str, a.packs)),
+            ",".join(map(str, packs)),
             "--sync-dir",
             str(sync_dir),
             "--seconds",
-            str(a.probe_seconds),
+            str(seconds),
             "--warmup",
-            str(a.probe_warmup),
+            str(warmup),
             "--launched-at",
             str(time.time()),
             "--json",
-            str(s.out / f"probe-rank{rank}.json"),
+            str(out / f"{name}-rank{rank}.json"),
         ]
-        command += ["--anatomy"] * (rank == 0) + (["--threads", str(a.threads)] if a.threads else [])
-        with open(s.logs / f"probe-rank{rank}.log", "wb") as out:  # the process keeps its own copy
-            procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-    statuses = [wait_or_stop(proc, CLOCK.until(a.probe_max_s)) for proc in procs]
+        command += ["--anatomy"] * (rank == 0) + (["--threads", str(threads)] if threads else [])
+        with open(logs / f"{name}-rank{rank}.log", "wb") as log_file:  # the process keeps its own copy
+            procs.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+    statuses = [wait_or_stop(proc, deadline - time.time()) for proc in procs]
     shutil.rmtree(sync_dir, ignore_errors=True)
-    rates = merge_probe([s.out / f"probe-rank{r}.json" for r in range(len(procs))], statuses)
-    (s.out / "rates.json").write_text(json.dumps(rates, indent=2) + "\n")
-    log(f"probe: exit {statuses}; total pairs/s by packing factor {rates['total_pairs_per_s']}")
-    return rates
+    return merge_probe([out / f"{name}-rank{r}.json" for r in range(len(procs))], statuses)
 
 
 def read_json(path: Path) -> dict[str, Any]:

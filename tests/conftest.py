@@ -1,5 +1,6 @@
 import copy
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,17 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Set at import, so that subprocesses (Snakemake, its jobs) inherit it too.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+# pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in every process they
+# start: the tests' Ctrl-C (SIGINT) would reach a training or a Snakemake that cannot hear it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow end-to-end tests first (in their files' order): over pytest-xdist's workers
+    (`make test`) the longest work starts at once instead of ending the run on one busy worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

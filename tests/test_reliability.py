@@ -53,6 +53,7 @@ def write_profile(root: Path, embedded: dict, *, epochs: int, n_images: int) -> 
     params["model"]["backbone_width"] = 4
     params["train"].update(epochs=epochs, image_size=16, device="cpu")
     params["datasets"]["digits"]["crop_min_scale"] = 0.2
+    params["evaluate"]["knn"]["k"] = 10  # a bank of about 51 images
     params["runs"] = [{"dataset": "digits", "batch_size": BATCH, "variant": "cd", "seed": 0}]
     validate_params(params)
     params_file = root / "params.yaml"
@@ -248,6 +249,7 @@ def test_a_crash_between_write_and_rename_leaves_the_previous_checkpoint(trained
 def test_a_crash_while_writing_metrics_leaves_the_previous_metrics(trained, monkeypatch):
     params_file, params, rid, _, files = trained
     metrics = ProfilePaths.from_params(params).metrics(rid)
+    assert cli.main(["split", "--params", str(params_file), "--dataset", "digits"]) == 0
     assert cli.main(["evaluate", "--params", str(params_file), "--run", rid, "--threads", "1"]) == 0
     before = metrics.read_text()
     metrics.write_text(before.replace('"n_images"', '"n_images_old"'))  # an older, complete file

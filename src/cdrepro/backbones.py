@@ -8,10 +8,10 @@ expects 224 px inputs) and ``cifar`` (3x3 stride-1 convolution, no max-pool: the
 from __future__ import annotations
 
 from torch import nn
-from torchvision import models
-from torchvision.models.resnet import BasicBlock, conv1x1
 
-BACKBONES = {"resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50}
+# torchvision is imported where a backbone is built: importing it costs seconds (it loads
+# torch._dynamo), paid by every CLI call and Snakemake start that builds no model.
+BACKBONES = ("resnet18", "resnet34", "resnet50")  # torchvision.models' builders of these names
 BASIC_BLOCK_LAYOUT = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 TORCHVISION_WIDTH = 64
 STEMS = ("imagenet", "cifar")
@@ -30,7 +30,9 @@ def make_backbone(name: str, width: int, stem: str) -> nn.Module:
     if stem not in STEMS:
         raise ValueError(f"unknown model.stem '{stem}' (choose from {', '.join(STEMS)})")
     if width == TORCHVISION_WIDTH:
-        resnet = BACKBONES[name](weights=None)
+        from torchvision import models
+
+        resnet = getattr(models, name)(weights=None)
         resnet.fc = nn.Identity()
         if stem == "cifar":
             # Same names (conv1, bn1, maxpool) so state dicts keep their keys.
@@ -60,6 +62,8 @@ def _stem_layers(width: int, stem: str) -> list[nn.Module]:
 
 
 def _narrow_resnet(blocks: tuple[int, ...], width: int, stem: str) -> nn.Sequential:
+    from torchvision.models.resnet import BasicBlock, conv1x1
+
     layers = _stem_layers(width, stem)
     in_planes = width
     for stage, n_blocks in enumerate(blocks):

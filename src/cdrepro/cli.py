@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cdrepro import config as cfg
 from cdrepro import run_settings as rs
@@ -412,102 +413,112 @@ def cmd_ui(args: argparse.Namespace) -> None:
     os.execve(sys.executable, command, dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
 
 
+# Every subcommand: name, function, help, and which of the shared arguments (--dataset, --run,
+# --threads) it takes; --params all take. Their own arguments are in _add_own_arguments.
+COMMANDS: tuple[tuple[str, Callable[[argparse.Namespace], int | None], str, tuple[str, ...]], ...] = (
+    ("validate", cmd_validate, "check a params file and say where its outputs go", ()),
+    ("runs", cmd_runs, "list the run ids of a params file", ()),
+    ("methods", cmd_methods, "the methods, their evaluation stages and their options with defaults", ()),
+    ("prepare", cmd_prepare, "download/read a dataset into one uint8 array file", ("dataset",)),
+    (
+        "split",
+        cmd_split,
+        "the held-out split of a prepared dataset (its official test split, else evaluate.split's)",
+        ("dataset",),
+    ),
+    ("baseline", cmd_baseline, "raw-pixel K-means baseline of a prepared dataset", ("dataset",)),
+    ("train", cmd_train, "train (or resume) one run", ("run", "threads")),
+    (
+        "evaluate",
+        cmd_evaluate,
+        "K-means NMI/ARI/ACC of one trained run, and its kNN and linear-probe accuracy on the held-out split",
+        ("run", "threads"),
+    ),
+    (
+        "tables",
+        cmd_tables,
+        "LaTeX tables (paper Tables 2-10), all.csv and differences.csv from the runs for reproduce_tables",
+        (),
+    ),
+    (
+        "methods-table",
+        cmd_methods_table,
+        "the methods table (methods.tex, methods.csv, methods_differences.csv): every method "
+        "beside its published numbers, from the runs for compare_methods (every run if none is)",
+        (),
+    ),
+    ("tsne", cmd_tsne, "t-SNE figure of one run's backbone and final outputs", ("run", "threads")),
+    (
+        "figures",
+        cmd_figures,
+        "training curves, ablation charts, head statistics, LIME views and the summary table of every run",
+        ("threads",),
+    ),
+    (
+        "tracking-init",
+        cmd_tracking_init,
+        "create the MLflow store and the profile's experiment (once, before parallel jobs)",
+        (),
+    ),
+    (
+        "tracking-summary",
+        cmd_tracking_summary,
+        "log the profile's tables and figures as one MLflow run named summary (replacing the last)",
+        (),
+    ),
+    ("sync", cmd_sync, "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure", ()),
+    (
+        "compare",
+        cmd_compare,
+        "the profile's runs from MLflow: method and variant vs every "
+        "stage's metrics, checked against each run's metrics.json",
+        (),
+    ),
+    ("ui", cmd_ui, "the MLflow UI on the profile's store, bound to 127.0.0.1", ()),
+)
+SHARED_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "dataset": dict(required=True, help="a dataset name under datasets:"),
+    "run": dict(required=True, help="a run id, e.g. digits-bs128-cd-s42"),
+    "threads": dict(type=int, default=None, help="torch CPU threads"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdrepro", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(
-        name: str, func, help_text: str, *, dataset: bool = False, run: bool = False, threads: bool = False
-    ) -> None:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument(
+    for name, func, help_text, shared in COMMANDS:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument(
             "--params",
             default=os.environ.get(PARAMS_ENV, "params.yaml"),
             help=f"params file (default: ${PARAMS_ENV}, else params.yaml)",
         )
-        if dataset:
-            p.add_argument("--dataset", required=True, help="a dataset name under datasets:")
-        if run:
-            p.add_argument("--run", required=True, help="a run id, e.g. digits-bs128-cd-s42")
-        if threads:
-            p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-        p.set_defaults(func=func)
+        for argument in shared:
+            command.add_argument(f"--{argument}", **SHARED_ARGUMENTS[argument])
+        command.set_defaults(func=func)
+    _add_own_arguments(sub.choices)
+    return parser
 
-    add("validate", cmd_validate, "check a params file and say where its outputs go")
-    add("runs", cmd_runs, "list the run ids of a params file")
-    add("methods", cmd_methods, "the methods, their evaluation stages and their options with defaults")
-    add("prepare", cmd_prepare, "download/read a dataset into one uint8 array file", dataset=True)
-    add(
-        "split",
-        cmd_split,
-        "the held-out split of a prepared dataset (its official test split, else evaluate.split's)",
-        dataset=True,
-    )
-    add("baseline", cmd_baseline, "raw-pixel K-means baseline of a prepared dataset", dataset=True)
-    add("train", cmd_train, "train (or resume) one run", run=True, threads=True)
-    add(
-        "evaluate",
-        cmd_evaluate,
-        "K-means NMI/ARI/ACC of one trained run, and its kNN and linear-probe accuracy on the held-out split",
-        run=True,
-        threads=True,
-    )
-    sub.choices["evaluate"].add_argument(
+
+def _add_own_arguments(commands: dict[str, argparse.ArgumentParser]) -> None:
+    commands["evaluate"].add_argument(
         "--checkpoint",
         type=Path,
         default=None,
         help="evaluate this checkpoint instead of the run's model.pt: ours or the authors' released "
         "layout (resnet.*, instance_projector.*, feature_predictor.*), in the run's architecture",
     )
-    sub.choices["evaluate"].add_argument(
+    commands["evaluate"].add_argument(
         "--out",
         type=Path,
         default=None,
         help="with --checkpoint: where the metrics go (default: "
         "<results_dir>/<profile>/released/<run>/<checkpoint name>.metrics.json)",
     )
-    add(
-        "tables",
-        cmd_tables,
-        "LaTeX tables (paper Tables 2-10), all.csv and differences.csv from the runs for reproduce_tables",
-    )
-    add(
-        "methods-table",
-        cmd_methods_table,
-        "the methods table (methods.tex, methods.csv, methods_differences.csv): "
-        "every method "
-        "beside its published numbers, from the runs for compare_methods (every run if none is)",
-    )
-    add("tsne", cmd_tsne, "t-SNE figure of one run's backbone and final outputs", run=True, threads=True)
-    add(
-        "figures",
-        cmd_figures,
-        "training curves, ablation charts, head statistics, LIME views and the summary table of every run",
-        threads=True,
-    )
-    add(
-        "tracking-init",
-        cmd_tracking_init,
-        "create the MLflow store and the profile's experiment (once, before parallel jobs)",
-    )
-    add(
-        "tracking-summary",
-        cmd_tracking_summary,
-        "log the profile's tables and figures as one MLflow run named summary (replacing the last)",
-    )
-    add("sync", cmd_sync, "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure")
-    sub.choices["sync"].add_argument("--run", default=None, help="one run id (default: every run)")
-    add(
-        "compare",
-        cmd_compare,
-        "the profile's runs from MLflow: method and variant vs every "
-        "stage's metrics, checked against each run's metrics.json",
-    )
-    sub.choices["compare"].add_argument("--csv", default=None, help="also write the table here")
-    add("ui", cmd_ui, "the MLflow UI on the profile's store, bound to 127.0.0.1")
-    sub.choices["ui"].add_argument("--port", type=int, default=5000, help="port (default: 5000)")
-    return parser
+    commands["sync"].add_argument("--run", default=None, help="one run id (default: every run)")
+    commands["compare"].add_argument("--csv", default=None, help="also write the table here")
+    commands["ui"].add_argument("--port", type=int, default=5000, help="port (default: 5000)")
 
 
 def _one_line(exc: BaseException) -> str:

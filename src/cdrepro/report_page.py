@@ -50,6 +50,10 @@ def _number(text: str) -> float | None:
     return float(text) if text not in ("", "nan", "NaN") else None
 
 
+Key = tuple[str, ...]  # a row: dataset, method, variant, batch size, source, paper column (_rows)
+Cell = tuple[float, str] | None  # value and its text; None where the row has no number
+
+
 def _cell(rec: Mapping[str, str]) -> tuple[float, str]:
     """(mean, text): ours, mean ± the half-width of the 95 % interval over seeds (one seed: the
     plain mean); a published number, ± its std where the source gives one."""
@@ -61,9 +65,9 @@ def _cell(rec: Mapping[str, str]) -> tuple[float, str]:
     return mean, text + ("" if rec["confirmed"] != "False" else UNCONFIRMED)
 
 
-def _rows(records: Sequence[Mapping[str, str]]) -> dict[tuple[str, ...], list[Mapping[str, str]]]:
+def _rows(records: Sequence[Mapping[str, str]]) -> dict[Key, list[Mapping[str, str]]]:
     """The CSV's records grouped into the table's rows, in the CSV's (the table's) order."""
-    rows: dict[tuple[str, ...], list[Mapping[str, str]]] = {}
+    rows: dict[Key, list[Mapping[str, str]]] = {}
     for rec in records:
         key = tuple(rec[c] for c in ("dataset", "method", "variant", "batch_size", "source", "paper_column"))
         rows.setdefault(key, []).append(rec)
@@ -75,30 +79,58 @@ def methods_table_html(records: Sequence[Mapping[str, str]]) -> str:
     where the CSV has none). Bold: the best of our methods per column within a dataset (the
     raw-pixel K-means and the published rows are references, not ranked), as in methods.tex."""
     rows = _rows(records)
-    notes = list(
-        dict.fromkeys(
-            rec["note"]
-            for key, part in rows.items()
-            if key[4] not in (OURS, NOTHING_PUBLISHED)
-            for rec in part
-            if rec["note"]
-        )
-    )
-    marks = {note: NOTE_MARKS[i % len(NOTE_MARKS)] * (1 + i // len(NOTE_MARKS)) for i, note in enumerate(notes)}
+    marks = _note_marks(rows)
     columns = [(role, metric) for role in ROLES for metric in METRICS] + [(role, m) for role, m, _ in HELD_OUT]
-    cells: dict[tuple[str, ...], list[tuple[float, str] | None]] = {}
+    cells: dict[Key, list[Cell]] = {}
     for key, part in rows.items():
         found = {(rec["stage_role"], rec["metric"]): rec for rec in part}
         cells[key] = [_cell(found[c]) if c in found else None for c in columns]
+    best = _best_of_ours(cells)
+    out = ['<table class="cdrepro-methods">', *_header_html(), "<tbody>"]
+    dataset = None
+    for key, part in rows.items():
+        if key[0] != dataset:
+            dataset = key[0]
+            out.append(
+                f'<tr><th colspan="{5 + len(columns)}" class="cdrepro-dataset">'
+                f"{html.escape(part[0]['dataset_title'] or dataset)}</th></tr>"
+            )
+        out.append(_row_html(key, part, cells[key], best, marks))
+    out += ["</tbody>", "</table>"]
+    footnotes = [f"{mark} {html.escape(note)}" for note, mark in marks.items()]
+    if any(rec["confirmed"] == "False" for rec in records):
+        footnotes.append(f"{UNCONFIRMED} a published number that no reachable source confirms")
+    if footnotes:
+        out.append('<p class="cdrepro-notes">' + "; ".join(footnotes) + ".</p>")
+    return "\n".join(out)
+
+
+def _note_marks(rows: Mapping[Key, Sequence[Mapping[str, str]]]) -> dict[str, str]:
+    """A footnote mark for each distinct note of a published row (a row with nothing published
+    shows its note in place of its numbers)."""
+    notes = dict.fromkeys(
+        rec["note"]
+        for key, part in rows.items()
+        if key[4] not in (OURS, NOTHING_PUBLISHED)
+        for rec in part
+        if rec["note"]
+    )
+    return {note: NOTE_MARKS[i % len(NOTE_MARKS)] * (1 + i // len(NOTE_MARKS)) for i, note in enumerate(notes)}
+
+
+def _best_of_ours(cells: Mapping[Key, Sequence[Cell]]) -> dict[tuple[str, int], float]:
+    """Per dataset and column, the best value of our methods' rows (not the pixel baseline's)."""
     best: dict[tuple[str, int], float] = {}
     for key, row in cells.items():
-        if key[4] == OURS and key[1]:  # ours, not the pixel baseline (no method)
+        if key[4] == OURS and key[1]:
             for j, cell in enumerate(row):
                 if cell is not None:
                     best[(key[0], j)] = max(best.get((key[0], j), cell[0]), cell[0])
+    return best
 
-    out = [
-        '<table class="cdrepro-methods">',
+
+def _header_html() -> list[str]:
+    return [
         "<thead>",
         '<tr><th rowspan="2">Method</th><th rowspan="2">Batch</th><th rowspan="2">Source</th>'
         '<th rowspan="2">Final stage</th><th rowspan="2">Seeds</th>'
@@ -109,50 +141,42 @@ def methods_table_html(records: Sequence[Mapping[str, str]]) -> str:
         + "".join(f"<th>{header}</th>" for _, _, header in HELD_OUT)
         + "</tr>",
         "</thead>",
-        "<tbody>",
     ]
-    dataset = None
-    for key, part in rows.items():
-        first = part[0]
-        if key[0] != dataset:
-            dataset = key[0]
-            out.append(
-                f'<tr><th colspan="{5 + len(columns)}" class="cdrepro-dataset">'
-                f"{html.escape(first['dataset_title'] or dataset)}</th></tr>"
-            )
-        ours = key[4] == OURS
-        finals = [rec["stage"] for rec in part if rec["stage_role"] == ROLES[-1]]
-        seeds = {rec["n_seeds"] for rec in part if rec["n_seeds"]}
-        seeds_text = (
-            ""
-            if not ours or not key[1] or not seeds
-            else ("one seed" if seeds == {"1"} else f"{'–'.join(sorted(seeds, key=int))} seeds")
-        )
-        row_notes = [marks[n] for n in dict.fromkeys(rec["note"] for rec in part) if n in marks]
-        lead = [
-            html.escape(first["method_label"]) if ours else "",
-            html.escape(key[3]),
-            html.escape(first["source_label"]) + (f"<sup>{','.join(row_notes)}</sup>" if row_notes else ""),
-            html.escape(finals[0] if finals else ""),
-            seeds_text,
-        ]
-        if key[4] == NOTHING_PUBLISHED:
-            numbers = [f'<td colspan="{len(columns)}"><em>{html.escape(first["note"])}</em></td>']
-        else:
-            numbers = []
-            for j, cell in enumerate(cells[key]):
-                text = "–" if cell is None else html.escape(cell[1])
-                bold = ours and key[1] and cell is not None and cell[0] == best.get((key[0], j))
-                numbers.append(f"<td><strong>{text}</strong></td>" if bold else f"<td>{text}</td>")
-        row_class = "cdrepro-ours" if ours else "cdrepro-published"
-        out.append(f'<tr class="{row_class}">' + "".join(f"<td>{c}</td>" for c in lead) + "".join(numbers) + "</tr>")
-    out += ["</tbody>", "</table>"]
-    footnotes = [f"{mark} {html.escape(note)}" for note, mark in marks.items()]
-    if any(rec["confirmed"] == "False" for rec in records):
-        footnotes.append(f"{UNCONFIRMED} a published number that no reachable source confirms")
-    if footnotes:
-        out.append('<p class="cdrepro-notes">' + "; ".join(footnotes) + ".</p>")
-    return "\n".join(out)
+
+
+def _row_html(
+    key: Key,
+    part: Sequence[Mapping[str, str]],
+    cells: Sequence[Cell],
+    best: Mapping[tuple[str, int], float],
+    marks: Mapping[str, str],
+) -> str:
+    first, ours = part[0], key[4] == OURS
+    finals = [rec["stage"] for rec in part if rec["stage_role"] == ROLES[-1]]
+    seeds = {rec["n_seeds"] for rec in part if rec["n_seeds"]}
+    seeds_text = (
+        ""
+        if not ours or not key[1] or not seeds
+        else ("one seed" if seeds == {"1"} else f"{'–'.join(sorted(seeds, key=int))} seeds")
+    )
+    row_notes = [marks[n] for n in dict.fromkeys(rec["note"] for rec in part) if n in marks]
+    lead = [
+        html.escape(first["method_label"]) if ours else "",
+        html.escape(key[3]),
+        html.escape(first["source_label"]) + (f"<sup>{','.join(row_notes)}</sup>" if row_notes else ""),
+        html.escape(finals[0] if finals else ""),
+        seeds_text,
+    ]
+    if key[4] == NOTHING_PUBLISHED:
+        numbers = [f'<td colspan="{len(cells)}"><em>{html.escape(first["note"])}</em></td>']
+    else:
+        numbers = []
+        for j, cell in enumerate(cells):
+            text = "–" if cell is None else html.escape(cell[1])
+            bold = ours and key[1] and cell is not None and cell[0] == best.get((key[0], j))
+            numbers.append(f"<td><strong>{text}</strong></td>" if bold else f"<td>{text}</td>")
+    row_class = "cdrepro-ours" if ours else "cdrepro-published"
+    return f'<tr class="{row_class}">' + "".join(f"<td>{c}</td>" for c in lead) + "".join(numbers) + "</tr>"
 
 
 def read_methods_csv(path: Path) -> list[dict[str, str]]:

@@ -202,6 +202,7 @@ def test_tiny_pipeline_runs_through_slurm(cluster, tmp_path):
     jobs = cluster.jobs()
     assert Counter(job["Comment"].split("_wildcards_")[0] for job in jobs) == {
         "rule_prepare": 1,
+        "rule_split": 1,
         "rule_baseline": 1,
         "rule_train": 2,
         "rule_evaluate": 2,
