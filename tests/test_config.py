@@ -505,7 +505,7 @@ def test_the_lime_options_the_schema_allows_are_the_scikit_image_functions_own()
     )
 
 
-@pytest.mark.parametrize("source", ["digits", "cifar10", "cifar100_20", "stl10"])
+@pytest.mark.parametrize("source", ["digits", "cifar10", "cifar100", "cifar100_20", "stl10"])
 @pytest.mark.parametrize(("key", "value"), [("store_size", 32), ("path", "data/mine")])
 def test_store_size_and_path_are_refused_where_the_source_ignores_them(embedded_params, source, key, value):
     embedded_params["datasets"]["digits"].update(source=source, **{key: value})

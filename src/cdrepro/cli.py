@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -413,68 +412,61 @@ def cmd_ui(args: argparse.Namespace) -> None:
     os.execve(sys.executable, command, dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
 
 
-# Every subcommand: name, function, help, and which of the shared arguments (--dataset, --run,
-# --threads) it takes; --params all take. Their own arguments are in _add_own_arguments.
-COMMANDS: tuple[tuple[str, Callable[[argparse.Namespace], int | None], str, tuple[str, ...]], ...] = (
-    ("validate", cmd_validate, "check a params file and say where its outputs go", ()),
-    ("runs", cmd_runs, "list the run ids of a params file", ()),
-    ("methods", cmd_methods, "the methods, their evaluation stages and their options with defaults", ()),
-    ("prepare", cmd_prepare, "download/read a dataset into one uint8 array file", ("dataset",)),
+# Every subcommand: name, help, and which of the shared arguments (--dataset, --run, --threads)
+# it takes; --params all take. Their own arguments are in _add_own_arguments. Subcommand NAME runs
+# cmd_NAME (dashes as underscores), looked up as the parser is built.
+COMMANDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("validate", "check a params file and say where its outputs go", ()),
+    ("runs", "list the run ids of a params file", ()),
+    ("methods", "the methods, their evaluation stages and their options with defaults", ()),
+    ("prepare", "download/read a dataset into one uint8 array file", ("dataset",)),
     (
         "split",
-        cmd_split,
         "the held-out split of a prepared dataset (its official test split, else evaluate.split's)",
         ("dataset",),
     ),
-    ("baseline", cmd_baseline, "raw-pixel K-means baseline of a prepared dataset", ("dataset",)),
-    ("train", cmd_train, "train (or resume) one run", ("run", "threads")),
+    ("baseline", "raw-pixel K-means baseline of a prepared dataset", ("dataset",)),
+    ("train", "train (or resume) one run", ("run", "threads")),
     (
         "evaluate",
-        cmd_evaluate,
         "K-means NMI/ARI/ACC of one trained run, and its kNN and linear-probe accuracy on the held-out split",
         ("run", "threads"),
     ),
     (
         "tables",
-        cmd_tables,
         "LaTeX tables (paper Tables 2-10), all.csv and differences.csv from the runs for reproduce_tables",
         (),
     ),
     (
         "methods-table",
-        cmd_methods_table,
         "the methods table (methods.tex, methods.csv, methods_differences.csv): every method "
         "beside its published numbers, from the runs for compare_methods (every run if none is)",
         (),
     ),
-    ("tsne", cmd_tsne, "t-SNE figure of one run's backbone and final outputs", ("run", "threads")),
+    ("tsne", "t-SNE figure of one run's backbone and final outputs", ("run", "threads")),
     (
         "figures",
-        cmd_figures,
         "training curves, ablation charts, head statistics, LIME views and the summary table of every run",
         ("threads",),
     ),
     (
         "tracking-init",
-        cmd_tracking_init,
         "create the MLflow store and the profile's experiment (once, before parallel jobs)",
         (),
     ),
     (
         "tracking-summary",
-        cmd_tracking_summary,
         "log the profile's tables and figures as one MLflow run named summary (replacing the last)",
         (),
     ),
-    ("sync", cmd_sync, "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure", ()),
+    ("sync", "log runs' files (curves, metrics) to MLflow, e.g. after a tracking failure", ()),
     (
         "compare",
-        cmd_compare,
         "the profile's runs from MLflow: method and variant vs every "
         "stage's metrics, checked against each run's metrics.json",
         (),
     ),
-    ("ui", cmd_ui, "the MLflow UI on the profile's store, bound to 127.0.0.1", ()),
+    ("ui", "the MLflow UI on the profile's store, bound to 127.0.0.1", ()),
 )
 SHARED_ARGUMENTS: dict[str, dict[str, Any]] = {
     "dataset": dict(required=True, help="a dataset name under datasets:"),
@@ -487,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdrepro", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, func, help_text, shared in COMMANDS:
+    for name, help_text, shared in COMMANDS:
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.add_argument(
             "--params",
@@ -496,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         for argument in shared:
             command.add_argument(f"--{argument}", **SHARED_ARGUMENTS[argument])
-        command.set_defaults(func=func)
+        command.set_defaults(func=globals()["cmd_" + name.replace("-", "_")])
     _add_own_arguments(sub.choices)
     return parser
 

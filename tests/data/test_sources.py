@@ -104,6 +104,18 @@ def test_prepare_cifar100_20_stores_twenty_classes(fake_cifar100: FakeDataset, t
     assert meta["num_classes"] == 20 and meta["n_images"] == 24 and sum(meta["class_counts"]) == 24
 
 
+def test_cifar100_uses_the_hundred_fine_classes_of_the_same_archive(fake_cifar100: FakeDataset) -> None:
+    from torchvision.datasets import CIFAR100
+
+    raw = load_source(settings("cifar100"), fake_cifar100.download_dir, download=False)
+    coarse = load_source(settings("cifar100_20"), fake_cifar100.download_dir, download=False)
+    assert np.array_equal(raw.images, fake_cifar100.images)  # the same images, train split first
+    assert np.array_equal(raw.labels, (fake_cifar100.labels * 5 + 3) % 100)  # the fixture's fine labels
+    assert raw.class_names == [f"fine_{i:03d}" for i in range(100)] and len(coarse.class_names) == 20
+    assert raw.source_info["splits"] == {"train": 20, "test": 4}
+    assert raw.source_info["archive"] == CIFAR100.filename and raw.source_info["source"] == "cifar100"
+
+
 def test_missing_archive_without_download_names_the_file_and_folder(tmp_path: Path) -> None:
     from torchvision.datasets import CIFAR10
 

@@ -3,7 +3,8 @@
 Sources (``settings["source"]``):
 
 * ``digits`` — scikit-learn's 1,797 8x8 digits (ships with scikit-learn, so it works offline).
-* ``cifar10``, ``cifar100_20``, ``stl10`` — torchvision's archives in ``download_dir``, train split
+* ``cifar10``, ``cifar100`` (100 fine classes), ``cifar100_20`` (its 20 superclasses), ``stl10`` —
+  torchvision's archives in ``download_dir``, train split
   first, then test (the paper trains and evaluates on both). Archives can be downloaded (by
   torchvision's ``download_url``) or placed there by hand; their MD5 is checked either way, and
   they are extracted here, not by torchvision, so that every member is checked first
@@ -110,6 +111,8 @@ def load_source(
         return _load_digits()
     if source == "cifar10":
         return _load_cifar10(download_dir, download)
+    if source == "cifar100":
+        return _load_cifar100(download_dir, download)
     if source == "cifar100_20":
         return _load_cifar100_20(download_dir, download)
     if source == "stl10":
@@ -120,7 +123,7 @@ def load_source(
         return _load_class_folder(
             _folder_setting(settings), settings.get("store_size"), eval_size, settings.get("images_per_class")
         )
-    known = "digits, cifar10, cifar100_20, stl10, imagenet10, folder"
+    known = "digits, cifar10, cifar100, cifar100_20, stl10, imagenet10, folder"
     raise ValueError(f"unknown dataset source {source!r} (known: {known})")
 
 
@@ -354,6 +357,18 @@ def _read_pickle(path: Path) -> dict[str, Any]:
         return pickle.load(handle, encoding="latin1")
 
 
+def _load_cifar100(root: Path, download: bool) -> RawDataset:
+    """CIFAR-100 with its 100 fine classes as labels (torchvision's ``targets`` and ``classes``):
+    the many-clusters test (``many_clusters``), and CLD's CIFAR-100 numbers."""
+    from torchvision.datasets import CIFAR100
+
+    train, test, images = _cifar100_splits("cifar100", root, download)
+    labels = np.concatenate([np.asarray(train.targets), np.asarray(test.targets)]).astype(np.int64)
+    info = _torchvision_info("cifar100", CIFAR100, {"train": len(train), "test": len(test)})
+    info["labels"] = "fine_labels (100 classes)"
+    return RawDataset(images, labels, list(train.classes), info)
+
+
 def _load_cifar100_20(root: Path, download: bool) -> RawDataset:
     """CIFAR-100 with its 20 coarse superclasses as labels.
 
@@ -363,19 +378,27 @@ def _load_cifar100_20(root: Path, download: bool) -> RawDataset:
     """
     from torchvision.datasets import CIFAR100
 
-    _fetch("cifar100_20", CIFAR100, root, download)
-    train = _open_split("cifar100_20", CIFAR100, root, train=True)
-    test = _open_split("cifar100_20", CIFAR100, root, train=False)
+    train, test, images = _cifar100_splits("cifar100_20", root, download)
     folder = root / CIFAR100.base_folder
     batch_files = [file_name for file_name, _ in CIFAR100.train_list + CIFAR100.test_list]
     coarse = np.concatenate([np.asarray(_read_pickle(folder / f)["coarse_labels"]) for f in batch_files])
-    images = np.ascontiguousarray(np.concatenate([train.data, test.data]))  # torchvision gives NHWC views
     if coarse.shape[0] != images.shape[0]:
         raise _corrupt("cifar100_20", CIFAR100, root)
     class_names = list(_read_pickle(folder / CIFAR100.meta["filename"])["coarse_label_names"])
     info = _torchvision_info("cifar100_20", CIFAR100, {"train": len(train), "test": len(test)})
     info["labels"] = "coarse_labels (20 superclasses)"
     return RawDataset(images, coarse.astype(np.int64), class_names, info)
+
+
+def _cifar100_splits(name: str, root: Path, download: bool) -> tuple[Any, Any, np.ndarray]:
+    """torchvision's CIFAR-100 train and test splits (checked, fetched if allowed) and their
+    images, train first: (N, 32, 32, 3) uint8."""
+    from torchvision.datasets import CIFAR100
+
+    _fetch(name, CIFAR100, root, download)
+    train = _open_split(name, CIFAR100, root, train=True)
+    test = _open_split(name, CIFAR100, root, train=False)
+    return train, test, np.ascontiguousarray(np.concatenate([train.data, test.data]))  # torchvision: NHWC views
 
 
 def _load_stl10(root: Path, download: bool) -> RawDataset:
