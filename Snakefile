@@ -2,7 +2,8 @@
 # cdrepro CLI. The params file is the config: params.yaml by default, or a whole profile via
 #   snakemake --cores all reproduce_tables --configfile workflow/configs/paper.yaml
 # Targets: `all` (the default: the tables, the methods table and the figures),
-# `reproduce_tables` (the paper's tables) or `compare_methods` (the methods table).
+# `reproduce_tables` (the paper's tables), `compare_methods` (the methods table) or
+# `many_clusters` (each method at K = 100 against K = 20).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -48,6 +49,7 @@ rule all:
     input:
         rules.tables.output,
         rules.methods_table.output,
+        rules.many_clusters_table.output,
         rules.figures.output,
         expand(rules.tsne.output, run=RUNS),
 
@@ -60,3 +62,8 @@ rule reproduce_tables:
 rule compare_methods:
     input:
         rules.methods_table.output,
+
+
+rule many_clusters:
+    input:
+        rules.many_clusters_table.output,

@@ -301,7 +301,8 @@ def _write_fake_metrics(params: dict, target: str | None) -> None:
 
 def test_the_target_picks_the_runs_and_reads_only_their_files(tmp_path):
     """The paper profile: its 20 runs for the tables, CD at 128 beside every other method and CC's
-    recipe for the methods table; a run of the other target need not have been evaluated."""
+    recipe for the methods table, every method at K = 20 and K = 100 for many clusters; a run of
+    another target need not have been evaluated."""
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     params["results_dir"] = str(tmp_path / "results")
     _write_fake_metrics(params, results.COMPARISON_TARGET)
@@ -316,11 +317,17 @@ def test_the_target_picks_the_runs_and_reads_only_their_files(tmp_path):
     _write_fake_metrics(params, results.TABLES_TARGET)
     tables_runs = ProfileResults.load(params, target=results.TABLES_TARGET).metrics
     assert len(tables_runs) == 20 and {m["method"] for m in tables_runs} == {"cd"}
-    assert len(ProfileResults.load(params).metrics) == 32  # every run
+    _write_fake_metrics(params, results.CLUSTERS_TARGET)
+    clusters = ProfileResults.load(params, target=results.CLUSTERS_TARGET).metrics
+    assert {(m["dataset"], m["method"]) for m in clusters} == {
+        (d, method) for d in ("cifar100_20", "cifar100") for method in ("cd", "simclr", "cc", "cld", "cdc")
+    }
+    assert len(ProfileResults.load(params).metrics) == 41  # every run
 
 
 def test_the_comparison_target_is_every_run_where_no_run_is_tagged(embedded_params):
     assert results.comparison_target(embedded_params) == "compare_methods"
+    assert results.comparison_target(embedded_params, results.CLUSTERS_TARGET) is None  # digits only
     assert len(rs.runs_of(embedded_params, results.comparison_target(embedded_params))) == 5
     for run in embedded_params["runs"]:
         run.pop("targets", None)

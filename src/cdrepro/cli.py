@@ -297,6 +297,16 @@ def cmd_methods_table(args: argparse.Namespace) -> None:
         print(path)
 
 
+def cmd_many_clusters_table(args: argparse.Namespace) -> None:
+    from cdrepro.comparison.clusters import write_clusters_table
+    from cdrepro.results import CLUSTERS_TARGET, ProfileResults, comparison_target
+
+    params, paths = _context(args)
+    results = ProfileResults.load(params, target=comparison_target(params, CLUSTERS_TARGET))
+    for path in write_clusters_table(results, paths.tables_dir()):
+        print(path)
+
+
 def cmd_tracking_init(args: argparse.Namespace) -> None:
     from cdrepro import tracking
 
@@ -441,6 +451,12 @@ COMMANDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "methods-table",
         "the methods table (methods.tex, methods.csv, methods_differences.csv): every method "
         "beside its published numbers, from the runs for compare_methods (every run if none is)",
+        (),
+    ),
+    (
+        "many-clusters-table",
+        "each method at its runs' fewest and most clusters (many_clusters.tex, .csv), from the runs "
+        "for many_clusters (every run if none is)",
         (),
     ),
     ("tsne", "t-SNE figure of one run's backbone and final outputs", ("run", "threads")),

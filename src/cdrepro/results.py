@@ -73,9 +73,10 @@ BASELINE_VARIANT = cfg.BASELINE_VARIANT
 """The variant name of the raw-pixel K-means rows; validation refuses it as a variant's name."""
 PIXELS_STAGE = "pixels"
 BACKBONE_ROLE, FINAL_ROLE, INTERMEDIATE_ROLE = "backbone", "final", "intermediate"
-TABLES_TARGET, COMPARISON_TARGET = rs.TARGETS
-"""The workflow targets: the paper's tables (``reproduce_tables``), and the methods comparison
-(``compare_methods``: the methods table and figures)."""
+TABLES_TARGET, COMPARISON_TARGET, CLUSTERS_TARGET = rs.TARGETS
+"""The workflow targets: the paper's tables (``reproduce_tables``), the methods comparison
+(``compare_methods``: the methods table and figures) and the many-clusters comparison
+(``many_clusters``: each method at its runs' fewest and most clusters)."""
 
 FRAME_COLUMNS: list[str] = [
     "source",
@@ -518,11 +519,11 @@ class ProfileResults:
         return info.label if info is not None else method
 
 
-def comparison_target(params: dict[str, Any]) -> str | None:
-    """The target whose runs the methods comparison (its table and figures) shows:
-    ``compare_methods``, or None (every run) where no run is tagged for it, as in a profile
-    that predates the target."""
-    return COMPARISON_TARGET if rs.runs_of(params, COMPARISON_TARGET) else None
+def comparison_target(params: dict[str, Any], target: str = COMPARISON_TARGET) -> str | None:
+    """The target whose runs a comparison shows: ``target`` (``compare_methods``: the methods
+    table and figures; ``many_clusters``), or None (every run) where no run is tagged for it, as
+    in a profile that predates the target."""
+    return target if rs.runs_of(params, target) else None
 
 
 PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100_20", "stl10", "imagenet10")

@@ -23,7 +23,7 @@ from cdrepro.runs import Run, run_id, run_of
 # --- which runs --------------------------------------------------------------------------------
 
 # The workflow's targets a run can be for (a run's ``targets:``; the schema's default is the first).
-TARGETS = ("reproduce_tables", "compare_methods")
+TARGETS = ("reproduce_tables", "compare_methods", "many_clusters")
 
 
 def runs_of(params: dict[str, Any], target: str | None = None) -> list[Run]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdrepro.comparison.clusters import CLUSTERS_TABLE_FILES
 from cdrepro.comparison.table import COMPARISON_TABLE_FILES
 from cdrepro.figures.paths import FigurePaths, files_of
 from cdrepro.runs import ProfilePaths
@@ -180,6 +181,14 @@ STEPS: dict[str, Step] = {
             lambda p, _: _files(p, COMPARISON_TABLE_FILES),
             _profile_results,
             "the methods table (every method side by side)",
+        ),
+        Step(
+            "many_clusters_table",
+            PROFILE,
+            ("runs", "datasets", "variants"),
+            lambda p, _: _files(p, CLUSTERS_TABLE_FILES),
+            _profile_results,
+            "the many-clusters table (each method at its runs' fewest and most clusters)",
         ),
         Step(
             "tsne",

@@ -92,6 +92,26 @@ def test_paper_profile_compare_methods_plans_every_method_and_cc_published_only(
     assert reused == {"stl10-bs128-cd-s42", "imagenet10-bs128-cd-s42"}
 
 
+def test_paper_profile_many_clusters_plans_every_method_at_k20_and_k100():
+    """CIFAR-100-20 (K = 20; CD's run is Table 2's, reused) and CIFAR-100 (K = 100), every method
+    at batch 128, and the many-clusters table; nothing else."""
+    result = snakemake("-n", "many_clusters", "--configfile", "workflow/configs/paper.yaml", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert stats["train"] == stats["evaluate"] == "10" and stats["many_clusters_table"] == "1"
+    assert stats["prepare"] == "2" and not {"tables", "methods_table", "figures"} & set(stats)
+    params = load_params(REPO / "workflow" / "configs" / "paper.yaml")
+    planned = {
+        (s.dataset, s.batch_size, s.method) for s in (resolve_run(params, r) for r in runs_of(params, "many_clusters"))
+    }
+    assert planned == {(d, 128, m) for d in ("cifar100_20", "cifar100") for m in ("cd", "simclr", "cc", "cld", "cdc")}
+    assert params["datasets"]["cifar100"]["source"] == "cifar100"
+    reused = {run_id(r) for r in runs_of(params, "many_clusters")} & {
+        run_id(r) for r in runs_of(params, "reproduce_tables")
+    }
+    assert reused == {"cifar100_20-bs128-cd-s42"}
+
+
 def test_a_params_error_through_snakemake_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "params.yaml").read_text().replace("\ntrain:", "\ntrian:"))

@@ -70,9 +70,11 @@ envvars:
 PATHS = ProfilePaths.from_params(config)
 RUNS = {run_id(run): run for run in cdruns.runs_of(config)}
 DATASETS = sorted({run.dataset for run in RUNS.values()})
-# What each target builds (a run's `targets:`): the paper's tables, the methods comparison.
+# What each target builds (a run's `targets:`): the paper's tables, the methods comparison, the
+# many-clusters comparison.
 TABLE_RUNS = [run_id(run) for run in cdruns.runs_of(config, "reproduce_tables")]
 COMPARISON_RUNS = [run_id(run) for run in cdruns.runs_of(config, comparison_target(config))]
+CLUSTERS_RUNS = [run_id(run) for run in cdruns.runs_of(config, comparison_target(config, "many_clusters"))]
 LOGS = PATHS.logs_dir()
 CPU_THREADS = config["train"]["cpu_threads"]
 # What the jobs ask a cluster for (the SLURM plugin's sbatch --gpus): GPUs on cuda.

@@ -2,6 +2,7 @@
 # cdrepro.comparison.table.COMPARISON_TABLE_FILES), which DVC's stages are generated from too.
 TABLES = list(step_output("tables").values())
 COMPARISON_TABLES = list(step_output("methods_table").values())
+CLUSTERS_TABLES = list(step_output("many_clusters_table").values())
 
 
 rule tables:
@@ -37,3 +38,21 @@ rule methods_table:
         sections=step_params("methods_table"),
     shell:
         "cdrepro methods-table > {log} 2>&1"
+
+
+# The many-clusters table: each method at its runs' fewest and most clusters, from the runs for
+# many_clusters.
+rule many_clusters_table:
+    input:
+        metrics=expand(str(PATHS.metrics("{run}")), run=CLUSTERS_RUNS),
+        baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(CLUSTERS_RUNS)),
+    output:
+        [report(path, caption="../report/many_clusters.rst", category="Tables") for path in CLUSTERS_TABLES],
+    log:
+        str(LOGS / "many_clusters_table.log"),
+    conda:
+        "../../environment.yml"
+    params:
+        sections=step_params("many_clusters_table"),
+    shell:
+        "cdrepro many-clusters-table > {log} 2>&1"

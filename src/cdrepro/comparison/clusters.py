@@ -1,0 +1,110 @@
+"""The many-clusters comparison (issue 22; CDC's claim that its advantage shows where there are
+many clusters): each method at the fewest and at the most clusters of the runs for the
+``many_clusters`` target. In the paper and quick profiles those are CIFAR-100's 20 superclasses
+(``cifar100_20``, K = 20) and its 100 fine classes (``cifar100``, K = 100): the same images, the
+same training, K from the dataset, so CC's and CDC's cluster heads are the ones under test.
+
+Input: a profile's results for the target (``cdrepro many-clusters-table`` loads them; every run
+where no run is tagged for it, as the methods table does). Output (``write_clusters_table``):
+
+* ``many_clusters.csv``: per method's run group (method, variant, batch size), stage role
+  (backbone, final) and score (NMI, ARI, ACC, and the held-out kNN where measured), one row per
+  dataset with its K, the mean over seeds and ``change``: that mean minus the group's at its
+  fewest clusters (empty at the fewest itself);
+* ``many_clusters.tex``: the final stage's NMI, ARI and ACC at the fewest and the most clusters
+  and the change, one row per run group. A profile whose runs span one K only (the embedded
+  profile: digits, K = 10) gets its numbers and a caption that says there is no change to show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cdrepro import atomic
+from cdrepro.latex import dataset_title, default_results_label, latex_escape, latex_row, table_float
+from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, SCORES, ProfileResults, dataset_order
+
+CLUSTERS_TABLE_FILES: tuple[str, ...] = ("many_clusters.tex", "many_clusters.csv")
+"""The files of the ``many_clusters_table`` step: what its rule and DVC stage declare."""
+GROUP = ["method", "variant", "batch_size"]
+CSV_COLUMNS = [*GROUP, "stage_role", "metric", "dataset", "k", "mean", "n_seeds", "change"]
+
+
+def clusters_frame(results: ProfileResults) -> pd.DataFrame:
+    """Our rows of the backbone and final stages with each dataset's K (``CSV_COLUMNS``), in
+    the order: run group, stage role, score, K."""
+    classes = {m["dataset"]: int(m["num_classes"]) for m in results.metrics}
+    frame = results.frame
+    roles = frame["stage_role"].isin([BACKBONE_ROLE, FINAL_ROLE])
+    ours = frame[(frame["variant"] != BASELINE_VARIANT) & roles].copy()
+    ours["k"] = ours["dataset"].map(classes)
+    order = {d: i for i, d in enumerate(dataset_order(classes, results.titles))}
+    first_run: dict[tuple[str, str, int], int] = {}  # each run group's place in the params' run order
+    for m in results.metrics:
+        first_run.setdefault((m["method"], m["variant"], m["batch_size"]), len(first_run))
+    ours["_group"] = [first_run[key] for key in zip(ours["method"], ours["variant"], ours["batch_size"], strict=True)]
+    ours["_order"] = ours["dataset"].map(order)
+    ours = ours.sort_values(["_group", "stage_role", "metric", "k", "_order"])
+    fewest = ours.groupby([*GROUP, "stage_role", "metric"])["mean"].transform("first")
+    ours["change"] = (ours["mean"] - fewest).where(ours["k"] != ours.groupby([*GROUP])["k"].transform("min"))
+    return ours[CSV_COLUMNS].reset_index(drop=True)
+
+
+def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> str:
+    final = frame[(frame["stage_role"] == FINAL_ROLE) & frame["metric"].isin(SCORES)]
+    ks = sorted(final["k"].unique())
+    columns = ks if len(ks) <= 1 else [ks[0], ks[-1]]  # the fewest clusters and the most
+    titles = {k: sorted(set(final.loc[final["k"] == k, "dataset"])) for k in columns}
+    header = ["Method", "Batch"]
+    for k in columns:
+        names = ", ".join(dataset_title(d, results.titles) for d in titles[k])
+        header.append(rf"\multicolumn{{3}}{{c}}{{{names} ($K={k}$)}}")
+    if len(columns) == 2:
+        header.append(r"\multicolumn{3}{c}{Change}")
+    n_groups = len(columns) + (len(columns) == 2)
+    lines = [
+        r"\begin{tabular}{ll" + "ccc" * n_groups + "}",
+        r"\toprule",
+        latex_row(header),
+        latex_row(["", ""] + [m.upper() for m in SCORES] * n_groups),
+        r"\midrule",
+    ]
+    for (method, variant, batch), part in final.groupby(GROUP, sort=False):
+        label = results.method_label(variant, method) + ("" if variant == method else f" ({variant})")
+        cells = [latex_escape(label), str(batch)]
+        for k in columns:
+            at = part[part["k"] == k].set_index("metric")["mean"]
+            cells += [f"{at[m]:.3f}" if m in at else "--" for m in SCORES]
+        if len(columns) == 2:
+            change = part[part["k"] == columns[-1]].set_index("metric")["change"]
+            cells += [f"{change[m]:+.3f}" if m in change and pd.notna(change[m]) else "--" for m in SCORES]
+        lines.append(latex_row(cells))
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if len(columns) == 2:
+        about = f"at $K={columns[0]}$ and at $K={columns[1]}$ clusters, and the change from the fewest to the most"
+    else:
+        about = "at the one number of clusters these runs have, so no change to show"
+    caption = (
+        f"Many clusters: the final stage's NMI, ARI and ACC (K-means or argmax, every image) {about}; "
+        f"mean over seeds, every score in many\\_clusters.csv. From {latex_escape(results_label)}."
+    )
+    return table_float("many-clusters", caption, lines, generator="cdrepro.comparison.clusters", small=True)
+
+
+def write_clusters_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
+    """Write ``many_clusters.tex`` and ``many_clusters.csv`` (atomically) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    frame = clusters_frame(results)
+    texts = {
+        "many_clusters.tex": _tex(frame, results, results_label or default_results_label(out_dir)),
+        "many_clusters.csv": frame.to_csv(index=False, float_format="%.6f"),
+    }
+    assert tuple(texts) == CLUSTERS_TABLE_FILES, "CLUSTERS_TABLE_FILES is the declaration: keep them one"
+    for name, text in texts.items():
+        atomic.write_text(out_dir / name, text)
+    return [out_dir / name for name in texts]
+
+
+__all__ = ["CLUSTERS_TABLE_FILES", "clusters_frame", "write_clusters_table"]
