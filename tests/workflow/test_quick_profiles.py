@@ -10,6 +10,7 @@ from cdrepro.methods import METHODS
 from cdrepro.run_settings import resolve_run, runs_of
 
 PROFILES = {"quick": REPO / "workflow/configs/quick.yaml", "quick-cpu": REPO / "workflow/configs/quick-cpu.yaml"}
+CLUSTERS = REPO / "workflow/configs/quick-clusters.yaml"
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -44,6 +45,22 @@ def test_the_cpu_rung_is_the_quick_profile_at_another_scale():
             assert quick[key] == rung[key], key
     same_training = ("lr", "weight_decay", "instance_temperature", "grad_clip_norm")
     assert {k: quick["train"][k] for k in same_training} == {k: rung["train"][k] for k in same_training}
+
+
+def test_the_quick_many_clusters_profile_plans_every_method_at_k20_and_k100():
+    """The quick profile's protocol on CIFAR-100-20 and CIFAR-100: only datasets and runs differ."""
+    result = snakemake("-n", "--forceall", "many_clusters", "--configfile", str(CLUSTERS), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    quick, clusters = load_params(PROFILES["quick"]), load_params(CLUSTERS)
+    settings = [resolve_run(clusters, run) for run in runs_of(clusters, "many_clusters")]
+    assert {(s.dataset, s.batch_size, s.method) for s in settings} == {
+        (d, 256, m) for d in ("cifar100_20", "cifar100") for m in METHODS
+    }
+    assert set(re.findall(r"wildcards: run=(\S+)", result.stdout)) == {s.run_id for s in settings}
+    assert re.search(r"^many_clusters_table\s+1$", result.stdout, flags=re.M)
+    assert {clusters["datasets"][d]["source"] for d in ("cifar100_20", "cifar100")} == {"cifar100_20", "cifar100"}
+    differ = {"profile", "datasets", "runs"}
+    assert {k: v for k, v in quick.items() if k not in differ} == {k: v for k, v in clusters.items() if k not in differ}
 
 
 def test_stem_and_hflip_change_the_digest_only_when_set_to_something_new(embedded_params):
