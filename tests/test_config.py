@@ -451,7 +451,8 @@ def test_one_head_is_fine_without_the_feature_predictor_and_two_are_fine(embedde
     embedded_params["variants"]["no_head"]["feature_num"] = 1  # no head: feature_num is unused
     embedded_params["variants"]["cld"]["groups"] = 2
     embedded_params["variants"]["cd"]["feature_num"] = 2
-    validate_params(embedded_params)
+    validated = validate_params(embedded_params)  # refused values raise ParamsError (tests above)
+    assert validated["variants"]["cd"]["feature_num"] == validated["variants"]["cld"]["groups"] == 2
 
 
 def test_the_degenerate_terms_are_exactly_zero():

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import subprocess
 import sys
 import tarfile
 import time
@@ -26,6 +24,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 import quick_session  # noqa: E402  (bench/ is not a package)
+from gpu_session import run_gpu_session  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PER_CLASS = 6
@@ -57,31 +56,16 @@ def tiny_archive(path: Path) -> Path:
 def session(tmp_path_factory) -> dict:
     """One run of the script; its exit status, output, and the files of its tarball."""
     tmp = tmp_path_factory.mktemp("gpu_session")
-    env = dict(
-        os.environ,
-        DEVICE="cpu",
-        OUT=str(tmp / "out"),
+    proc, tarball, files = run_gpu_session(
+        "quick",
+        tmp,
         WORK=str(tmp / "work"),
         DATA_DIR=str(tmp / "data"),
         ARCHIVE=str(tiny_archive(tmp / "tiny.tar.gz")),
         BUDGET_S="240",
         QUICK_ARGS=TINY,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    )  # python3: this one
-    proc = subprocess.run(
-        ["bash", str(REPO / "bench" / "gpu_session.sh"), "quick"],
-        env=env,
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        timeout=420,
     )
-    tarball = tmp / "out" / "session-quick.tar.gz"
-    unpacked = tmp / "unpacked"
-    if tarball.is_file():
-        with tarfile.open(tarball) as tar:
-            tar.extractall(unpacked, filter="data")
-    return {"proc": proc, "tmp": tmp, "tarball": tarball, "files": unpacked / "files"}
+    return {"proc": proc, "tmp": tmp, "tarball": tarball, "files": files}
 
 
 @pytest.mark.slow

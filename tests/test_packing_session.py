@@ -5,10 +5,7 @@ known to work before a GPU window opens; and its table on hand-made rates."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 import packing_session  # noqa: E402  (bench/ is not a package)
+from gpu_session import run_gpu_session  # noqa: E402
 
 METHODS = ["cd", "simclr", "cc", "cld", "cdc"]
 TINY = (
@@ -27,27 +25,9 @@ TINY = (
 
 @pytest.mark.slow
 def test_the_pack_session_times_every_method_alone_and_packed_at_both_sizes(tmp_path):
-    env = dict(
-        os.environ,
-        DEVICE="cpu",
-        OUT=str(tmp_path / "out"),
-        PACK_S="300",
-        PACK_ARGS=TINY,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    )  # python3: this one
-    proc = subprocess.run(
-        ["bash", str(REPO / "bench" / "gpu_session.sh"), "pack"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
+    proc, tarball, files = run_gpu_session("pack", tmp_path, PACK_S="300", PACK_ARGS=TINY)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    tarball = tmp_path / "out" / "session-pack.tar.gz"
-    with tarfile.open(tarball) as tar:
-        tar.extractall(tmp_path / "unpacked", filter="data")
-    files = tmp_path / "unpacked" / "files"
+    assert sorted(p.name for p in tarball.parent.iterdir()) == ["session-pack.tar.gz"]
 
     for size, config in packing_session.SIZES.items():
         rates = json.loads((files / f"packing-{size}.json").read_text())
