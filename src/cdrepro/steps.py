@@ -112,6 +112,11 @@ def _profile_results(paths: ProfilePaths, _: Item) -> list[Path]:
     return [paths.root / "runs", paths.root / "baselines", *REFERENCES]
 
 
+def _table_step(name: str, params: tuple[str, ...], files: tuple[str, ...] | list[str], desc: str) -> Step:
+    """A profile-wide table step: it reads every run's results and writes ``files`` into tables/."""
+    return Step(name, PROFILE, params, lambda p, _: _files(p, files), _profile_results, desc)
+
+
 STEPS: dict[str, Step] = {
     step.name: step
     for step in (
@@ -166,28 +171,17 @@ STEPS: dict[str, Step] = {
             "evaluate {key}",
             threads=True,
         ),
-        Step(
-            "tables",
-            PROFILE,
-            ("runs", "datasets"),
-            lambda p, _: _files(p, list(TABLE_FILES)),
-            _profile_results,
-            "tables (paper Tables 2-10, all.csv)",
-        ),
-        Step(
+        _table_step("tables", ("runs", "datasets"), list(TABLE_FILES), "tables (paper Tables 2-10, all.csv)"),
+        _table_step(
             "methods_table",
-            PROFILE,
             ("runs", "datasets", "variants"),
-            lambda p, _: _files(p, COMPARISON_TABLE_FILES),
-            _profile_results,
+            COMPARISON_TABLE_FILES,
             "the methods table (every method side by side)",
         ),
-        Step(
+        _table_step(
             "many_clusters_table",
-            PROFILE,
             ("runs", "datasets", "variants"),
-            lambda p, _: _files(p, CLUSTERS_TABLE_FILES),
-            _profile_results,
+            CLUSTERS_TABLE_FILES,
             "the many-clusters table (each method at its runs' fewest and most clusters)",
         ),
         Step(
