@@ -15,14 +15,11 @@ the clone.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from mlflow_server import mlflow_server
 from PIL import Image
 from test_config import readme_params  # tests/ is on sys.path (pytest's rootdir-relative import)
 
@@ -116,62 +114,15 @@ def test_a_bare_snakemake_makes_the_tables_and_figures_and_says_little(first_run
     assert "Complete log(s): " in said  # where Snakemake's details went
 
 
-@contextlib.contextmanager
-def mlflow_server(db: Path, cwd: Path):
-    """`mlflow server` on the profile's SQLite store, on a free loopback port; always stopped."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    with open(cwd / "mlflow-server.log", "w") as log:  # the server keeps its own copy
-        server = subprocess.Popen(
-            [
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{db}",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            cwd=cwd,
-            env=user_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_for(f"{url}/health", server, cwd / "mlflow-server.log")
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"mlflow server exited ({server.returncode}):\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5):
-            return
-        time.sleep(1)
-    pytest.fail(f"mlflow server did not answer {url} within {seconds:.0f} s")
-
-
 def test_the_mlflow_ui_lists_the_run(first_run, tmp_path):
     clone, result, _ = first_run
     assert result.returncode == 0, "the workflow failed (see the test above)"
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH: the MLflow UI is not checked")
-    with mlflow_server(clone / "results" / "mine" / "mlflow.db", tmp_path) as url:
+    db = clone / "results" / "mine" / "mlflow.db"
+    # The user's `mlflow` (the venv's, on PATH as an activated venv has it), as a user starts it.
+    log = tmp_path / "mlflow-server.log"
+    with mlflow_server(f"sqlite:///{db}", tmp_path, log=log, mlflow=["mlflow"], env=user_env()) as url:
         name = urllib.parse.quote("cdrepro/mine", safe="")
         api = f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}"
         with urllib.request.urlopen(api, timeout=30) as got:

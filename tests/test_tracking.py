@@ -13,11 +13,9 @@ import logging
 import multiprocessing
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -488,27 +486,6 @@ def test_retry_waits_out_a_locked_database_and_passes_other_errors_on(monkeypatc
 
 
 # --------------------------------------------------------------------------- the UI
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the server answers /health (MLflow creates its store's schema first: seconds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"mlflow server not healthy after {timeout:.0f} s")
 
 
 def test_a_store_that_is_a_folder_is_reported_at_once_with_the_fix(tmp_path):

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from test_tracking import cli, free_port, loss_history, mlflow_runs, wait_healthy
+from mlflow_server import mlflow_server as mlflow_server_at
+from test_tracking import cli, loss_history, mlflow_runs
 
 from cdrepro import tracking
 from cdrepro.run_settings import resolve_run
@@ -40,43 +37,10 @@ def mlflow_server(tmp_path):
     root = tmp_path / "server"
     artifacts = root / "artifacts"
     artifacts.mkdir(parents=True)
-    port = free_port()
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--serve-artifacts",
-            "--artifacts-destination",
-            artifacts.as_uri(),
-        ],
-        cwd=root,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, server)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{(root / 'server.log').read_text()[-3000:]}") from None
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    options = ("--serve-artifacts", "--artifacts-destination", artifacts.as_uri())
+    with mlflow_server_at(store, root, *options, log=root / "server.log") as url:
         yield url, artifacts
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow_server import mlflow_server
 from system_packages import skip_unless_installed
-from test_tracking import cli, empty_store, free_port, mlflow_runs, tracked, wait_healthy  # noqa: F401 (fixtures)
+from test_tracking import cli, empty_store, mlflow_runs, tracked  # noqa: F401 (fixtures)
 
 from cdrepro import tracking
 from cdrepro.config import validate_params
@@ -282,31 +283,7 @@ def test_an_unwritable_store_is_one_line_per_command_without_tracebacks(profile,
 def rendered_ui_page(uri: str, page: str, tmp_path: Path) -> str:
     """The DOM of the MLflow UI's ``page`` (a ``#/...`` route) on the store ``uri``, rendered by
     headless Chromium; the server is stopped (its whole process group) whatever happens."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--artifacts-destination",
-            tracking.artifact_location(uri),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", server)
+    with mlflow_server(uri, tmp_path, "--artifacts-destination", tracking.artifact_location(uri)) as url:
         return subprocess.run(
             [
                 "chromium",
@@ -318,15 +295,12 @@ def rendered_ui_page(uri: str, page: str, tmp_path: Path) -> str:
                 f"--user-data-dir={tmp_path / 'chromium'}",
                 "--virtual-time-budget=20000",
                 "--dump-dom",
-                f"http://127.0.0.1:{port}/{page}",
+                f"{url}/{page}",
             ],
             capture_output=True,
             text=True,
             timeout=120,
         ).stdout
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 @pytest.mark.slow
