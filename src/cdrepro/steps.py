@@ -112,11 +112,6 @@ def _profile_results(paths: ProfilePaths, _: Item) -> list[Path]:
     return [paths.root / "runs", paths.root / "baselines", *REFERENCES]
 
 
-def _table_step(name: str, params: tuple[str, ...], files: tuple[str, ...] | list[str], desc: str) -> Step:
-    """A profile-wide table step: it reads every run's results and writes ``files`` into tables/."""
-    return Step(name, PROFILE, params, lambda p, _: _files(p, files), _profile_results, desc)
-
-
 STEPS: dict[str, Step] = {
     step.name: step
     for step in (
@@ -171,17 +166,28 @@ STEPS: dict[str, Step] = {
             "evaluate {key}",
             threads=True,
         ),
-        _table_step("tables", ("runs", "datasets"), list(TABLE_FILES), "tables (paper Tables 2-10, all.csv)"),
-        _table_step(
+        Step(
+            "tables",
+            PROFILE,
+            ("runs", "datasets"),
+            lambda p, _: _files(p, list(TABLE_FILES)),
+            _profile_results,
+            "tables (paper Tables 2-10, all.csv)",
+        ),
+        Step(
             "methods_table",
+            PROFILE,
             ("runs", "datasets", "variants"),
-            COMPARISON_TABLE_FILES,
+            lambda p, _: _files(p, COMPARISON_TABLE_FILES),
+            _profile_results,
             "the methods table (every method side by side)",
         ),
-        _table_step(
+        Step(
             "many_clusters_table",
+            PROFILE,
             ("runs", "datasets", "variants"),
-            CLUSTERS_TABLE_FILES,
+            lambda p, _: _files(p, CLUSTERS_TABLE_FILES),
+            _profile_results,
             "the many-clusters table (each method at its runs' fewest and most clusters)",
         ),
         Step(
