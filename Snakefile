@@ -2,8 +2,9 @@
 # cdrepro CLI. The params file is the config: params.yaml by default, or a whole profile via
 #   snakemake --cores all reproduce_tables --configfile workflow/configs/paper.yaml
 # Targets: `all` (the default: the tables, the methods table and the figures),
-# `reproduce_tables` (the paper's tables), `compare_methods` (the methods table) or
-# `many_clusters` (each method at K = 100 against K = 20).
+# `reproduce_tables` (the paper's tables), `compare_methods` (the methods table),
+# `many_clusters` (each method at K = 100 against K = 20) or `long_tail` (each method on
+# balanced and long-tailed CIFAR-10).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -50,6 +51,7 @@ rule all:
         rules.tables.output,
         rules.methods_table.output,
         rules.many_clusters_table.output,
+        rules.long_tail_table.output,
         rules.figures.output,
         expand(rules.tsne.output, run=RUNS),
 
@@ -67,3 +69,8 @@ rule compare_methods:
 rule many_clusters:
     input:
         rules.many_clusters_table.output,
+
+
+rule long_tail:
+    input:
+        rules.long_tail_table.output,

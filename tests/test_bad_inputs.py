@@ -292,6 +292,10 @@ def set_in(section: str, **values: Any) -> Callable[[dict, Path], None]:
     return lambda params, tmp: params[section].update(values)
 
 
+def set_dataset(**values: Any) -> Callable[[dict, Path], None]:
+    return lambda params, tmp: params["datasets"]["digits"].update(values)
+
+
 def set_run(**values: Any) -> Callable[[dict, Path], None]:
     return lambda params, tmp: params["runs"][0].update(values)
 
@@ -559,6 +563,24 @@ CASES: dict[str, Case] = {
         ["split", "--dataset", "digits"],
         ["evaluate.knn.k=2000", "digits's train split of 1438 images", "set evaluate.knn.k <= 1438"],
         set_in("evaluate", knn={"k": 2000}),
+        prepare_first=True,
+    ),
+    "an imbalance ratio below 1": Case(
+        ["train", "--run", RID],
+        ["datasets.digits.long_tail.imbalance_ratio", "at least 1", "e.g. 10 or 100"],
+        set_dataset(train_on="train", long_tail={"imbalance_ratio": 0.5, "seed": 0}),
+        prepare_first=True,
+    ),
+    "a long tail of every image, test split included": Case(
+        ["train", "--run", RID],
+        ["datasets.digits.long_tail", "needs datasets.digits.train_on: train"],
+        set_dataset(long_tail={"imbalance_ratio": 10, "seed": 0}),
+        prepare_first=True,
+    ),
+    "an imbalance ratio that leaves the tail class no image": Case(
+        ["train", "--run", RID],
+        ["datasets.digits.long_tail.imbalance_ratio", "leaves the last class none", "pass imbalance_ratio <="],
+        set_dataset(train_on="train", long_tail={"imbalance_ratio": 1000, "seed": 0}),
         prepare_first=True,
     ),
     "a test split with classes the train split lacks": Case(

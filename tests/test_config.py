@@ -304,7 +304,12 @@ def test_settings_added_later_are_left_out_at_their_historical_value_only(embedd
 
     from cdrepro.run_settings import SETTINGS_ADDED_LATER, RunSettings
 
-    other = {"method": "simclr", "stem": "cifar", "hflip": False}
+    other = {
+        "method": "simclr",
+        "stem": "cifar",
+        "hflip": False,
+        "training_set": {"split": "official", "long_tail": {"imbalance_ratio": 10.0, "seed": 0}},
+    }
     assert set(SETTINGS_ADDED_LATER) == set(other)
     base = resolve_run(embedded_params, Run("digits", 128, "cd", 42))
     historical = dataclasses.replace(base, **SETTINGS_ADDED_LATER)

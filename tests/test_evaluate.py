@@ -119,6 +119,7 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
         "seed",
         "n_images",
         "num_classes",
+        "training_set",
         "stages",
         "final_stage",
         "held_out",
@@ -127,7 +128,7 @@ def test_evaluate_returns_the_metrics_record(params, prepared, tmp_path, variant
     }
     # The identity of the model it scored, which the tables check (cdrepro.results).
     assert (metrics["settings_digest"], metrics["data_digest"]) == (settings.digest(), load_prepared(prepared).digest)
-    assert metrics["run_id"] == settings.run_id
+    assert metrics["run_id"] == settings.run_id and metrics["training_set"] is None  # every image
     assert (metrics["dataset"], metrics["batch_size"], metrics["method"], metrics["variant"], metrics["seed"]) == (
         "digits",
         16,

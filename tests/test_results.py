@@ -301,8 +301,9 @@ def _write_fake_metrics(params: dict, target: str | None) -> None:
 
 def test_the_target_picks_the_runs_and_reads_only_their_files(tmp_path):
     """The paper profile: its 20 runs for the tables, CD at 128 beside every other method and CC's
-    recipe for the methods table, every method at K = 20 and K = 100 for many clusters; a run of
-    another target need not have been evaluated."""
+    recipe for the methods table, every method at K = 20 and K = 100 for many clusters, every
+    method balanced and long-tailed for the long tail; a run of another target need not have
+    been evaluated."""
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     params["results_dir"] = str(tmp_path / "results")
     _write_fake_metrics(params, results.COMPARISON_TARGET)
@@ -322,7 +323,14 @@ def test_the_target_picks_the_runs_and_reads_only_their_files(tmp_path):
     assert {(m["dataset"], m["method"]) for m in clusters} == {
         (d, method) for d in ("cifar100_20", "cifar100") for method in ("cd", "simclr", "cc", "cld", "cdc")
     }
-    assert len(ProfileResults.load(params).metrics) == 41  # every run
+    _write_fake_metrics(params, results.LONG_TAIL_TARGET)
+    long_tail = ProfileResults.load(params, target=results.LONG_TAIL_TARGET).metrics
+    assert {(m["dataset"], m["method"]) for m in long_tail} == {
+        (d, method)
+        for d in ("cifar10_train", "cifar10_lt10", "cifar10_lt100")
+        for method in ("cd", "simclr", "cc", "cld", "cdc")
+    }
+    assert len(ProfileResults.load(params).metrics) == 56  # every run
 
 
 def test_the_comparison_target_is_every_run_where_no_run_is_tagged(embedded_params):

@@ -7,6 +7,7 @@ one CPU thread) so that the whole file takes seconds.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -457,3 +458,33 @@ def test_single_view_makes_view_1_with_the_evaluation_transform(
     monkeypatch.setattr(aug, "eval_transform", counting_eval)
     run(settings, prepared, tmp_path)
     assert counts == {"augment": augment_calls * STEPS_PER_EPOCH, "eval_transform": eval_calls * STEPS_PER_EPOCH}
+
+
+# --------------------------------------------------------------------------- the training set
+
+
+def test_a_long_tailed_run_trains_on_exactly_its_counts_and_never_on_a_test_image(params, tmp_path, monkeypatch):
+    """train_on: train with a long tail: 4 classes of 16 train images (official split, train
+    first) at ratio 4 keep 16, 10, 6 and 4; the 16 test images (all white) never reach a batch."""
+    rng = np.random.default_rng(0)
+    train_images = rng.integers(0, 128, size=(64, 16, 16, 3), dtype=np.uint8)
+    test_images = np.full((16, 16, 16, 3), 255, np.uint8)
+    labels = np.concatenate([np.arange(64) % 4, np.arange(16) % 4])
+    npz = tmp_path / "data" / "tiny.npz"
+    images = np.concatenate([train_images, test_images])
+    save_prepared(npz, meta_path_for(npz), "tiny", images, labels, list("abcd"), {"splits": {"train": 64, "test": 16}})
+    spec = {"split": "official", "long_tail": {"imbalance_ratio": 4.0, "seed": 0}}
+    settings = dataclasses.replace(settings_of(params, "cd", batch_size=8, epochs=2), training_set=spec)
+
+    seen: list[torch.Tensor] = []
+    real = train_module.make_views
+    monkeypatch.setattr(train_module, "make_views", lambda x, *rest: seen.append(x) or real(x, *rest))
+    files = run(settings, npz, tmp_path / "results")
+
+    summary = json.loads(files.summary.read_text())
+    assert summary["class_counts"] == [16, 10, 6, 4] and summary["n_images"] == 36
+    assert summary["steps_per_epoch"] == 36 // 8 and len(seen) == 2 * (36 // 8)
+    batches = torch.cat(seen)  # (steps x 8, 3, 16, 16) in [0, 1]
+    assert batches.amax(dim=(1, 2, 3)).max() < 0.51  # every image a train image (values < 128)
+    assert load(files.model)["settings"]["training_set"] == spec  # in the settings, so in the digest
+    assert settings.digest() != settings_of(params, "cd", batch_size=8, epochs=2).digest()

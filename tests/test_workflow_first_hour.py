@@ -129,7 +129,8 @@ def test_a_target_after_configfile_is_named_as_such_and_the_advice_works(tmp_pat
 
 
 def test_the_slurm_profile_still_plans_beside_the_default_one():
-    result = snakemake("--profile", "workflow/profiles/slurm", "-n", cwd=REPO)
+    # --forceall: the whole plan, whatever a developer's results/ already holds.
+    result = snakemake("--profile", "workflow/profiles/slurm", "-n", "--forceall", cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"^train\s+12$", result.stdout, flags=re.M)
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -287,24 +288,35 @@ def cmd_tables(args: argparse.Namespace) -> None:
         print(path)
 
 
-def cmd_methods_table(args: argparse.Namespace) -> None:
-    from cdrepro.comparison.table import write_comparison_table
+def _comparison_table(args: argparse.Namespace, target: str, write: Callable[..., list[Path]]) -> None:
+    """Load the results of the runs for ``target`` (every run if none is) and ``write`` a table."""
     from cdrepro.results import ProfileResults, comparison_target
 
     params, paths = _context(args)
-    results = ProfileResults.load(params, target=comparison_target(params))
-    for path in write_comparison_table(results, paths.tables_dir()):
+    results = ProfileResults.load(params, target=comparison_target(params, target))
+    for path in write(results, paths.tables_dir()):
         print(path)
+
+
+def cmd_methods_table(args: argparse.Namespace) -> None:
+    from cdrepro.comparison.table import write_comparison_table
+    from cdrepro.results import COMPARISON_TARGET
+
+    _comparison_table(args, COMPARISON_TARGET, write_comparison_table)
 
 
 def cmd_many_clusters_table(args: argparse.Namespace) -> None:
     from cdrepro.comparison.clusters import write_clusters_table
-    from cdrepro.results import CLUSTERS_TARGET, ProfileResults, comparison_target
+    from cdrepro.results import CLUSTERS_TARGET
 
-    params, paths = _context(args)
-    results = ProfileResults.load(params, target=comparison_target(params, CLUSTERS_TARGET))
-    for path in write_clusters_table(results, paths.tables_dir()):
-        print(path)
+    _comparison_table(args, CLUSTERS_TARGET, write_clusters_table)
+
+
+def cmd_long_tail_table(args: argparse.Namespace) -> None:
+    from cdrepro.comparison.long_tail import write_long_tail_table
+    from cdrepro.results import LONG_TAIL_TARGET
+
+    _comparison_table(args, LONG_TAIL_TARGET, write_long_tail_table)
 
 
 def cmd_tracking_init(args: argparse.Namespace) -> None:
@@ -457,6 +469,12 @@ COMMANDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "many-clusters-table",
         "each method at its runs' fewest and most clusters (many_clusters.tex, .csv), from the runs "
         "for many_clusters (every run if none is)",
+        (),
+    ),
+    (
+        "long-tail-table",
+        "each method on balanced and long-tailed training sets, and what it loses (long_tail.tex, "
+        ".csv), from the runs for long_tail (every run if none is)",
         (),
     ),
     ("tsne", "t-SNE figure of one run's backbone and final outputs", ("run", "threads")),

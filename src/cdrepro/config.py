@@ -299,6 +299,13 @@ def _check_dataset(name: str, dataset: dict[str, Any], source: str) -> None:
             f"{source}: datasets.{name}.images_per_class: only a 'folder' source can be "
             f"subsampled (this one is '{kind}'); remove the key"
         )
+    for key in ("long_tail", "correlated"):
+        if key in dataset and dataset["train_on"] != "train":
+            raise ParamsError(
+                f"{source}: datasets.{name}.{key}: applies to the train split only, so it needs "
+                f"datasets.{name}.train_on: train (the test split would otherwise be trained on "
+                "too); add that key"
+            )
     for key in ("path", "store_size"):
         if key in dataset and kind not in FOLDER_SOURCES:
             raise ParamsError(

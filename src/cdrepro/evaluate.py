@@ -261,6 +261,7 @@ def evaluate_model(
         "seed": settings.seed,
         "n_images": len(data),
         "num_classes": data.num_classes,
+        "training_set": settings.training_set,  # None: trained on every image
         "stages": {name: scores | held_out[name] for name, scores in stages.items()},
         "final_stage": model.final_stage(),
         "held_out": setting,

@@ -73,10 +73,11 @@ BASELINE_VARIANT = cfg.BASELINE_VARIANT
 """The variant name of the raw-pixel K-means rows; validation refuses it as a variant's name."""
 PIXELS_STAGE = "pixels"
 BACKBONE_ROLE, FINAL_ROLE, INTERMEDIATE_ROLE = "backbone", "final", "intermediate"
-TABLES_TARGET, COMPARISON_TARGET, CLUSTERS_TARGET = rs.TARGETS
+TABLES_TARGET, COMPARISON_TARGET, CLUSTERS_TARGET, LONG_TAIL_TARGET = rs.TARGETS
 """The workflow targets: the paper's tables (``reproduce_tables``), the methods comparison
-(``compare_methods``: the methods table and figures) and the many-clusters comparison
-(``many_clusters``: each method at its runs' fewest and most clusters)."""
+(``compare_methods``: the methods table and figures), the many-clusters comparison
+(``many_clusters``: each method at its runs' fewest and most clusters) and the long-tail one
+(``long_tail``: each method on balanced and long-tailed training sets)."""
 
 FRAME_COLUMNS: list[str] = [
     "source",
@@ -521,7 +522,7 @@ class ProfileResults:
 
 def comparison_target(params: dict[str, Any], target: str = COMPARISON_TARGET) -> str | None:
     """The target whose runs a comparison shows: ``target`` (``compare_methods``: the methods
-    table and figures; ``many_clusters``), or None (every run) where no run is tagged for it, as
+    table and figures; ``many_clusters``; ``long_tail``), or None (every run) where no run is tagged for it, as
     in a profile that predates the target."""
     return target if rs.runs_of(params, target) else None
 

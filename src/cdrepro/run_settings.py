@@ -18,12 +18,13 @@ from typing import Any
 
 from cdrepro.backbones import rep_dim_of
 from cdrepro.config import ParamsError, method_options, resolve_dim, resolve_options, variant_switches, with_defaults
+from cdrepro.data.training_set import training_set_of
 from cdrepro.runs import Run, run_id, run_of
 
 # --- which runs --------------------------------------------------------------------------------
 
 # The workflow's targets a run can be for (a run's ``targets:``; the schema's default is the first).
-TARGETS = ("reproduce_tables", "compare_methods", "many_clusters")
+TARGETS = ("reproduce_tables", "compare_methods", "many_clusters", "long_tail")
 
 
 def runs_of(params: dict[str, Any], target: str | None = None) -> list[Run]:
@@ -61,6 +62,7 @@ SETTINGS_ADDED_LATER: dict[str, Any] = {
     "method": "cd",  # runs before there were methods were CD's
     "stem": "imagenet",  # model.stem: torchvision's (the paper's) ResNet stem
     "hflip": True,  # datasets.*.hflip: the views were always flipped at random
+    "training_set": None,  # datasets.*.train_on: runs trained on every image
 }
 
 # Settings that change how training runs, not what it computes: a checkpoint written under one
@@ -106,6 +108,8 @@ class RunSettings:
     gpus_per_run: int
     stem: str
     hflip: bool
+    # the images trained on (cdrepro.data.training_set): None = every image
+    training_set: dict[str, Any] | None
     # the method and its own options, resolved (cdrepro.methods)
     method: str
     options: dict[str, Any]
@@ -172,6 +176,7 @@ def resolve_run(params: dict[str, Any], run: Run) -> RunSettings:
         gpus_per_run=int(train["gpus_per_run"]),
         stem=model["stem"],
         hflip=bool(dataset["hflip"]),
+        training_set=training_set_of(dataset, params["evaluate"]["split"]),
         method=switches["method"],
         options=resolve_options(switches["method"], method_options(params, run.variant), run.batch_size),
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cdrepro.comparison.clusters import CLUSTERS_TABLE_FILES
+from cdrepro.comparison.long_tail import LONG_TAIL_TABLE_FILES
 from cdrepro.comparison.table import COMPARISON_TABLE_FILES
 from cdrepro.figures.paths import FigurePaths, files_of
 from cdrepro.runs import ProfilePaths
@@ -189,6 +190,14 @@ STEPS: dict[str, Step] = {
             lambda p, _: _files(p, CLUSTERS_TABLE_FILES),
             _profile_results,
             "the many-clusters table (each method at its runs' fewest and most clusters)",
+        ),
+        Step(
+            "long_tail_table",
+            PROFILE,
+            ("runs", "datasets", "variants"),
+            lambda p, _: _files(p, LONG_TAIL_TABLE_FILES),
+            _profile_results,
+            "the long-tail table (each method on balanced and long-tailed training sets)",
         ),
         Step(
             "tsne",

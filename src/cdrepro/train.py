@@ -1,6 +1,7 @@
 """Train one run of any method: the loop, its checkpoint every epoch, and resume.
 
-The prepared uint8 images live on the training device; each step indexes a batch and makes
+The prepared uint8 images live on the training device; each step indexes a batch of the run's
+training set (every image, or the train split: ``cdrepro.data.training_set``) and makes
 both views there (``cdrepro.augment``), so no per-image work happens on the host. The step
 itself (views -> forward -> gather -> loss -> backward -> clip -> step) is ``cdrepro.step``.
 
@@ -31,6 +32,7 @@ from cdrepro import random_state
 from cdrepro.atomic import write_json, write_text
 from cdrepro.checkpoint import resume_or_set_aside, save_state
 from cdrepro.data.prepared import load_prepared
+from cdrepro.data.training_set import class_counts, training_indices
 from cdrepro.device import select_device
 from cdrepro.identity import RunIdentity
 from cdrepro.methods import Method, build_method
@@ -115,7 +117,9 @@ class Session:
     identity: RunIdentity  # what the checkpoint and model must match: settings and data
     ranks: ddp.Ranks
     device: torch.device
-    images: torch.Tensor  # (N, H, W, 3) uint8, on the device
+    images: torch.Tensor  # (N, H, W, 3) uint8, on the device: every image of the dataset
+    indices: torch.Tensor  # (n,) int64 on the device: the images trained on (training_set)
+    class_counts: list[int]  # images per class trained on, with repeats
     method: Method  # unwrapped: its state_dict keys are the same with one process or many
     forward: Callable[[torch.Tensor], dict[str, torch.Tensor]]  # DDP-wrapped and/or compiled
     optimizer: torch.optim.Optimizer
@@ -128,7 +132,7 @@ class Session:
 
     @property
     def n_images(self) -> int:
-        return len(self.images)
+        return len(self.indices)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -143,11 +147,13 @@ def setup(settings: RunSettings, prepared: Path, ranks: ddp.Ranks) -> Session:
     """Data on the device, the seeded model, optimizer, schedule and generators of a run."""
     device = ddp.rank_device(select_device(settings.device), ranks)
     data = load_prepared(prepared)
-    if settings.batch_size > len(data):
+    indices = training_indices(data, settings.training_set)  # (n,) into data.images
+    if settings.batch_size > indices.size:
+        trained_on = "" if settings.training_set is None else " to train on"
         raise ValueError(
             f"run {settings.run_id}: batch size {settings.batch_size} is larger than the dataset "
-            f"'{settings.dataset}' ({len(data)} images); with drop_last no step could run. "
-            f"Set that run's batch_size under runs: to at most {len(data)}"
+            f"'{settings.dataset}' ({indices.size} images{trained_on}); with drop_last no step could run. "
+            f"Set that run's batch_size under runs: to at most {indices.size}"
         )
     ddp.local_batch_size(settings.batch_size, ranks, settings.run_id)  # says if it does not split
 
@@ -182,6 +188,8 @@ def setup(settings: RunSettings, prepared: Path, ranks: ddp.Ranks) -> Session:
         ranks,
         device,
         images,
+        torch.from_numpy(indices).to(device),
+        class_counts(data, indices),
         method,
         forward,
         optimizer,
@@ -216,7 +224,7 @@ def run_epoch(session: Session, epoch: int, checkpoint: Path) -> dict[str, float
     s.method.train()
     s.method.on_epoch_start(epoch)
     started = time.perf_counter()
-    order = torch.randperm(s.n_images, generator=s.shuffle_gen).to(s.device)
+    order = s.indices[torch.randperm(s.n_images, generator=s.shuffle_gen).to(s.device)]  # (n,) image indices
     sums: dict[str, torch.Tensor] = {}
     # The first step (0-based) whose loss was not finite, or steps_per_epoch if none was:
     # kept on the device and read once, at the end of the epoch (no host sync per step).
@@ -288,6 +296,7 @@ def finish(session: Session, files: RunFiles) -> dict[str, Any]:
         "processes": s.ranks.world_size,
         "torch": torch.__version__,
         "n_images": s.n_images,
+        "class_counts": s.class_counts,
         "steps_per_epoch": s.steps_per_epoch,
         "epochs": s.settings.epochs,
         "final": s.history[-1] if s.history else {},

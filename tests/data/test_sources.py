@@ -647,3 +647,30 @@ def test_imagenet10_with_one_image_per_synset_is_refused(imagenet10_tree: Path) 
         (imagenet10_tree / synset / f"{synset}_1.JPEG").unlink()
     with pytest.raises(ImageFolderError, match="every class has one image, so any clustering of its 10 images"):
         load_source(settings("imagenet10", path=str(imagenet10_tree)), Path("unused"), False)
+
+
+# --- which sources have an official split --------------------------------------------------------
+
+
+def test_the_sources_that_record_an_official_split_are_heldouts_official_sources(
+    fake_cifar10: FakeDataset, fake_cifar100: FakeDataset, fake_stl10: FakeDataset
+) -> None:
+    """A run's ``training_set`` says "official" for these sources without reading the data
+    (``cdrepro.data.training_set``): it must be exactly the sources whose loader records one."""
+    from cdrepro.config import FOLDER_SOURCES, load_schema
+    from cdrepro.data.heldout import OFFICIAL_SOURCES
+
+    roots = {
+        "cifar10": fake_cifar10.download_dir,
+        "cifar100": fake_cifar100.download_dir,
+        "cifar100_20": fake_cifar100.download_dir,
+        "stl10": fake_stl10.download_dir,
+        "digits": Path("unused"),
+    }
+    recorded = {
+        name for name, root in roots.items() if "splits" in load_source(settings(name), root, False).source_info
+    }
+    assert recorded == OFFICIAL_SOURCES
+    # The rest read a folder of class folders, which has no official split.
+    sources = load_schema()["properties"]["datasets"]["additionalProperties"]["properties"]["source"]["enum"]
+    assert set(sources) - set(roots) == set(FOLDER_SOURCES)

@@ -288,6 +288,7 @@ def test_dvc_stages_are_the_snakemake_jobs(profile_snapshot):
         "tables": 1,
         "methods_table": 1,
         "many_clusters_table": 1,
+        "long_tail_table": 1,
         "tsne": len(run_ids),
         "figures": 1,
     }
@@ -312,6 +313,7 @@ def test_stages_read_only_their_params(profile_snapshot):
                 "tables": {"runs", "datasets"},
                 "methods_table": {"runs", "datasets", "variants"},
                 "many_clusters_table": {"runs", "datasets", "variants"},
+                "long_tail_table": {"runs", "datasets", "variants"},
                 "tsne": {"figures.tsne", "figures.dpi", "evaluate.batch_size"},
                 "figures": {"figures.dpi", "figures.heads", "figures.lime", "evaluate.batch_size", "runs", "datasets"},
             }[rule]
@@ -367,18 +369,18 @@ def test_no_list_of_method_files_outside_the_methods_package():
 
 
 def test_paper_profile_plans_with_dvc(tmp_path):
-    """The paper's configuration, copied over params.yaml, is a 142-stage DVC pipeline that
+    """The paper's configuration, copied over params.yaml, is a 197-stage DVC pipeline that
     `dvc dag` and `dvc status` handle (docs/dvc.md)."""
     params = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
     root = snapshot(tmp_path / "repo", tmp_path, params)
     dag = dvc(root, tmp_path, "dag", "--md").stdout
     assert "train@19" in dag and "tables" in dag
     changes = dvc_changes(root, tmp_path)
-    runs = len(params["runs"])  # the paper's 20, the methods' 12, many clusters' 9
-    datasets = len(params["datasets"])  # the paper's 4 and CIFAR-100's fine classes
-    # prepare, split, baseline, train, evaluate, tables, methods, many clusters, tsne, figures
-    assert runs == 41 and datasets == 5
-    assert len(changes) == 3 * datasets + runs + runs + 1 + 1 + 1 + runs + 1
+    runs = len(params["runs"])  # the paper's 20, the methods' 12, many clusters' 9, long tail's 15
+    datasets = len(params["datasets"])  # the paper's 4, CIFAR-100's fine classes, CIFAR-10 x 3 training sets
+    # prepare, split, baseline, train, evaluate, tables, methods, many clusters, long tail, tsne, figures
+    assert runs == 56 and datasets == 8
+    assert len(changes) == 3 * datasets + runs + runs + 1 + 1 + 1 + 1 + runs + 1 == 197
     assert_no_network(tmp_path)
 
 
@@ -496,6 +498,7 @@ RUN_STAGES = {
     "tables",
     "methods_table",
     "many_clusters_table",
+    "long_tail_table",
     "figures",
 }
 
@@ -563,7 +566,11 @@ def test_dvc_exp_run_reruns_only_what_reads_the_changed_param(origin, dvc_clone)
     assert dvc_changes(root, base) == {}
     original = (root / "params.yaml").read_text()
     for key, value, reached in [
-        ("variants.no_head.views", 1, {"train@1", "methods_table", "many_clusters_table"}),  # labels read variants
+        (
+            "variants.no_head.views",
+            1,
+            {"train@1", "methods_table", "many_clusters_table", "long_tail_table"},
+        ),  # labels read variants
         ("evaluate.kmeans_n_init", 3, {"baseline@digits", "evaluate@0", "evaluate@1"}),
         ("model.backbone_width", 4, {"train@0", "train@1"}),
     ]:

@@ -11,6 +11,7 @@ from cdrepro.run_settings import resolve_run, runs_of
 
 PROFILES = {"quick": REPO / "workflow/configs/quick.yaml", "quick-cpu": REPO / "workflow/configs/quick-cpu.yaml"}
 CLUSTERS = REPO / "workflow/configs/quick-clusters.yaml"
+LONG_TAIL = REPO / "workflow/configs/quick-long-tail.yaml"
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -61,6 +62,25 @@ def test_the_quick_many_clusters_profile_plans_every_method_at_k20_and_k100():
     assert {clusters["datasets"][d]["source"] for d in ("cifar100_20", "cifar100")} == {"cifar100_20", "cifar100"}
     differ = {"profile", "datasets", "runs"}
     assert {k: v for k, v in quick.items() if k not in differ} == {k: v for k, v in clusters.items() if k not in differ}
+
+
+def test_the_quick_long_tail_profile_plans_every_method_balanced_and_at_ratios_10_and_100():
+    """The quick profile's protocol on CIFAR-10's train split, balanced and long-tailed: only
+    datasets and runs differ."""
+    result = snakemake("-n", "--forceall", "long_tail", "--configfile", str(LONG_TAIL), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    quick, long_tail = load_params(PROFILES["quick"]), load_params(LONG_TAIL)
+    settings = [resolve_run(long_tail, run) for run in runs_of(long_tail, "long_tail")]
+    datasets = ("cifar10_train", "cifar10_lt10", "cifar10_lt100")
+    assert {(s.dataset, s.batch_size, s.method) for s in settings} == {(d, 256, m) for d in datasets for m in METHODS}
+    assert set(re.findall(r"wildcards: run=(\S+)", result.stdout)) == {s.run_id for s in settings}
+    assert re.search(r"^long_tail_table\s+1$", result.stdout, flags=re.M)
+    assert [long_tail["datasets"][d].get("long_tail", {}).get("imbalance_ratio") for d in datasets] == [None, 10, 100]
+    assert all(long_tail["datasets"][d]["train_on"] == "train" for d in datasets)
+    differ = {"profile", "datasets", "runs"}
+    assert {k: v for k, v in quick.items() if k not in differ} == {
+        k: v for k, v in long_tail.items() if k not in differ
+    }
 
 
 def test_stem_and_hflip_change_the_digest_only_when_set_to_something_new(embedded_params):

@@ -112,6 +112,25 @@ def test_paper_profile_many_clusters_plans_every_method_at_k20_and_k100():
     assert reused == {"cifar100_20-bs128-cd-s42"}
 
 
+def test_paper_profile_long_tail_plans_every_method_balanced_and_at_ratios_10_and_100():
+    """CIFAR-10's train split balanced and long-tailed (CIFAR-10-LT at 10 and 100), every method
+    at batch 128, three datasets prepared, the long-tail table; nothing else."""
+    result = snakemake("-n", "long_tail", "--configfile", "workflow/configs/paper.yaml", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert stats["train"] == stats["evaluate"] == "15" and stats["long_tail_table"] == "1"
+    assert stats["prepare"] == "3" and not {"tables", "methods_table", "many_clusters_table", "figures"} & set(stats)
+    params = load_params(REPO / "workflow" / "configs" / "paper.yaml")
+    settings = [resolve_run(params, r) for r in runs_of(params, "long_tail")]
+    ratios = {"cifar10_train": None, "cifar10_lt10": 10.0, "cifar10_lt100": 100.0}
+    methods = ("cd", "simclr", "cc", "cld", "cdc")
+    assert {(s.dataset, s.batch_size, s.method) for s in settings} == {(d, 128, m) for d in ratios for m in methods}
+    for s in settings:  # the train split only, official; a long tail where the dataset says
+        assert s.training_set is not None and s.training_set["split"] == "official"
+        assert (s.training_set.get("long_tail") or {}).get("imbalance_ratio") == ratios[s.dataset]
+    assert {params["datasets"][d]["source"] for d in ratios} == {"cifar10"}
+
+
 def test_a_params_error_through_snakemake_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "params.yaml").read_text().replace("\ntrain:", "\ntrian:"))

@@ -11,6 +11,7 @@ try:
     from cdrepro import gpu_slots as cdslots
     from cdrepro.runs import ProfilePaths, run_id
     from cdrepro.data.fingerprint import folder_fingerprint
+    from cdrepro.data.training_set import TRAINING_SET_KEYS
     from cdrepro.results import comparison_target
     from cdrepro.steps import DATASET, RUN, STEPS, Item
 except ImportError:
@@ -70,11 +71,13 @@ envvars:
 PATHS = ProfilePaths.from_params(config)
 RUNS = {run_id(run): run for run in cdruns.runs_of(config)}
 DATASETS = sorted({run.dataset for run in RUNS.values()})
-# What each target builds (a run's `targets:`): the paper's tables, the methods comparison, the
-# many-clusters comparison.
+# What each target builds (a run's `targets:`): the paper's tables its runs; each comparison
+# (the methods, many clusters, long tail) the runs tagged for it, or every run if none is.
 TABLE_RUNS = [run_id(run) for run in cdruns.runs_of(config, "reproduce_tables")]
-COMPARISON_RUNS = [run_id(run) for run in cdruns.runs_of(config, comparison_target(config))]
-CLUSTERS_RUNS = [run_id(run) for run in cdruns.runs_of(config, comparison_target(config, "many_clusters"))]
+TARGET_RUNS = {
+    target: [run_id(run) for run in cdruns.runs_of(config, comparison_target(config, target))]
+    for target in cdruns.TARGETS[1:]
+}
 LOGS = PATHS.logs_dir()
 CPU_THREADS = config["train"]["cpu_threads"]
 # What the jobs ask a cluster for (the SLURM plugin's sbatch --gpus): GPUs on cuda.
@@ -117,13 +120,14 @@ DATASET_DEFAULTS = cdconfig.dataset_defaults()
 def dataset_params(wildcards):
     """prepare's rerun trigger. A dataset key at its schema default is left out, as files
     written before the key had a default lack it: filling the default in re-prepares (and so
-    retrains) nothing."""
+    retrains) nothing. So are the keys of the training set (train_on, long_tail, correlated):
+    they pick images at training, the prepared file is the same."""
     dataset = cdconfig.dataset_settings(config, wildcards.dataset)
     trigger = {
         "dataset": {
             key: value
             for key, value in dataset.items()
-            if key not in DATASET_DEFAULTS or value != DATASET_DEFAULTS[key]
+            if key not in TRAINING_SET_KEYS and (key not in DATASET_DEFAULTS or value != DATASET_DEFAULTS[key])
         },
         "data": cdconfig.data_settings(config),
     }

@@ -1,8 +1,6 @@
 # The files each step writes: its declaration (cdrepro.steps, from cdrepro.tables.TABLE_FILES and
 # cdrepro.comparison.table.COMPARISON_TABLE_FILES), which DVC's stages are generated from too.
 TABLES = list(step_output("tables").values())
-COMPARISON_TABLES = list(step_output("methods_table").values())
-CLUSTERS_TABLES = list(step_output("many_clusters_table").values())
 
 
 rule tables:
@@ -22,37 +20,35 @@ rule tables:
         "cdrepro tables > {log} 2>&1"
 
 
-# The methods table (the methods comparison's): every method side by side, from the runs for
-# compare_methods.
-rule methods_table:
-    input:
-        metrics=expand(str(PATHS.metrics("{run}")), run=COMPARISON_RUNS),
-        baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(COMPARISON_RUNS)),
-    output:
-        [report(path, caption="../report/methods_table.rst", category="Tables") for path in COMPARISON_TABLES],
-    log:
-        str(LOGS / "methods_table.log"),
-    conda:
-        "../../environment.yml"
-    params:
-        sections=step_params("methods_table"),
-    shell:
-        "cdrepro methods-table > {log} 2>&1"
+# The comparisons, each a table from the runs for its target (every run if none is tagged):
+# the methods table (compare_methods: every method side by side), the many-clusters table
+# (many_clusters: each method at its runs' fewest and most clusters) and the long-tail table
+# (long_tail: each method on balanced and long-tailed training sets). One entry each: the step
+# (its CLI subcommand is the name with dashes), the target, the caption in workflow/report/.
+COMPARISONS = (
+    ("methods_table", "compare_methods", "methods_table"),
+    ("many_clusters_table", "many_clusters", "many_clusters"),
+    ("long_tail_table", "long_tail", "long_tail"),
+)
 
+for comparison, target, caption in COMPARISONS:
 
-# The many-clusters table: each method at its runs' fewest and most clusters, from the runs for
-# many_clusters.
-rule many_clusters_table:
-    input:
-        metrics=expand(str(PATHS.metrics("{run}")), run=CLUSTERS_RUNS),
-        baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(CLUSTERS_RUNS)),
-    output:
-        [report(path, caption="../report/many_clusters.rst", category="Tables") for path in CLUSTERS_TABLES],
-    log:
-        str(LOGS / "many_clusters_table.log"),
-    conda:
-        "../../environment.yml"
-    params:
-        sections=step_params("many_clusters_table"),
-    shell:
-        "cdrepro many-clusters-table > {log} 2>&1"
+    rule:
+        name:
+            comparison
+        input:
+            metrics=expand(str(PATHS.metrics("{run}")), run=TARGET_RUNS[target]),
+            baselines=expand(str(PATHS.baseline("{dataset}")), dataset=datasets_of(TARGET_RUNS[target])),
+        output:
+            [
+                report(path, caption=f"../report/{caption}.rst", category="Tables")
+                for path in step_output(comparison).values()
+            ],
+        log:
+            str(LOGS / f"{comparison}.log"),
+        conda:
+            "../../environment.yml"
+        params:
+            sections=step_params(comparison),
+        shell:
+            f"cdrepro {comparison.replace('_', '-')} > {{log}} 2>&1"

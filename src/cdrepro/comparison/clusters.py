@@ -23,33 +23,19 @@ from pathlib import Path
 import pandas as pd
 
 from cdrepro import atomic
+from cdrepro.comparison.shift import GROUP, group_label, shift_frame
 from cdrepro.latex import dataset_title, default_results_label, latex_escape, latex_row, table_float
-from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, SCORES, ProfileResults, dataset_order
+from cdrepro.results import FINAL_ROLE, SCORES, ProfileResults
 
 CLUSTERS_TABLE_FILES: tuple[str, ...] = ("many_clusters.tex", "many_clusters.csv")
 """The files of the ``many_clusters_table`` step: what its rule and DVC stage declare."""
-GROUP = ["method", "variant", "batch_size"]
-CSV_COLUMNS = [*GROUP, "stage_role", "metric", "dataset", "k", "mean", "n_seeds", "change"]
+CLUSTERS_KEY = "k"
 
 
 def clusters_frame(results: ProfileResults) -> pd.DataFrame:
-    """Our rows of the backbone and final stages with each dataset's K (``CSV_COLUMNS``), in
-    the order: run group, stage role, score, K."""
-    classes = {m["dataset"]: int(m["num_classes"]) for m in results.metrics}
-    frame = results.frame
-    roles = frame["stage_role"].isin([BACKBONE_ROLE, FINAL_ROLE])
-    ours = frame[(frame["variant"] != BASELINE_VARIANT) & roles].copy()
-    ours["k"] = ours["dataset"].map(classes)
-    order = {d: i for i, d in enumerate(dataset_order(classes, results.titles))}
-    first_run: dict[tuple[str, str, int], int] = {}  # each run group's place in the params' run order
-    for m in results.metrics:
-        first_run.setdefault((m["method"], m["variant"], m["batch_size"]), len(first_run))
-    ours["_group"] = [first_run[key] for key in zip(ours["method"], ours["variant"], ours["batch_size"], strict=True)]
-    ours["_order"] = ours["dataset"].map(order)
-    ours = ours.sort_values(["_group", "stage_role", "metric", "k", "_order"])
-    fewest = ours.groupby([*GROUP, "stage_role", "metric"])["mean"].transform("first")
-    ours["change"] = (ours["mean"] - fewest).where(ours["k"] != ours.groupby([*GROUP])["k"].transform("min"))
-    return ours[CSV_COLUMNS].reset_index(drop=True)
+    """Our rows of the backbone and final stages with each dataset's K and the change from the
+    fewest clusters (``cdrepro.comparison.shift``)."""
+    return shift_frame(results, CLUSTERS_KEY, lambda m: int(m["num_classes"]))
 
 
 def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> str:
@@ -72,8 +58,7 @@ def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> st
         r"\midrule",
     ]
     for (method, variant, batch), part in final.groupby(GROUP, sort=False):
-        label = results.method_label(variant, method) + ("" if variant == method else f" ({variant})")
-        cells = [latex_escape(label), str(batch)]
+        cells = [latex_escape(group_label(results, method, variant)), str(batch)]
         for k in columns:
             at = part[part["k"] == k].set_index("metric")["mean"]
             cells += [f"{at[m]:.3f}" if m in at else "--" for m in SCORES]

@@ -34,6 +34,9 @@ from cdrepro.data.prepared import PreparedDataset
 from cdrepro.data.splits import check_clusters, check_split_classes, stratified_split
 
 OFFICIAL, STRATIFIED = "official", "stratified"
+OFFICIAL_SOURCES = frozenset({"cifar10", "cifar100", "cifar100_20", "stl10"})
+"""The sources whose prepared metadata records an official split (``source_info.splits``,
+written by ``cdrepro.data.sources``); every other source's split is STRATIFIED."""
 
 
 class SplitError(ValueError):
@@ -82,7 +85,10 @@ def _official_sizes(data: PreparedDataset) -> tuple[int, int] | None:
     return n_train, n_test
 
 
-def _indices(data: PreparedDataset, split_params: dict[str, Any]) -> tuple[str, np.ndarray, np.ndarray]:
+def split_indices(data: PreparedDataset, split_params: dict[str, Any]) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(kind, train, test)``: the official split where the data records one, else the
+    stratified split that ``split_params`` (``evaluate.split``) draws. Unchecked (``make_split``
+    checks); training's own subset (``cdrepro.data.training_set``) starts from the same train."""
     sizes = _official_sizes(data)
     if sizes is not None:
         n_train, n_test = sizes
@@ -112,7 +118,7 @@ def _check(data: PreparedDataset, train: np.ndarray, test: np.ndarray, knn_k: in
 def make_split(data: PreparedDataset, split_params: dict[str, Any], knn_k: int) -> HeldOutSplit:
     """The dataset's held-out split, checked. ``split_params``: the params' ``evaluate.split``;
     ``knn_k``: ``evaluate.knn.k`` (the bank must hold at least that many images)."""
-    kind, train, test = _indices(data, split_params)
+    kind, train, test = split_indices(data, split_params)
     _check(data, train, test, knn_k)
     stratified = kind == STRATIFIED
     return HeldOutSplit(

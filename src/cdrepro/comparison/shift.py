@@ -1,0 +1,54 @@
+"""Each method across one property of its runs' data, and the change from the property's
+smallest value: the number of clusters K (``many_clusters``, CDC's claim) or the training set's
+imbalance ratio (``long_tail``, CLD's claim). Both tables are this frame, keyed differently.
+
+``shift_frame`` gives our rows of the backbone and final stages (every score) with the key of
+each row's dataset, the mean over seeds, and ``change``: that mean minus the run group's at the
+smallest key (empty at the smallest itself). A run group is a method's variant at a batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, ProfileResults, dataset_order
+
+GROUP = ["method", "variant", "batch_size"]
+
+
+def shift_columns(key: str) -> list[str]:
+    """The frame's (and its CSV's) columns with ``key`` as the property's column."""
+    return [*GROUP, "stage_role", "metric", "dataset", key, "mean", "n_seeds", "change"]
+
+
+def shift_frame(results: ProfileResults, key: str, key_of: Callable[[Mapping[str, Any]], float]) -> pd.DataFrame:
+    """Our rows (``shift_columns(key)``) in the order: run group (as the params list them),
+    stage role, score, key, dataset. ``key_of`` reads the key from a run's metrics.json; every
+    run of a dataset has the same."""
+    keys = {m["dataset"]: key_of(m) for m in results.metrics}
+    frame = results.frame
+    roles = frame["stage_role"].isin([BACKBONE_ROLE, FINAL_ROLE])
+    ours = frame[(frame["variant"] != BASELINE_VARIANT) & roles].copy()
+    ours[key] = ours["dataset"].map(keys)
+    order = {d: i for i, d in enumerate(dataset_order(keys, results.titles))}
+    first_run: dict[tuple[str, str, int], int] = {}  # each run group's place in the params' run order
+    for m in results.metrics:
+        first_run.setdefault((m["method"], m["variant"], m["batch_size"]), len(first_run))
+    ours["_group"] = [first_run[g] for g in zip(ours["method"], ours["variant"], ours["batch_size"], strict=True)]
+    ours["_order"] = ours["dataset"].map(order)
+    ours = ours.sort_values(["_group", "stage_role", "metric", key, "_order"])
+    smallest = ours.groupby([*GROUP, "stage_role", "metric"])["mean"].transform("first")
+    at_smallest = ours[key] == ours.groupby(GROUP)[key].transform("min")
+    ours["change"] = (ours["mean"] - smallest).where(~at_smallest)
+    return ours[shift_columns(key)].reset_index(drop=True)
+
+
+def group_label(results: ProfileResults, method: str, variant: str) -> str:
+    """A run group's name in a table: its method's label, and the variant where it differs."""
+    return results.method_label(variant, method) + ("" if variant == method else f" ({variant})")
+
+
+__all__ = ["GROUP", "group_label", "shift_columns", "shift_frame"]
