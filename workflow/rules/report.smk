@@ -50,5 +50,8 @@ for comparison, target, caption in COMPARISONS:
             "../../environment.yml"
         params:
             sections=step_params(comparison),
+            # A rule's shell command is formatted when its job runs, after the loop has moved on:
+            # the subcommand is bound here, where each rule is defined.
+            command=comparison.replace("_", "-"),
         shell:
-            f"cdrepro {comparison.replace('_', '-')} > {{log}} 2>&1"
+            "cdrepro {params.command} > {log} 2>&1"

@@ -11,9 +11,10 @@ Where the split comes from:
   ``cdrepro.data.splits.stratified_split`` with ``evaluate.split``'s ``test_fraction`` and
   ``seed``: fixed, seeded, the same on every machine.
 
-Training and the K-means scores are unchanged by the split: they use every image, as CC's and
-CD's protocol does (the paper's tables). So the test images are held out from the labels (the
-bank and the probe never see theirs), not from self-supervised training (docs/claims.md).
+The K-means scores use every image, and so does training by default, as CC's and CD's protocol
+does (the paper's tables): the test images are then held out from the labels (the bank and the
+probe never see theirs), not from self-supervised training. A dataset with ``train_on: train``
+trains on this split's train part only (``cdrepro.data.training_set``; docs/claims.md).
 
 The file records the data digest it was drawn from; ``read_split`` refuses it for other data.
 Every check runs before anything is written (``make_split``), each a one-line ``SplitError``
