@@ -22,12 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cdrepro import atomic
-from cdrepro.comparison.shift import GROUP, group_label, shift_frame
-from cdrepro.latex import dataset_title, default_results_label, latex_escape, latex_row, table_float
+from cdrepro.comparison.shift import GROUP, group_label, shift_frame, shift_table_files, write_shift_table
+from cdrepro.latex import dataset_title, latex_escape, latex_row, table_float
 from cdrepro.results import FINAL_ROLE, SCORES, ProfileResults
 
-CLUSTERS_TABLE_FILES: tuple[str, ...] = ("many_clusters.tex", "many_clusters.csv")
+CLUSTERS_TABLE_FILES: tuple[str, ...] = shift_table_files("many_clusters")
 """The files of the ``many_clusters_table`` step: what its rule and DVC stage declare."""
 CLUSTERS_KEY = "k"
 
@@ -80,16 +79,8 @@ def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> st
 
 def write_clusters_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
     """Write ``many_clusters.tex`` and ``many_clusters.csv`` (atomically) into ``out_dir``."""
-    out_dir = Path(out_dir)
     frame = clusters_frame(results)
-    texts = {
-        "many_clusters.tex": _tex(frame, results, results_label or default_results_label(out_dir)),
-        "many_clusters.csv": frame.to_csv(index=False, float_format="%.6f"),
-    }
-    assert tuple(texts) == CLUSTERS_TABLE_FILES, "CLUSTERS_TABLE_FILES is the declaration: keep them one"
-    for name, text in texts.items():
-        atomic.write_text(out_dir / name, text)
-    return [out_dir / name for name in texts]
+    return write_shift_table(out_dir, "many_clusters", frame, lambda label: _tex(frame, results, label), results_label)
 
 
 __all__ = ["CLUSTERS_TABLE_FILES", "clusters_frame", "write_clusters_table"]

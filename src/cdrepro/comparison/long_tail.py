@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from cdrepro import atomic
-from cdrepro.comparison.shift import GROUP, group_label, shift_frame
+from cdrepro.comparison.shift import GROUP, group_label, shift_frame, shift_table_files, write_shift_table
 from cdrepro.data.training_set import imbalance_ratio
-from cdrepro.latex import dataset_title, default_results_label, latex_escape, latex_row, table_float
+from cdrepro.latex import dataset_title, latex_escape, latex_row, table_float
 from cdrepro.metrics import KNN, LINEAR
 from cdrepro.results import BACKBONE_ROLE, FINAL_ROLE, ProfileResults
 
-LONG_TAIL_TABLE_FILES: tuple[str, ...] = ("long_tail.tex", "long_tail.csv")
+LONG_TAIL_TABLE_FILES: tuple[str, ...] = shift_table_files("long_tail")
 """The files of the ``long_tail_table`` step: what its rule and DVC stage declare."""
 LONG_TAIL_KEY = "imbalance_ratio"
 CELLS: tuple[tuple[str, str, str], ...] = (
@@ -91,16 +90,8 @@ def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> st
 
 def write_long_tail_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
     """Write ``long_tail.tex`` and ``long_tail.csv`` (atomically) into ``out_dir``."""
-    out_dir = Path(out_dir)
     frame = long_tail_frame(results)
-    texts = {
-        "long_tail.tex": _tex(frame, results, results_label or default_results_label(out_dir)),
-        "long_tail.csv": frame.to_csv(index=False, float_format="%.6f"),
-    }
-    assert tuple(texts) == LONG_TAIL_TABLE_FILES, "LONG_TAIL_TABLE_FILES is the declaration: keep them one"
-    for name, text in texts.items():
-        atomic.write_text(out_dir / name, text)
-    return [out_dir / name for name in texts]
+    return write_shift_table(out_dir, "long_tail", frame, lambda label: _tex(frame, results, label), results_label)
 
 
 __all__ = ["LONG_TAIL_TABLE_FILES", "long_tail_frame", "write_long_tail_table"]

@@ -10,10 +10,13 @@ smallest key (empty at the smallest itself). A run group is a method's variant a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from cdrepro import atomic
+from cdrepro.latex import default_results_label
 from cdrepro.results import BACKBONE_ROLE, BASELINE_VARIANT, FINAL_ROLE, ProfileResults, dataset_order
 
 GROUP = ["method", "variant", "batch_size"]
@@ -51,4 +54,21 @@ def group_label(results: ProfileResults, method: str, variant: str) -> str:
     return results.method_label(variant, method) + ("" if variant == method else f" ({variant})")
 
 
-__all__ = ["GROUP", "group_label", "shift_columns", "shift_frame"]
+def shift_table_files(stem: str) -> tuple[str, str]:
+    """A shift table's files, ``<stem>.tex`` and ``<stem>.csv``: its step's declaration."""
+    return (f"{stem}.tex", f"{stem}.csv")
+
+
+def write_shift_table(
+    out_dir: Path, stem: str, frame: pd.DataFrame, tex: Callable[[str], str], results_label: str | None
+) -> list[Path]:
+    """Write ``tex(label)`` as ``<stem>.tex`` and ``frame`` as ``<stem>.csv``, atomically, into
+    ``out_dir``; the label names the results (by default ``out_dir``'s profile)."""
+    out_dir = Path(out_dir)
+    tex_file, csv_file = shift_table_files(stem)
+    atomic.write_text(out_dir / tex_file, tex(results_label or default_results_label(out_dir)))
+    atomic.write_text(out_dir / csv_file, frame.to_csv(index=False, float_format="%.6f"))
+    return [out_dir / tex_file, out_dir / csv_file]
+
+
+__all__ = ["GROUP", "group_label", "shift_columns", "shift_frame", "shift_table_files", "write_shift_table"]
