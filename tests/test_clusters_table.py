@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from shift_records import metrics_record, profile_results  # tests/ is on sys.path
 
 from cdrepro.comparison.clusters import CLUSTERS_TABLE_FILES, clusters_frame, write_clusters_table
 from cdrepro.results import ProfileResults
@@ -14,27 +15,13 @@ TITLES = {"cifar100_20": "CIFAR-100-20", "cifar100": "CIFAR-100"}
 K = {"cifar100_20": 20, "cifar100": 100}
 
 
-def record(dataset: str, method: str, final: str, nmi: float, seed: int = 0) -> dict:
+def record(dataset: str, method: str, final: str, nmi: float) -> dict:
     stages = {"backbone": {"nmi": nmi + 0.1, "ari": 0.4, "acc": 0.5}, final: {"nmi": nmi, "ari": 0.3, "acc": 0.4}}
-    return {
-        "run_id": f"{dataset}-bs128-{method}-s{seed}",
-        "dataset": dataset,
-        "batch_size": 128,
-        "method": method,
-        "variant": method,
-        "seed": seed,
-        "n_images": 60000,
-        "num_classes": K[dataset],
-        "stages": stages,
-        "final_stage": final,
-    }
+    return metrics_record(dataset, method, stages, final, K[dataset])
 
 
 def results(*metrics: dict) -> ProfileResults:
-    pixels = {"nmi": 0.1, "ari": 0.05, "acc": 0.2}
-    datasets = sorted({m["dataset"] for m in metrics})
-    baselines = [{"dataset": d, "n_images": 60000, "num_classes": K[d], "pixels": pixels} for d in datasets]
-    return ProfileResults(list(metrics), baselines, TITLES, {}, "test")  # no variant infos: labels are method names
+    return profile_results(list(metrics), TITLES)
 
 
 def test_the_change_is_the_most_clusters_minus_the_fewest_per_method_stage_and_score(tmp_path):

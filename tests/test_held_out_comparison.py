@@ -4,6 +4,7 @@ CLD's published kNN beside ours, with its setting, where we ran CLD on its datas
 from __future__ import annotations
 
 import pandas as pd
+from shift_records import metrics_record  # tests/ is on sys.path
 
 from cdrepro.comparison.frame import comparison_frame
 from cdrepro.comparison.table import held_out_words, render_comparison_table
@@ -29,19 +30,7 @@ def record(dataset: str, method: str, final: str, knn: float | None = 0.6) -> di
         stages["backbone"]["linear"] = 0.7
         split = {"kind": "official", "n_train": 50000, "n_test": 10000}
         held_out = {"held_out": {"split": split, "knn": {"k": 200, "temperature": 0.07}, "linear": {}}}
-    return {
-        "run_id": f"{dataset}-bs128-{method}-s0",
-        "dataset": dataset,
-        "batch_size": 128,
-        "method": method,
-        "variant": method,
-        "seed": 0,
-        "n_images": 60000,
-        "num_classes": 10,
-        "stages": stages,
-        "final_stage": final,
-        **held_out,
-    }
+    return metrics_record(dataset, method, stages, final, 10, **held_out)
 
 
 def baseline(dataset: str) -> dict:

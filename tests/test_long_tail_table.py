@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from shift_records import metrics_record, profile_results  # tests/ is on sys.path
 
 from cdrepro.comparison.long_tail import LONG_TAIL_TABLE_FILES, long_tail_frame, write_long_tail_table
 from cdrepro.results import ProfileResults
@@ -14,33 +15,19 @@ TITLES = {"cifar10_train": "CIFAR-10 train", "cifar10_lt10": "CIFAR-10-LT-10", "
 RATIO = {"cifar10_train": None, "cifar10_lt10": 10.0, "cifar10_lt100": 100.0}
 
 
-def record(dataset: str, method: str, knn: float, seed: int = 0) -> dict:
-    training_set = {"split": "official"}
+def record(dataset: str, method: str, knn: float) -> dict:
+    training_set: dict = {"split": "official"}
     if RATIO[dataset]:
         training_set["long_tail"] = {"imbalance_ratio": RATIO[dataset], "seed": 0}
-    return {
-        "run_id": f"{dataset}-bs128-{method}-s{seed}",
-        "dataset": dataset,
-        "batch_size": 128,
-        "method": method,
-        "variant": method,
-        "seed": seed,
-        "n_images": 60000,
-        "num_classes": 10,
-        "training_set": training_set,
-        "stages": {
-            "backbone": {"nmi": 0.5, "ari": 0.4, "acc": 0.6, "knn": knn, "linear": knn + 0.05},
-            "cluster": {"nmi": 0.45, "ari": 0.3, "acc": 0.55, "knn": knn - 0.1},
-        },
-        "final_stage": "cluster",
+    stages = {
+        "backbone": {"nmi": 0.5, "ari": 0.4, "acc": 0.6, "knn": knn, "linear": knn + 0.05},
+        "cluster": {"nmi": 0.45, "ari": 0.3, "acc": 0.55, "knn": knn - 0.1},
     }
+    return metrics_record(dataset, method, stages, "cluster", 10, training_set=training_set)
 
 
 def results(*metrics: dict) -> ProfileResults:
-    pixels = {"nmi": 0.1, "ari": 0.05, "acc": 0.2}
-    datasets = sorted({m["dataset"] for m in metrics})
-    baselines = [{"dataset": d, "n_images": 60000, "num_classes": 10, "pixels": pixels} for d in datasets]
-    return ProfileResults(list(metrics), baselines, TITLES, {}, "test")
+    return profile_results(list(metrics), TITLES)
 
 
 def test_the_change_is_each_ratios_score_minus_the_balanced_one(tmp_path):

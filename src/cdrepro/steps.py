@@ -113,6 +113,27 @@ def _profile_results(paths: ProfilePaths, _: Item) -> list[Path]:
     return [paths.root / "runs", paths.root / "baselines", *REFERENCES]
 
 
+COMPARISONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("methods_table", COMPARISON_TABLE_FILES, "the methods table (every method side by side)"),
+    (
+        "many_clusters_table",
+        CLUSTERS_TABLE_FILES,
+        "the many-clusters table (each method at its runs' fewest and most clusters)",
+    ),
+    (
+        "long_tail_table",
+        LONG_TAIL_TABLE_FILES,
+        "the long-tail table (each method on balanced and long-tailed training sets)",
+    ),
+)
+"""The comparison steps: each writes these files from the runs for its target (every run if
+none is tagged) and reads the variants for the methods' labels."""
+
+
+def _comparison_step(name: str, files: tuple[str, ...], about: str) -> Step:
+    return Step(name, PROFILE, ("runs", "datasets", "variants"), lambda p, _: _files(p, files), _profile_results, about)
+
+
 STEPS: dict[str, Step] = {
     step.name: step
     for step in (
@@ -175,30 +196,7 @@ STEPS: dict[str, Step] = {
             _profile_results,
             "tables (paper Tables 2-10, all.csv)",
         ),
-        Step(
-            "methods_table",
-            PROFILE,
-            ("runs", "datasets", "variants"),
-            lambda p, _: _files(p, COMPARISON_TABLE_FILES),
-            _profile_results,
-            "the methods table (every method side by side)",
-        ),
-        Step(
-            "many_clusters_table",
-            PROFILE,
-            ("runs", "datasets", "variants"),
-            lambda p, _: _files(p, CLUSTERS_TABLE_FILES),
-            _profile_results,
-            "the many-clusters table (each method at its runs' fewest and most clusters)",
-        ),
-        Step(
-            "long_tail_table",
-            PROFILE,
-            ("runs", "datasets", "variants"),
-            lambda p, _: _files(p, LONG_TAIL_TABLE_FILES),
-            _profile_results,
-            "the long-tail table (each method on balanced and long-tailed training sets)",
-        ),
+        *(_comparison_step(name, files, about) for name, files, about in COMPARISONS),
         Step(
             "tsne",
             RUN,

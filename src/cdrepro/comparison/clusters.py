@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cdrepro.comparison.shift import GROUP, group_label, shift_frame, shift_table_files, write_shift_table
-from cdrepro.latex import dataset_title, latex_escape, latex_row, table_float
+from cdrepro.comparison import shift
+from cdrepro.latex import dataset_title, latex_escape, latex_row
 from cdrepro.results import FINAL_ROLE, SCORES, ProfileResults
 
-CLUSTERS_TABLE_FILES: tuple[str, ...] = shift_table_files("many_clusters")
+CLUSTERS_TABLE_FILES: tuple[str, ...] = shift.table_files("many_clusters")
 """The files of the ``many_clusters_table`` step: what its rule and DVC stage declare."""
 CLUSTERS_KEY = "k"
 
@@ -34,7 +34,7 @@ CLUSTERS_KEY = "k"
 def clusters_frame(results: ProfileResults) -> pd.DataFrame:
     """Our rows of the backbone and final stages with each dataset's K and the change from the
     fewest clusters (``cdrepro.comparison.shift``)."""
-    return shift_frame(results, CLUSTERS_KEY, lambda m: int(m["num_classes"]))
+    return shift.frame_of(results, CLUSTERS_KEY, lambda m: int(m["num_classes"]))
 
 
 def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> str:
@@ -56,8 +56,8 @@ def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> st
         latex_row(["", ""] + [m.upper() for m in SCORES] * n_groups),
         r"\midrule",
     ]
-    for (method, variant, batch), part in final.groupby(GROUP, sort=False):
-        cells = [latex_escape(group_label(results, method, variant)), str(batch)]
+    for (method, variant, batch), part in final.groupby(shift.GROUP, sort=False):
+        cells = [latex_escape(shift.group_label(results, method, variant)), str(batch)]
         for k in columns:
             at = part[part["k"] == k].set_index("metric")["mean"]
             cells += [f"{at[m]:.3f}" if m in at else "--" for m in SCORES]
@@ -70,17 +70,14 @@ def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> st
         about = f"at $K={columns[0]}$ and at $K={columns[1]}$ clusters, and the change from the fewest to the most"
     else:
         about = "at the one number of clusters these runs have, so no change to show"
-    caption = (
-        f"Many clusters: the final stage's NMI, ARI and ACC (K-means or argmax, every image) {about}; "
-        f"mean over seeds, every score in many\\_clusters.csv. From {latex_escape(results_label)}."
-    )
-    return table_float("many-clusters", caption, lines, generator="cdrepro.comparison.clusters", small=True)
+    what = f"Many clusters: the final stage's NMI, ARI and ACC (K-means or argmax, every image) {about}"
+    return shift.table_float("many_clusters", what, lines, results_label, "cdrepro.comparison.clusters")
 
 
 def write_clusters_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
     """Write ``many_clusters.tex`` and ``many_clusters.csv`` (atomically) into ``out_dir``."""
     frame = clusters_frame(results)
-    return write_shift_table(out_dir, "many_clusters", frame, lambda label: _tex(frame, results, label), results_label)
+    return shift.write_table(out_dir, "many_clusters", frame, lambda label: _tex(frame, results, label), results_label)
 
 
 __all__ = ["CLUSTERS_TABLE_FILES", "clusters_frame", "write_clusters_table"]

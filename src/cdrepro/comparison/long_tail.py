@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from cdrepro.comparison.shift import GROUP, group_label, shift_frame, shift_table_files, write_shift_table
+from cdrepro.comparison import shift
 from cdrepro.data.training_set import imbalance_ratio
-from cdrepro.latex import dataset_title, latex_escape, latex_row, table_float
+from cdrepro.latex import dataset_title, latex_escape, latex_row
 from cdrepro.metrics import KNN, LINEAR
 from cdrepro.results import BACKBONE_ROLE, FINAL_ROLE, ProfileResults
 
-LONG_TAIL_TABLE_FILES: tuple[str, ...] = shift_table_files("long_tail")
+LONG_TAIL_TABLE_FILES: tuple[str, ...] = shift.table_files("long_tail")
 """The files of the ``long_tail_table`` step: what its rule and DVC stage declare."""
 LONG_TAIL_KEY = "imbalance_ratio"
 CELLS: tuple[tuple[str, str, str], ...] = (
@@ -42,7 +42,7 @@ CELLS: tuple[tuple[str, str, str], ...] = (
 def long_tail_frame(results: ProfileResults) -> pd.DataFrame:
     """Our rows with each dataset's imbalance ratio (1 where not long-tailed) and the change
     from the smallest ratio (``cdrepro.comparison.shift``)."""
-    return shift_frame(results, LONG_TAIL_KEY, lambda m: imbalance_ratio(m.get("training_set")))
+    return shift.frame_of(results, LONG_TAIL_KEY, lambda m: imbalance_ratio(m.get("training_set")))
 
 
 def _cells(part: pd.DataFrame, ratio: float, column: str, form: str) -> list[str]:
@@ -69,8 +69,8 @@ def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> st
         latex_row(["", ""] + [name for *_, name in CELLS] * len(ratios)),
         r"\midrule",
     ]
-    for (method, variant, batch), part in frame.groupby(GROUP, sort=False):
-        cells = [latex_escape(group_label(results, method, variant)), str(batch)]
+    for (method, variant, batch), part in frame.groupby(shift.GROUP, sort=False):
+        cells = [latex_escape(shift.group_label(results, method, variant)), str(batch)]
         cells += _cells(part, ratios[0], "mean", ".3f")
         for ratio in ratios[1:]:
             cells += _cells(part, ratio, "change", "+.3f")
@@ -80,18 +80,17 @@ def _tex(frame: pd.DataFrame, results: ProfileResults, results_label: str) -> st
         about = f"at imbalance ratio {ratios[0]:g}, and at each larger ratio the change from it"
     else:
         about = f"at the one imbalance ratio these runs have ({ratios[0]:g}), so no change to show"
-    caption = (
+    what = (
         "Long-tailed training data: the backbone's kNN and linear-probe accuracy on the balanced "
-        f"held-out test split and the final stage's NMI and ACC (every image) {about}; mean over "
-        f"seeds, every stage and score in long\\_tail.csv. From {latex_escape(results_label)}."
+        f"held-out test split and the final stage's NMI and ACC (every image) {about}"
     )
-    return table_float("long-tail", caption, lines, generator="cdrepro.comparison.long_tail", small=True)
+    return shift.table_float("long_tail", what, lines, results_label, "cdrepro.comparison.long_tail")
 
 
 def write_long_tail_table(results: ProfileResults, out_dir: Path, *, results_label: str | None = None) -> list[Path]:
     """Write ``long_tail.tex`` and ``long_tail.csv`` (atomically) into ``out_dir``."""
     frame = long_tail_frame(results)
-    return write_shift_table(out_dir, "long_tail", frame, lambda label: _tex(frame, results, label), results_label)
+    return shift.write_table(out_dir, "long_tail", frame, lambda label: _tex(frame, results, label), results_label)
 
 
 __all__ = ["LONG_TAIL_TABLE_FILES", "long_tail_frame", "write_long_tail_table"]
