@@ -177,6 +177,18 @@ def train_split_lacks_class_9(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
+def folder_whose_test_folder_has_a_class_the_train_lacks(params: dict, tmp: Path) -> None:
+    """A folder dataset ``mine`` (cat, dog) whose test folder also holds an emu, prepared."""
+    for folder, classes in (("train", ("cat", "dog")), ("test", ("cat", "dog", "emu"))):
+        for name in classes:
+            for i in range(2):
+                png(tmp / folder / name / f"{i}.png")
+    folder_dataset("mine", "folder", "train")(params, tmp)
+    params["datasets"]["mine"]["test_path"] = str(tmp / "test")
+    write_params(params)
+    assert main(["prepare", "--dataset", "mine"]) == 0
+
+
 def stale_split(tmp: Path) -> None:
     split = tmp / profile_file("data", "digits.split.json")
     split.write_text(split.read_text().replace('"data_digest": "', '"data_digest": "0'))
@@ -588,6 +600,11 @@ CASES: dict[str, Case] = {
         ["dataset digits: the test split has classes the train split lacks: 9 (9)"],
         setup=train_split_lacks_class_9,
         prepare_first=True,
+    ),
+    "a test folder with a class the train folder lacks": Case(
+        ["split", "--dataset", "mine"],
+        ["dataset mine: the test split has classes the train split lacks: emu (2)", "give the train split images"],
+        folder_whose_test_folder_has_a_class_the_train_lacks,
     ),
     "a split of other data than is prepared now": Case(
         ["evaluate", "--run", RID],

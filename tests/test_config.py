@@ -536,3 +536,46 @@ def test_a_params_folder_and_a_latin1_params_file_are_named(tmp_path):
     latin1.write_text(latin1.read_bytes().decode("latin-1"), encoding="utf-8")  # saved as UTF-8
     with pytest.raises(ParamsError, match="'model' is a required property"):  # read: on to the schema
         load_params(latin1)
+
+
+# --- issue 22: the training set and a folder's test split ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ({"test_path": "data/test"}, r"datasets\.digits\.test_path: only a 'folder' source reads a test folder"),
+        (
+            {"long_tail": {"imbalance_ratio": 10, "seed": 0}},
+            r"datasets\.digits\.long_tail: .*needs datasets\.digits\.train_on: train",
+        ),
+        ({"correlated": {"repeats": 2}}, r"datasets\.digits\.correlated: .*needs datasets\.digits\.train_on: train"),
+        (
+            {"train_on": "train", "long_tail": {"imbalance_ratio": 0.5, "seed": 0}},
+            r"datasets\.digits\.long_tail\.imbalance_ratio: .*at least 1",
+        ),
+        (
+            {"train_on": "train", "long_tail": {"imbalance_ratio": 10}},
+            r"datasets\.digits\.long_tail: 'seed' is a required property",
+        ),
+        ({"train_on": "train", "correlated": {"repeats": 0}}, r"datasets\.digits\.correlated\.repeats"),
+    ],
+)
+def test_training_set_keys_are_checked_naming_the_key(embedded_params, keys, expected):
+    embedded_params["datasets"]["digits"].update(keys)
+    with pytest.raises(ParamsError, match=expected) as info:
+        validate_params(embedded_params)
+    assert "\n" not in str(info.value)
+
+
+def test_the_training_set_is_in_the_digest_only_when_set(embedded_params):
+    """train_on: all (the default) keeps every run's digest; train (and a long tail) changes it."""
+    run = runs_of(embedded_params)[0]
+    before = resolve_run(validate_params(embedded_params), run)
+    assert before.training_set is None and "training_set" not in before.to_dict()
+    embedded_params["datasets"]["digits"]["train_on"] = "train"
+    train = resolve_run(validate_params(embedded_params), run)
+    embedded_params["datasets"]["digits"]["long_tail"] = {"imbalance_ratio": 10, "seed": 0}
+    tail = resolve_run(validate_params(embedded_params), run)
+    assert len({before.digest(), train.digest(), tail.digest()}) == 3
+    assert train.training_set == {"split": {"test_fraction": 0.2, "seed": 42}}  # digits: the stratified split

@@ -31,6 +31,10 @@ BASELINE_VARIANT = "kmeans_pixels"
 # The sources that read an image folder (``path``) and resize it at prepare (``store_size``);
 # the others ignore both keys, so they are refused there rather than silently unused.
 FOLDER_SOURCES = ("imagenet10", "folder")
+OFFICIAL_SOURCES = frozenset({"cifar10", "cifar100", "cifar100_20", "stl10"})
+"""The sources whose prepared metadata records an official split (``source_info.splits``,
+written by ``cdrepro.data.sources``); a folder source has one where it names a ``test_path``.
+Every other dataset's held-out split is stratified (``cdrepro.data.heldout``)."""
 
 
 class ParamsError(ValueError):
@@ -298,6 +302,12 @@ def _check_dataset(name: str, dataset: dict[str, Any], source: str) -> None:
         raise ParamsError(
             f"{source}: datasets.{name}.images_per_class: only a 'folder' source can be "
             f"subsampled (this one is '{kind}'); remove the key"
+        )
+    if "test_path" in dataset and kind != "folder":
+        raise ParamsError(
+            f"{source}: datasets.{name}.test_path: only a 'folder' source reads a test folder "
+            f"(this one is '{kind}'{', which has its official test split' if kind in OFFICIAL_SOURCES else ''}); "
+            "remove the key"
         )
     for key in ("long_tail", "correlated"):
         if key in dataset and dataset["train_on"] != "train":

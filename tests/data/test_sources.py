@@ -275,9 +275,11 @@ def test_folder_of_real_cifar10_images() -> None:
         assert np.array_equal(raw.images[0], np.asarray(first.convert("RGB")))  # 32 -> 32 changes nothing
 
 
-def write_png(path: Path, colour: tuple[int, int, int]) -> None:
+def write_png(path: Path, colour: tuple[int, int, int], size: int | None = None) -> None:
+    """A one-colour PNG: 12 x 9 pixels, or ``size`` x ``size``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((12, 9, 3), colour, np.uint8)).save(path)
+    shape = (12, 9) if size is None else (size, size)
+    Image.fromarray(np.full((*shape, 3), colour, np.uint8)).save(path)
 
 
 def test_folder_takes_sorted_class_folders_and_only_image_files(tmp_path: Path) -> None:
@@ -652,13 +654,12 @@ def test_imagenet10_with_one_image_per_synset_is_refused(imagenet10_tree: Path) 
 # --- which sources have an official split --------------------------------------------------------
 
 
-def test_the_sources_that_record_an_official_split_are_heldouts_official_sources(
+def test_the_sources_that_record_an_official_split_are_the_official_sources(
     fake_cifar10: FakeDataset, fake_cifar100: FakeDataset, fake_stl10: FakeDataset
 ) -> None:
     """A run's ``training_set`` says "official" for these sources without reading the data
     (``cdrepro.data.training_set``): it must be exactly the sources whose loader records one."""
-    from cdrepro.config import FOLDER_SOURCES, load_schema
-    from cdrepro.data.heldout import OFFICIAL_SOURCES
+    from cdrepro.config import FOLDER_SOURCES, OFFICIAL_SOURCES, load_schema
 
     roots = {
         "cifar10": fake_cifar10.download_dir,
@@ -671,6 +672,25 @@ def test_the_sources_that_record_an_official_split_are_heldouts_official_sources
         name for name, root in roots.items() if "splits" in load_source(settings(name), root, False).source_info
     }
     assert recorded == OFFICIAL_SOURCES
-    # The rest read a folder of class folders, which has no official split.
+    # The rest read a folder of class folders, which has an official split only with a
+    # test_path (tests/data/test_sources.py::test_a_test_folder_is_the_official_test_split).
     sources = load_schema()["properties"]["datasets"]["additionalProperties"]["properties"]["source"]["enum"]
     assert set(sources) - set(roots) == set(FOLDER_SOURCES)
+
+
+def test_a_test_folder_is_the_official_test_split(tmp_path: Path) -> None:
+    """``test_path``: its images after ``path``'s, at the same stored size, labelled by the
+    union of both folders' classes, the sizes recorded as the official split;
+    ``images_per_class`` picks from ``path`` only."""
+    for name, red in (("cat", 255), ("dog", 0)):
+        for i in range(3):
+            write_png(tmp_path / "train" / name / f"{i}.png", (red, i, 0), size=16)
+    write_png(tmp_path / "test" / "dog" / "0.png", (0, 9, 0), size=12)  # other sizes: stored as the train's
+    write_png(tmp_path / "test" / "emu" / "0.png", (7, 7, 7), size=12)  # a class the train folder lacks
+    write_png(tmp_path / "test" / "emu" / "1.png", (7, 7, 7), size=12)
+    folder = settings("folder", path=str(tmp_path / "train"), test_path=str(tmp_path / "test"), images_per_class=2)
+    raw = load_source(folder, Path("unused"), False)
+    assert raw.class_names == ["cat", "dog", "emu"] and raw.labels.tolist() == [0, 0, 1, 1, 1, 2, 2]
+    assert raw.images.shape == (7, 16, 16, 3) and raw.images[4, 0, 0].tolist() == [0, 9, 0]
+    assert raw.source_info["splits"] == {"train": 4, "test": 3}
+    assert raw.source_info["test_path"] == str((tmp_path / "test").resolve())

@@ -79,6 +79,13 @@ def test_a_source_without_an_official_split_trains_on_the_stratified_train_part(
     assert training_indices(data, other).size < training_indices(data, spec).size
 
 
+def test_a_folder_with_a_test_folder_has_an_official_split():
+    folder = {"source": "folder", "path": "data/train", "test_path": "data/test", "train_on": "train"}
+    assert training_set_of(folder, SPLIT) == {"split": OFFICIAL}
+    del folder["test_path"]
+    assert training_set_of(folder, SPLIT) == {"split": SPLIT}
+
+
 def test_a_ratio_the_data_cannot_give_is_one_line_naming_the_key(official):
     spec = training_set_of(dataset(long_tail={"imbalance_ratio": 1000, "seed": 0}), SPLIT)
     with pytest.raises(TrainingSetError, match=r"^datasets\.cifar10_lt\.long_tail\.imbalance_ratio: .*<= 100") as info:

@@ -133,6 +133,8 @@ def dataset_params(wildcards):
     }
     if "path" in dataset:  # a folder's files can change without any param: see their fingerprint
         trigger["files"] = folder_fingerprint(dataset["path"])
+    if "test_path" in dataset:
+        trigger["test_files"] = folder_fingerprint(dataset["test_path"])
     return trigger
 
 

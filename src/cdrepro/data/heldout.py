@@ -4,10 +4,11 @@ as ``<results_dir>/<profile>/data/<dataset>.split.json``; read by ``cdrepro eval
 
 Where the split comes from:
 
-* **official**: torchvision's CIFAR-10, CIFAR-100-20 and STL-10 store their train split first,
-  then their test split, and record the two sizes in the prepared metadata
-  (``source_info.splits``): train is the first ``n_train`` images, test the rest.
-* **stratified**: every other source (digits, imagenet10, folder) gets
+* **official**: torchvision's CIFAR-10, CIFAR-100(-20) and STL-10, and a folder source with a
+  ``test_path``, store their train split first, then their test split, and record the two
+  sizes in the prepared metadata (``source_info.splits``): train is the first ``n_train``
+  images, test the rest.
+* **stratified**: every other source (digits, imagenet10, a folder without ``test_path``) gets
   ``cdrepro.data.splits.stratified_split`` with ``evaluate.split``'s ``test_fraction`` and
   ``seed``: fixed, seeded, the same on every machine.
 
@@ -35,9 +36,6 @@ from cdrepro.data.prepared import PreparedDataset
 from cdrepro.data.splits import check_clusters, check_split_classes, stratified_split
 
 OFFICIAL, STRATIFIED = "official", "stratified"
-OFFICIAL_SOURCES = frozenset({"cifar10", "cifar100", "cifar100_20", "stl10"})
-"""The sources whose prepared metadata records an official split (``source_info.splits``,
-written by ``cdrepro.data.sources``); every other source's split is STRATIFIED."""
 
 
 class SplitError(ValueError):

@@ -120,9 +120,7 @@ def load_source(
     if source == "imagenet10":
         return _load_imagenet10(_folder_setting(settings), _store_size(settings))
     if source == "folder":
-        return _load_class_folder(
-            _folder_setting(settings), settings.get("store_size"), eval_size, settings.get("images_per_class")
-        )
+        return _load_folder(settings, eval_size)
     known = "digits, cifar10, cifar100, cifar100_20, stl10, imagenet10, folder"
     raise ValueError(f"unknown dataset source {source!r} (known: {known})")
 
@@ -611,6 +609,39 @@ def _load_class_folder(
     return _decode_classes(
         "folder", root, int(size), [folder.name for folder in class_folders], files_per_class, extra_info
     )
+
+
+def _load_folder(settings: dict[str, Any], eval_size: int | None) -> RawDataset:
+    """A folder source: ``path``'s images, and where ``test_path`` is given, that folder's after
+    them as the official test split, stored at the same size (``images_per_class`` picks from
+    ``path`` only)."""
+    train = _load_class_folder(
+        _folder_setting(settings), settings.get("store_size"), eval_size, settings.get("images_per_class")
+    )
+    if not settings.get("test_path"):
+        return train
+    test_root = Path(settings["test_path"]).expanduser()
+    test = _load_class_folder(test_root, int(train.source_info["store_size"]))
+    return _with_test_split(train, test, test_root)
+
+
+def _with_test_split(train: RawDataset, test: RawDataset, test_root: Path) -> RawDataset:
+    """``train``'s images then ``test``'s, labelled by the sorted union of their class names (a
+    class of one folder only keeps its images; ``cdrepro split`` names a test class that the
+    train folder lacks), with both sizes recorded as the official split."""
+    class_names = sorted(set(train.class_names) | set(test.class_names))
+    index = {name: label for label, name in enumerate(class_names)}
+
+    def relabelled(part: RawDataset) -> np.ndarray:
+        return np.array([index[name] for name in part.class_names], dtype=np.int64)[part.labels]  # (n,)
+
+    info = train.source_info | {
+        "test_path": str(test_root.resolve()),
+        "test_images_per_class": test.source_info["images_per_class"],
+        "splits": {"train": len(train.labels), "test": len(test.labels)},
+    }
+    images = np.concatenate([train.images, test.images])  # (n_train + n_test, H, W, 3), train first
+    return RawDataset(images, np.concatenate([relabelled(train), relabelled(test)]), class_names, info)
 
 
 def _refuse_a_file(root: Path, layout: str) -> None:

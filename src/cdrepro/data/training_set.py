@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from cdrepro.data.heldout import OFFICIAL, OFFICIAL_SOURCES, SplitError, split_indices
+from cdrepro.config import OFFICIAL_SOURCES
+from cdrepro.data.heldout import OFFICIAL, SplitError, split_indices
 from cdrepro.data.prepared import PreparedDataset
 from cdrepro.data.splits import long_tail_indices, repeated_indices
 
@@ -44,7 +45,7 @@ def training_set_of(dataset: dict[str, Any], split_params: dict[str, Any]) -> di
     if dataset["train_on"] == "all":
         return None
     split: str | dict[str, Any] = OFFICIAL
-    if dataset["source"] not in OFFICIAL_SOURCES:
+    if dataset["source"] not in OFFICIAL_SOURCES and "test_path" not in dataset:
         split = {"test_fraction": float(split_params["test_fraction"]), "seed": int(split_params["seed"])}
     spec: dict[str, Any] = {"split": split}
     if "long_tail" in dataset:
