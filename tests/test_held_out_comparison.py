@@ -83,3 +83,13 @@ def test_runs_evaluated_before_held_out_accuracies_still_make_the_table():
     assert set(rows(held_out)) == {"simclr"}  # cd has no held-out number: not in that table
     assert rows(held_out)["simclr"][-3:] == ["0.600", "0.600", "0.700"]  # one ranked row: no bold
     assert BASELINE_VARIANT in set(frame.variant)
+
+
+def test_the_caption_says_which_runs_trained_on_the_train_split_only():
+    everything = [record("cifar10", "cld", "group"), record("cifar10", "simclr", "projector")]
+    assert "training and K-means use every image" in held_out_words(everything)
+    long_tail = {"split": "official", "long_tail": {"imbalance_ratio": 10, "seed": 0}, "repeats": 1}
+    mixed = [everything[0], {**everything[1], "training_set": long_tail}]
+    words = held_out_words(mixed)
+    assert "training and K-means use every image" not in words
+    assert "except in the runs whose training set is the train split" in words

@@ -98,10 +98,10 @@ def test_loss_is_instance_plus_lambda_times_the_cross_level_loss(settings_of):
     assert model.group_head.weight.grad.abs().sum() > 0  # the group branch is trained
 
 
-def test_stages_are_kmeans_on_h_then_on_g(settings_of):
+def test_stages_are_kmeans_on_h_then_on_z_then_on_g(settings_of):
     stages = build_method(settings_of("cld", 16, edit=tiny_cld), 10).stages()
-    assert list(stages) == ["backbone", "group"]
-    assert [(s.output, s.assign) for s in stages.values()] == [("h", KMEANS), ("g", KMEANS)]
+    assert list(stages) == ["backbone", "projector", "group"]  # the final stage last: g
+    assert [(s.output, s.assign) for s in stages.values()] == [("h", KMEANS), ("z", KMEANS), ("g", KMEANS)]
 
 
 @pytest.mark.parametrize("groups", [0, 2.5, "all"])

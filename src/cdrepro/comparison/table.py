@@ -227,10 +227,17 @@ def held_out_words(metrics: Iterable[Mapping[str, Any]]) -> str:
     sizes = ", ".join(
         f"{latex_escape(d)} {s['kind']} {s['n_train']:,} / {s['n_test']:,}" for d, s in sorted(splits.items())
     )
+    # A run trained on the train split only (train_on: train) records its training set.
+    trained_on = (
+        "K-means uses every image, and training too except in the runs whose training set is the "
+        "train split (training_set in their metrics.json)"
+        if any(m.get("training_set") for m in metrics)
+        else "training and K-means use every image"
+    )
     return (
         f" Held-out accuracy: our weighted kNN ({settings}; cosine, exp(s/T) votes) on h and on the final "
         "stage, and a linear probe (logistic regression on standardised h), fit on a train split and "
-        f"scored on its test split ({sizes} images); training and K-means use every image."
+        f"scored on its test split ({sizes} images); {trained_on}."
     )
 
 
@@ -239,7 +246,8 @@ def _held_out_caption(label: str, held_out: str) -> str:
         rf"The methods of Table~\ref{{tab:cdrepro-methods}} ({latex_escape(label)}) on held-out images."
         + held_out
         + " Beside ours, CLD's own kNN accuracies (its paper's and its repository's) at their setting, on "
-        "its 128-d instance projection (not one of our stages), where we ran CLD on their dataset. "
+        "its 128-d instance projection z, where we ran CLD on their dataset (our CLD's kNN on z, its "
+        "stage projector, is in all.csv and MLflow). "
         "Bold: the best of our methods per column within a dataset; marks as in that table."
     )
 

@@ -18,7 +18,7 @@ from torch import nn
 from cdrepro.losses import cross_level_loss
 from cdrepro.methods.base import BACKBONE_STAGE, MethodSettings, Outputs, Stage
 from cdrepro.methods.options import choice, count, temperature, weight, width
-from cdrepro.methods.simclr import SimCLR
+from cdrepro.methods.simclr import PROJECTOR_STAGE, SimCLR
 
 GROUP_STAGE = "group"
 """CLD's final stage: K-means on the group branch's output g."""
@@ -136,4 +136,7 @@ class CrossLevelDiscrimination(SimCLR):
         return terms
 
     def stages(self) -> dict[str, Stage]:
-        return {BACKBONE_STAGE: Stage("h"), GROUP_STAGE: Stage("g")}
+        # The instance projection z is a stage too: CLD's own kNN numbers are measured on it
+        # (the authors' ``test.py`` reads the 128-d normalised projection), so ours are read there
+        # as well as on g, the group branch, which stays the final stage.
+        return {BACKBONE_STAGE: Stage("h"), PROJECTOR_STAGE: Stage("z"), GROUP_STAGE: Stage("g")}
