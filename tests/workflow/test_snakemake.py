@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from cdrepro.config import load_params
+from cdrepro.methods import method_class, stages_under
 from cdrepro.run_settings import resolve_run, runs_of
 from cdrepro.runs import ProfilePaths, run_id
 
@@ -163,10 +164,11 @@ def test_tiny_profile_end_to_end_then_nothing_to_do(tmp_path, monkeypatch):
         rid = run_id(run)
         metrics = json.loads(paths.metrics(rid).read_text())
         assert metrics["n_images"] == 1797 and metrics["num_classes"] == 10
-        final = {"no_head": "projector", "simclr": "projector", "cc": "cluster", "cld": "group", "cdc": "cluster"}.get(
-            run.variant, "feature"
-        )
-        assert list(metrics["stages"]) == ["backbone", final] and metrics["final_stage"] == final
+        # the stages each method declares (cdrepro.methods), not a list kept here
+        settings = resolve_run(params, run)
+        declared = list(stages_under(method_class(settings.method), settings.options))
+        assert list(metrics["stages"]) == declared and metrics["final_stage"] == declared[-1]
+        assert declared[0] == "backbone" and len(declared) == (3 if settings.method == "cld" else 2)
         for stage, scores in metrics["stages"].items():
             for metric, value in scores.items():
                 assert 0 <= value <= 1 or metric == "ari"

@@ -31,10 +31,19 @@ def build_method(settings: MethodSettings, num_classes: int) -> Method:
     return method_class(settings.method)(settings, num_classes)
 
 
-__all__ = ["METHODS", "Method", "MethodSettings", "Stage", "build_method", "describe_methods", "method_class"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodSettings",
+    "Stage",
+    "build_method",
+    "describe_methods",
+    "method_class",
+    "stages_under",
+]
 
 
-def _stages_under(cls: type[Method], options: dict) -> dict[str, Stage]:
+def stages_under(cls: type[Method], options: dict) -> dict[str, Stage]:
     """``cls``'s evaluation stages under these option values, without building its layers:
     ``stages()`` reads nothing of a run but ``settings.options``."""
     model = cls.__new__(cls)
@@ -55,11 +64,11 @@ def describe_methods() -> str:
     for name, cls in METHODS.items():
         lines.append(f"{name}: {cls.label}")
         defaults = {option: spec["default"] for option, spec in cls.options.items()}
-        stages = _stages_under(cls, defaults)
+        stages = stages_under(cls, defaults)
         lines.append(f"  evaluation stages (the last is the final stage): {_stage_words(stages)}")
         for option, spec in cls.options.items():
             if spec.get("type") == "boolean":
-                flipped = _stages_under(cls, {**defaults, option: not defaults[option]})
+                flipped = stages_under(cls, {**defaults, option: not defaults[option]})
                 if flipped != stages:
                     lines.append(f"    with {option} {str(not defaults[option]).lower()}: {_stage_words(flipped)}")
         for option, spec in cls.options.items():
